@@ -1,0 +1,133 @@
+"""`fileshare`: the operator and developer command line.
+
+  fileshare run                      start the embedded stack and the five services (make run)
+  fileshare token --account A --role agent --sub agent-1
+  fileshare forget --account A --consumer C
+  fileshare schemas                  JSON Schema of every event
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from shared.auth import ROLES, mint_token
+
+
+def _auth_secret() -> str:
+    secret = os.environ.get("FS_AUTH_SECRET")
+    if not secret:
+        from shared.embedded import load_or_create_secrets
+        secret = load_or_create_secrets(Path(os.environ.get("FS_DATA_DIR", ".data")))["FS_AUTH_SECRET"]
+    return secret
+
+
+def cmd_token(args) -> int:
+    print(mint_token(_auth_secret(), args.account, args.role, args.sub, args.ttl))
+    return 0
+
+
+def cmd_schemas(args) -> int:
+    from shared.events import json_schemas
+    print(json.dumps(json_schemas(), indent=2))
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from shared.events import GdprForget
+    from shared.kafka import Outgoing, make_producer, send_all
+    from shared.settings import get_settings
+    from shared.topics import GDPR_FORGET
+
+    request = GdprForget(request_id=args.request_id or str(uuid.uuid4()), account_id=args.account,
+                         consumer_id=args.consumer)
+
+    async def publish():
+        producer = make_producer(get_settings())
+        await producer.start()
+        try:
+            await send_all(producer, [Outgoing(GDPR_FORGET, request.consumer_id, request)])
+        finally:
+            await producer.stop()
+    asyncio.run(publish())
+    print(json.dumps({"request_id": request.request_id, "status": "published"}))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from shared.embedded import SERVICES, EmbeddedStack, default_env
+    from shared.logs import setup_logging
+    setup_logging("stack")
+    log = logging.getLogger("fileshare.stack")
+    data_dir = Path(os.environ.get("FS_DATA_DIR", ".data")).resolve()
+    env = default_env(data_dir)
+    stack = EmbeddedStack(data_dir, env)
+    stopping = {"flag": False}
+
+    def on_signal(signum, _frame):
+        stopping["flag"] = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stack.start_s3()
+        log.info("object storage ready: rclone serve s3 on %s (data in %s)", env["FS_S3_ENDPOINT"], data_dir / "s3")
+        stack.start_kafka()
+        log.info("kafka ready: tansu on %s (log in s3://tansu/)", env["FS_KAFKA_BOOTSTRAP"])
+        if env.get("FS_CLAMD"):
+            log.info("malware scanner: using clamd at %s", env["FS_CLAMD"])
+        elif stack.start_clamd(Path(env.get("FS_CLAMAV_DB_DIR", "/var/lib/clamav"))):
+            log.info("malware scanner ready: clamd on %s", stack.env["FS_CLAMD"])
+        stack.bootstrap()
+        for name in SERVICES:
+            stack.start_service(name)
+        for name in SERVICES:
+            stack.wait_ready(name, timeout=120)
+            log.info("%s ready", name)
+        log.info("all services ready: upload http://127.0.0.1:%s  delivery http://127.0.0.1:%s  (logs in %s)",
+                 env["FS_UPLOAD_PORT"], env["FS_DELIVERY_PORT"], stack.log_dir)
+        while not stopping["flag"]:
+            for name, proc in list(stack.procs.items()):
+                if proc.poll() is not None:
+                    log.error("%s exited with %s; stopping everything (see %s)", name, proc.returncode,
+                              stack.log_dir / f"{name}.log")
+                    stopping["flag"] = True
+            time.sleep(0.2)
+        return 0
+    except Exception as e:
+        log.error("%s", e)
+        return 1
+    finally:
+        log.info("stopping")
+        stack.stop()
+        log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fileshare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("token", help="mint a development bearer token with FS_AUTH_SECRET")
+    p.add_argument("--account", required=True)
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--sub", required=True, help="user id (the consumer id for role consumer)")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    p.set_defaults(fn=cmd_token)
+    p = sub.add_parser("forget", help="publish a right-to-be-forgotten request (gdpr.forget)")
+    p.add_argument("--account", required=True)
+    p.add_argument("--consumer", required=True)
+    p.add_argument("--request-id")
+    p.set_defaults(fn=cmd_forget)
+    sub.add_parser("schemas", help="print the JSON Schema of every event").set_defaults(fn=cmd_schemas)
+    sub.add_parser("run", help="start the embedded stack and the five services").set_defaults(fn=cmd_run)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

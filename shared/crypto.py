@@ -1,0 +1,233 @@
+"""Envelope encryption at rest (DESIGN.md, Storage and encryption).
+
+master key (FS_MASTER_KEY, by key id) ─wraps→ consumer key ─wraps→ data key ─encrypts→ blob
+
+Blob layout, nothing in object metadata:
+    b"FSB" | version (1) | len(key_id) (1) | consumer key id | len(wrapped) (1) | wrapped data key | nonce (12) | ciphertext+tag
+The associated data of both the wrapped data key and the ciphertext is the object key,
+so a blob copied to another key fails to decrypt. Forgetting a consumer deletes the
+consumer's keys: every blob of that consumer, and any backup of it, is unreadable at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.storage.keys import check_id
+from shared.storage.objectstore import ObjectStore
+
+MAGIC = b"FSB"
+FORMAT_VERSION = 1
+NONCE_BYTES = 12
+KEY_BYTES = 32
+
+
+class BlobIntegrityError(Exception):
+    """The blob is not ours, was tampered with, or was moved to another object key."""
+
+
+class ConsumerForgotten(Exception):
+    """The consumer's key is gone (right to be forgotten): their files can never be read again."""
+
+
+class UnknownMasterKey(Exception):
+    pass
+
+
+def master_key_id(key: bytes) -> str:
+    return hashlib.sha256(b"fileshare-master-key-id" + key).hexdigest()[:16]
+
+
+def decode_master_key(b64: str) -> bytes:
+    key = base64.b64decode(b64, validate=True)
+    if len(key) != KEY_BYTES:
+        raise ValueError("FS_MASTER_KEY must be base64 of exactly 32 bytes")
+    return key
+
+
+class MasterKeyRing:
+    """The current master key plus former ones, so keys wrapped before a rotation still open."""
+
+    def __init__(self, current: bytes, previous: list[bytes] = ()):
+        self.current_id = master_key_id(current)
+        self._keys = {master_key_id(k): k for k in [*previous, current]}
+
+    @classmethod
+    def from_settings(cls, settings) -> "MasterKeyRing":
+        if not settings.master_key:
+            raise ValueError("FS_MASTER_KEY is not set (base64 of 32 random bytes)")
+        previous = [decode_master_key(k.strip()) for k in settings.previous_master_keys.split(",") if k.strip()]
+        return cls(decode_master_key(settings.master_key), previous)
+
+    def wrap(self, secret: bytes, aad: bytes) -> dict:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = AESGCM(self._keys[self.current_id]).encrypt(nonce, secret, aad)
+        return {"v": 1, "master_key_id": self.current_id,
+                "nonce": base64.b64encode(nonce).decode(), "wrapped": base64.b64encode(sealed).decode()}
+
+    def unwrap(self, record: dict, aad: bytes) -> bytes:
+        key = self._keys.get(record["master_key_id"])
+        if key is None:
+            raise UnknownMasterKey(f"master key {record['master_key_id']} is not configured")
+        try:
+            return AESGCM(key).decrypt(base64.b64decode(record["nonce"]), base64.b64decode(record["wrapped"]), aad)
+        except InvalidTag as e:
+            raise BlobIntegrityError("consumer key record failed authentication") from e
+
+
+def wrap_data_key(consumer_key: bytes, data_key: bytes, object_key: str) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(consumer_key).encrypt(nonce, data_key, object_key.encode())
+
+
+def unwrap_data_key(consumer_key: bytes, wrapped: bytes, object_key: str) -> bytes:
+    try:
+        return AESGCM(consumer_key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], object_key.encode())
+    except InvalidTag as e:
+        raise BlobIntegrityError(f"data key of {object_key} failed authentication") from e
+
+
+@dataclass(frozen=True)
+class BlobHeader:
+    version: int
+    key_id: str
+    wrapped_data_key: bytes
+    nonce: bytes
+    body_offset: int
+
+
+def parse_header(blob: bytes) -> BlobHeader:
+    try:
+        if blob[:3] != MAGIC:
+            raise BlobIntegrityError("not an encrypted blob")
+        version = blob[3]
+        if version != FORMAT_VERSION:
+            raise BlobIntegrityError(f"unknown blob format version {version}")
+        pos = 4
+        klen = blob[pos]; pos += 1
+        key_id = blob[pos:pos + klen].decode("ascii"); pos += klen
+        wlen = blob[pos]; pos += 1
+        wrapped = blob[pos:pos + wlen]; pos += wlen
+        nonce = blob[pos:pos + NONCE_BYTES]; pos += NONCE_BYTES
+    except (IndexError, UnicodeDecodeError) as e:
+        raise BlobIntegrityError("truncated blob header") from e
+    if len(nonce) != NONCE_BYTES or len(wrapped) != wlen:
+        raise BlobIntegrityError("truncated blob header")
+    return BlobHeader(version, key_id, wrapped, nonce, pos)
+
+
+def encrypt_blob(plaintext: bytes, object_key: str, key_id: str, consumer_key: bytes) -> bytes:
+    data_key = AESGCM.generate_key(bit_length=256)
+    wrapped = wrap_data_key(consumer_key, data_key, object_key)
+    nonce = os.urandom(NONCE_BYTES)
+    kid = key_id.encode("ascii")
+    header = MAGIC + bytes([FORMAT_VERSION, len(kid)]) + kid + bytes([len(wrapped)]) + wrapped + nonce
+    return header + AESGCM(data_key).encrypt(nonce, plaintext, object_key.encode())
+
+
+def decrypt_blob(blob: bytes, object_key: str, consumer_key: bytes) -> bytes:
+    header = parse_header(blob)
+    data_key = unwrap_data_key(consumer_key, header.wrapped_data_key, object_key)
+    try:
+        # memoryview: one pass over the ciphertext without copying the 5 MB body first.
+        return AESGCM(data_key).decrypt(header.nonce, memoryview(blob)[header.body_offset:], object_key.encode())
+    except InvalidTag as e:
+        raise BlobIntegrityError(f"blob {object_key} failed authentication") from e
+
+
+class ConsumerKeyStore:
+    """Consumer keys, each wrapped by the master key, at {account}/{consumer}/{key_id} in the key bucket.
+
+    A consumer may hold several keys: creating one never overwrites another, so two
+    uploads racing to create the first key both stay readable (each blob names its key id).
+    """
+
+    def __init__(self, store: ObjectStore, master: MasterKeyRing):
+        self._store = store
+        self._master = master
+
+    @staticmethod
+    def _prefix(account_id: str, consumer_id: str) -> str:
+        return f"{check_id(account_id, 'account_id')}/{check_id(consumer_id, 'consumer_id')}/"
+
+    async def get_or_create(self, account_id: str, consumer_id: str) -> tuple[str, bytes]:
+        prefix = self._prefix(account_id, consumer_id)
+        existing = sorted(o.key for o in await self._store.list(prefix))
+        for key in existing:
+            key_id = key[len(prefix):]
+            try:
+                return key_id, await self.load(account_id, consumer_id, key_id)
+            except ConsumerForgotten:
+                continue  # deleted between list and get
+        key_id = uuid.uuid4().hex
+        secret = AESGCM.generate_key(bit_length=256)
+        record = self._master.wrap(secret, (prefix + key_id).encode())
+        await self._store.put(prefix + key_id, json.dumps(record).encode())
+        return key_id, secret
+
+    async def load(self, account_id: str, consumer_id: str, key_id: str) -> bytes:
+        name = self._prefix(account_id, consumer_id) + key_id
+        try:
+            record = json.loads(await self._store.get(name))
+        except FileNotFoundError:
+            raise ConsumerForgotten(f"consumer {account_id}/{consumer_id} has no key {key_id}") from None
+        return self._master.unwrap(record, name.encode())
+
+    async def has_any(self, account_id: str, consumer_id: str) -> bool:
+        return bool(await self._store.list(self._prefix(account_id, consumer_id)))
+
+    async def has_key(self, account_id: str, consumer_id: str, key_id: str) -> bool:
+        return await self._store.exists(self._prefix(account_id, consumer_id) + key_id)
+
+    async def destroy(self, account_id: str, consumer_id: str) -> int:
+        """Crypto-shred: delete every key of the consumer. Returns how many were deleted."""
+        keys = await self._store.list(self._prefix(account_id, consumer_id))
+        for o in keys:
+            await self._store.delete(o.key)
+        return len(keys)
+
+    async def rewrap(self, account_id: str, consumer_id: str) -> int:
+        """Re-wrap the consumer's keys under the current master key (after a rotation)."""
+        prefix = self._prefix(account_id, consumer_id)
+        done = 0
+        for o in await self._store.list(prefix):
+            secret = await self.load(account_id, consumer_id, o.key[len(prefix):])
+            await self._store.put(o.key, json.dumps(self._master.wrap(secret, o.key.encode())).encode())
+            done += 1
+        return done
+
+
+class EncryptedFileStore:
+    """Reads and writes file variants; plaintext never leaves the process."""
+
+    def __init__(self, store: ObjectStore, keys: ConsumerKeyStore):
+        self.store = store
+        self.keys = keys
+
+    async def put(self, key, plaintext: bytes) -> None:
+        """key: an ObjectKey. Raises ConsumerForgotten never (creates a key if needed)."""
+        key_id, consumer_key = await self.keys.get_or_create(key.account_id, key.consumer_id)
+        blob = await asyncio.to_thread(encrypt_blob, plaintext, str(key), key_id, consumer_key)
+        await self.store.put(str(key), blob)
+
+    async def put_existing_key(self, key, plaintext: bytes, key_id: str) -> None:
+        """Write a later variant under the same consumer key as the original; a forgotten
+        consumer raises ConsumerForgotten (a stage must not resurrect their files)."""
+        consumer_key = await self.keys.load(key.account_id, key.consumer_id, key_id)
+        blob = await asyncio.to_thread(encrypt_blob, plaintext, str(key), key_id, consumer_key)
+        await self.store.put(str(key), blob)
+
+    async def get(self, key) -> tuple[bytes, str]:
+        """Returns (plaintext, consumer key id). FileNotFoundError, ConsumerForgotten, BlobIntegrityError."""
+        blob = await self.store.get(str(key))
+        header = parse_header(blob)
+        consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
+        return await asyncio.to_thread(decrypt_blob, blob, str(key), consumer_key), header.key_id

@@ -1,0 +1,212 @@
+"""Pydantic models for every topic of the contract (DESIGN.md, Topics).
+
+Events are small immutable models; `to_bytes`/`parse_event` are the only way
+they cross the wire, so every topic value is validated at the edge.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+Role = Literal["agent", "agent_manager", "bot", "consumer", "admin", "platform"]
+Source = Literal["local", "widget"]
+Stage = Literal["upload", "sanitizer", "resizer", "delivery", "retention"]
+RejectionReason = Literal[
+    "unsupported_type", "file_too_large", "malware_detected", "corrupt_image",
+    "image_too_large", "conversation_closed", "consumer_forgotten", "processing_failed",
+    # Same checks as HTTP for bot records on file.share.requested (issue 3).
+    "unauthenticated", "feature_disabled", "file_sharing_disabled", "permission_denied",
+    "conversation_not_found", "channel_not_supported", "invalid_request",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: str = Field(default_factory=new_id)
+    event_type: str
+    occurred_at: datetime = Field(default_factory=utcnow)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Sender(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    role: Role
+
+
+class FileEvent(Event):
+    """Fields every pipeline event carries."""
+    file_id: str
+    account_id: str
+    conversation_id: str
+    consumer_id: str
+    sender: Sender
+    caption: str | None = None
+    source: Source = "local"
+    request_id: str | None = None  # set when a bot sent the file over file.share.requested
+
+
+class FileUploaded(FileEvent):
+    event_type: Literal["file.uploaded"] = "file.uploaded"
+    object_key: str
+    content_type: str
+    size_bytes: int
+
+
+class FileSanitized(FileEvent):
+    event_type: Literal["file.sanitized"] = "file.sanitized"
+    object_key: str
+    content_type: str
+    size_bytes: int
+    width: int
+    height: int
+    uploaded_at: datetime | None = None  # carried for the upload→publish latency metric
+
+
+class FileResized(FileEvent):
+    event_type: Literal["file.resized"] = "file.resized"
+    object_key: str
+    content_type: str
+    size_bytes: int
+    width: int
+    height: int
+    preview: str = ""  # base64 JPEG, ≤ 30 KB
+    uploaded_at: datetime | None = None
+
+
+class FileRejected(FileEvent):
+    event_type: Literal["file.rejected"] = "file.rejected"
+    stage: Stage
+    reason: RejectionReason
+    detail: str = ""
+
+
+class HostedFileContent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    type: Literal["hosted_file"] = "hosted_file"
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    caption: str | None = None
+    download_path: str
+    preview: str = ""
+
+
+class MessagePublished(Event):
+    event_type: Literal["message.published"] = "message.published"
+    message_id: str
+    file_id: str
+    account_id: str
+    conversation_id: str
+    consumer_id: str
+    sender: Sender
+    caption: str | None = None
+    source: Source = "local"
+    content: HostedFileContent
+
+
+class FileDeleted(Event):
+    event_type: Literal["file.deleted"] = "file.deleted"
+    file_id: str
+    account_id: str
+    conversation_id: str
+    consumer_id: str
+    reason: Literal["expired", "gdpr"]
+    request_id: str | None = None
+
+
+class ConversationEvent(Event):
+    event_type: Literal["conversation.opened", "conversation.closed", "conversation.resumed"]
+    account_id: str
+    conversation_id: str
+    consumer_id: str
+    channel: str = "web"
+    authenticated: bool = False
+
+
+class FileShareRequested(Event):
+    event_type: Literal["file.share.requested"] = "file.share.requested"
+    request_id: str
+    token: str
+    account_id: str
+    conversation_id: str
+    filename: str = ""
+    caption: str | None = None
+    content_b64: str
+
+
+class GdprForget(Event):
+    event_type: Literal["gdpr.forget"] = "gdpr.forget"
+    request_id: str
+    account_id: str
+    consumer_id: str
+
+
+PERMISSIONS = ("send_files_local", "send_files_widget")
+PROFILES = ("agent", "agent_manager", "bot")
+
+
+class _AccountSettingsFields(BaseModel):
+    feature_enabled: bool = False
+    file_sharing_enabled: bool = False
+    permissions: dict[Literal["agent", "agent_manager", "bot"],
+                      list[Literal["send_files_local", "send_files_widget"]]] = Field(
+        default_factory=lambda: {p: [] for p in PROFILES})
+    max_image_dimension: int = Field(default=800, ge=100, le=4096)
+    retention: str = "P13M"
+
+
+class AccountSettingsDocument(_AccountSettingsFields):
+    """The settings document of PUT/GET /v1/accounts/{acct}/settings."""
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountSettings(Event, _AccountSettingsFields):
+    """Value of the compacted account.settings topic: the document + account_id."""
+    event_type: Literal["account.settings"] = "account.settings"
+    account_id: str
+
+    def document(self) -> AccountSettingsDocument:
+        return AccountSettingsDocument.model_validate(
+            self.model_dump(include=set(_AccountSettingsFields.model_fields)))
+
+
+AnyEvent = Annotated[
+    Union[FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
+          FileDeleted, ConversationEvent, FileShareRequested, GdprForget, AccountSettings],
+    Field(discriminator="event_type"),
+]
+_any_event = TypeAdapter(AnyEvent)
+
+
+def parse_event(raw: bytes | str | dict) -> Event:
+    """Validate any contract event from its JSON; raises pydantic.ValidationError or ValueError."""
+    if isinstance(raw, (bytes, str)):
+        raw = json.loads(raw)
+    return _any_event.validate_python(raw)
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of every event model, by event model name (for external producers)."""
+    models = [FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
+              FileDeleted, ConversationEvent, FileShareRequested, GdprForget, AccountSettings]
+    return {m.__name__: m.model_json_schema() for m in models}

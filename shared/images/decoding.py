@@ -1,0 +1,89 @@
+"""Opening untrusted bytes: only allowlisted decoders, limits checked from the header, errors wrapped.
+
+Everything a decoder raises becomes an ImageRejected, except MemoryError,
+which is left to the worker pool (it replaces the worker whose heap hit the
+memory limit).
+"""
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from PIL import Image
+
+from .errors import ImageRejected, RejectionReason
+from .formats import FORMAT_CONTENT_TYPES, PILLOW_FORMATS, SNIFF_BYTES, sniff_content_type
+from .limits import ImageLimits
+
+# Never lowered by this module: Pillow's own bomb guard stays as a second line
+# behind ImageLimits.max_pixels, and truncated files must fail, not half-decode.
+assert Image.MAX_IMAGE_PIXELS is not None
+from PIL import ImageFile  # noqa: E402
+
+assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+JPEG_FORMATS = frozenset(("JPEG", "MPO"))
+
+
+@contextmanager
+def wrapped_errors(reason: RejectionReason, what: str) -> Iterator[None]:
+    """Turn any exception of the block into ImageRejected(reason); bomb warnings are errors too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (ImageRejected, MemoryError):
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageRejected("image_too_large", f"{what}: {exc}") from exc
+        except Exception as exc:  # any decoder failure is one domain error
+            raise ImageRejected(reason, f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def open_trusted(data: bytes, expected_type: str, limits: ImageLimits) -> Image.Image:
+    """Parse the header only (no pixels yet) and enforce type, pixel and frame limits."""
+    sniffed = sniff_content_type(data[:SNIFF_BYTES])
+    if sniffed is None:
+        raise ImageRejected("unsupported_type", "content is not a JPEG, PNG or GIF image")
+    if sniffed != expected_type:
+        raise ImageRejected("unsupported_type", f"content is {sniffed}, expected {expected_type}")
+    with wrapped_errors("corrupt_image", "cannot read image header"):
+        image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
+    if FORMAT_CONTENT_TYPES.get(image.format or "") != expected_type:
+        raise ImageRejected("unsupported_type", f"decoder found {image.format}, expected {expected_type}")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected("corrupt_image", f"image header declares {width}x{height}")
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            "image_too_large",
+            f"image header declares {width}x{height} = {width * height} pixels, limit {limits.max_pixels}",
+        )
+    with wrapped_errors("corrupt_image", "cannot count frames"):
+        # GIF: walks the frame headers without decoding pixels; PNG/MPO: read from the header.
+        frames = getattr(image, "n_frames", 1)
+    if frames > limits.max_frames:
+        raise ImageRejected("image_too_large", f"{frames} frames, limit {limits.max_frames}")
+    return image
+
+
+def decode_first_frame(image: Image.Image, at_least: int | None = None) -> Image.Image:
+    """Decode the pixels of the first frame (the primary picture of an MPO).
+
+    With `at_least`, a JPEG is decoded at a reduced DCT scale (1/2, 1/4, 1/8)
+    whose longer side is still >= at_least: the cheapest correct way to get a
+    downscaled photo, since the full-size pixels are never materialised.
+    """
+    with wrapped_errors("corrupt_image", "cannot decode image"):
+        if image.tell() != 0:
+            image.seek(0)
+        if at_least is not None and image.format in JPEG_FORMATS:
+            width, height = image.size
+            scale = at_least / max(width, height)
+            if scale < 1:
+                image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+        image.load()
+    return image

@@ -1,0 +1,278 @@
+"""Kafka helpers: producer/consumer lifecycle, a stream-processor loop and topic views.
+
+At-least-once everywhere: a record's offset is committed only after every event it
+produced has been acknowledged by the broker. Handlers are idempotent, so a crash
+between produce and commit only repeats work. A record that cannot be handled is
+turned into output by `on_poison` (usually a file.rejected) and committed: no
+partition ever gets stuck. Transient errors (storage, scanner, broker) are retried
+with backoff and never committed past.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from shared.events import Event
+from shared.topics import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: str
+    event: Event
+
+
+class TransientError(Exception):
+    """Raise (or subclass) for failures that should be retried, never rejected."""
+
+
+Handler = Callable[[ConsumerRecord], Awaitable[list[Outgoing]]]
+PoisonHandler = Callable[[ConsumerRecord, BaseException], list[Outgoing]]
+
+
+def make_producer(settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        max_request_size=MAX_MESSAGE_BYTES, linger_ms=2, request_timeout_ms=30000)
+
+
+def make_consumer(settings, group_id: str | None, *topics: str, **kwargs) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        fetch_max_bytes=4 * MAX_MESSAGE_BYTES, max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
+        # Low timeouts: Tansu group joins otherwise wait out the full session (DESIGN.md).
+        session_timeout_ms=10000, heartbeat_interval_ms=1000, rebalance_timeout_ms=10000,
+        max_poll_interval_ms=600000, **kwargs)
+
+
+async def start_with_retry(client, what: str, stop: asyncio.Event | None = None, max_wait: float = 10.0):
+    """Start an aiokafka client, retrying until the broker answers (services start before Kafka is up)."""
+    delay = 0.2
+    while True:
+        try:
+            await client.start()
+            return client
+        except KafkaError as e:
+            if stop is not None and stop.is_set():
+                raise
+            log.warning("%s: Kafka not ready (%s); retrying in %.1fs", what, e, delay)
+            try:
+                await client.stop()
+            except Exception:
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_wait)
+
+
+async def send_all(producer: AIOKafkaProducer, outgoing: Iterable[Outgoing]) -> None:
+    """Produce events and wait until the broker acknowledged every one of them."""
+    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode()) for o in outgoing]
+    if futures:
+        await asyncio.gather(*futures)
+
+
+async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],
+                          stop: asyncio.Event, on_retry: Callable[[BaseException], None] | None = None,
+                          max_delay: float = 30.0):
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except transient as e:
+            if stop.is_set():
+                raise
+            if on_retry:
+                on_retry(e)
+            log.warning("%s: transient error (%s: %s); retrying in %.1fs", what, type(e).__name__, e, delay)
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            delay = min(delay * 2, max_delay)
+
+
+DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError)
+
+
+class StreamProcessor:
+    """Consume topics in a consumer group, hand each record to `handle`, produce, then commit."""
+
+    def __init__(self, settings, name: str, group_id: str, topics: list[str], handle: Handler,
+                 on_poison: PoisonHandler, metrics=None,
+                 transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
+                 before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None):
+        self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
+        self.handle, self.on_poison, self.metrics, self.transient = handle, on_poison, metrics, transient
+        self.before_partition = before_partition
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.stopping = asyncio.Event()
+        self.running = False
+        # Test-only fault injection: die between producing outputs and committing the input.
+        self._crash_after_produce = os.environ.get("FS_TEST_CRASH_AFTER_PRODUCE") == name
+
+    async def start(self) -> None:
+        # aiokafka clients bind to the running loop: create them here, not in __init__.
+        self.producer = make_producer(self.settings)
+        self.consumer = make_consumer(self.settings, self.group_id, *self.topics)
+        await start_with_retry(self.producer, f"{self.name} producer", self.stopping)
+        await start_with_retry(self.consumer, f"{self.name} consumer", self.stopping)
+        self.running = True
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        self.running = False
+        for client in (self.consumer, self.producer):
+            if client is None:
+                continue
+            try:
+                await client.stop()
+            except Exception:
+                log.debug("stop failed", exc_info=True)
+
+    async def run(self) -> None:
+        log.info("%s: consuming %s as group %s", self.name, ",".join(self.topics), self.group_id)
+        while not self.stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=50)
+            except KafkaError as e:
+                log.warning("%s: fetch failed (%s); retrying", self.name, e)
+                await asyncio.sleep(0.5)
+                continue
+            if batches:
+                # Partitions in parallel (CPU work goes to the worker pool); records of one
+                # partition in order.
+                await asyncio.gather(*(self._process_partition(tp, recs) for tp, recs in batches.items()))
+
+    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        if self.before_partition is not None:
+            await retry_transient(lambda: self.before_partition(tp), f"{self.name} prepare {tp}",
+                                  self.transient, self.stopping)
+        for record in records:
+            if self.stopping.is_set():
+                return
+            started = time.perf_counter()
+            outputs, outcome = await self._handle_one(record)
+            await retry_transient(lambda: send_all(self.producer, outputs), f"{self.name} produce",
+                                  self.transient, self.stopping)
+            if self._crash_after_produce:
+                log.error("%s: FS_TEST_CRASH_AFTER_PRODUCE set: exiting before commit", self.name)
+                os._exit(17)
+            try:
+                await self.consumer.commit({tp: record.offset + 1})
+            except (CommitFailedError, KafkaError) as e:
+                # Partition moved to another member: it will redo this record (handlers are idempotent).
+                log.warning("%s: commit of %s@%d failed (%s); record will be redelivered", self.name, tp, record.offset, e)
+                return
+            if self.metrics is not None:
+                self.metrics.records.labels(tp.topic, outcome).inc()
+                self.metrics.handle_seconds.labels(tp.topic).observe(time.perf_counter() - started)
+
+    async def _handle_one(self, record: ConsumerRecord) -> tuple[list[Outgoing], str]:
+        def count_retry(e: BaseException):
+            if self.metrics is not None:
+                self.metrics.retries.labels(type(e).__name__).inc()
+        try:
+            outputs = await retry_transient(lambda: self.handle(record), f"{self.name} handle {record.topic}@{record.offset}",
+                                            self.transient, self.stopping, on_retry=count_retry)
+            return outputs, "ok"
+        except Exception as exc:
+            if self.stopping.is_set():
+                raise
+            log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition, record.offset)
+            return self.on_poison(record, exc), "poison"
+
+
+class TopicView:
+    """An in-memory view built by reading topics from the beginning (no consumer group).
+
+    `apply` is called for every record in order. `wait_caught_up()` returns once every
+    record that existed when it was called has been applied: a service that calls it at
+    start knows everything published before it started.
+    """
+
+    def __init__(self, settings, topics: list[str], apply: Callable[[ConsumerRecord], None], name: str):
+        self.settings, self.topics, self.apply, self.name = settings, topics, apply, name
+        self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._progress = asyncio.Condition()
+        self._partitions: list[TopicPartition] = []
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self.consumer = make_consumer(self.settings, None)
+        await start_with_retry(self.consumer, f"view {self.name}", self.stopping)
+        tps = []
+        for topic in self.topics:
+            parts = self.consumer.partitions_for_topic(topic)
+            while not parts:
+                await self.consumer._client.force_metadata_update()
+                parts = self.consumer.partitions_for_topic(topic)
+                if not parts:
+                    await asyncio.sleep(0.2)
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self._partitions = tps
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._loop(), name=f"view-{self.name}")
+        await self.wait_caught_up()
+        log.info("view %s: caught up on %s", self.name, ",".join(self.topics))
+
+    async def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200)
+            except KafkaError as e:
+                log.warning("view %s: fetch failed (%s)", self.name, e)
+                await asyncio.sleep(0.5)
+                continue
+            for records in batches.values():
+                for r in records:
+                    try:
+                        self.apply(r)
+                    except Exception:
+                        log.exception("view %s: cannot apply %s@%d; skipped", self.name, r.topic, r.offset)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def wait_caught_up(self, partitions: list[TopicPartition] | None = None, timeout: float = 60) -> None:
+        tps = partitions or self._partitions
+        ends = await self.consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        async with self._progress:
+            while True:
+                positions = {tp: await self.consumer.position(tp) for tp in tps}
+                if all(positions[tp] >= ends[tp] for tp in tps):
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientError(f"view {self.name} did not catch up")
+                try:
+                    await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+                except asyncio.TimeoutError:
+                    pass
+
+    @property
+    def healthy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.consumer is not None:
+            await self.consumer.stop()

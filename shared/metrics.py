@@ -1,0 +1,66 @@
+"""Prometheus metrics: a per-service registry served with /healthz and /readyz on the metrics port."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+SIZE_BUCKETS = (1e3, 1e4, 5e4, 1e5, 5e5, 1e6, 2e6, 5e6, 1e7)
+
+
+class ServiceMetrics:
+    """The metrics every stream processor has; services add their own to `registry`."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.registry = CollectorRegistry()
+        self.records = Counter("fileshare_records_total", "Kafka records handled, by topic and outcome",
+                               ["topic", "outcome"], registry=self.registry)
+        self.handle_seconds = Histogram("fileshare_handle_seconds", "Time to handle one record",
+                                        ["topic"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.rejected = Counter("fileshare_files_rejected_total", "Files rejected, by reason",
+                                ["reason"], registry=self.registry)
+        self.bytes = Counter("fileshare_processed_bytes", "Bytes of images written, by variant",
+                             ["variant"], registry=self.registry)
+        self.retries = Counter("fileshare_transient_retries_total", "Retries after a transient error",
+                               ["kind"], registry=self.registry)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+Check = Callable[[], Awaitable[bool]]
+
+
+async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1") -> asyncio.AbstractServer:
+    """A tiny HTTP server: GET /metrics, /healthz (alive), /readyz (dependencies answer)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            path = request.split()[1].decode() if len(request.split()) > 1 else "/"
+            status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            if path == "/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, metrics.exposition()
+            elif path == "/healthz":
+                status, ctype, body = "200 OK", "application/json", b'{"status":"ok"}'
+            elif path == "/readyz":
+                ok = await ready()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                ctype, body = "application/json", b'{"ready":true}' if ok else b'{"ready":false}'
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except Exception:  # a broken scrape must never hurt the service
+            log.debug("metrics request failed", exc_info=True)
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)

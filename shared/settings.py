@@ -1,0 +1,66 @@
+"""One settings model for every FS_* variable of the contract (DESIGN.md, Configuration)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Metrics port = FS_METRICS_PORT_BASE + offset (DESIGN.md).
+METRICS_PORT_OFFSETS = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FS_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Tansu has no InitProducerId: idempotence must stay off against it (DESIGN.md).
+    kafka_enable_idempotence: bool = False
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = False
+    s3_bucket: str = "fileshare"
+    s3_key_bucket: str = "fileshare-keys"
+    master_key: str = ""
+    # Former master keys (comma separated, base64) kept so blobs wrapped before a rotation still open.
+    previous_master_keys: str = ""
+    auth_secret: str = ""
+    clamd: str | None = None
+    clamav_db_dir: str = "/var/lib/clamav"
+    data_dir: Path = Path(".data")
+    # Address the HTTP and metrics servers listen on (0.0.0.0 in containers).
+    bind_host: str = "127.0.0.1"
+    upload_port: int = 8080
+    delivery_port: int = 8081
+    max_upload_bytes: int = 5 * 1024 * 1024
+    max_caption_chars: int = 2000
+    file_channels: str = "web"
+    retention_sweep_seconds: float = 3600
+    metrics_port_base: int = 9101
+    topic_partitions: int = 4
+    max_image_pixels: int = 50_000_000
+    max_image_frames: int = 1000
+    decode_timeout_seconds: float = 10.0
+    decode_memory_bytes: int = 1024 * 1024 * 1024
+    image_workers: int = Field(default=0, description="0 = one per CPU core")
+    link_ttl_seconds: int = 300
+    log_level: str = "INFO"
+
+    @field_validator("clamd", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v):
+        return v or None
+
+    @property
+    def file_channel_set(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.file_channels.split(",") if c.strip())
+
+    def metrics_port(self, service: str) -> int:
+        return self.metrics_port_base + METRICS_PORT_OFFSETS[service]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

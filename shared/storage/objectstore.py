@@ -1,0 +1,127 @@
+"""Object-store port and its S3 implementation (minio client).
+
+Vendor errors are translated here: a missing object is FileNotFoundError, an
+unreachable server is StorageUnavailable (transient: callers retry).
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+
+class StorageUnavailable(ConnectionError):
+    """The object store did not answer; the operation may succeed later."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime | None
+
+
+class ObjectStore(Protocol):
+    async def put(self, key: str, data: bytes) -> None: ...
+    async def get(self, key: str) -> bytes: ...
+    async def exists(self, key: str) -> bool: ...
+    async def delete(self, key: str) -> None: ...
+    async def list(self, prefix: str = "") -> list[ObjectInfo]: ...
+    async def ping(self) -> bool: ...
+
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
+
+
+class S3ObjectStore:
+    """One bucket of an S3-compatible server (MinIO in production, rclone serve s3 embedded)."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False):
+        self.bucket = bucket
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=3, read=30), maxsize=16,
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]))
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                             http_client=http)
+
+    @classmethod
+    def from_settings(cls, settings, bucket: str | None = None) -> "S3ObjectStore":
+        return cls(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+                   bucket or settings.s3_bucket, settings.s3_secure)
+
+    async def _call(self, fn, *args, **kwargs):
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except S3Error as e:
+            if e.code in _NOT_FOUND:
+                raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise StorageUnavailable(f"object store {self._client._base_url.host}: {e}") from e
+
+    async def ensure_bucket(self) -> None:
+        if not await self._call(self._client.bucket_exists, self.bucket):
+            try:
+                await self._call(self._client.make_bucket, self.bucket)
+            except S3Error as e:
+                if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def put(self, key: str, data: bytes) -> None:
+        # A single PUT is atomic on S3: readers see the old object or the whole new one.
+        await self._call(self._client.put_object, self.bucket, key, io.BytesIO(data), len(data),
+                         content_type="application/octet-stream")
+
+    async def get(self, key: str) -> bytes:
+        def read():
+            resp = self._client.get_object(self.bucket, key)
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        try:
+            return await self._call(read)
+        except FileNotFoundError:
+            raise FileNotFoundError(key) from None
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self._call(self._client.stat_object, self.bucket, key)
+            return True
+        except FileNotFoundError:
+            return False
+
+    async def delete(self, key: str) -> None:
+        """Delete the object and, on versioned buckets (MinIO), every version of it."""
+        def remove_all_versions():
+            self._client.remove_object(self.bucket, key)
+            try:
+                versions = [o for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
+                            if o.object_name == key and o.version_id not in (None, "null")]
+            except S3Error:
+                versions = []  # servers without versioning support (rclone)
+            for o in versions:
+                self._client.remove_object(self.bucket, key, version_id=o.version_id)
+        await self._call(remove_all_versions)
+
+    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+        def collect():
+            return [ObjectInfo(o.object_name, o.size or 0, o.last_modified)
+                    for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
+                    if not o.is_dir]
+        return await self._call(collect)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call(self._client.bucket_exists, self.bucket))
+        except Exception:
+            return False

@@ -1,0 +1,89 @@
+"""Lifecycle of a stream-processing service: metrics/health server, storage, views, processors.
+
+start → run until SIGTERM or a processor dies → stop everything (aiokafka's start/try/finally stop).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from shared.kafka import StreamProcessor, TopicView
+from shared.metrics import ServiceMetrics, serve_metrics
+from shared.runtime import Storage, wait_for_storage
+from shared.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamService:
+    name: str
+    settings: object
+    metrics: ServiceMetrics
+    storage: Storage | None = None
+    views: list[TopicView] = field(default_factory=list)
+    processors: list[StreamProcessor] = field(default_factory=list)
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
+    started: bool = False
+
+    async def ready(self) -> bool:
+        if not self.started or not all(p.running for p in self.processors) or not all(v.healthy for v in self.views):
+            return False
+        return True if self.storage is None else await self.storage.ready()
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        server = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
+                                     self.settings.bind_host)
+        tasks: list[asyncio.Task] = []
+        try:
+            if self.storage is not None:
+                await wait_for_storage(self.storage, stop)
+            await _retry_until(lambda: ensure_topics(self.settings.kafka_bootstrap, self.settings.topic_partitions),
+                               "create topics", stop)
+            for hook in self.on_start:
+                await hook()
+            for view in self.views:
+                await view.start()
+            for p in self.processors:
+                await p.start()
+            tasks = [asyncio.create_task(p.run(), name=p.name) for p in self.processors]
+            tasks += [asyncio.create_task(job(stop), name=f"{self.name}-background") for job in self.background]
+            self.started = True
+            log.info("%s ready", self.name)
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopper and t.exception():
+                    log.error("%s: %s died", self.name, t.get_name(), exc_info=t.exception())
+            stopper.cancel()
+        finally:
+            self.started = False
+            for p in self.processors:
+                p.stopping.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for p in self.processors:
+                await p.stop()
+            for view in self.views:
+                await view.stop()
+            for hook in self.on_stop:
+                await hook()
+            server.close()
+
+
+async def _retry_until(fn, what: str, stop: asyncio.Event) -> None:
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except Exception as e:
+            if stop.is_set():
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)

@@ -1,0 +1,155 @@
+"""Test helpers speaking only the contract: HTTP API, topics, storage layout."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.auth import mint_token
+from shared.events import ConversationEvent, Event, parse_event
+from shared.topics import CONVERSATION_EVENTS
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(check, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
+    """Poll an observable state until `check()` returns a truthy value (never a blind sleep)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@dataclass
+class Client:
+    """One running system (the embedded stack) seen from outside."""
+    env: dict[str, str]
+    data_dir: Path
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    @property
+    def upload_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['FS_UPLOAD_PORT']}"
+
+    @property
+    def delivery_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['FS_DELIVERY_PORT']}"
+
+    def token(self, account: str, role: str, sub: str, ttl: int = 600) -> str:
+        return mint_token(self.env["FS_AUTH_SECRET"], account, role, sub, ttl)
+
+    def auth(self, account: str, role: str, sub: str = "user-1") -> dict:
+        return {"Authorization": f"Bearer {self.token(account, role, sub)}"}
+
+    # --- messaging platform side ---
+    def publish(self, topic: str, key: str, event: Event | bytes) -> None:
+        value = event if isinstance(event, bytes) else event.to_bytes()
+
+        async def send():
+            p = AIOKafkaProducer(bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"], max_request_size=16 * 1024 * 1024)
+            await p.start()
+            try:
+                await p.send_and_wait(topic, value, key=key.encode())
+            finally:
+                await p.stop()
+        asyncio.run(send())
+
+    def conversation(self, account: str, conversation: str, consumer: str, kind: str = "conversation.opened",
+                     channel: str = "web") -> None:
+        self.publish(CONVERSATION_EVENTS, conversation, ConversationEvent(
+            event_type=kind, account_id=account, conversation_id=conversation, consumer_id=consumer,
+            channel=channel, authenticated=True))
+
+    def read_topic(self, topic: str, match=lambda e: True) -> list:
+        """Every event on the topic (from the beginning) that matches."""
+        async def read():
+            c = AIOKafkaConsumer(bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"], enable_auto_commit=False,
+                                 auto_offset_reset="earliest", fetch_max_bytes=32 * 1024 * 1024,
+                                 max_partition_fetch_bytes=16 * 1024 * 1024)
+            await c.start()
+            try:
+                await c.topics()  # loads metadata for every topic
+                tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+                c.assign(tps)
+                await c.seek_to_beginning(*tps)
+                ends = await c.end_offsets(tps)
+                out = []
+                async def behind():
+                    return [tp for tp in tps if await c.position(tp) < ends[tp]]
+                while await behind():
+                    for records in (await c.getmany(timeout_ms=500)).values():
+                        for r in records:
+                            try:
+                                e = parse_event(r.value)
+                            except Exception:
+                                continue
+                            if match(e):
+                                out.append(e)
+                return out
+            finally:
+                await c.stop()
+        return asyncio.run(read())
+
+    # --- account setup ---
+    def enable_account(self, account: str, permissions: dict | None = None, **overrides) -> dict:
+        doc = {"feature_enabled": True, "file_sharing_enabled": True,
+               "permissions": permissions or {"agent": ["send_files_local", "send_files_widget"],
+                                              "agent_manager": ["send_files_local", "send_files_widget"],
+                                              "bot": ["send_files_local"]},
+               "max_image_dimension": 800, "retention": "P13M"}
+        doc.update(overrides)
+        r = self.http.put(f"{self.upload_url}/v1/accounts/{account}/settings", json=doc,
+                          headers=self.auth(account, "platform", "account-team"))
+        assert r.status_code == 200, r.text
+        return doc
+
+    def open_conversation(self, account: str, conversation: str, consumer: str, channel: str = "web",
+                          role: str = "agent") -> None:
+        """Open it on the platform and wait until the upload service knows it."""
+        self.conversation(account, conversation, consumer, channel=channel)
+        wait_until(lambda: self.capabilities(account, conversation, role).get("reason") != "conversation_not_found",
+                   what=f"upload service to learn conversation {conversation}")
+
+    def capabilities(self, account: str, conversation: str, role: str = "agent", sub: str = "user-1") -> dict:
+        return self.http.get(f"{self.upload_url}/v1/accounts/{account}/conversations/{conversation}/capabilities",
+                             headers=self.auth(account, role, sub)).json()
+
+    # --- sending ---
+    def upload(self, account: str, conversation: str, data: bytes, filename: str = "photo.jpg",
+               caption: str | None = None, role: str = "agent", sub: str = "agent-1", source: str | None = None,
+               headers: dict | None = None, content_type: str = "application/octet-stream") -> httpx.Response:
+        form = {}
+        if caption is not None:
+            form["caption"] = caption
+        if source is not None:
+            form["source"] = source
+        return self.http.post(f"{self.upload_url}/v1/accounts/{account}/conversations/{conversation}/files",
+                              files={"file": (filename, io.BytesIO(data), content_type)}, data=form,
+                              headers={**self.auth(account, role, sub), **(headers or {})})
+
+    def status(self, file_id: str, account: str, role: str = "agent", sub: str = "agent-1") -> dict:
+        return self.http.get(f"{self.upload_url}/v1/files/{file_id}", headers=self.auth(account, role, sub)).json()
+
+    def wait_status(self, file_id: str, account: str, statuses: tuple[str, ...] = ("published", "rejected"),
+                    timeout: float = 60) -> dict:
+        return wait_until(lambda: (s := self.status(file_id, account)).get("status") in statuses and s,
+                          timeout=timeout, what=f"file {file_id} to reach {statuses}")
+
+    def download(self, file_id: str, account: str, role: str = "agent", sub: str = "agent-1") -> httpx.Response:
+        return self.http.get(f"{self.delivery_url}/v1/files/{file_id}/content", headers=self.auth(account, role, sub))
+
+    def all_stored_files(self) -> list[Path]:
+        return [p for p in self.data_dir.rglob("*") if p.is_file()]

@@ -1,0 +1,116 @@
+"""ImageWorkerPool: hard time and memory limits per task, and the pool keeps serving."""
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
+from shared.settings import Settings
+from tests import imagecorpus as corpus
+
+MEMORY_LIMIT = 768 * 1024 * 1024
+
+
+# Task functions run in worker processes: module level, so they pickle by reference.
+def worker_pid() -> int:
+    return os.getpid()
+
+
+def hang_forever() -> None:
+    while True:  # a decoder stuck in C would look the same from outside
+        time.sleep(60)
+
+
+def hog_memory() -> int:
+    return len(bytearray(4 * MEMORY_LIMIT))
+
+
+def die_abruptly() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fail_plainly() -> None:
+    raise KeyError("not an image problem")
+
+
+@pytest.fixture
+async def pool():
+    async with ImageWorkerPool(workers=2, timeout_seconds=2.0, memory_bytes=MEMORY_LIMIT) as started:
+        yield started
+
+
+async def sanitize_small_photo(pool: ImageWorkerPool):
+    data = corpus.to_jpeg(corpus.photo(640, 480))
+    return await pool.run(sanitize_image, data, "image/jpeg", ImageLimits(), 400)
+
+
+async def test_runs_image_work_in_worker_processes(pool):
+    result = await sanitize_small_photo(pool)
+    assert (result.width, result.height) == (400, 300)
+    assert await pool.run(worker_pid) != os.getpid()
+
+
+async def test_rejections_from_the_worker_keep_their_reason(pool):
+    with pytest.raises(ImageRejected) as caught:
+        await pool.run(sanitize_image, corpus.truncated_jpeg(), "image/jpeg", ImageLimits(), None)
+    assert caught.value.reason == "corrupt_image"
+
+
+async def test_a_hanging_task_is_cut_off_and_its_worker_replaced(pool):
+    pids_before = {await pool.run(worker_pid) for _ in range(4)}
+
+    with pytest.raises(ImageRejected) as caught:
+        await pool.run(hang_forever)
+
+    assert caught.value.reason == "processing_failed"
+    assert "time limit" in caught.value.detail
+    assert (await sanitize_small_photo(pool)).width == 400
+    pids_after = {await pool.run(worker_pid) for _ in range(4)}
+    assert len(pids_before - pids_after) == 1  # exactly the stuck worker was replaced
+
+
+async def test_other_files_are_served_while_one_task_hangs(pool):
+    hanging = asyncio.ensure_future(pool.run(hang_forever))
+    results = [await sanitize_small_photo(pool) for _ in range(3)]
+    assert [r.width for r in results] == [400, 400, 400]
+    with pytest.raises(ImageRejected):
+        await hanging
+
+
+async def test_a_memory_hog_is_rejected_and_the_pool_still_works(pool):
+    with pytest.raises(ImageRejected) as caught:
+        await pool.run(hog_memory)
+    assert caught.value.reason == "image_too_large"
+    assert (await sanitize_small_photo(pool)).width == 400
+
+
+async def test_a_worker_that_dies_is_replaced(pool):
+    with pytest.raises(ImageRejected) as caught:
+        await pool.run(die_abruptly)
+    assert caught.value.reason == "processing_failed"
+    assert (await sanitize_small_photo(pool)).width == 400
+
+
+async def test_other_exceptions_become_processing_failed(pool):
+    with pytest.raises(ImageRejected) as caught:
+        await pool.run(fail_plainly)
+    assert caught.value.reason == "processing_failed" and "KeyError" in caught.value.detail
+
+
+async def test_a_cancelled_call_does_not_leave_a_stuck_worker_behind():
+    async with ImageWorkerPool(workers=1, timeout_seconds=60.0, memory_bytes=MEMORY_LIMIT) as pool:
+        stuck = asyncio.ensure_future(pool.run(hang_forever))
+        await asyncio.sleep(0)  # let it take the only worker
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        assert (await sanitize_small_photo(pool)).width == 400
+
+
+def test_sized_from_settings():
+    settings = Settings(image_workers=3, decode_timeout_seconds=4.0, decode_memory_bytes=2**29)
+    pool = ImageWorkerPool.from_settings(settings)
+    assert (pool.size, pool.timeout_seconds, pool.memory_bytes) == (3, 4.0, 2**29)
+    assert ImageWorkerPool.from_settings(Settings(image_workers=0)).size == os.cpu_count()
