@@ -4,8 +4,9 @@ master key (FS_MASTER_KEY, by key id) ─wraps→ consumer key ─wraps→ data 
 
 Blob layout, nothing in object metadata:
     b"FSB" | version (1) | len(key_id) (1) | consumer key id | len(wrapped) (1) | wrapped data key | nonce (12) | ciphertext+tag
-The associated data of both the wrapped data key and the ciphertext is the object key,
-so a blob copied to another key fails to decrypt. Forgetting a consumer deletes the
+The associated data of the ciphertext is the object key (that of the wrapped data key is
+the object key and the key id), so a blob copied to another key, or a header edited to name
+another consumer key, fails to decrypt. Forgetting a consumer deletes the
 consumer's keys: every blob of that consumer, and any backup of it, is unreadable at once.
 """
 from __future__ import annotations
@@ -83,14 +84,19 @@ class MasterKeyRing:
             raise BlobIntegrityError("consumer key record failed authentication") from e
 
 
-def wrap_data_key(consumer_key: bytes, data_key: bytes, object_key: str) -> bytes:
+def _wrap_aad(object_key: str, key_id: str) -> bytes:
+    # The key id is bound too, so a header edited to name another consumer key fails.
+    return f"{object_key}\n{key_id}".encode()
+
+
+def wrap_data_key(consumer_key: bytes, data_key: bytes, object_key: str, key_id: str = "") -> bytes:
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(consumer_key).encrypt(nonce, data_key, object_key.encode())
+    return nonce + AESGCM(consumer_key).encrypt(nonce, data_key, _wrap_aad(object_key, key_id))
 
 
-def unwrap_data_key(consumer_key: bytes, wrapped: bytes, object_key: str) -> bytes:
+def unwrap_data_key(consumer_key: bytes, wrapped: bytes, object_key: str, key_id: str = "") -> bytes:
     try:
-        return AESGCM(consumer_key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], object_key.encode())
+        return AESGCM(consumer_key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(object_key, key_id))
     except InvalidTag as e:
         raise BlobIntegrityError(f"data key of {object_key} failed authentication") from e
 
@@ -126,7 +132,7 @@ def parse_header(blob: bytes) -> BlobHeader:
 
 def encrypt_blob(plaintext: bytes, object_key: str, key_id: str, consumer_key: bytes) -> bytes:
     data_key = AESGCM.generate_key(bit_length=256)
-    wrapped = wrap_data_key(consumer_key, data_key, object_key)
+    wrapped = wrap_data_key(consumer_key, data_key, object_key, key_id)
     nonce = os.urandom(NONCE_BYTES)
     kid = key_id.encode("ascii")
     header = MAGIC + bytes([FORMAT_VERSION, len(kid)]) + kid + bytes([len(wrapped)]) + wrapped + nonce
@@ -135,7 +141,7 @@ def encrypt_blob(plaintext: bytes, object_key: str, key_id: str, consumer_key: b
 
 def decrypt_blob(blob: bytes, object_key: str, consumer_key: bytes) -> bytes:
     header = parse_header(blob)
-    data_key = unwrap_data_key(consumer_key, header.wrapped_data_key, object_key)
+    data_key = unwrap_data_key(consumer_key, header.wrapped_data_key, object_key, header.key_id)
     try:
         # memoryview: one pass over the ciphertext without copying the 5 MB body first.
         return AESGCM(data_key).decrypt(header.nonce, memoryview(blob)[header.body_offset:], object_key.encode())

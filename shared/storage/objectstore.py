@@ -13,7 +13,7 @@ from typing import Protocol
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error
 
 
 class StorageUnavailable(ConnectionError):
@@ -62,6 +62,11 @@ class S3ObjectStore:
             if e.code in _NOT_FOUND:
                 raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
             raise
+        except InvalidResponseError as e:
+            # rclone's error bodies lack fields minio expects: read the code from the text.
+            if e._code == 404 or any(code in str(e) for code in _NOT_FOUND):
+                raise FileNotFoundError(str(args[1]) if len(args) > 1 else "") from e
+            raise
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if isinstance(e, FileNotFoundError):
                 raise
@@ -103,12 +108,16 @@ class S3ObjectStore:
     async def delete(self, key: str) -> None:
         """Delete the object and, on versioned buckets (MinIO), every version of it."""
         def remove_all_versions():
-            self._client.remove_object(self.bucket, key)
+            try:
+                self._client.remove_object(self.bucket, key)
+            except (S3Error, InvalidResponseError) as e:
+                if not (getattr(e, "code", None) in _NOT_FOUND or getattr(e, "_code", None) == 404):
+                    raise  # deleting what is already gone is fine
             try:
                 versions = [o for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
                             if o.object_name == key and o.version_id not in (None, "null")]
-            except S3Error:
-                versions = []  # servers without versioning support (rclone)
+            except (S3Error, InvalidResponseError):
+                versions = []  # servers without versioning support (rclone answers 501)
             for o in versions:
                 self._client.remove_object(self.bucket, key, version_id=o.version_id)
         await self._call(remove_all_versions)

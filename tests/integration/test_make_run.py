@@ -1,0 +1,56 @@
+"""Issue 2: `make run` (fileshare run) brings the whole system up and stops it cleanly on SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import psutil
+
+from shared.embedded import free_port
+from shared.embedded_clamd import write_test_signatures
+from tests.conftest import free_port_block
+from tests.support import wait_until
+
+
+def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
+    env.update({
+        "FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
+        "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
+        "FS_CLAMAV_DB_DIR": str(write_test_signatures(tmp_path / "clamav").parent),
+    })
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: proc.poll() is not None or b"all services ready" in log_path.read_bytes(),
+                   timeout=180, what="fileshare run to report ready")
+        assert proc.poll() is None, log_path.read_text()
+        text = log_path.read_text()
+        for name in ("upload", "sanitizer", "resizer", "delivery", "retention"):
+            assert f"{name} ready" in text
+        assert "malware scanner ready: clamd" in text
+        upload = f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}"
+        assert httpx.get(f"{upload}/readyz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}/readyz").status_code == 200
+        # Secrets were generated into the data folder, private to the user.
+        secrets = data_dir / "secrets.env"
+        assert secrets.exists() and oct(secrets.stat().st_mode & 0o777) == "0o600"
+        assert "FS_MASTER_KEY=" in secrets.read_text()
+
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert len(descendants) >= 8  # rclone, tansu, clamd, five services (+ image workers)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()
+        gone, alive = psutil.wait_procs(descendants, timeout=10)
+        assert not alive, f"orphans left: {[p.pid for p in alive]}"
+        assert "stopped" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

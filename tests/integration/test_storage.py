@@ -1,0 +1,83 @@
+"""The object-store port against the real embedded S3 (rclone), and the encrypted file store on it.
+
+Any other implementation of ObjectStore (MinIO in production) must pass the same contract.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, decode_master_key
+from shared.storage import ObjectKey, S3ObjectStore, StorageUnavailable
+from tests.support import unique
+
+
+def store_for(stack, bucket="fileshare"):
+    e = stack.env
+    return S3ObjectStore(e["FS_S3_ENDPOINT"], e["FS_S3_ACCESS_KEY"], e["FS_S3_SECRET_KEY"], bucket)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_object_store_contract(stack):
+    store = store_for(stack)
+    prefix = unique("contract") + "/"
+
+    async def scenario():
+        await store.put(prefix + "a/1", b"one")
+        await store.put(prefix + "a/2", b"two")
+        await store.put(prefix + "b/1", b"three")
+        assert await store.get(prefix + "a/1") == b"one"
+        assert await store.exists(prefix + "a/2")
+        assert not await store.exists(prefix + "nope")
+        listed = sorted(o.key for o in await store.list(prefix + "a/"))
+        assert listed == [prefix + "a/1", prefix + "a/2"]
+        assert all(o.size > 0 and o.last_modified for o in await store.list(prefix))
+        await store.put(prefix + "a/1", b"replaced")
+        assert await store.get(prefix + "a/1") == b"replaced"
+        await store.delete(prefix + "a/1")
+        assert not await store.exists(prefix + "a/1")
+        with pytest.raises(FileNotFoundError):
+            await store.get(prefix + "a/1")
+        await store.delete(prefix + "a/1")  # deleting twice is fine
+    run(scenario())
+
+
+def test_unreachable_store_is_a_transient_error():
+    from shared.embedded import free_port
+    store = S3ObjectStore(f"127.0.0.1:{free_port()}", "fileshareaccess", "secretsecret", "fileshare")
+    with pytest.raises(StorageUnavailable):
+        run(store.get("x"))
+
+
+def test_encrypted_store_round_trip_and_crypto_shredding(stack):
+    master = MasterKeyRing(decode_master_key(stack.env["FS_MASTER_KEY"]))
+    keys = ConsumerKeyStore(store_for(stack, "fileshare-keys"), master)
+    files = EncryptedFileStore(store_for(stack), keys)
+    account, consumer = unique("acct"), unique("consumer")
+    key = ObjectKey(account, consumer, unique("conv"), unique("file"), "original")
+
+    async def scenario():
+        await files.put(key, b"photo bytes")
+        raw = await files.store.get(str(key))
+        assert b"photo bytes" not in raw
+        plain, key_id = await files.get(key)
+        assert plain == b"photo bytes"
+        # Later variants reuse the original's consumer key.
+        final = ObjectKey(key.account_id, key.consumer_id, key.conversation_id, key.file_id, "final")
+        await files.put_existing_key(final, b"final bytes", key_id)
+        assert (await files.get(final))[0] == b"final bytes"
+
+        assert await keys.destroy(account, consumer) == 1
+        with pytest.raises(ConsumerForgotten):
+            await files.get(key)  # the blob is still there, but unreadable forever
+        with pytest.raises(ConsumerForgotten):
+            await files.put_existing_key(final, b"again", key_id)
+        # A new file for the same consumer id gets a new key.
+        await files.put(key, b"new life")
+        plain, new_key_id = await files.get(key)
+        assert plain == b"new life" and new_key_id != key_id
+    run(scenario())

@@ -1,0 +1,105 @@
+"""Envelope encryption (DESIGN.md, Storage and encryption): round trip, binding to the object key,
+tamper evidence, and master-key rotation."""
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+from shared.crypto import (BlobIntegrityError, MasterKeyRing, decrypt_blob, encrypt_blob, parse_header,
+                           unwrap_data_key, wrap_data_key)
+
+KEY = "acct-1/consumer-1/conv-1/file-1/original"
+PHOTO = b"\xff\xd8\xff\xe0" + os.urandom(4096)
+
+
+def consumer_key() -> bytes:
+    return os.urandom(32)
+
+
+def test_round_trip():
+    ck = consumer_key()
+    blob = encrypt_blob(PHOTO, KEY, "kid-1", ck)
+    assert decrypt_blob(blob, KEY, ck) == PHOTO
+
+
+def test_blob_holds_no_plaintext_and_names_its_key():
+    ck = consumer_key()
+    blob = encrypt_blob(PHOTO, KEY, "kid-1", ck)
+    assert PHOTO[:64] not in blob and not blob.startswith(b"\xff\xd8")
+    header = parse_header(blob)
+    assert header.version == 1 and header.key_id == "kid-1" and len(header.nonce) == 12
+
+
+def test_same_photo_twice_gives_different_blobs():
+    ck = consumer_key()
+    assert encrypt_blob(PHOTO, KEY, "k", ck) != encrypt_blob(PHOTO, KEY, "k", ck)
+
+
+def test_blob_moved_to_another_object_key_fails():
+    ck = consumer_key()
+    blob = encrypt_blob(PHOTO, KEY, "kid-1", ck)
+    with pytest.raises(BlobIntegrityError):
+        decrypt_blob(blob, KEY.replace("consumer-1", "consumer-2"), ck)
+
+
+@pytest.mark.parametrize("position", [0, 5, 30, -1, -20])
+def test_flipped_byte_fails(position):
+    ck = consumer_key()
+    blob = bytearray(encrypt_blob(PHOTO, KEY, "kid-1", ck))
+    blob[position] ^= 0x01
+    with pytest.raises(BlobIntegrityError):
+        decrypt_blob(bytes(blob), KEY, ck)
+
+
+def test_wrong_consumer_key_fails():
+    blob = encrypt_blob(PHOTO, KEY, "kid-1", consumer_key())
+    with pytest.raises(BlobIntegrityError):
+        decrypt_blob(blob, KEY, consumer_key())
+
+
+def test_truncated_blob_fails():
+    ck = consumer_key()
+    blob = encrypt_blob(PHOTO, KEY, "kid-1", ck)
+    for cut in (2, 10, 60, len(blob) - 1):
+        with pytest.raises(BlobIntegrityError):
+            decrypt_blob(blob[:cut], KEY, ck)
+
+
+def test_data_key_wrap_is_bound_to_object_key():
+    ck, dk = consumer_key(), os.urandom(32)
+    wrapped = wrap_data_key(ck, dk, KEY)
+    assert unwrap_data_key(ck, wrapped, KEY) == dk
+    with pytest.raises(BlobIntegrityError):
+        unwrap_data_key(ck, wrapped, KEY + "x")
+
+
+def test_consumer_key_wrapped_under_old_master_still_opens_after_rotation():
+    old, new = os.urandom(32), os.urandom(32)
+    before = MasterKeyRing(old)
+    ck = consumer_key()
+    record = before.wrap(ck, b"acct-1/consumer-1/kid")
+    blob = encrypt_blob(PHOTO, KEY, "kid", ck)
+
+    rotated = MasterKeyRing(new, previous=[old])
+    assert rotated.current_id != before.current_id
+    assert record["master_key_id"] == before.current_id
+    unwrapped = rotated.unwrap(record, b"acct-1/consumer-1/kid")
+    assert decrypt_blob(blob, KEY, unwrapped) == PHOTO
+    # New keys are wrapped under the new master key.
+    assert rotated.wrap(ck, b"x")["master_key_id"] == rotated.current_id
+
+
+def test_master_key_removed_from_ring_cannot_open():
+    from shared.crypto import UnknownMasterKey
+    old = os.urandom(32)
+    record = MasterKeyRing(old).wrap(consumer_key(), b"aad")
+    with pytest.raises(UnknownMasterKey):
+        MasterKeyRing(os.urandom(32)).unwrap(record, b"aad")
+
+
+def test_master_key_must_be_32_bytes():
+    from shared.crypto import decode_master_key
+    with pytest.raises(ValueError):
+        decode_master_key(base64.b64encode(b"short").decode())
