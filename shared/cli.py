@@ -3,6 +3,7 @@
   fileshare run                      start the embedded stack and the five services (make run)
   fileshare token --account A --role agent --sub agent-1
   fileshare forget --account A --consumer C
+  fileshare conversation opened --account A --conversation C1 --consumer U1 [--channel web]
   fileshare schemas                  JSON Schema of every event
 """
 from __future__ import annotations
@@ -40,23 +41,39 @@ def cmd_schemas(args) -> int:
     return 0
 
 
-def cmd_forget(args) -> int:
-    from shared.events import GdprForget
+def _publish(topic: str, key: str, event) -> None:
     from shared.kafka import Outgoing, make_producer, send_all
     from shared.settings import get_settings
-    from shared.topics import GDPR_FORGET
-
-    request = GdprForget(request_id=args.request_id or str(uuid.uuid4()), account_id=args.account,
-                         consumer_id=args.consumer)
 
     async def publish():
         producer = make_producer(get_settings())
         await producer.start()
         try:
-            await send_all(producer, [Outgoing(GDPR_FORGET, request.consumer_id, request)])
+            await send_all(producer, [Outgoing(topic, key, event)])
         finally:
             await producer.stop()
     asyncio.run(publish())
+
+
+def cmd_conversation(args) -> int:
+    """Stand in for the messaging platform during development."""
+    from shared.events import ConversationEvent
+    from shared.topics import CONVERSATION_EVENTS
+    event = ConversationEvent(event_type=f"conversation.{args.state}", account_id=args.account,
+                              conversation_id=args.conversation, consumer_id=args.consumer,
+                              channel=args.channel, authenticated=args.authenticated)
+    _publish(CONVERSATION_EVENTS, args.conversation, event)
+    print(event.model_dump_json())
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from shared.events import GdprForget
+    from shared.topics import GDPR_FORGET
+
+    request = GdprForget(request_id=args.request_id or str(uuid.uuid4()), account_id=args.account,
+                         consumer_id=args.consumer)
+    _publish(GDPR_FORGET, request.consumer_id, request)
     print(json.dumps({"request_id": request.request_id, "status": "published"}))
     return 0
 
@@ -123,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--consumer", required=True)
     p.add_argument("--request-id")
     p.set_defaults(fn=cmd_forget)
+    p = sub.add_parser("conversation", help="publish a conversation event (stands in for the messaging platform)")
+    p.add_argument("state", choices=["opened", "closed", "resumed"])
+    p.add_argument("--account", required=True)
+    p.add_argument("--conversation", required=True)
+    p.add_argument("--consumer", required=True)
+    p.add_argument("--channel", default="web")
+    p.add_argument("--authenticated", action="store_true")
+    p.set_defaults(fn=cmd_conversation)
     sub.add_parser("schemas", help="print the JSON Schema of every event").set_defaults(fn=cmd_schemas)
     sub.add_parser("run", help="start the embedded stack and the five services").set_defaults(fn=cmd_run)
     args = parser.parse_args(argv)

@@ -114,7 +114,7 @@ class EmbeddedStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **(env or {})},
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
         logf.close()
         self.procs[name] = proc
         return proc
@@ -212,6 +212,16 @@ class EmbeddedStack:
             self.stop_process(name)
         for name in list(self.procs):
             self.stop_process(name)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the launcher dies, even by SIGKILL (Linux), so a
+    crashed `make run` or test session never leaves servers behind."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _signal_tree(proc: subprocess.Popen, sig: int) -> None:
