@@ -6,9 +6,12 @@ and resamplers do realistic work; hostile files are crafted byte by byte.
 from __future__ import annotations
 
 import io
+import os
 import random
+import signal
 import struct
 import zipfile
+import time
 import zlib
 from functools import lru_cache
 
@@ -238,6 +241,22 @@ def jpeg_header_bomb(width: int = 65500, height: int = 65500) -> bytes:
     return bytes(data)
 
 
+def progressive_scan_bomb(scans: int = 60_000, width: int = 4096, height: int = 4096) -> bytes:
+    """A valid-looking progressive JPEG (16.7 MP, under the pixel limit, ~2.5 MB) whose AC scan
+    is repeated `scans` times. Each 42-byte scan makes libjpeg walk all 262144 blocks again
+    (one EOB run per 16384 blocks), so decoding takes about a minute (libjpeg-turbo #284):
+    only a time limit on the decoding process stops it."""
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    assert blocks % 16384 == 0
+    quant = jpeg_segment(0xDB, b"\x00" + b"\x01" * 64)
+    frame = jpeg_segment(0xC2, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")  # SOF2, grey
+    dc_table = jpeg_segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")  # '0' -> DC diff 0
+    ac_table = jpeg_segment(0xC4, b"\x10" + bytes([0, 2] + [0] * 14) + b"\x00\xe0")  # '01' -> EOB14 run
+    dc_scan = jpeg_segment(0xDA, b"\x01\x01\x00\x00\x00\x00") + b"\x00" * (blocks // 8)
+    ac_scan = jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + b"\x40\x00" * (blocks // 16384)
+    return b"\xff\xd8" + quant + frame + dc_table + ac_table + dc_scan + ac_scan * scans + b"\xff\xd9"
+
+
 def truncated(data: bytes, keep: float = 0.6) -> bytes:
     return data[: int(len(data) * keep)]
 
@@ -349,3 +368,72 @@ BENCH_CORPUS = {
     "png_2mp": ("image/png", png_2mp),
     "gif_animated": ("image/gif", gif_animated),
 }
+
+
+# ---------------------------------------------------------------- inspecting encoded images
+
+
+def jpeg_markers(data: bytes) -> list[int]:
+    """Markers of the segments before the first scan (SOS), e.g. 0xE0 for APP0."""
+    assert data[:2] == b"\xff\xd8"
+    markers, pos = [], 2
+    while pos < len(data):
+        assert data[pos] == 0xFF, f"bad segment at {pos}"
+        marker = data[pos + 1]
+        markers.append(marker)
+        if marker == 0xDA:
+            return markers
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        pos += 2 + length
+    return markers
+
+
+def png_chunk_types(data: bytes) -> list[bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    kinds, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kinds.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+        if kinds[-1] == b"IEND":
+            assert pos == len(data), "bytes after IEND"
+            break
+    return kinds
+
+
+PIXEL_ONLY_PNG_CHUNKS = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
+METADATA_INFO_KEYS = {"exif", "icc_profile", "xmp", "comment", "photoshop", "iptc", "dpi", "adobe"}
+
+
+def opened(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def close(actual, expected, tolerance: int = 40) -> bool:
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+
+
+# ---------------------------------------------------------------- misbehaving tasks for pool tests
+# Module level in a light module: they pickle by reference and import fast in a worker.
+
+def worker_pid() -> int:
+    return os.getpid()
+
+
+def hang_forever() -> None:
+    while True:  # a decoder stuck in C code looks the same from outside
+        time.sleep(60)
+
+
+def hog_memory(nbytes: int) -> int:
+    return len(bytearray(nbytes))
+
+
+def die_abruptly() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fail_plainly() -> None:
+    raise KeyError("not an image problem")

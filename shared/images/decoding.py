@@ -12,18 +12,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 from .errors import ImageRejected, RejectionReason
 from .formats import FORMAT_CONTENT_TYPES, PILLOW_FORMATS, SNIFF_BYTES, sniff_content_type
 from .limits import ImageLimits
-
-# Never lowered by this module: Pillow's own bomb guard stays as a second line
-# behind ImageLimits.max_pixels, and truncated files must fail, not half-decode.
-assert Image.MAX_IMAGE_PIXELS is not None
-from PIL import ImageFile  # noqa: E402
-
-assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 JPEG_FORMATS = frozenset(("JPEG", "MPO"))
 
@@ -43,8 +36,17 @@ def wrapped_errors(reason: RejectionReason, what: str) -> Iterator[None]:
             raise ImageRejected(reason, f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+def _require_safe_pillow_globals() -> None:
+    # Pillow's own bomb guard stays as a second line behind ImageLimits.max_pixels, and a
+    # truncated file must fail rather than half-decode. Someone flipping these process-wide
+    # globals (a library, a test) must not silently switch our protections off.
+    if Image.MAX_IMAGE_PIXELS is None or ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("unsafe Pillow globals: MAX_IMAGE_PIXELS=None or LOAD_TRUNCATED_IMAGES=True")
+
+
 def open_trusted(data: bytes, expected_type: str, limits: ImageLimits) -> Image.Image:
     """Parse the header only (no pixels yet) and enforce type, pixel and frame limits."""
+    _require_safe_pillow_globals()
     sniffed = sniff_content_type(data[:SNIFF_BYTES])
     if sniffed is None:
         raise ImageRejected("unsupported_type", "content is not a JPEG, PNG or GIF image")

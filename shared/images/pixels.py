@@ -55,7 +55,7 @@ def to_srgb(image: Image.Image) -> Image.Image:
         return ImageCms.profileToProfile(
             image, source, _srgb_profile(), renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode=output_mode
         )
-    except (ImageCms.PyCMSError, OSError, ValueError):
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return image
 
 

@@ -1,38 +1,15 @@
 """ImageWorkerPool: hard time and memory limits per task, and the pool keeps serving."""
 import asyncio
 import os
-import signal
-import time
 
 import pytest
 
 from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
 from shared.settings import Settings
 from tests import imagecorpus as corpus
+from tests.imagecorpus import die_abruptly, fail_plainly, hang_forever, hog_memory, worker_pid
 
 MEMORY_LIMIT = 768 * 1024 * 1024
-
-
-# Task functions run in worker processes: module level, so they pickle by reference.
-def worker_pid() -> int:
-    return os.getpid()
-
-
-def hang_forever() -> None:
-    while True:  # a decoder stuck in C would look the same from outside
-        time.sleep(60)
-
-
-def hog_memory() -> int:
-    return len(bytearray(4 * MEMORY_LIMIT))
-
-
-def die_abruptly() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def fail_plainly() -> None:
-    raise KeyError("not an image problem")
 
 
 @pytest.fixture
@@ -71,6 +48,14 @@ async def test_a_hanging_task_is_cut_off_and_its_worker_replaced(pool):
     assert len(pids_before - pids_after) == 1  # exactly the stuck worker was replaced
 
 
+async def test_a_jpeg_with_thousands_of_progressive_scans_is_cut_off(pool):
+    bomb = corpus.progressive_scan_bomb()
+    with pytest.raises(ImageRejected) as caught:
+        await pool.run(sanitize_image, bomb, "image/jpeg", ImageLimits(), 800)
+    assert caught.value.reason == "processing_failed"
+    assert (await sanitize_small_photo(pool)).width == 400
+
+
 async def test_other_files_are_served_while_one_task_hangs(pool):
     hanging = asyncio.ensure_future(pool.run(hang_forever))
     results = [await sanitize_small_photo(pool) for _ in range(3)]
@@ -81,7 +66,7 @@ async def test_other_files_are_served_while_one_task_hangs(pool):
 
 async def test_a_memory_hog_is_rejected_and_the_pool_still_works(pool):
     with pytest.raises(ImageRejected) as caught:
-        await pool.run(hog_memory)
+        await pool.run(hog_memory, 4 * MEMORY_LIMIT)
     assert caught.value.reason == "image_too_large"
     assert (await sanitize_small_photo(pool)).width == 400
 
@@ -102,7 +87,7 @@ async def test_other_exceptions_become_processing_failed(pool):
 async def test_a_cancelled_call_does_not_leave_a_stuck_worker_behind():
     async with ImageWorkerPool(workers=1, timeout_seconds=60.0, memory_bytes=MEMORY_LIMIT) as pool:
         stuck = asyncio.ensure_future(pool.run(hang_forever))
-        await asyncio.sleep(0)  # let it take the only worker
+        await asyncio.sleep(0)  # one loop turn: the call takes the only worker (no waiting on time)
         stuck.cancel()
         with pytest.raises(asyncio.CancelledError):
             await stuck

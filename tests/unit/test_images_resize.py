@@ -4,7 +4,7 @@ from PIL import Image
 
 from shared.images import ImageLimits, ImageRejected, resize_image, sanitize_image
 from tests import imagecorpus as corpus
-from tests.unit.imagechecks import PIXEL_ONLY_PNG_CHUNKS, close, jpeg_markers, opened, png_chunk_types
+from tests.imagecorpus import PIXEL_ONLY_PNG_CHUNKS, close, jpeg_markers, opened, png_chunk_types
 
 LIMITS = ImageLimits()
 
@@ -127,3 +127,11 @@ def test_resizer_also_opens_its_input_with_the_allowlist_and_limits():
     with pytest.raises(ImageRejected) as caught:
         resize_image(corpus.truncated_jpeg(), "image/jpeg", 800)
     assert caught.value.reason == "corrupt_image"
+
+
+def test_input_that_did_not_come_from_the_sanitizer_is_re_encoded_not_passed_through():
+    data = corpus.jpeg_with_all_metadata()  # 640x480: already under 800
+    result = resize_image(data, "image/jpeg", 800)
+    assert (result.width, result.height) == (640, 480)
+    assert not set(jpeg_markers(result.data)) & (set(range(0xE1, 0xF0)) | {0xFE})
+    assert corpus.CAMERA_MAKE.encode() not in result.data

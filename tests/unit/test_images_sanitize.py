@@ -7,7 +7,7 @@ from PIL import Image
 
 from shared.images import ImageLimits, ImageRejected, sanitize_image
 from tests import imagecorpus as corpus
-from tests.unit.imagechecks import (
+from tests.imagecorpus import (
     METADATA_INFO_KEYS,
     PIXEL_ONLY_PNG_CHUNKS,
     close,
@@ -249,3 +249,11 @@ def test_sanitized_variant_keeps_the_type_family():
         result = sanitize_image(data, content_type, LIMITS)
         assert result.content_type == content_type
         assert opened(result.data).format == pillow_format
+
+
+def test_refuses_to_work_if_pillow_protections_were_switched_off_process_wide(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(RuntimeError):
+        sanitize_image(corpus.truncated_jpeg(), "image/jpeg", LIMITS)

@@ -1,0 +1,99 @@
+"""Issue 4 end to end: what the sanitizer and resizer do to hostile and unusual photos on the
+running stack (real clamd with the test EICAR signature)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests import imagecorpus as corpus
+from tests.support import unique
+
+
+@pytest.fixture(scope="module")
+def conversation(client):
+    account, conv, consumer = unique("acct"), unique("conv"), unique("consumer")
+    client.enable_account(account)
+    client.open_conversation(account, conv, consumer)
+    return account, conv
+
+
+def send(client, conversation, data: bytes, filename: str = "photo.jpg") -> tuple[str, dict]:
+    account, conv = conversation
+    r = client.upload(account, conv, data, filename=filename)
+    assert r.status_code == 202, r.text
+    file_id = r.json()["file_id"]
+    return file_id, client.wait_status(file_id, account, timeout=90)
+
+
+def downloaded(client, conversation, file_id: str) -> bytes:
+    r = client.download(file_id, conversation[0])
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+@pytest.mark.parametrize("where", ["comment", "trailer"])
+def test_eicar_inside_an_image_is_rejected_as_malware(client, conversation, where):
+    file_id, status = send(client, conversation, corpus.jpeg_with_eicar(where))
+    assert (status["status"], status["reason"]) == ("rejected", "malware_detected")
+    assert "EICAR" in status["detail"]
+    assert client.download(file_id, conversation[0]).status_code == 404
+
+
+@pytest.mark.parametrize("make, reason", [
+    (corpus.png_header_bomb, "image_too_large"),
+    (corpus.jpeg_header_bomb, "image_too_large"),
+    (corpus.truncated_jpeg, "corrupt_image"),
+    (corpus.truncated_png, "corrupt_image"),
+])
+def test_bombs_and_broken_files_are_rejected_with_their_reason(client, conversation, make, reason):
+    _, status = send(client, conversation, make())
+    assert (status["status"], status["reason"]) == ("rejected", reason), status
+
+
+def test_a_decode_that_hangs_is_cut_off_and_the_next_photo_still_arrives(client, conversation):
+    account, conv = conversation
+    bomb = client.upload(account, conv, corpus.progressive_scan_bomb(), filename="bomb.jpg").json()["file_id"]
+    normal = client.upload(account, conv, corpus.to_jpeg(corpus.photo(640, 480)), filename="ok.jpg").json()["file_id"]
+    assert client.wait_status(normal, account, timeout=90)["status"] == "published"
+    status = client.wait_status(bomb, account, timeout=120)
+    assert status["status"] == "rejected" and status["reason"] in ("processing_failed", "image_too_large"), status
+
+
+def test_polyglot_payloads_do_not_survive(client, conversation):
+    for data in (corpus.jpeg_html_polyglot(), corpus.png_zip_polyglot()):
+        file_id, status = send(client, conversation, data)
+        assert status["status"] == "published", status
+        content = downloaded(client, conversation, file_id)
+        assert b"<script" not in content and b"PK\x03\x04" not in content
+        image = Image.open(io.BytesIO(content))
+        image.load()
+
+
+def test_animated_gif_arrives_as_a_static_gif(client, conversation):
+    file_id, status = send(client, conversation, corpus.animated_gif(), filename="anim.gif")
+    assert status["status"] == "published", status
+    image = Image.open(io.BytesIO(downloaded(client, conversation, file_id)))
+    assert image.format == "GIF" and getattr(image, "n_frames", 1) == 1
+
+
+def test_account_dimension_is_honoured_and_small_photos_are_not_upscaled(client):
+    account, conv, consumer = unique("acct"), unique("conv"), unique("consumer")
+    client.enable_account(account, max_image_dimension=400)
+    client.open_conversation(account, conv, consumer)
+    big, status = send(client, (account, conv), corpus.to_jpeg(corpus.photo(1600, 1200)))
+    assert (status["width"], status["height"]) == (400, 300)
+    assert Image.open(io.BytesIO(downloaded(client, (account, conv), big))).size == (400, 300)
+    small, status = send(client, (account, conv), corpus.to_png(corpus.photo(300, 200)), filename="s.png")
+    assert Image.open(io.BytesIO(downloaded(client, (account, conv), small))).size == (300, 200)
+
+
+def test_message_carries_a_small_jpeg_preview(client, conversation):
+    import base64
+    from shared.topics import MESSAGE_PUBLISHED
+    file_id, _ = send(client, conversation, corpus.to_jpeg(corpus.photo(2000, 1500)))
+    [message] = client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == file_id)
+    preview = base64.b64decode(message.content.preview)
+    assert 0 < len(preview) <= 30 * 1024
+    assert Image.open(io.BytesIO(preview)).format == "JPEG"
