@@ -9,7 +9,7 @@ import time
 from prometheus_client import Counter, Histogram
 
 from shared import events as ev
-from shared.kafka import StreamProcessor, TopicView, send_all
+from shared.kafka import StreamProcessor, TopicView, TransientError, send_all
 from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
 from shared.runtime import build_storage
 from shared.state import AccountSettingsState, decode
@@ -59,7 +59,13 @@ def bootstrap(settings) -> StreamService:
 
     async def handle(record):
         if record.topic == GDPR_FORGET:
-            await forget_consumer(ev.GdprForget.model_validate_json(record.value), deps)
+            request = ev.GdprForget.model_validate_json(record.value)  # unusable → poison (logged, skipped)
+            try:
+                await forget_consumer(request, deps)
+            except Exception as e:
+                # An erasure request is never dropped: any failure after validation is retried
+                # with backoff (and counted in fileshare_transient_retries_total) until it succeeds.
+                raise TransientError(f"forget {request.request_id}: {type(e).__name__}: {e}") from e
         else:
             event = decode(record.value)
             if isinstance(event, ev.FileRejected):
@@ -89,9 +95,12 @@ def bootstrap(settings) -> StreamService:
             started = time.perf_counter()
             try:
                 await sweep(deps)
-                await apply_safety_net()
             except Exception:
                 log.exception("expiry sweep failed; the next sweep retries")
+            try:
+                await apply_safety_net()
+            except Exception:
+                log.exception("lifecycle safety net not applied; the next sweep retries")
             metrics.sweep_seconds.observe(time.perf_counter() - started)
             try:
                 await asyncio.wait_for(stop.wait(), settings.retention_sweep_seconds)

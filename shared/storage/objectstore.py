@@ -144,9 +144,9 @@ class S3ObjectStore:
         try:
             await self._call(self._client.set_bucket_lifecycle, self.bucket, config)
             return True
-        except S3Error as e:
-            # rclone answers NotImplemented (or similar); a real refusal is logged by the caller too.
-            _log.info("bucket %s: lifecycle rule not applied (%s: %s)", self.bucket, e.code, e.message)
+        except (S3Error, InvalidResponseError) as e:
+            # rclone has no lifecycle API (it answers 409 without an S3 error body): a no-op there.
+            _log.info("bucket %s: lifecycle rule not applied (%s)", self.bucket, str(e).splitlines()[0])
             return False
 
     async def ping(self) -> bool:
