@@ -97,7 +97,7 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
             assert client.download(file_id, account).status_code in (404, 410)
         assert stored_objects_of(client, account, consumer) == [], "blobs and keys are physically gone"
         rejections_handled = retention_metric(client, "fileshare_records_total",
-                                              '{topic="file.rejected",outcome="ok"}')
+                                              '{outcome="ok",topic="file.rejected"}')
     finally:
         stack.start_service("resizer")
         stack.wait_ready("resizer")
@@ -117,7 +117,7 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
 
     # Still exactly one receipt per file after the rejection went through retention too.
     wait_until(lambda: retention_metric(client, "fileshare_records_total",
-                                        '{topic="file.rejected",outcome="ok"}') > rejections_handled,
+                                        '{outcome="ok",topic="file.rejected"}') > rejections_handled,
                what="retention to handle the rejection")
     assert sorted(r.file_id for r in receipts(client, consumer_id=consumer)) == sorted([*published, in_flight])
     assert stored_objects_of(client, account, consumer) == []
@@ -206,7 +206,7 @@ def test_expiry_follows_each_accounts_current_retention(client):
 
     expired = wait_until(lambda: receipts(client, file_id=brief), what="the PT5S file's receipt")
     assert [(r.reason, r.request_id) for r in expired] == [("expired", None)]
-    assert client.status(brief, short)["status"] == "deleted"
+    assert client.wait_status(brief, short, ("deleted",))["status"] == "deleted"
     assert client.download(brief, short).status_code in (404, 410)
     assert not [p for p in (client.data_dir / "s3").rglob("*") if p.is_file() and f"/{brief}/" in p.as_posix()]
 
