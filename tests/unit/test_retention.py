@@ -240,3 +240,21 @@ def test_safety_net_covers_the_longest_retention_in_use():
     assert safety_net_days(accounts, NOW) == 397
     accounts.apply(ev.AccountSettings(account_id="long", retention="P2Y"))
     assert safety_net_days(accounts, NOW) == 731 + 1  # 2028 is a leap year
+
+
+def test_status_summarizes_files_per_account_with_oldest_age_and_next_expiry():
+    from services.retention.handlers import group_files
+    from services.retention.status import summarize
+    accounts = AccountSettingsState()
+    accounts.apply(ev.AccountSettings(account_id="a", retention="P1M"))
+    objects = [ObjectInfo("a/c1/conv/f1/original", 10, datetime(2026, 1, 31, tzinfo=timezone.utc)),
+               ObjectInfo("a/c1/conv/f1/final", 5, datetime(2026, 1, 31, 0, 0, 2, tzinfo=timezone.utc)),
+               ObjectInfo("a/c2/conv/f2/original", 7, datetime(2026, 2, 20, tzinfo=timezone.utc)),
+               ObjectInfo("b/c1/conv/f3/original", 1, datetime(2026, 2, 1, tzinfo=timezone.utc))]
+    status = summarize(group_files(objects), accounts, NOW)
+    a, b = status["accounts"]
+    assert (a["account_id"], a["files"], a["bytes"], a["consumers"], a["retention"]) == ("a", 2, 22, 2, "P1M")
+    assert a["oldest_file_age_seconds"] == (NOW - datetime(2026, 1, 31, tzinfo=timezone.utc)).total_seconds()
+    assert a["next_expiry"] == "2026-02-28T00:00:00+00:00" and a["next_expiry_overdue"]
+    assert (b["account_id"], b["retention"], b["next_expiry"]) == ("b", "P13M", "2027-03-01T00:00:00+00:00")
+    assert status["files"] == 3
