@@ -4,6 +4,7 @@
   fileshare token --account A --role agent --sub agent-1
   fileshare forget --account A --consumer C
   fileshare conversation opened --account A --conversation C1 --consumer U1 [--channel web]
+  fileshare retention status         stored files per account, oldest file age, next expiry
   fileshare schemas                  JSON Schema of every event
 """
 from __future__ import annotations
@@ -78,6 +79,17 @@ def cmd_forget(args) -> int:
     return 0
 
 
+def cmd_retention_status(args) -> int:
+    from datetime import datetime, timezone
+
+    from shared.logs import setup_logging
+    from shared.settings import get_settings
+    from services.retention.status import load_status
+    setup_logging("cli", "WARNING")
+    print(json.dumps(asyncio.run(load_status(get_settings(), datetime.now(timezone.utc))), indent=2))
+    return 0
+
+
 def cmd_run(args) -> int:
     from shared.embedded import SERVICES, EmbeddedStack, default_env
     from shared.logs import setup_logging
@@ -148,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channel", default="web")
     p.add_argument("--authenticated", action="store_true")
     p.set_defaults(fn=cmd_conversation)
+    p = sub.add_parser("retention", help="retention operations")
+    retention = p.add_subparsers(dest="retention_command", required=True)
+    retention.add_parser("status", help="stored files per account, oldest file age, next expiry (JSON); "
+                         "no rebuild-index: the index is the object store listed by prefix").set_defaults(
+        fn=cmd_retention_status)
     sub.add_parser("schemas", help="print the JSON Schema of every event").set_defaults(fn=cmd_schemas)
     sub.add_parser("run", help="start the embedded stack and the five services").set_defaults(fn=cmd_run)
     args = parser.parse_args(argv)

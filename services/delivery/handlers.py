@@ -52,9 +52,12 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
     try:
         # Proves the final blob is there and opens with a live consumer key before anyone is told about it.
         await deps.files.get(ObjectKey.parse(event.object_key))
-    except (ConsumerForgotten, FileNotFoundError):
+    except ConsumerForgotten:
+        # The file's own key is gone, even if the consumer has a newer key: never publish it.
+        return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
+    except FileNotFoundError:
         if not await deps.files.keys.has_any(event.account_id, event.consumer_id):
-            return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
+            return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
         return [reject(event, STAGE, "processing_failed", "final object is missing")]
     except BlobIntegrityError:
         return [reject(event, STAGE, "processing_failed", "final object failed authentication")]

@@ -34,9 +34,13 @@ async def resize_sanitized(event: ev.FileSanitized, deps: ResizerDeps) -> list[O
     sanitized_key = ObjectKey.parse(event.object_key)
     try:
         data, key_id = await deps.files.get(sanitized_key)
-    except (ConsumerForgotten, FileNotFoundError):
+    except ConsumerForgotten:
+        # The key this file was encrypted with is gone, even if the consumer has a newer key
+        # (a conversation after the forget): the file belongs to the forgotten past.
+        return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
+    except FileNotFoundError:
         if not await deps.files.keys.has_any(event.account_id, event.consumer_id):
-            return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
+            return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
         return [reject(event, STAGE, "processing_failed", "sanitized object is missing")]
     except BlobIntegrityError:
         return [reject(event, STAGE, "processing_failed", "stored sanitized image failed authentication")]

@@ -1,4 +1,5 @@
-"""Wiring of retention: gdpr.forget consumer plus the periodic expiry sweep."""
+"""Wiring of retention: gdpr.forget and file.rejected consumer, the periodic expiry sweep, the
+bucket lifecycle safety net. Domain logic lives in handlers.py."""
 from __future__ import annotations
 
 import asyncio
@@ -8,64 +9,107 @@ import time
 from prometheus_client import Counter, Histogram
 
 from shared import events as ev
-from shared.kafka import StreamProcessor, TopicView, send_all
+from shared.kafka import StreamProcessor, TopicView, TransientError, send_all
 from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
 from shared.runtime import build_storage
 from shared.state import AccountSettingsState, decode
 from shared.streamservice import StreamService
-from shared.topics import ACCOUNT_SETTINGS, GDPR_FORGET
+from shared.topics import ACCOUNT_SETTINGS, FILE_DELETED, FILE_REJECTED, GDPR_FORGET
 
-from services.retention.handlers import RetentionDeps, delete_file, expired_files, forget_consumer, receipt
+from services.retention.handlers import (ReceiptLedger, RetentionDeps, clean_forgotten_file, forget_consumer,
+                                         safety_net_days, sweep)
 
 log = logging.getLogger(__name__)
+
+FORGET_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
 class RetentionMetrics(ServiceMetrics):
     def __init__(self):
         super().__init__("retention")
-        self.deleted = Counter("fileshare_files_deleted_total", "Files deleted, by reason", ["reason"],
-                               registry=self.registry)
-        self.freed = Counter("fileshare_freed_bytes", "Bytes of stored objects deleted", registry=self.registry)
+        r = self.registry
+        self.deleted = Counter("fileshare_files_deleted_total", "Files deleted (one receipt each), by reason",
+                               ["reason"], registry=r)
+        self.freed = Counter("fileshare_freed_bytes", "Bytes of stored objects deleted", registry=r)
         self.sweep_seconds = Histogram("fileshare_sweep_seconds", "Duration of one expiry sweep",
-                                       buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.forget_seconds = Histogram("fileshare_forget_seconds", "From gdpr.forget to its last receipt",
-                                        buckets=LATENCY_BUCKETS, registry=self.registry)
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.forget_seconds = Histogram("fileshare_forget_seconds",
+                                        "From gdpr.forget occurred_at until every file is receipted and deleted",
+                                        buckets=FORGET_BUCKETS, registry=r)
+        self.shred_seconds = Histogram("fileshare_forget_shred_seconds",
+                                       "From gdpr.forget occurred_at until the consumer's keys are destroyed "
+                                       "(every file unreadable)", buckets=FORGET_BUCKETS, registry=r)
+        self.forget_requests = Counter("fileshare_forget_requests_total",
+                                       "Forget requests handled, by outcome (erased | nothing_left)",
+                                       ["outcome"], registry=r)
 
 
 def bootstrap(settings) -> StreamService:
     metrics = RetentionMetrics()
     storage = build_storage(settings)
     accounts = AccountSettingsState()
-    deps = RetentionDeps(blobs=storage.blobs, keys=storage.keys, accounts=accounts, metrics=metrics)
+    ledger = ReceiptLedger()
+    processor: StreamProcessor
+
+    async def send(outgoing):
+        await send_all(processor.producer, outgoing)
+
+    deps = RetentionDeps(blobs=storage.blobs, keys=storage.keys, accounts=accounts, ledger=ledger, send=send,
+                         metrics=metrics)
 
     async def handle(record):
-        request = ev.GdprForget.model_validate_json(record.value)
-        return await forget_consumer(request, deps)
+        if record.topic == GDPR_FORGET:
+            request = ev.GdprForget.model_validate_json(record.value)  # unusable → poison (logged, skipped)
+            try:
+                await forget_consumer(request, deps)
+            except Exception as e:
+                # An erasure request is never dropped: any failure after validation is retried
+                # with backoff (and counted in fileshare_transient_retries_total) until it succeeds.
+                raise TransientError(f"forget {request.request_id}: {type(e).__name__}: {e}") from e
+        else:
+            event = decode(record.value)
+            if isinstance(event, ev.FileRejected):
+                await clean_forgotten_file(event, deps)
+        return []  # receipts were produced (and acknowledged) before the objects were deleted
 
     def on_poison(record, exc):
-        log.error("skipping unusable gdpr.forget record @%d: %s", record.offset, exc)
+        log.error("skipping unusable %s record @%d: %s", record.topic, record.offset, exc)
         return []
 
-    processor = StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET], handle, on_poison,
-                                metrics)
+    processor = StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
+                                on_poison, metrics)
+
+    safety_net = {"days": None}
+
+    async def apply_safety_net():
+        """Lifecycle rule at the longest retention in use (MinIO/S3); a no-op on rclone."""
+        days = safety_net_days(accounts, deps.clock())
+        if days == safety_net["days"]:
+            return
+        if await storage.blobs.set_expiry_days(days):
+            log.info("bucket %s: lifecycle safety net set to expire objects after %d days", storage.blobs.bucket, days)
+        safety_net["days"] = days  # not supported (rclone): logged once, not retried every sweep
 
     async def sweep_forever(stop: asyncio.Event):
         while not stop.is_set():
             started = time.perf_counter()
             try:
-                for f in await expired_files(deps):
-                    await delete_file(f, deps, "expired")
-                    await send_all(processor.producer, [receipt(f, "expired")])
-                    log.info("expired file deleted", extra={"ctx": {"file_id": f.file_id,
-                                                                    "conversation_id": f.conversation_id}})
+                await sweep(deps)
             except Exception:
-                log.exception("expiry sweep failed; next sweep will retry")
+                log.exception("expiry sweep failed; the next sweep retries")
+            try:
+                await apply_safety_net()
+            except Exception:
+                log.exception("lifecycle safety net not applied; the next sweep retries")
             metrics.sweep_seconds.observe(time.perf_counter() - started)
             try:
                 await asyncio.wait_for(stop.wait(), settings.retention_sweep_seconds)
             except asyncio.TimeoutError:
                 pass
 
-    view = TopicView(settings, [ACCOUNT_SETTINGS], lambda r: accounts.apply(decode(r.value)), "account-settings")
-    return StreamService("retention", settings, metrics, storage, views=[view], processors=[processor],
+    views = [
+        TopicView(settings, [ACCOUNT_SETTINGS], lambda r: accounts.apply(decode(r.value)), "account-settings"),
+        TopicView(settings, [FILE_DELETED, GDPR_FORGET], lambda r: ledger.apply(decode(r.value)), "receipts"),
+    ]
+    return StreamService("retention", settings, metrics, storage, views=views, processors=[processor],
                          background=[sweep_forever])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -14,6 +15,8 @@ from typing import Protocol
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error
+
+_log = logging.getLogger(__name__)
 
 
 class StorageUnavailable(ConnectionError):
@@ -128,6 +131,23 @@ class S3ObjectStore:
                     for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
                     if not o.is_dir]
         return await self._call(collect)
+
+    async def set_expiry_days(self, days: int, rule_id: str = "fileshare-retention-safety-net") -> bool:
+        """Bucket lifecycle rule: objects older than `days` expire, and versions hidden behind a
+        delete marker (versioned MinIO buckets) go one day after they became noncurrent.
+        Returns False when the server has no lifecycle support (rclone serve s3): a no-op there."""
+        from minio.commonconfig import ENABLED, Filter
+        from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
+        config = LifecycleConfig([Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id=rule_id,
+                                       expiration=Expiration(days=days),
+                                       noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1))])
+        try:
+            await self._call(self._client.set_bucket_lifecycle, self.bucket, config)
+            return True
+        except (S3Error, InvalidResponseError) as e:
+            # rclone has no lifecycle API (it answers 409 without an S3 error body): a no-op there.
+            _log.info("bucket %s: lifecycle rule not applied (%s)", self.bucket, str(e).splitlines()[0])
+            return False
 
     async def ping(self) -> bool:
         try:
