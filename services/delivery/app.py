@@ -68,7 +68,7 @@ def bootstrap(settings):
         if out and out[0].topic == MESSAGE_PUBLISHED:
             metrics.published.inc()
             if event.uploaded_at:
-                metrics.upload_to_publish.observe((datetime.now(timezone.utc) - event.uploaded_at).total_seconds())
+                metrics.upload_to_publish.observe((out[0].event.occurred_at - event.uploaded_at).total_seconds())
         return out
 
     processor = StreamProcessor(settings, "delivery", "fileshare-delivery", [FILE_RESIZED], handle,
@@ -147,11 +147,12 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
             log.error("stored final image failed authentication: refusing to serve it",
                       extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
             raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
-        metrics.downloads.labels("ok").inc()
-        metrics.served.inc(len(data))
         if request.method == "HEAD":
+            metrics.downloads.labels("head").inc()
             return Response(status_code=200, media_type=content.content_type,
                             headers={**headers, "Content-Length": str(len(data))})
+        metrics.downloads.labels("ok").inc()
+        metrics.served.inc(len(data))
         return Response(data, media_type=content.content_type, headers=headers)
 
     @app.post("/v1/files/{file_id}/link",
