@@ -13,7 +13,7 @@ from typing import Protocol
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error
 
 
 class StorageUnavailable(ConnectionError):
@@ -62,6 +62,13 @@ class S3ObjectStore:
             if e.code in _NOT_FOUND:
                 raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
             raise
+        except InvalidResponseError as e:
+            # rclone serve s3 answers errors as text/xml, which minio does not parse: read the status.
+            if e._code == 404 and any(code in (e._body or "") for code in _NOT_FOUND):
+                raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
+            if e._code >= 500:
+                raise StorageUnavailable(f"object store {self._client._base_url.host}: HTTP {e._code}") from e
+            raise
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if isinstance(e, FileNotFoundError):
                 raise
@@ -107,8 +114,8 @@ class S3ObjectStore:
             try:
                 versions = [o for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
                             if o.object_name == key and o.version_id not in (None, "null")]
-            except S3Error:
-                versions = []  # servers without versioning support (rclone)
+            except (S3Error, InvalidResponseError):
+                versions = []  # servers without versioning support (rclone answers 501 with no XML body)
             for o in versions:
                 self._client.remove_object(self.bucket, key, version_id=o.version_id)
         await self._call(remove_all_versions)
