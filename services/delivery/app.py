@@ -25,6 +25,7 @@ from shared.pipeline import parse_file_event, poison_to_rejection
 from shared.runtime import build_storage
 from shared.state import ConversationState, MessageState, decode
 from shared.storage import ObjectKey
+from shared.storage.objectstore import StorageUnavailable
 from shared.streamservice import StreamService
 from shared.topics import CONVERSATION_EVENTS, FILE_DELETED, FILE_RESIZED, MESSAGE_PUBLISHED
 
@@ -118,7 +119,8 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
 
     @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
                    responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
-                                             (404, "not_found"), (410, "gone"), (500, "integrity_error")))
+                                             (404, "not_found"), (410, "gone"), (500, "integrity_error"),
+                                             (503, "unavailable")))
     async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
@@ -141,6 +143,10 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
         except (ConsumerForgotten, FileNotFoundError):
             metrics.downloads.labels("gone").inc()
             raise ApiError(410, "gone", "the file was deleted") from None
+        except StorageUnavailable:
+            metrics.downloads.labels("unavailable").inc()
+            raise ApiError(503, "unavailable", "the file store did not answer; try again",
+                           {"Retry-After": "1"}) from None
         except BlobIntegrityError:
             metrics.integrity_failures.inc()
             metrics.downloads.labels("integrity_error").inc()
