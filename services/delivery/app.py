@@ -81,6 +81,14 @@ def bootstrap(settings):
     return service, api
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison: `*`, or any listed tag equal to ours with or without W/."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+
+
 def _principal_from(request: Request, settings, file_id: str | None, exp, aud, sig) -> Principal:
     if sig is not None and file_id is not None:
         try:
@@ -134,7 +142,7 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
         etag = '"' + hashlib.sha256(f"{file_id}:{content.size_bytes}".encode()).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
                    "Content-Disposition": f'inline; filename="{file_id}.{EXTENSIONS.get(content.content_type, "bin")}"'}
-        if request.headers.get("if-none-match") == etag:
+        if etag_matches(request.headers.get("if-none-match"), etag):
             metrics.downloads.labels("not_modified").inc()
             return Response(status_code=304, headers=headers)
         key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, file_id, "final")

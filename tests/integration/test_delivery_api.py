@@ -96,7 +96,7 @@ def test_no_expired_or_forged_token_is_401(client, photo):
         "none": {},
         "not bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
         "expired": {"Authorization": "Bearer " + mint_token(secret, photo.account, "agent", "a", ttl_seconds=-60)},
-        "forged": {"Authorization": "Bearer " + mint_token("not-the-secret", photo.account, "agent", "a")},
+        "forged": {"Authorization": "Bearer " + mint_token("not-the-secret-but-long-enough-for-hs256", photo.account, "agent", "a")},
         "garbage": {"Authorization": "Bearer abc.def.ghi"},
     }
     for name, headers in cases.items():
@@ -177,6 +177,8 @@ def test_download_headers_caching_and_head(client, photo):
 
     again = get_content(client, photo.file_id, {**auth, "If-None-Match": etag})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    listed = get_content(client, photo.file_id, {**auth, "If-None-Match": f'"other", W/{etag}'})
+    assert listed.status_code == 304
     changed = get_content(client, photo.file_id, {**auth, "If-None-Match": '"something-else"'})
     assert changed.status_code == 200 and changed.content == r.content
 
