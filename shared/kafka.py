@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from shared.events import Event
@@ -104,6 +104,33 @@ async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tup
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError)
 
 
+class _RevocationFence(ConsumerRebalanceListener):
+    """Hold a rebalance until the record in flight is produced and committed.
+
+    aiokafka awaits on_partitions_revoked before this member rejoins, and every member
+    revokes before any member is assigned: so the next owner of a partition starts
+    only after our last output for it is on the topic (what delivery's dedupe reads).
+    """
+
+    def __init__(self, processor: "StreamProcessor"):
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.processor._generation += 1  # batches fetched before the rebalance stop after the current record
+        try:
+            await asyncio.wait_for(self.processor._idle.wait(), REVOKE_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("%s: record still in flight at rebalance; it may be redone by the next owner",
+                        self.processor.name)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        pass
+
+
+# Below the consumer's rebalance timeout, so a slow record does not get this member expelled.
+REVOKE_WAIT_SECONDS = 8.0
+
+
 class StreamProcessor:
     """Consume topics in a consumer group, hand each record to `handle`, produce, then commit."""
 
@@ -120,11 +147,17 @@ class StreamProcessor:
         self.running = False
         # Test-only fault injection: die between producing outputs and committing the input.
         self._crash_after_produce = os.environ.get("FS_TEST_CRASH_AFTER_PRODUCE") == name
+        # Set while no batch is being handled: rebalances and stop() wait for it, so a record's
+        # outputs are never produced after this member gave its partition away.
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._generation = 0
 
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create them here, not in __init__.
         self.producer = make_producer(self.settings)
-        self.consumer = make_consumer(self.settings, self.group_id, *self.topics)
+        self.consumer = make_consumer(self.settings, self.group_id)
+        self.consumer.subscribe(self.topics, listener=_RevocationFence(self))
         await start_with_retry(self.producer, f"{self.name} producer", self.stopping)
         await start_with_retry(self.consumer, f"{self.name} consumer", self.stopping)
         self.running = True
@@ -132,6 +165,11 @@ class StreamProcessor:
     async def stop(self) -> None:
         self.stopping.set()
         self.running = False
+        try:
+            # Finish (produce + commit) the record in flight before leaving the group.
+            await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("%s: stopping with a record in flight; it will be redone", self.name)
         for client in (self.consumer, self.producer):
             if client is None:
                 continue
@@ -151,15 +189,26 @@ class StreamProcessor:
                 continue
             if batches:
                 # Partitions in parallel (CPU work goes to the worker pool); records of one
-                # partition in order.
-                await asyncio.gather(*(self._process_partition(tp, recs) for tp, recs in batches.items()))
+                # partition in order. Shielded: cancelling run() (shutdown) lets the record in
+                # flight finish; stop() waits for it.
+                self._idle.clear()
+                work = asyncio.ensure_future(asyncio.gather(
+                    *(self._process_partition(tp, recs, self._generation) for tp, recs in batches.items())))
+                work.add_done_callback(self._batch_done)
+                await asyncio.shield(work)
 
-    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    def _batch_done(self, work: asyncio.Future) -> None:
+        self._idle.set()
+        if not work.cancelled():
+            work.exception()  # retrieved here too: run() may have been cancelled and never see it
+
+    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int) -> None:
         if self.before_partition is not None:
             await retry_transient(lambda: self.before_partition(tp), f"{self.name} prepare {tp}",
                                   self.transient, self.stopping)
         for record in records:
-            if self.stopping.is_set():
+            if self.stopping.is_set() or generation != self._generation:
+                # Stopping, or the group rebalanced: the rest is redelivered from the committed offset.
                 return
             started = time.perf_counter()
             outputs, outcome = await self._handle_one(record)

@@ -25,6 +25,7 @@ from shared.pipeline import parse_file_event, poison_to_rejection
 from shared.runtime import build_storage
 from shared.state import ConversationState, MessageState, decode
 from shared.storage import ObjectKey
+from shared.storage.objectstore import StorageUnavailable
 from shared.streamservice import StreamService
 from shared.topics import CONVERSATION_EVENTS, FILE_DELETED, FILE_RESIZED, MESSAGE_PUBLISHED
 
@@ -68,7 +69,7 @@ def bootstrap(settings):
         if out and out[0].topic == MESSAGE_PUBLISHED:
             metrics.published.inc()
             if event.uploaded_at:
-                metrics.upload_to_publish.observe((datetime.now(timezone.utc) - event.uploaded_at).total_seconds())
+                metrics.upload_to_publish.observe((out[0].event.occurred_at - event.uploaded_at).total_seconds())
         return out
 
     processor = StreamProcessor(settings, "delivery", "fileshare-delivery", [FILE_RESIZED], handle,
@@ -78,6 +79,14 @@ def bootstrap(settings):
     api = build_api(settings, service, deps, metrics)
     service.background.append(lambda stop: serve_api(api, settings, stop))
     return service, api
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison: `*`, or any listed tag equal to ours with or without W/."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
 
 
 def _principal_from(request: Request, settings, file_id: str | None, exp, aud, sig) -> Principal:
@@ -118,7 +127,8 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
 
     @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
                    responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
-                                             (404, "not_found"), (410, "gone"), (500, "integrity_error")))
+                                             (404, "not_found"), (410, "gone"), (500, "integrity_error"),
+                                             (503, "unavailable")))
     async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
@@ -132,7 +142,7 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
         etag = '"' + hashlib.sha256(f"{file_id}:{content.size_bytes}".encode()).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
                    "Content-Disposition": f'inline; filename="{file_id}.{EXTENSIONS.get(content.content_type, "bin")}"'}
-        if request.headers.get("if-none-match") == etag:
+        if etag_matches(request.headers.get("if-none-match"), etag):
             metrics.downloads.labels("not_modified").inc()
             return Response(status_code=304, headers=headers)
         key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, file_id, "final")
@@ -141,17 +151,22 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
         except (ConsumerForgotten, FileNotFoundError):
             metrics.downloads.labels("gone").inc()
             raise ApiError(410, "gone", "the file was deleted") from None
+        except StorageUnavailable:
+            metrics.downloads.labels("unavailable").inc()
+            raise ApiError(503, "unavailable", "the file store did not answer; try again",
+                           {"Retry-After": "1"}) from None
         except BlobIntegrityError:
             metrics.integrity_failures.inc()
             metrics.downloads.labels("integrity_error").inc()
             log.error("stored final image failed authentication: refusing to serve it",
                       extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
             raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
-        metrics.downloads.labels("ok").inc()
-        metrics.served.inc(len(data))
         if request.method == "HEAD":
+            metrics.downloads.labels("head").inc()
             return Response(status_code=200, media_type=content.content_type,
                             headers={**headers, "Content-Length": str(len(data))})
+        metrics.downloads.labels("ok").inc()
+        metrics.served.inc(len(data))
         return Response(data, media_type=content.content_type, headers=headers)
 
     @app.post("/v1/files/{file_id}/link",

@@ -1,10 +1,34 @@
 """Delivery: turn a resized file into exactly one message.published, and decide who may download.
 
-Dedupe (at most one message per file, ever): before a partition of file.resized is
-handled, the view of message.published is caught up to that partition's end offset
-(both topics are keyed by conversation_id with the same partition count, so they hold
-the same conversations). The topic itself is the dedupe state: it survives restarts
-and rebalances with no extra store, and a file is skipped once its message is in the log.
+Dedupe: at most one message per file, ever
+------------------------------------------
+The state that says "this file already has its message" is the message.published
+topic itself, folded into `MessageState` by a TopicView. Before a batch of a
+file.resized partition is handled, that view is caught up to the end offset of the
+same partition of message.published (both topics are keyed by conversation_id and
+created with one partition count, so partition p of each holds the same
+conversations). A redelivered file.resized (crash between produce and commit,
+rebalance) then finds its message and is skipped (`fileshare_duplicates_suppressed_total`).
+
+Why the topic, not a Faust table or a marker object in storage:
+- it survives restarts and rebalances with no second store to keep consistent: the
+  message on the topic *is* the fact, so "marker written but publish lost" (a marker
+  object written before the publish) or "changelog behind the topic" cannot happen;
+- the broker has no transactions (Tansu), so exactly-once produce+commit is not available;
+  a Faust changelog would be written with the same at-least-once gap it is meant to close;
+- the transcript endpoint reads the very same view, so API and worker agree.
+
+What makes it hold across owners: a member finishes (produces and commits) the record in
+flight before it gives a partition away (shared.kafka's revocation fence on rebalance,
+and drain on stop), and every member revokes before any member is assigned. The next
+owner catches up after that, so it sees every message the previous owner produced.
+
+Limit: a *zombie* producer. A member that stalls beyond the group's session/rebalance
+timeout (long GC or VM pause, network partition) is expelled without running its
+revocation callback; if it wakes and its produce lands after the new owner caught up,
+the file gets a second message.published (same deterministic `message_id`, so a
+consumer of the topic can still drop it; `MessageState` shows it once). Closing that
+gap needs broker-side fencing (transactional producer with epochs), which Tansu lacks.
 """
 from __future__ import annotations
 
@@ -53,9 +77,10 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
         # Proves the final blob is there and opens with a live consumer key before anyone is told about it.
         await deps.files.get(ObjectKey.parse(event.object_key))
     except ConsumerForgotten:
-        # The file's own key is gone, even if the consumer has a newer key: never publish it.
+        # The key this file was encrypted with is gone: a forget request shredded it.
         return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
     except FileNotFoundError:
+        # Forget destroys keys first, then blobs: a missing blob with no key left is a forget too.
         if not await deps.files.keys.has_any(event.account_id, event.consumer_id):
             return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
         return [reject(event, STAGE, "processing_failed", "final object is missing")]

@@ -66,9 +66,11 @@ class S3ObjectStore:
                 raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
             raise
         except InvalidResponseError as e:
-            # rclone's error bodies lack fields minio expects: read the code from the text.
-            if e._code == 404 or any(code in str(e) for code in _NOT_FOUND):
-                raise FileNotFoundError(str(args[1]) if len(args) > 1 else "") from e
+            # rclone serve s3 answers errors as text/xml, which minio does not parse: read the status.
+            if e._code == 404 and any(code in (e._body or "") for code in _NOT_FOUND):
+                raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
+            if e._code >= 500:
+                raise StorageUnavailable(f"object store {self._client._base_url.host}: HTTP {e._code}") from e
             raise
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if isinstance(e, FileNotFoundError):

@@ -1,0 +1,69 @@
+"""Download latency of a 5 MB-class final image (issue 5): p50/p90 over N GETs.
+
+  uv run python -m bench.delivery_download [--requests 30]
+
+Starts its own embedded stack (rclone S3 + Tansu + the five services, no clamd) in a
+temporary folder on free ports, publishes one noisy PNG that stays ~4.8 MB through an
+account with max_image_dimension 4096, then times sequential authenticated downloads
+(HTTP request to last byte, including decryption and the S3 read). Not a test: numbers
+depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shared.embedded import SERVICES, EmbeddedStack, free_port, load_or_create_secrets
+from tests.conftest import free_port_block
+from tests.integration.delivery_support import publish_photo, new_conversation
+from tests.integration.test_delivery_api import noisy_png
+from tests.support import Client
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=30)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
+        data_dir = Path(tmp)
+        env = {"FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
+               "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
+               "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
+               "FS_LOG_LEVEL": "WARNING"}
+        env.update(load_or_create_secrets(data_dir / "secrets"))
+        stack = EmbeddedStack(data_dir, env)
+        try:
+            stack.start_s3()
+            stack.start_kafka()
+            stack.bootstrap()
+            for name in SERVICES:
+                stack.start_service(name)
+            for name in SERVICES:
+                stack.wait_ready(name, timeout=120)
+            client = Client(env=stack.env, data_dir=data_dir)
+            where = new_conversation(client, max_image_dimension=4096)
+            photo = publish_photo(client, where=where, data=noisy_png(1400, 1150), filename="big.png")
+            auth = client.auth(photo.account, "agent", "agent-1")
+            url = f"{client.delivery_url}/v1/files/{photo.file_id}/content"
+            size = len(client.http.get(url, headers=auth).content)  # warm-up
+            timings = []
+            for _ in range(args.requests):
+                started = time.perf_counter()
+                r = client.http.get(url, headers=auth)
+                timings.append(time.perf_counter() - started)
+                assert r.status_code == 200 and len(r.content) == size
+            timings.sort()
+            p90 = timings[int(0.9 * (len(timings) - 1))]
+            print(f"final image {size} bytes, {len(timings)} downloads: p50 {statistics.median(timings) * 1000:.1f} ms, "
+                  f"p90 {p90 * 1000:.1f} ms, max {timings[-1] * 1000:.1f} ms")
+        finally:
+            stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
