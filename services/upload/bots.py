@@ -62,6 +62,7 @@ def rejection(deps: UploadDeps, request_id: str, account_id: str, conversation_i
              extra={"ctx": {"file_id": event.file_id, "conversation_id": conversation_id}})
     if deps.metrics is not None:
         deps.metrics.record_refusal("topic", reason)
+    deps.statuses.apply(event)  # a redelivery in the same batch is recognised before the view reads it back
     return Outgoing(FILE_REJECTED, conversation_id, event)
 
 
