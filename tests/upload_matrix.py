@@ -64,9 +64,9 @@ def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
 
 
 def representative_cells() -> list[Cell]:
-    """For every (source, role, expected outcome), the first cell that has it: every distinct
-    answer of every role through every entry, the slice checked end to end."""
+    """For every (source, role, conversation state, expected outcome), the first cell that has it:
+    every distinct answer of every role through every entry in every state, checked end to end."""
     chosen: dict[tuple, Cell] = {}
     for cell in all_cells():
-        chosen.setdefault((cell.source, cell.role, expected(cell)), cell)
+        chosen.setdefault((cell.source, cell.role, cell.state, expected(cell)), cell)
     return list(chosen.values())

@@ -11,10 +11,12 @@ from shared.auth import Principal
 from shared.state import ConversationState
 from services.upload.bots import decode_content, max_b64_chars
 from services.upload.policy import Refused, capabilities, check_caption, check_sender
-from tests.upload_matrix import OK, all_cells, expected, representative_cells
+from tests.upload_matrix import OK, SOURCES, all_cells, expected, representative_cells
 
 ACCOUNT, OTHER = "acct-a", "acct-b"
 CHANNELS = frozenset({"web"})
+OUTCOMES = {OK, (403, "feature_disabled"), (403, "file_sharing_disabled"), (403, "permission_denied"),
+            (404, "conversation_not_found"), (409, "conversation_closed"), (409, "channel_not_supported")}
 
 
 def settings_for(cell) -> ev.AccountSettingsDocument:
@@ -58,18 +60,15 @@ def test_every_cell_of_the_matrix_gets_the_contracts_answer():
     wrong = [(c.label(), policy_answer(c), expected(c)) for c in cells if policy_answer(c) != expected(c)]
     assert not wrong, f"{len(wrong)} cells differ, e.g. {wrong[:5]}"
     # The oracle is not trivial: every answer of the contract occurs.
-    outcomes = Counter(expected(c) for c in cells)
-    assert set(outcomes) == {OK, (403, "feature_disabled"), (403, "file_sharing_disabled"),
-                             (403, "permission_denied"), (404, "conversation_not_found"),
-                             (409, "conversation_closed"), (409, "channel_not_supported")}
+    assert set(Counter(expected(c) for c in cells)) == OUTCOMES
 
 
 def test_representative_slice_covers_every_outcome_of_every_role_and_source():
     cells = representative_cells()
-    by_source = Counter(c.source for c in cells)
-    # senders: 7 outcomes each; consumer/admin/platform: the three 403s. The topic only lets bots past 403.
-    assert by_source["local"] == by_source["widget"] == by_source["bot_http"] == 3 * 7 + 3 * 3
-    assert by_source["bot_topic"] == 7 + 5 * 3
+    seen = {(c.source, c.role, c.state, expected(c)) for c in cells}
+    assert seen == {(c.source, c.role, c.state, expected(c)) for c in all_cells()}
+    assert len(seen) == len(cells)
+    assert {(c.source, expected(c)) for c in cells} == {(s, e) for s in SOURCES for e in OUTCOMES}
 
 
 def caps(role, settings, state="open", channel="web", source=None, account=ACCOUNT):
