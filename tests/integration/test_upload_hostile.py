@@ -121,6 +121,12 @@ def test_content_decides_the_type_never_the_name(client):
     assert r.status_code == 202, r.text
     status = client.wait_status(r.json()["file_id"], account)
     assert (status["status"], status["content_type"]) == ("published", "image/png"), status
+    # Refusals are counted by reason, accepted bytes and latency too.
+    metrics = httpx.get(f"http://127.0.0.1:{client.env['FS_METRICS_PORT_BASE']}/metrics").text
+    assert 'fileshare_uploads_total{outcome="unsupported_type",via="http"}' in metrics
+    assert 'fileshare_uploads_total{outcome="accepted",via="http"}' in metrics
+    assert 'fileshare_upload_bytes_count{via="http"}' in metrics
+    assert 'fileshare_upload_request_seconds_bucket{le="0.5",outcome="refused"}' in metrics
 
 
 def test_multipart_shape_and_caption(client):
