@@ -63,10 +63,15 @@ def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
     return OK
 
 
+def representative_key(cell: Cell) -> tuple:
+    return cell.source, cell.role, cell.permissions, cell.state, expected(cell)
+
+
 def representative_cells() -> list[Cell]:
-    """For every (source, role, conversation state, expected outcome), the first cell that has it:
-    every distinct answer of every role through every entry in every state, checked end to end."""
+    """For every (source, role, permission set, conversation state, expected outcome), the first
+    cell that has it: every distinct answer of every role and permission set through every entry
+    in every state, checked end to end."""
     chosen: dict[tuple, Cell] = {}
     for cell in all_cells():
-        chosen.setdefault((cell.source, cell.role, cell.state, expected(cell)), cell)
+        chosen.setdefault(representative_key(cell), cell)
     return list(chosen.values())

@@ -2,8 +2,8 @@
 
 The full cartesian product (3840 cells) is asserted against the policy in
 tests/unit/test_upload_policy.py; here every distinct answer of every role through every
-source in every conversation state
-(tests.upload_matrix.representative_cells, 430 cells) goes through the real service.
+source with every permission set in every conversation state
+(tests.upload_matrix.representative_cells, 1480 cells) goes through the real service.
 Accounts and conversations are set up once per combination of axes the slice needs.
 """
 from __future__ import annotations
@@ -102,5 +102,5 @@ def test_matrix_end_to_end(client):
     wrong += [(c.label(), outcome_of(outcomes[r.request_id]), expected(c))
               for c, r in zip(topic_cells, requests) if outcome_of(outcomes[r.request_id]) != expected(c)]
 
-    assert len(cells) == 430 and {c.state for c in cells} == set(STATES)
+    assert len(cells) == 1480 and {c.state for c in cells} == set(STATES)
     assert not wrong, f"{len(wrong)} of {len(cells)} cells differ: {wrong[:8]}"
