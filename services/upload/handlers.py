@@ -5,9 +5,10 @@ fails the stored original is removed again, so nothing half-done remains.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
@@ -34,6 +35,12 @@ def file_id_for(principal: Principal, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{principal.account_id}\n{principal.sub}\n{idempotency_key}"))
 
 
+def file_id_for_request(account_id: str, request_id: str) -> str:
+    """The file id of a bot record on file.share.requested: its request_id is its idempotency key,
+    so a redelivered record (at-least-once) names the same file and is recognised."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"file.share.requested\n{account_id}\n{request_id}"))
+
+
 @dataclass
 class UploadDeps:
     settings: object  # shared.settings.Settings
@@ -43,6 +50,8 @@ class UploadDeps:
     conversations: ConversationState
     statuses: FileStatusState
     metrics: object = None
+    # One in-flight acceptance per file id: two concurrent requests with one Idempotency-Key create one file.
+    locks: dict[str, list] = field(default_factory=dict)  # file id → [lock, waiters]
 
 
 @dataclass
@@ -61,11 +70,11 @@ class StorageFailed(Exception):
     """Storing or publishing failed: HTTP 503, the client may retry with the same Idempotency-Key."""
 
 
-def check_request(req: UploadRequest, deps: UploadDeps):
+def check_request(req: UploadRequest, deps: UploadDeps, via: str = "http"):
     """Every rule in contract order; returns (conversation, content_type, caption) or raises Refused."""
     account_settings = deps.accounts.get(req.account_id)
     conversation = check_sender(req.principal, req.account_id, account_settings, req.source,
-                                deps.conversations.get(req.conversation_id), deps.settings.file_channel_set)
+                                deps.conversations.get(req.conversation_id), deps.settings.file_channel_set, via)
     if len(req.data) > deps.settings.max_upload_bytes:
         raise Refused(413, "file_too_large", f"the file is larger than {deps.settings.max_upload_bytes} bytes")
     content_type = sniff_content_type(req.data[:64])
@@ -75,10 +84,47 @@ def check_request(req: UploadRequest, deps: UploadDeps):
     return conversation, content_type, caption
 
 
-async def accept_file(req: UploadRequest, deps: UploadDeps) -> ev.FileUploaded:
-    conversation, content_type, caption = check_request(req, deps)
+def already_accepted(deps: UploadDeps, file_id: str, account_id: str, conversation_id: str):
+    """The status of a file accepted before under this id (idempotent replay), else None.
+    The same key reused for another conversation is a client error, not a replay."""
+    known = deps.statuses.get(file_id)
+    if known is None:
+        return None
+    if (known.account_id, known.conversation_id) != (account_id, conversation_id):
+        raise Refused(422, "invalid_request", "this Idempotency-Key was already used for another conversation")
+    return known
+
+
+async def accept_file(req: UploadRequest, deps: UploadDeps, via: str = "http") -> ev.FileUploaded:
+    """Check, encrypt and store the original, publish file.uploaded. Raises Refused or StorageFailed."""
     file_id = req.file_id or str(uuid.uuid4())
-    key = ObjectKey(req.account_id, conversation.consumer_id, req.conversation_id, file_id, "original")
+    entry = deps.locks.setdefault(file_id, [asyncio.Lock(), 0])
+    entry[1] += 1
+    try:
+        async with entry[0]:
+            return await _accept_locked(req, deps, via, file_id)
+    finally:
+        entry[1] -= 1
+        if entry[1] == 0:
+            deps.locks.pop(file_id, None)
+
+
+class Replayed(Exception):
+    """The file id was accepted before (a repeated Idempotency-Key or a redelivered bot record)."""
+
+    def __init__(self, file_id: str):
+        super().__init__(file_id)
+        self.file_id = file_id
+
+
+async def _accept_locked(req: UploadRequest, deps: UploadDeps, via: str, file_id: str) -> ev.FileUploaded:
+    if already_accepted(deps, file_id, req.account_id, req.conversation_id) is not None:
+        raise Replayed(file_id)
+    conversation, content_type, caption = check_request(req, deps, via)
+    try:
+        key = ObjectKey(req.account_id, conversation.consumer_id, req.conversation_id, file_id, "original")
+    except ValueError as e:
+        raise Refused(422, "invalid_request", str(e)) from None
     event = ev.FileUploaded(
         file_id=file_id, account_id=req.account_id, conversation_id=req.conversation_id,
         consumer_id=conversation.consumer_id, sender=ev.Sender(id=req.principal.sub, role=req.principal.role),

@@ -3,6 +3,10 @@
 Order of checks is the contract's: 401 (done by the caller), 403 feature_disabled,
 403 file_sharing_disabled, 403 permission_denied, 404 conversation, 409 conversation
 state/channel, then the file itself (413/415/422).
+
+Entry points ("via"): `http` (agent workspace, custom widget, bot SDK over HTTP) and
+`topic` (bot records on file.share.requested). The topic is the bots' interface: a
+record carrying a token of another role is refused with permission_denied.
 """
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ from shared.events import AccountSettingsDocument
 from shared.state import Conversation
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
+VIAS = ("http", "topic")
+# Bidirectional overrides/isolates can disguise a caption's text ("Trojan Source"): refused like control characters.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class Refused(Exception):
@@ -27,6 +34,7 @@ class Refused(Exception):
 def check_account_gates(principal: Principal, account_id: str, settings: AccountSettingsDocument) -> None:
     """Checks that need neither the body nor the conversation."""
     if principal.account_id != account_id:
+        # Says nothing about the other account's settings.
         raise Refused(403, "permission_denied", "the token belongs to another account")
     if not settings.feature_enabled:
         raise Refused(403, "feature_disabled", "file sharing is not enabled for this account by the account team")
@@ -34,12 +42,26 @@ def check_account_gates(principal: Principal, account_id: str, settings: Account
         raise Refused(403, "file_sharing_disabled", "file sharing is turned off in the account settings")
 
 
-def check_permission(principal: Principal, settings: AccountSettingsDocument, source: str) -> None:
+def held_permissions(principal: Principal, settings: AccountSettingsDocument) -> list[str]:
+    return list(settings.permissions.get(principal.role, [])) if principal.role in SENDER_ROLES else []
+
+
+def check_permission(principal: Principal, settings: AccountSettingsDocument, source: str, via: str = "http") -> None:
     if principal.role not in SENDER_ROLES:
         raise Refused(403, "permission_denied", f"role {principal.role!r} cannot send files")
+    if via == "topic" and principal.role != "bot":
+        raise Refused(403, "permission_denied", "file.share.requested is for bots; use the HTTP API")
     needed = PERMISSION_FOR_SOURCE[source]
-    if needed not in settings.permissions.get(principal.role, []):
+    if needed not in held_permissions(principal, settings):
         raise Refused(403, "permission_denied", f"the {principal.role} profile lacks {needed!r}")
+
+
+def check_may_send_at_all(principal: Principal, account_id: str, settings: AccountSettingsDocument) -> None:
+    """Everything decidable before the body is read (the source is a multipart field):
+    the account gates, and a role holding no send permission at all."""
+    check_account_gates(principal, account_id, settings)
+    if not held_permissions(principal, settings):
+        check_permission(principal, settings, "local")  # raises permission_denied with the precise message
 
 
 def check_conversation(account_id: str, conversation: Conversation | None, file_channels: frozenset[str]) -> Conversation:
@@ -47,7 +69,7 @@ def check_conversation(account_id: str, conversation: Conversation | None, file_
     if conversation is None or conversation.account_id != account_id:
         raise Refused(404, "conversation_not_found", "no such conversation")
     if not conversation.open:
-        # A photo never resumes a closed conversation (agents and custom widgets alike).
+        # A photo never resumes a closed conversation (agents, bots and custom widgets alike).
         raise Refused(409, "conversation_closed", "the conversation is closed; sending a photo cannot resume it")
     if conversation.channel not in file_channels:
         raise Refused(409, "channel_not_supported", f"channel {conversation.channel!r} cannot receive files")
@@ -55,19 +77,23 @@ def check_conversation(account_id: str, conversation: Conversation | None, file_
 
 
 def check_caption(caption: str | None, max_chars: int) -> str | None:
+    """Optional; at most `max_chars` characters; line breaks and tabs allowed, no other control characters."""
     if caption is None or caption == "":
         return None
     if len(caption) > max_chars:
-        raise Refused(422, "invalid_request", f"caption is longer than {max_chars} characters")
-    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in caption):
+        raise Refused(422, "invalid_request", f"caption is longer than {max_chars} characters ({len(caption)})")
+    if any((unicodedata.category(ch) == "Cc" and ch not in "\n\t") or ch in _BIDI_CONTROLS for ch in caption):
         raise Refused(422, "invalid_request", "caption contains control characters")
     return caption
 
 
 def check_sender(principal: Principal, account_id: str, settings: AccountSettingsDocument, source: str,
-                 conversation: Conversation | None, file_channels: frozenset[str]) -> Conversation:
+                 conversation: Conversation | None, file_channels: frozenset[str], via: str = "http") -> Conversation:
+    """Every rule about who sends where, in contract order; returns the conversation or raises Refused."""
+    if source not in PERMISSION_FOR_SOURCE:
+        raise Refused(422, "invalid_request", "source must be 'local' or 'widget'")
     check_account_gates(principal, account_id, settings)
-    check_permission(principal, settings, source)
+    check_permission(principal, settings, source, via)
     return check_conversation(account_id, conversation, file_channels)
 
 
@@ -79,19 +105,24 @@ class Capabilities:
 
 
 def capabilities(principal: Principal, account_id: str, settings: AccountSettingsDocument,
-                 conversation: Conversation | None, file_channels: frozenset[str]) -> Capabilities:
-    """What the agent UI shows: the attachment icon is visible with a permission once the
-    account team enabled the feature; it is clickable only when sending would be allowed."""
-    held = settings.permissions.get(principal.role, []) if principal.role in SENDER_ROLES else []
-    if principal.account_id != account_id:
-        return Capabilities(False, False, "permission_denied")
-    if not settings.feature_enabled:
-        return Capabilities(False, False, "feature_disabled")
-    if not held:
-        return Capabilities(False, False, "permission_denied")
-    try:
-        check_account_gates(principal, account_id, settings)
-        check_conversation(account_id, conversation, file_channels)
-    except Refused as r:
-        return Capabilities(True, False, r.code)
-    return Capabilities(True, True, None)
+                 conversation: Conversation | None, file_channels: frozenset[str],
+                 source: str | None = None) -> Capabilities:
+    """What the agent UI shows for the attachment icon.
+
+    visible: the caller's profile holds the permission (for `source`, or any when None) and
+    the account team enabled the feature. enabled: an upload would pass every rule but the
+    file's own checks. reason: the code of the first failing rule, in upload order."""
+    held = held_permissions(principal, settings)
+    wanted = [PERMISSION_FOR_SOURCE[source]] if source else list(PERMISSION_FOR_SOURCE.values())
+    holds = principal.account_id == account_id and any(p in held for p in wanted)
+    visible = holds and settings.feature_enabled
+    candidates = [source] if source else [s for s, p in PERMISSION_FOR_SOURCE.items() if p in held] or ["local"]
+    reason = None
+    for candidate in candidates:  # enabled when any wanted source would be accepted
+        try:
+            check_sender(principal, account_id, settings, candidate, conversation, file_channels)
+            reason = None
+            break
+        except Refused as r:
+            reason = reason or r.code
+    return Capabilities(visible, reason is None, reason)

@@ -1,0 +1,142 @@
+"""Bot records on file.share.requested: the same checks and answers as HTTP, as events.
+
+Outcome of every record: file.uploaded, or file.rejected (stage `upload`) carrying the
+record's request_id and the HTTP error code as reason. A record whose ids are unusable
+(no request_id/account_id/conversation_id, or ids that cannot name an object) is logged
+and skipped. A rejected record for a conversation the service does not know (or one of
+another account) carries consumer_id `unknown`: FileRejected requires one, and inventing
+the real consumer is impossible.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from shared import events as ev
+from shared.auth import AuthError, Principal, verify_token
+from shared.kafka import Outgoing, TransientError
+from shared.storage.keys import check_id
+from shared.topics import FILE_REJECTED
+
+from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
+                                      file_id_for_request)
+from services.upload.policy import Refused, check_sender
+
+log = logging.getLogger(__name__)
+GROUP_ID = "fileshare-upload-bots"
+UNKNOWN_CONSUMER = "unknown"
+
+
+def max_b64_chars(max_bytes: int) -> int:
+    return 4 * ((max_bytes + 2) // 3) + 4  # + line-break slack some encoders add
+
+
+class BotStorageUnavailable(TransientError):
+    """Storage or the event log failed: retried, never turned into a rejection."""
+
+
+def usable_ids(raw: dict) -> tuple[str, str, str] | None:
+    """(request_id, account_id, conversation_id) when they can name a file.rejected, else None."""
+    try:
+        ids = tuple(check_id(raw[name], name) for name in ("request_id", "account_id", "conversation_id"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ids  # type: ignore[return-value]
+
+
+def rejection(deps: UploadDeps, request_id: str, account_id: str, conversation_id: str, reason: str, detail: str,
+              principal: Principal | None = None, caption: str | None = None) -> Outgoing:
+    conversation = deps.conversations.get(conversation_id)
+    consumer_id = conversation.consumer_id if conversation and conversation.account_id == account_id else UNKNOWN_CONSUMER
+    sender = ev.Sender(id=principal.sub, role=principal.role) if principal else ev.Sender(id="unknown", role="bot")
+    event = ev.FileRejected(
+        file_id=file_id_for_request(account_id, request_id), account_id=account_id, conversation_id=conversation_id,
+        consumer_id=consumer_id, sender=sender, caption=caption if isinstance(caption, str) else None,
+        source="local", request_id=request_id, stage="upload", reason=reason, detail=detail[:500])
+    log.info("bot request %s rejected: %s (%s)", request_id, reason, detail,
+             extra={"ctx": {"file_id": event.file_id, "conversation_id": conversation_id}})
+    if deps.metrics is not None:
+        deps.metrics.record_refusal("topic", reason)
+    deps.statuses.apply(event)  # a redelivery in the same batch is recognised before the view reads it back
+    return Outgoing(FILE_REJECTED, conversation_id, event)
+
+
+def decode_content(content_b64: str, max_bytes: int) -> bytes:
+    if len(content_b64) > max_b64_chars(max_bytes):
+        raise Refused(413, "file_too_large", f"the file is larger than {max_bytes} bytes")
+    try:
+        # MIME encoders wrap lines: whitespace is dropped, anything else outside the alphabet is an error.
+        data = base64.b64decode("".join(content_b64.split()), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise Refused(422, "invalid_request", f"content_b64 is not base64: {e}") from None
+    if len(data) > max_bytes:
+        raise Refused(413, "file_too_large", f"the file is larger than {max_bytes} bytes")
+    return data
+
+
+async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list[Outgoing]:
+    try:
+        raw = json.loads(record.value) if record.value is not None else None
+    except (ValueError, UnicodeDecodeError):
+        raw = None
+    ids = usable_ids(raw) if isinstance(raw, dict) else None
+    if ids is None:
+        log.error("skipping a file.share.requested record without usable ids at %s[%d]@%d",
+                  record.topic, record.partition, record.offset)
+        return []
+    request_id, account_id, conversation_id = ids
+    try:
+        request = ev.FileShareRequested.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        return [rejection(deps, *ids, "invalid_request",
+                          f"{'.'.join(map(str, first['loc']))}: {first['msg']}", caption=raw.get("caption"))]
+    file_id = file_id_for_request(account_id, request_id)
+    if deps.statuses.get(file_id) is not None:
+        log.info("bot request %s already handled; redelivery ignored", request_id,
+                 extra={"ctx": {"file_id": file_id, "conversation_id": conversation_id}})
+        return []
+    principal = None
+    try:
+        try:
+            principal = verify_token(deps.settings.auth_secret, request.token)
+        except AuthError as e:
+            raise Refused(401, "unauthenticated", str(e)) from None
+        # Same functions as HTTP, in the same order: who/where first, then the file.
+        check_sender(principal, account_id, deps.accounts.get(account_id), "local",
+                     deps.conversations.get(conversation_id), deps.settings.file_channel_set, via="topic")
+        data = decode_content(request.content_b64, deps.settings.max_upload_bytes)
+        event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, request.caption,
+                                                "local", file_id, request_id), deps, via="topic")
+    except Refused as r:
+        return [rejection(deps, *ids, r.code, r.message, principal, request.caption)]
+    except Replayed:
+        return []
+    except StorageFailed as e:
+        raise BotStorageUnavailable(str(e)) from e
+    if deps.metrics is not None:
+        deps.metrics.record_accepted("topic", event.size_bytes)
+    return []  # accept_file published file.uploaded and waited for the broker's ack
+
+
+def on_poison(deps: UploadDeps):
+    """An unexpected failure on a record: file.rejected (processing_failed) when ids are usable."""
+
+    def handle(record: ConsumerRecord, exc: BaseException) -> list[Outgoing]:
+        try:
+            raw = json.loads(record.value)
+            ids = usable_ids(raw) if isinstance(raw, dict) else None
+        except Exception:
+            ids = None
+        if ids is None:
+            log.error("skipping unusable file.share.requested record %s[%d]@%d (%s)", record.topic,
+                      record.partition, record.offset, type(exc).__name__)
+            return []
+        return [rejection(deps, *ids, "processing_failed", f"{type(exc).__name__}: {exc}")]
+
+    return handle

@@ -1,0 +1,28 @@
+"""Upload metrics: outcomes by entry (http/topic) and error code, accepted bytes, request latency."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from shared.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, ServiceMetrics
+
+
+class UploadMetrics(ServiceMetrics):
+    def __init__(self):
+        super().__init__("upload")
+        self.uploads = Counter("fileshare_uploads_total",
+                               "Upload attempts by entry (http, topic) and outcome (accepted, replayed or the error code)",
+                               ["via", "outcome"], registry=self.registry)
+        self.upload_bytes = Histogram("fileshare_upload_bytes", "Size of accepted files", ["via"],
+                                      buckets=SIZE_BUCKETS, registry=self.registry)
+        self.request_seconds = Histogram("fileshare_upload_request_seconds",
+                                         "Latency of POST .../files, every outcome", ["outcome"],
+                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def record_accepted(self, via: str, size_bytes: int) -> None:
+        self.uploads.labels(via, "accepted").inc()
+        self.upload_bytes.labels(via).observe(size_bytes)
+
+    def record_refusal(self, via: str, code: str) -> None:
+        self.uploads.labels(via, code).inc()
+        if via == "topic":
+            self.rejected.labels(code).inc()

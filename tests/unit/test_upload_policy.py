@@ -1,0 +1,131 @@
+"""Issue 3: the upload rules as pure functions, the whole matrix cell by cell."""
+from __future__ import annotations
+
+import base64
+from collections import Counter
+
+import pytest
+
+from shared import events as ev
+from shared.auth import Principal
+from shared.state import ConversationState
+from services.upload.bots import decode_content, max_b64_chars
+from services.upload.policy import Refused, capabilities, check_caption, check_sender
+from tests.upload_matrix import OK, SOURCES, all_cells, expected, representative_cells, representative_key
+
+ACCOUNT, OTHER = "acct-a", "acct-b"
+CHANNELS = frozenset({"web"})
+OUTCOMES = {OK, (403, "feature_disabled"), (403, "file_sharing_disabled"), (403, "permission_denied"),
+            (404, "conversation_not_found"), (409, "conversation_closed"), (409, "channel_not_supported")}
+
+
+def settings_for(cell) -> ev.AccountSettingsDocument:
+    # The role's profile gets the cell's permissions; the other profiles get everything, so
+    # nothing but the caller's own profile can make a difference.
+    everything = ["send_files_local", "send_files_widget"]
+    perms = {p: everything for p in ev.PROFILES}
+    if cell.role in ev.PROFILES:
+        perms[cell.role] = list(cell.permissions)
+    return ev.AccountSettingsDocument(feature_enabled=cell.feature_enabled,
+                                      file_sharing_enabled=cell.file_sharing_enabled, permissions=perms)
+
+
+def conversation_for(state: str, channel: str):
+    """Folded from conversation events, as the service does."""
+    conversations = ConversationState()
+    kinds = {"open": ["conversation.opened"], "closed": ["conversation.opened", "conversation.closed"],
+             "resumed": ["conversation.opened", "conversation.closed", "conversation.resumed"],
+             "other_account": ["conversation.opened"], "unknown": []}[state]
+    owner = OTHER if state == "other_account" else ACCOUNT
+    for kind in kinds:
+        conversations.apply(ev.ConversationEvent(event_type=kind, account_id=owner, conversation_id="conv-1",
+                                                 consumer_id="consumer-1", channel=channel))
+    return conversations.get("conv-1")
+
+
+def policy_answer(cell) -> tuple[int, str | None]:
+    source = "widget" if cell.source == "widget" else "local"
+    via = "topic" if cell.source == "bot_topic" else "http"
+    try:
+        check_sender(Principal("user-1", ACCOUNT, cell.role), ACCOUNT, settings_for(cell), source,
+                     conversation_for(cell.state, cell.channel), CHANNELS, via)
+    except Refused as r:
+        return r.status, r.code
+    return OK
+
+
+def test_every_cell_of_the_matrix_gets_the_contracts_answer():
+    cells = all_cells()
+    assert len(cells) == 6 * 4 * 2 * 2 * 5 * 2 * 4
+    wrong = [(c.label(), policy_answer(c), expected(c)) for c in cells if policy_answer(c) != expected(c)]
+    assert not wrong, f"{len(wrong)} cells differ, e.g. {wrong[:5]}"
+    # The oracle is not trivial: every answer of the contract occurs.
+    assert set(Counter(expected(c) for c in cells)) == OUTCOMES
+
+
+def test_representative_slice_covers_every_outcome_of_every_role_and_source():
+    cells = representative_cells()
+    seen = {representative_key(c) for c in cells}
+    assert seen == {representative_key(c) for c in all_cells()}
+    assert len(seen) == len(cells)
+    assert {(c.source, expected(c)) for c in cells} == {(s, e) for s in SOURCES for e in OUTCOMES}
+
+
+def caps(role, settings, state="open", channel="web", source=None, account=ACCOUNT):
+    return capabilities(Principal("u", account, role), ACCOUNT, settings, conversation_for(state, channel),
+                        CHANNELS, source)
+
+
+def test_capabilities_visible_with_permission_once_the_account_team_enabled_the_feature():
+    on = dict(feature_enabled=True, file_sharing_enabled=True)
+    full = ev.AccountSettingsDocument(**on, permissions={"agent": ["send_files_local"]})
+    assert caps("agent", full) == type(caps("agent", full))(True, True, None)
+    # The account setting off: icon shown (permission + feature) but not clickable.
+    off = ev.AccountSettingsDocument(feature_enabled=True, permissions={"agent": ["send_files_local"]})
+    assert (caps("agent", off).visible, caps("agent", off).enabled, caps("agent", off).reason) == (
+        True, False, "file_sharing_disabled")
+    # Feature off by the account team: hidden whatever else.
+    hidden = ev.AccountSettingsDocument(file_sharing_enabled=True, permissions={"agent": ["send_files_local"]})
+    assert (caps("agent", hidden).visible, caps("agent", hidden).reason) == (False, "feature_disabled")
+    # No permission: hidden; agent_manager without permission too.
+    assert (caps("agent_manager", full).visible, caps("agent_manager", full).reason) == (False, "permission_denied")
+    assert caps("consumer", full).visible is False
+    # Greyed out for a closed conversation, an sms conversation, an unknown one.
+    for state, channel, reason in (("closed", "web", "conversation_closed"), ("open", "sms", "channel_not_supported"),
+                                   ("unknown", "web", "conversation_not_found"),
+                                   ("resumed", "web", None)):
+        c = caps("agent", full, state, channel)
+        assert (c.visible, c.enabled, c.reason) == (True, reason is None, reason), (state, channel)
+    # Asking for the widget source when only local is held.
+    assert (caps("agent", full, source="widget").visible, caps("agent", full, source="widget").reason) == (
+        False, "permission_denied")
+    # A token of another account sees nothing.
+    assert caps("agent", full, account=OTHER).visible is False
+
+
+@pytest.mark.parametrize("caption,ok", [
+    (None, True), ("", True), ("a" * 2000, True), ("é" * 2000, True), ("line one\nline two\tend", True),
+    ("a" * 2001, False), ("bell\x07", False), ("nul\x00", False), ("esc\x1b[31m", False),
+    ("del\x7f", False), ("cr\r", False), ("evil\u202egnp.exe", False),
+])
+def test_caption_rules(caption, ok):
+    if ok:
+        assert check_caption(caption, 2000) == (caption or None)
+    else:
+        with pytest.raises(Refused) as r:
+            check_caption(caption, 2000)
+        assert (r.value.status, r.value.code) == (422, "invalid_request")
+
+
+def test_bot_content_is_size_checked_before_decoding():
+    limit = 5 * 1024 * 1024
+    assert decode_content(base64.b64encode(b"x" * limit).decode(), limit) == b"x" * limit
+    with pytest.raises(Refused) as r:
+        decode_content(base64.b64encode(b"x" * (limit + 1)).decode(), limit)
+    assert r.value.code == "file_too_large"
+    with pytest.raises(Refused) as r:
+        decode_content("A" * (max_b64_chars(limit) + 1), limit)
+    assert r.value.code == "file_too_large"
+    with pytest.raises(Refused) as r:
+        decode_content("not base64 at all!", limit)
+    assert r.value.code == "invalid_request"

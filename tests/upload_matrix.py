@@ -1,0 +1,77 @@
+"""The upload rules matrix, written from the contract (DESIGN.md + issue 3), independent of
+services/upload/policy.py: axes, cells, and the oracle giving each cell's status and code.
+
+Axes: role × the role profile's permission set × feature flag (account team) × account setting
+× conversation state × channel × source. Sources are the ways a file arrives:
+  local     HTTP, multipart source=local (agent workspace's local file browser)
+  widget    HTTP, multipart source=widget (a custom widget)
+  bot_http  HTTP without a source field (what the bot SDK sends: the default, local)
+  bot_topic a record on file.share.requested (source local; the topic is for bots)
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+ROLES = ("agent", "agent_manager", "bot", "consumer", "admin", "platform")
+PERMISSION_SETS = ((), ("send_files_local",), ("send_files_widget",), ("send_files_local", "send_files_widget"))
+FLAGS = (False, True)
+STATES = ("open", "closed", "resumed", "unknown", "other_account")
+CHANNELS = ("web", "sms")
+SOURCES = ("local", "widget", "bot_http", "bot_topic")
+
+# Rows of the contract's table, first match wins (the contract's order of checks).
+OK = (202, None)
+
+
+@dataclass(frozen=True)
+class Cell:
+    role: str
+    permissions: tuple[str, ...]
+    feature_enabled: bool
+    file_sharing_enabled: bool
+    state: str
+    channel: str
+    source: str
+
+    def label(self) -> str:
+        perms = "+".join(p.removeprefix("send_files_") for p in self.permissions) or "none"
+        return (f"{self.role}/{perms}/feature={int(self.feature_enabled)}/setting={int(self.file_sharing_enabled)}"
+                f"/{self.state}/{self.channel}/{self.source}")
+
+
+def all_cells() -> list[Cell]:
+    return [Cell(*values) for values in itertools.product(ROLES, PERMISSION_SETS, FLAGS, FLAGS, STATES, CHANNELS, SOURCES)]
+
+
+def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
+    """(HTTP status, error code) the contract gives for the cell; (202, None) = accepted."""
+    if not cell.feature_enabled:
+        return 403, "feature_disabled"
+    if not cell.file_sharing_enabled:
+        return 403, "file_sharing_disabled"
+    needed = "send_files_widget" if cell.source == "widget" else "send_files_local"
+    senders = ("bot",) if cell.source == "bot_topic" else ("agent", "agent_manager", "bot")
+    if cell.role not in senders or needed not in cell.permissions:
+        return 403, "permission_denied"
+    if cell.state in ("unknown", "other_account"):
+        return 404, "conversation_not_found"
+    if cell.state == "closed":
+        return 409, "conversation_closed"
+    if cell.channel not in file_channels:
+        return 409, "channel_not_supported"
+    return OK
+
+
+def representative_key(cell: Cell) -> tuple:
+    return cell.source, cell.role, cell.permissions, cell.state, expected(cell)
+
+
+def representative_cells() -> list[Cell]:
+    """For every (source, role, permission set, conversation state, expected outcome), the first
+    cell that has it: every distinct answer of every role and permission set through every entry
+    in every state, checked end to end."""
+    chosen: dict[tuple, Cell] = {}
+    for cell in all_cells():
+        chosen.setdefault(representative_key(cell), cell)
+    return list(chosen.values())
