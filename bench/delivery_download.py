@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.embedded import SERVICES, EmbeddedStack, free_port, load_or_create_secrets
-from tests.conftest import free_port_block
+from shared.embedded import running_stack
 from tests.integration.delivery_support import publish_photo, new_conversation
 from tests.integration.test_delivery_api import noisy_png
 from tests.support import Client
@@ -30,20 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
         data_dir = Path(tmp)
-        env = {"FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
-               "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
-               "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
-               "FS_LOG_LEVEL": "WARNING"}
-        env.update(load_or_create_secrets(data_dir / "secrets"))
-        stack = EmbeddedStack(data_dir, env)
-        try:
-            stack.start_s3()
-            stack.start_kafka()
-            stack.bootstrap()
-            for name in SERVICES:
-                stack.start_service(name)
-            for name in SERVICES:
-                stack.wait_ready(name, timeout=120)
+        with running_stack(data_dir, FS_LOG_LEVEL="WARNING") as stack:
             client = Client(env=stack.env, data_dir=data_dir)
             where = new_conversation(client, max_image_dimension=4096)
             photo = publish_photo(client, where=where, data=noisy_png(1400, 1150), filename="big.png")
@@ -60,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
             p90 = timings[int(0.9 * (len(timings) - 1))]
             print(f"final image {size} bytes, {len(timings)} downloads: p50 {statistics.median(timings) * 1000:.1f} ms, "
                   f"p90 {p90 * 1000:.1f} ms, max {timings[-1] * 1000:.1f} ms")
-        finally:
-            stack.stop()
     return 0
 
 

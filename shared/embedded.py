@@ -18,9 +18,11 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger("fileshare.stack")
 
@@ -33,6 +35,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_block(n: int) -> int:
+    """A base port with n free consecutive ports (the metrics ports are base+0..4)."""
+    for _ in range(200):
+        base = free_port()
+        if base + n >= 65535:
+            continue
+        try:
+            for port in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no block of free ports")
+
+
+def isolated_env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    """FS_* for a private stack (tests, benches): free ports, fresh secrets in data_dir/secrets."""
+    env = {"FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
+           "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
+           "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5))}
+    env.update(overrides)
+    env.update(load_or_create_secrets(data_dir / "secrets"))
+    return env
 
 
 def split_hostport(addr: str) -> tuple[str, int]:
@@ -247,3 +275,26 @@ def default_env(data_dir: Path) -> dict[str, str]:
     env.update({k: v for k, v in os.environ.items() if k.startswith("FS_")})
     env.update(load_or_create_secrets(data_dir))
     return env
+
+
+@contextmanager
+def running_stack(data_dir: Path, clamd_signatures: Path | None = None, **env: str) -> Iterator[EmbeddedStack]:
+    """The whole system on free ports in data_dir, ready; stopped on exit. With
+    clamd_signatures (a folder), a real clamd scans; without, the scanner is disabled."""
+    stack = EmbeddedStack(data_dir, isolated_env(data_dir, **env))
+    try:
+        stack.start_s3()
+        stack.start_kafka()
+        if clamd_signatures is not None:
+            from shared.embedded_clamd import start_clamd
+            port = free_port()
+            stack.procs["clamd"] = start_clamd(data_dir / "clamd", clamd_signatures, port)
+            stack.env["FS_CLAMD"] = f"127.0.0.1:{port}"
+        stack.bootstrap()
+        for name in SERVICES:
+            stack.start_service(name)
+        for name in SERVICES:
+            stack.wait_ready(name, timeout=120)
+        yield stack
+    finally:
+        stack.stop()

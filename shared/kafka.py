@@ -52,6 +52,9 @@ def make_consumer(settings, group_id: str | None, *topics: str, **kwargs) -> AIO
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
         enable_auto_commit=False, auto_offset_reset="earliest",
+        # Tansu answers an empty fetch only after the full max-wait (it does not wake on new
+        # records), so the default 500 ms would be added at every hop of the pipeline.
+        fetch_max_wait_ms=50,
         fetch_max_bytes=4 * MAX_MESSAGE_BYTES, max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
         # Low timeouts: Tansu group joins otherwise wait out the full session (DESIGN.md).
         session_timeout_ms=10000, heartbeat_interval_ms=1000, rebalance_timeout_ms=10000,

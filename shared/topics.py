@@ -25,7 +25,8 @@ FILE_TOPICS = (FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED, FILE_REJECTED, MESSA
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     CONVERSATION_EVENTS: {},
     ACCOUNT_SETTINGS: {"cleanup.policy": "compact"},
-    FILE_SHARE_REQUESTED: {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+    # Bot records carry the file itself (base64, by contract): keep them only briefly.
+    FILE_SHARE_REQUESTED: {"max.message.bytes": str(MAX_MESSAGE_BYTES), "retention.ms": str(3600 * 1000)},
     FILE_UPLOADED: {},
     FILE_SANITIZED: {},
     FILE_RESIZED: {},

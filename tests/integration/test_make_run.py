@@ -9,9 +9,8 @@ import sys
 import httpx
 import psutil
 
-from shared.embedded import free_port
+from shared.embedded import free_port, free_port_block
 from shared.embedded_clamd import write_test_signatures
-from tests.conftest import free_port_block
 from tests.support import wait_until
 
 
