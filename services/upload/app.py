@@ -22,7 +22,7 @@ from shared.state import AccountSettingsState, ConversationState, FileStatusStat
 from shared.topics import ACCOUNT_SETTINGS, CONVERSATION_EVENTS, FILE_SHARE_REQUESTED, FILE_TOPICS, ensure_topics
 
 from services.upload import bots
-from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, keep_parts_in_memory, read_form_limited
+from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, read_form_limited
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       already_accepted, file_id_for)
 from services.upload.metrics import UploadMetrics
@@ -51,7 +51,6 @@ def accepted_body(file_id: str) -> dict:
 def build_app(settings) -> FastAPI:
     metrics = UploadMetrics()
     storage = build_storage(settings)
-    keep_parts_in_memory(settings.max_upload_bytes + MULTIPART_SLACK)
     accounts, conversations, statuses = AccountSettingsState(), ConversationState(), FileStatusState()
     status_view = TopicView(settings, list(FILE_TOPICS), lambda r: statuses.apply(decode(r.value)), "file-status")
     views = [

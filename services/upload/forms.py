@@ -13,28 +13,23 @@ class BodyTooLarge(Exception):
     pass
 
 
-def keep_parts_in_memory(limit: int) -> None:
-    """Starlette spools file parts over 1 MB to a temporary file: that would put the plaintext
-    photo on disk. The body is capped at `limit`, so memory is bounded anyway."""
-    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limit)
-
-
 async def read_form_limited(request: Request, limit: int) -> FormData:
     """Parse the multipart body while counting bytes: past `limit` it stops reading, so a
     1 GB body is refused after ~limit bytes and never held in memory."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge()
-    received = 0
-    original_receive = request._receive
 
-    async def counting_receive():
-        nonlocal received
-        message = await original_receive()
-        received += len(message.get("body", b""))
-        if received > limit:
-            raise BodyTooLarge()
-        return message
+    async def counted_body():
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise BodyTooLarge()
+            yield chunk
 
-    request._receive = counting_receive
-    return await request.form(max_files=2, max_fields=8)
+    parser = MultiPartParser(request.headers, counted_body(), max_files=2, max_fields=8)
+    # Starlette spools parts over 1 MB to a temporary file: that would put the plaintext photo
+    # on disk. The body is capped at `limit`, so keeping parts in memory is bounded.
+    parser.spool_max_size = limit
+    return await parser.parse()
