@@ -1,4 +1,5 @@
-"""Helpers every pipeline stage uses: carry the file's fields forward, reject, poison records."""
+"""Helpers every pipeline stage uses: carry the file's fields forward, read and write the file's
+variants, reject, poison records."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,9 @@ import logging
 from aiokafka import ConsumerRecord
 
 from shared import events as ev
+from shared.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
 from shared.kafka import Outgoing
+from shared.storage import ObjectKey
 from shared.topics import FILE_REJECTED
 
 log = logging.getLogger(__name__)
@@ -18,6 +21,47 @@ _CARRIED = tuple(n for n in ev.FileEvent.model_fields if n not in ev.Event.model
 def carry(event: ev.FileEvent) -> dict:
     """The fields of the file that every later event repeats (ids, sender, caption, source)."""
     return {name: getattr(event, name) for name in _CARRIED}
+
+
+class StageRejection(Exception):
+    """The file cannot go on: becomes a file.rejected with this reason (like ImageRejected)."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+async def read_variant(event: ev.FileEvent, files: EncryptedFileStore) -> tuple[bytes, str]:
+    """Decrypt the blob the event names; returns (plaintext, consumer key id).
+
+    A destroyed key is consumer_forgotten even if the consumer has a newer key (a conversation
+    after the forget): the file belongs to the forgotten past. Forget destroys keys first, then
+    blobs, so a missing blob with no key left is a forget too."""
+    key = ObjectKey.parse(event.object_key)
+    try:
+        return await files.get(key)
+    except ConsumerForgotten:
+        raise StageRejection("consumer_forgotten", "the consumer's key was destroyed") from None
+    except FileNotFoundError:
+        if not await files.keys.has_any(event.account_id, event.consumer_id):
+            raise StageRejection("consumer_forgotten", "the consumer's files were erased") from None
+        raise StageRejection("processing_failed", f"{key.variant} object is missing") from None
+    except BlobIntegrityError as e:
+        log.error("stored %s failed authentication: %s", key.variant, e,
+                  extra={"ctx": {"file_id": event.file_id, "conversation_id": event.conversation_id}})
+        raise StageRejection("processing_failed", f"stored {key.variant} failed authentication") from None
+
+
+async def write_variant(event: ev.FileEvent, files: EncryptedFileStore, variant: str, data: bytes,
+                        key_id: str) -> ObjectKey:
+    """Store the file's next variant under the same consumer key as its input; a stage never
+    creates a key, so a forgotten consumer's file cannot come back."""
+    key = ObjectKey.parse(event.object_key).with_variant(variant)
+    try:
+        await files.put_existing_key(key, data, key_id)
+    except ConsumerForgotten:
+        raise StageRejection("consumer_forgotten", "the consumer's key was destroyed") from None
+    return key
 
 
 def reject(event: ev.FileEvent, stage: str, reason: str, detail: str = "") -> Outgoing:

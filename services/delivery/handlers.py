@@ -38,12 +38,11 @@ from dataclasses import dataclass
 
 from shared import events as ev
 from shared.auth import Principal
-from shared.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
+from shared.crypto import EncryptedFileStore
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
-from shared.pipeline import carry, reject
+from shared.pipeline import StageRejection, carry, read_variant, reject
 from shared.state import ConversationState, MessageState
-from shared.storage import ObjectKey
 from shared.topics import MESSAGE_PUBLISHED
 
 log = logging.getLogger(__name__)
@@ -75,17 +74,9 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
         return [reject(event, STAGE, "conversation_closed", "the conversation closed before the photo was published")]
     try:
         # Proves the final blob is there and opens with a live consumer key before anyone is told about it.
-        await deps.files.get(ObjectKey.parse(event.object_key))
-    except ConsumerForgotten:
-        # The key this file was encrypted with is gone: a forget request shredded it.
-        return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
-    except FileNotFoundError:
-        # Forget destroys keys first, then blobs: a missing blob with no key left is a forget too.
-        if not await deps.files.keys.has_any(event.account_id, event.consumer_id):
-            return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
-        return [reject(event, STAGE, "processing_failed", "final object is missing")]
-    except BlobIntegrityError:
-        return [reject(event, STAGE, "processing_failed", "final object failed authentication")]
+        await read_variant(event, deps.files)
+    except StageRejection as r:
+        return [reject(event, STAGE, r.reason, r.detail)]
 
     message = ev.MessagePublished(
         message_id=message_id_for(event.file_id), **carry(event),

@@ -9,13 +9,12 @@ import logging
 from dataclasses import dataclass
 
 from shared import events as ev
-from shared.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
+from shared.crypto import EncryptedFileStore
 from shared.images import ImageLimits, ImageRejected, sanitize_image
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
-from shared.pipeline import carry, reject
+from shared.pipeline import StageRejection, carry, read_variant, reject, write_variant
 from shared.state import AccountSettingsState
-from shared.storage import ObjectKey
 from shared.topics import FILE_SANITIZED
 
 log = logging.getLogger(__name__)
@@ -33,36 +32,17 @@ class SanitizerDeps:
 
 
 async def sanitize_uploaded(event: ev.FileUploaded, deps: SanitizerDeps) -> list[Outgoing]:
-    original_key = ObjectKey.parse(event.object_key)
     try:
-        original, key_id = await deps.files.get(original_key)
-    except ConsumerForgotten:
-        return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
-    except FileNotFoundError:
-        if not await deps.files.keys.has_any(event.account_id, event.consumer_id):
-            return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
-        return [reject(event, STAGE, "processing_failed", "original object is missing")]
-    except BlobIntegrityError as e:
-        log.error("original failed authentication: %s", e, **file_ctx(event))
-        return [reject(event, STAGE, "processing_failed", "stored original failed authentication")]
-
-    verdict = await deps.scanner.scan(original)  # ScannerUnavailable is transient: retried, never "clean"
-    if not verdict.clean:
-        log.warning("malware detected: %s", verdict.signature, **file_ctx(event))
-        return [reject(event, STAGE, "malware_detected", verdict.signature or "malware")]
-
-    target = deps.accounts.get(event.account_id).max_image_dimension
-    try:
+        original, key_id = await read_variant(event, deps.files)
+        verdict = await deps.scanner.scan(original)  # ScannerUnavailable is transient: retried, never "clean"
+        if not verdict.clean:
+            log.warning("malware detected: %s", verdict.signature, **file_ctx(event))
+            raise StageRejection("malware_detected", verdict.signature or "malware")
+        target = deps.accounts.get(event.account_id).max_image_dimension
         result = await deps.pool.run(sanitize_image, original, event.content_type, deps.limits, target)
-    except ImageRejected as e:
-        return [reject(event, STAGE, e.reason, e.detail)]
-
-    sanitized_key = ObjectKey(original_key.account_id, original_key.consumer_id, original_key.conversation_id,
-                              original_key.file_id, "sanitized")
-    try:
-        await deps.files.put_existing_key(sanitized_key, result.data, key_id)
-    except ConsumerForgotten:
-        return [reject(event, STAGE, "consumer_forgotten", "the consumer's key was destroyed")]
+        sanitized_key = await write_variant(event, deps.files, "sanitized", result.data, key_id)
+    except (StageRejection, ImageRejected) as r:
+        return [reject(event, STAGE, r.reason, r.detail)]
     if deps.metrics is not None:
         deps.metrics.bytes.labels("sanitized").inc(len(result.data))
     log.info("sanitized %dx%d %s", result.width, result.height, result.content_type, **file_ctx(event))

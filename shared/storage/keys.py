@@ -6,7 +6,7 @@ so one consumer's files share a prefix and can be deleted together.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 VARIANTS = ("original", "sanitized", "final")
 # Ids come from tokens and platform events: refuse anything that could escape its path segment.
@@ -35,6 +35,10 @@ class ObjectKey:
 
     def __str__(self) -> str:
         return f"{self.account_id}/{self.consumer_id}/{self.conversation_id}/{self.file_id}/{self.variant}"
+
+    def with_variant(self, variant: str) -> "ObjectKey":
+        """The same file's other variant (original → sanitized → final)."""
+        return replace(self, variant=variant)
 
     @classmethod
     def parse(cls, key: str) -> "ObjectKey":
