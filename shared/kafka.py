@@ -88,14 +88,15 @@ async def send_all(producer: AIOKafkaProducer, outgoing: Iterable[Outgoing]) -> 
 
 
 async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],
-                          stop: asyncio.Event, on_retry: Callable[[BaseException], None] | None = None,
-                          max_delay: float = 30.0):
+                          stop: asyncio.Event | None = None,
+                          on_retry: Callable[[BaseException], None] | None = None, max_delay: float = 30.0):
+    """Call fn until it succeeds, retrying `transient` errors with jittered exponential backoff."""
     delay = 0.2
     while True:
         try:
             return await fn()
         except transient as e:
-            if stop.is_set():
+            if stop is not None and stop.is_set():
                 raise
             if on_retry:
                 on_retry(e)

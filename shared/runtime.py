@@ -7,6 +7,8 @@ import signal
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from shared.kafka import retry_transient
+from shared.topics import ensure_topics
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
 from shared.logs import setup_logging
 from shared.settings import Settings, get_settings
@@ -33,20 +35,16 @@ def build_storage(settings: Settings) -> Storage:
     return Storage(blobs, key_blobs, keys, EncryptedFileStore(blobs, keys))
 
 
-async def wait_for_storage(storage: Storage, stop: asyncio.Event | None = None) -> None:
-    """Create the buckets, retrying until the object store answers."""
-    delay = 0.2
-    while True:
-        try:
-            await storage.blobs.ensure_bucket()
-            await storage.key_blobs.ensure_bucket()
-            return
-        except Exception as e:
-            if stop is not None and stop.is_set():
-                raise
-            log.warning("object store not ready (%s); retrying in %.1fs", e, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+async def wait_for_dependencies(settings: Settings, storage: Storage, stop: asyncio.Event | None = None) -> None:
+    """Buckets and topics, created idempotently, retrying until the object store and Kafka answer
+    (a service may start before them)."""
+    async def ensure_buckets():
+        await storage.blobs.ensure_bucket()
+        await storage.key_blobs.ensure_bucket()
+
+    await retry_transient(ensure_buckets, "object store", (Exception,), stop, max_delay=10)
+    await retry_transient(lambda: ensure_topics(settings.kafka_bootstrap, settings.topic_partitions),
+                          "create topics", (Exception,), stop, max_delay=10)
 
 
 def run_service(name: str, main: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> None:

@@ -11,8 +11,7 @@ from typing import Awaitable, Callable
 
 from shared.kafka import StreamProcessor, TopicView
 from shared.metrics import ServiceMetrics, serve_metrics
-from shared.runtime import Storage, wait_for_storage
-from shared.topics import ensure_topics
+from shared.runtime import Storage, wait_for_dependencies
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +21,7 @@ class StreamService:
     name: str
     settings: object
     metrics: ServiceMetrics
-    storage: Storage | None = None
+    storage: Storage
     views: list[TopicView] = field(default_factory=list)
     processors: list[StreamProcessor] = field(default_factory=list)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -33,17 +32,14 @@ class StreamService:
     async def ready(self) -> bool:
         if not self.started or not all(p.running for p in self.processors) or not all(v.healthy for v in self.views):
             return False
-        return True if self.storage is None else await self.storage.ready()
+        return await self.storage.ready()
 
     async def serve(self, stop: asyncio.Event) -> None:
         server = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
                                      self.settings.bind_host)
         tasks: list[asyncio.Task] = []
         try:
-            if self.storage is not None:
-                await wait_for_storage(self.storage, stop)
-            await _retry_until(lambda: ensure_topics(self.settings.kafka_bootstrap, self.settings.topic_partitions),
-                               "create topics", stop)
+            await wait_for_dependencies(self.settings, self.storage, stop)
             for hook in self.on_start:
                 await hook()
             for view in self.views:
@@ -74,16 +70,3 @@ class StreamService:
             for hook in self.on_stop:
                 await hook()
             server.close()
-
-
-async def _retry_until(fn, what: str, stop: asyncio.Event) -> None:
-    delay = 0.2
-    while True:
-        try:
-            return await fn()
-        except Exception as e:
-            if stop.is_set():
-                raise
-            log.warning("%s failed (%s); retrying in %.1fs", what, e, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from fastapi import FastAPI, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from shared import events as ev
@@ -17,9 +16,9 @@ from shared.durations import parse_duration
 from shared.httpapi import ApiError, add_health_routes, authenticate, error_responses, install_error_handlers
 from shared.kafka import Outgoing, StreamProcessor, TopicView, make_producer, send_all, start_with_retry
 from shared.metrics import serve_metrics
-from shared.runtime import build_storage, wait_for_storage
+from shared.runtime import build_storage, wait_for_dependencies
 from shared.state import AccountSettingsState, ConversationState, FileStatusState, decode
-from shared.topics import ACCOUNT_SETTINGS, CONVERSATION_EVENTS, FILE_SHARE_REQUESTED, FILE_TOPICS, ensure_topics
+from shared.topics import ACCOUNT_SETTINGS, CONVERSATION_EVENTS, FILE_SHARE_REQUESTED, FILE_TOPICS
 
 from services.upload import bots
 from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, read_form_limited
@@ -73,8 +72,7 @@ def build_app(settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         metrics_server = await serve_metrics(metrics, settings.metrics_port("upload"), ready, settings.bind_host)
-        await wait_for_storage(storage)
-        await ensure_topics(settings.kafka_bootstrap, settings.topic_partitions)
+        await wait_for_dependencies(settings, storage)
         deps.producer = make_producer(settings)  # bound to the server's event loop
         await start_with_retry(deps.producer, "upload producer")
         for view in views:
