@@ -14,7 +14,6 @@ import asyncio
 import io
 import json
 import os
-import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor

@@ -185,7 +185,6 @@ class EmbeddedStack:
 
     def bootstrap(self) -> None:
         """Topics and buckets, idempotently."""
-        from shared.crypto import MasterKeyRing  # noqa: F401  (fails early on a bad master key)
         from shared.settings import Settings
         from shared.topics import ensure_topics
         settings = Settings(**{k[3:].lower(): v for k, v in self.env.items() if k.startswith("FS_")})

@@ -52,8 +52,8 @@ class Sender(BaseModel):
     role: Role
 
 
-class FileEvent(Event):
-    """Fields every pipeline event carries."""
+class _FileFields(BaseModel):
+    """The file's fields that every pipeline event, and the message, carry."""
     file_id: str
     account_id: str
     conversation_id: str
@@ -61,6 +61,10 @@ class FileEvent(Event):
     sender: Sender
     caption: str | None = None
     source: Source = "local"
+
+
+class FileEvent(Event, _FileFields):
+    """A pipeline event: file.uploaded, file.sanitized, file.resized, file.rejected."""
     request_id: str | None = None  # set when a bot sent the file over file.share.requested
 
 
@@ -111,16 +115,9 @@ class HostedFileContent(BaseModel):
     preview: str = ""
 
 
-class MessagePublished(Event):
+class MessagePublished(Event, _FileFields):
     event_type: Literal["message.published"] = "message.published"
     message_id: str
-    file_id: str
-    account_id: str
-    conversation_id: str
-    consumer_id: str
-    sender: Sender
-    caption: str | None = None
-    source: Source = "local"
     content: HostedFileContent
 
 

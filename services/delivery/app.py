@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import uvicorn
 from aiokafka import TopicPartition
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
 
 from shared import events as ev
