@@ -49,7 +49,7 @@ class Conversation:
     account_id: str
     conversation_id: str
     consumer_id: str
-    channel: str
+    channel: str | None  # None: the platform never named it (cannot receive files)
     authenticated: bool
     open: bool
 
@@ -68,7 +68,9 @@ class ConversationState:
             return
         self._by_id[event.conversation_id] = Conversation(
             account_id=event.account_id, conversation_id=event.conversation_id,
-            consumer_id=event.consumer_id, channel=event.channel, authenticated=event.authenticated,
+            consumer_id=event.consumer_id,
+            channel=event.channel if event.channel is not None else (known.channel if known else None),
+            authenticated=event.authenticated,
             open=event.event_type != "conversation.closed")
 
     def get(self, conversation_id: str) -> Conversation | None:
@@ -101,6 +103,9 @@ class FileStatus:
     request_id: str | None = None
     updated_at: datetime | None = None
     history: list[str] = field(default_factory=list)
+    rejection: tuple[str, str] | None = None   # (reason, detail) of the file.rejected, if any
+    deletion: str | None = None                # reason of the file.deleted, if any
+    described_by: str | None = None            # stage whose event gave content_type/size/width/height
 
     def public(self) -> dict:
         return {"file_id": self.file_id, "status": self.status, "reason": self.reason,
@@ -109,6 +114,22 @@ class FileStatus:
                 "size_bytes": self.size_bytes, "width": self.width, "height": self.height,
                 "caption": self.caption,
                 "updated_at": self.updated_at.isoformat() if self.updated_at else None}
+
+    def settle(self) -> None:
+        """Status and reason from everything seen, whatever order the topics were read in."""
+        if self.deletion == "gdpr" and "published" not in self.history and \
+                (self.rejection is None or self.rejection[0] == "consumer_forgotten"):
+            # A forget caught the file in flight: it was never delivered, and to its sender that is
+            # the rejection consumer_forgotten, whether the receipt or the stage's rejection is read first.
+            self.status, self.reason = "rejected", "consumer_forgotten"
+            self.detail = self.rejection[1] if self.rejection else "the consumer's files were erased"
+        elif self.deletion is not None:
+            self.status, self.reason, self.detail = "deleted", self.deletion, None
+        elif self.rejection is not None:
+            self.status, (self.reason, self.detail) = "rejected", self.rejection
+        else:
+            self.status = max(self.history, key=STAGE_RANK.__getitem__)
+            self.reason = self.detail = None
 
 
 class FileStatusState:
@@ -127,16 +148,19 @@ class FileStatusState:
                 consumer_id=event.consumer_id, status=status)
         if status not in current.history:
             current.history.append(status)
-        if STAGE_RANK[status] >= STAGE_RANK.get(current.status, 0):
-            current.status = status
+        if isinstance(event, ev.FileRejected):
+            current.rejection = (event.reason, event.detail)
+        elif isinstance(event, ev.FileDeleted):
+            current.deletion = event.reason
+        if STAGE_RANK[status] >= max(STAGE_RANK[s] for s in current.history):
             current.updated_at = event.occurred_at
-            if isinstance(event, ev.FileRejected):
-                current.reason, current.detail = event.reason, event.detail
-            described = event.content if isinstance(event, ev.MessagePublished) else event
-            for name in ("content_type", "size_bytes", "width", "height"):
-                value = getattr(described, name, None)
-                if value is not None:
-                    setattr(current, name, value)
+        described = event.content if isinstance(event, ev.MessagePublished) else event
+        for name in ("content_type", "size_bytes", "width", "height"):
+            value = getattr(described, name, None)
+            if value is not None and STAGE_RANK[status] >= STAGE_RANK.get(current.described_by, 0):
+                setattr(current, name, value)
+                current.described_by = status
+        current.settle()
         if getattr(event, "caption", None) is not None:
             current.caption = event.caption
         sender = getattr(event, "sender", None)
