@@ -136,7 +136,9 @@ class ConversationEvent(Event):
     account_id: str
     conversation_id: str
     consumer_id: str
-    channel: str = "web"
+    # No default channel: an event that names none must not make a conversation file-capable.
+    # None keeps the channel already known (a close or resume often repeats only the ids).
+    channel: str | None = None
     authenticated: bool = False
 
 

@@ -72,7 +72,8 @@ def check_conversation(account_id: str, conversation: Conversation | None, file_
         # A photo never resumes a closed conversation (agents, bots and custom widgets alike).
         raise Refused(409, "conversation_closed", "the conversation is closed; sending a photo cannot resume it")
     if conversation.channel not in file_channels:
-        raise Refused(409, "channel_not_supported", f"channel {conversation.channel!r} cannot receive files")
+        channel = repr(conversation.channel) if conversation.channel else "(not named by the platform)"
+        raise Refused(409, "channel_not_supported", f"channel {channel} cannot receive files")
     return conversation
 
 
