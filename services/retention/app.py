@@ -13,6 +13,7 @@ from shared.kafka import StreamProcessor, TopicView, TransientError, send_all
 from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
 from shared.runtime import build_storage
 from shared.state import AccountSettingsState, decode
+from shared.storage import consumer_prefix
 from shared.streamservice import StreamService
 from shared.topics import ACCOUNT_SETTINGS, FILE_DELETED, FILE_REJECTED, GDPR_FORGET
 
@@ -40,7 +41,7 @@ class RetentionMetrics(ServiceMetrics):
                                        "From gdpr.forget occurred_at until the consumer's keys are destroyed "
                                        "(every file unreadable)", buckets=FORGET_BUCKETS, registry=r)
         self.forget_requests = Counter("fileshare_forget_requests_total",
-                                       "Forget requests handled, by outcome (erased | nothing_left)",
+                                       "Forget requests handled, by outcome (erased | nothing_left | invalid)",
                                        ["outcome"], registry=r)
 
 
@@ -60,6 +61,15 @@ def bootstrap(settings) -> StreamService:
     async def handle(record):
         if record.topic == GDPR_FORGET:
             request = ev.GdprForget.model_validate_json(record.value)  # unusable → poison (logged, skipped)
+            try:
+                consumer_prefix(request.account_id, request.consumer_id)
+            except ValueError as e:
+                # No object can be stored under ids the storage layout refuses, so there is nothing
+                # to erase; retrying would block the partition behind it forever.
+                log.error("forget request %s names ids no file can have (%s); nothing to erase, skipped",
+                          request.request_id, e)
+                metrics.forget_requests.labels("invalid").inc()
+                return []
             try:
                 await forget_consumer(request, deps)
             except Exception as e:

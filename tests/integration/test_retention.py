@@ -70,6 +70,10 @@ def run_cli(client, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+FORGET_METRICS = [("fileshare_files_deleted_total", '{reason="gdpr"}'), ("fileshare_freed_bytes_total", ""),
+                  ("fileshare_forget_seconds_count", ""), ("fileshare_forget_shred_seconds_count", "")]
+
+
 def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(stack, client):
     account, consumer, neighbour = unique("acct"), unique("consumer"), unique("consumer")
     conv1, conv2, conv_neighbour = unique("conv"), unique("conv"), unique("conv")
@@ -85,6 +89,7 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
     assert client.download(published[0], account).status_code == 200
 
     request = ev.GdprForget(request_id=unique("req"), account_id=account, consumer_id=consumer)
+    before = {name: retention_metric(client, name, labels) for name, labels in FORGET_METRICS}
     stack.stop_process("resizer")  # deterministic "mid-pipeline": the 4th file stops after the sanitizer
     try:
         in_flight = send_photo(client, account, conv2, 5)
@@ -110,10 +115,12 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
                           what="the in-flight file to be rejected")
     assert [(r.stage, r.reason) for r in rejected] == [("resizer", "consumer_forgotten")]
     assert client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == in_flight) == []
-    assert client.status(in_flight, account)["status"] in ("rejected", "deleted")
+    status = client.status(in_flight, account)
+    assert (status["status"], status["reason"]) == ("rejected", "consumer_forgotten"), status
     assert client.download(in_flight, account).status_code in (404, 410)
     for file_id in published:
-        assert client.status(file_id, account)["status"] == "deleted"
+        status = client.status(file_id, account)
+        assert (status["status"], status["reason"]) == ("deleted", "gdpr"), status
 
     # Still exactly one receipt per file after the rejection went through retention too.
     wait_until(lambda: retention_metric(client, "fileshare_records_total",
@@ -126,6 +133,11 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
     r = client.download(neighbours_file, account)
     assert r.status_code == 200 and r.content.startswith(b"\xff\xd8\xff")
     assert stored_objects_of(client, account, neighbour) != []
+    after = {name: retention_metric(client, name, labels) for name, labels in FORGET_METRICS}
+    assert after["fileshare_files_deleted_total"] - before["fileshare_files_deleted_total"] == 4
+    assert after["fileshare_freed_bytes_total"] > before["fileshare_freed_bytes_total"]
+    assert after["fileshare_forget_seconds_count"] > before["fileshare_forget_seconds_count"]
+    assert after["fileshare_forget_shred_seconds_count"] > before["fileshare_forget_shred_seconds_count"]
     print(f"forget: shred latency sum={retention_metric(client, 'fileshare_forget_shred_seconds_sum')}s "
           f"count={retention_metric(client, 'fileshare_forget_shred_seconds_count')}, "
           f"complete sum={retention_metric(client, 'fileshare_forget_seconds_sum')}s")
@@ -206,6 +218,10 @@ def test_expiry_follows_each_accounts_current_retention(client):
 
     expired = wait_until(lambda: receipts(client, file_id=brief), what="the PT5S file's receipt")
     assert [(r.reason, r.request_id) for r in expired] == [("expired", None)]
+    [uploaded] = client.read_topic(FILE_UPLOADED, lambda e: e.file_id == brief)
+    assert (expired[0].occurred_at - uploaded.occurred_at).total_seconds() >= 5, "never before its retention ends"
+    assert retention_metric(client, "fileshare_files_deleted_total", '{reason="expired"}') >= 1
+    assert retention_metric(client, "fileshare_sweep_seconds_count") >= 1
     assert client.wait_status(brief, short, ("deleted",))["status"] == "deleted"
     assert client.download(brief, short).status_code in (404, 410)
     assert not [p for p in (client.data_dir / "s3").rglob("*") if p.is_file() and f"/{brief}/" in p.as_posix()]
@@ -248,3 +264,24 @@ def test_retention_status_cli_reports_files_per_account(client):
     assert (row["files"], row["consumers"], row["retention"]) == (2, 1, "P13M")
     assert row["bytes"] > 0 and row["oldest_file_age_seconds"] >= 0 and not row["next_expiry_overdue"]
     assert row["next_expiry"][:4] in {str(int(status["generated_at"][:4]) + 1), str(int(status["generated_at"][:4]) + 2)}
+
+
+def test_a_forget_request_with_unusable_ids_never_blocks_the_ones_behind_it(client):
+    """Ids no stored file can have (the storage layout refuses them) mean nothing to erase: the
+    request is logged and counted, and the next request on the same partition is served."""
+    account, consumer, conversation = unique("acct"), unique("consumer"), unique("conv")
+    client.enable_account(account)
+    client.open_conversation(account, conversation, consumer)
+    file_id = send_photo(client, account, conversation)
+    assert client.wait_status(file_id, account)["status"] == "published"
+    invalid_before = retention_metric(client, "fileshare_forget_requests_total", '{outcome="invalid"}')
+
+    bad = ev.GdprForget(request_id=unique("req"), account_id=account, consumer_id="../" + consumer)
+    good = ev.GdprForget(request_id=unique("req"), account_id=account, consumer_id=consumer)
+    client.publish(GDPR_FORGET, consumer, bad)   # same key: the same partition, the good one behind it
+    client.publish(GDPR_FORGET, consumer, good)
+
+    erased = wait_until(lambda: receipts(client, request_id=good.request_id), what="the valid request's receipt")
+    assert [r.file_id for r in erased] == [file_id]
+    assert retention_metric(client, "fileshare_forget_requests_total", '{outcome="invalid"}') == invalid_before + 1
+    assert receipts(client, request_id=bad.request_id) == []
