@@ -80,6 +80,40 @@ def test_rebalance_between_two_instances_yields_one_message_per_photo(client, st
             ensure_normal_delivery(stack)
 
 
+def test_member_dying_after_produce_hands_its_partition_over_without_a_second_message(client, stack):
+    """The rebalance a clean leave cannot show: a member dies between producing message.published
+    and committing file.resized, the group gives its partitions to the survivor, which gets that
+    file.resized again and must recognise it as published (dedupe, not the revocation fence)."""
+    account, first_conversation, _ = new_conversation(client)
+    conversations = [first_conversation]
+    for _ in range(7):
+        conversations.append(unique("conv"))
+        client.open_conversation(account, conversations[-1], unique("consumer"))
+    files: list[str] = []
+    suppressed_before = sample(scrape(stack.env), "fileshare_duplicates_suppressed_total")
+
+    def second_died() -> bool:
+        if second.stack.procs[second.name].poll() is not None:
+            return True
+        conversation = conversations[len(files) % len(conversations)]
+        files.append(upload_ok(client, account, conversation, small_photo(seed=len(files))))
+        return False  # keep photos coming until one lands on a partition the dying member owns
+
+    second = ExtraDelivery.start(stack, env={"FS_TEST_CRASH_AFTER_PRODUCE": "delivery"})
+    try:
+        second.wait_ready()
+        wait_until(second_died, timeout=120, interval=0.5, what="the second member to die after producing")
+        assert second.stack.procs[second.name].returncode == CRASH_EXIT_CODE
+        for file_id in files:
+            assert client.wait_status(file_id, account, timeout=90)["status"] == "published"
+        wait_until(lambda: sample(scrape(stack.env), "fileshare_duplicates_suppressed_total") > suppressed_before,
+                   timeout=60, what="the survivor to suppress the redelivered file.resized")
+        counts = messages_for(client, files)
+        assert counts == {f: 1 for f in files}, counts
+    finally:
+        second.stop()
+
+
 def scrape_extra(extra: ExtraDelivery) -> dict:
     return scrape({"FS_METRICS_PORT_BASE": str(extra.metrics_base)})
 
