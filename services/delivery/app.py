@@ -61,7 +61,9 @@ def bootstrap(settings):
 
     async def catch_up(tp: TopicPartition):
         await message_view.wait_caught_up([TopicPartition(MESSAGE_PUBLISHED, tp.partition)])
-        await conversation_view.wait_caught_up([TopicPartition(CONVERSATION_EVENTS, tp.partition)])
+        # Every partition: conversation.events comes from the messaging platform, whose
+        # partitioner need not place a conversation where ours places its file.resized.
+        await conversation_view.wait_caught_up()
 
     async def handle(record):
         event = parse_file_event(record, ev.FileResized)
