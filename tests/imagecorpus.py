@@ -165,6 +165,36 @@ def srgb_icc() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
+def icc_tag_table(profile: bytes) -> dict[bytes, tuple[int, int]]:
+    """An ICC profile's tag table: signature -> (offset, size) (ICC.1:2010 section 7.3)."""
+    (count,) = struct.unpack(">I", profile[128:132])
+    entries = (struct.unpack(">4sII", profile[132 + 12 * n : 144 + 12 * n]) for n in range(count))
+    return {signature: (offset, size) for signature, offset, size in entries}
+
+
+def red_green_swapped_icc() -> bytes:
+    """A valid non-sRGB RGB profile: sRGB with its red and green primaries (rXYZ/gXYZ tag
+    entries) exchanged, so the value stored in the red channel is displayed as green and
+    vice versa. Colour-managed, stored (200, 100, 50) is sRGB (100, 200, 50)."""
+    profile = bytearray(srgb_icc())
+    table = icc_tag_table(bytes(profile))
+    for n in range(len(table)):
+        entry = 132 + 12 * n
+        signature = bytes(profile[entry : entry + 4])
+        if signature in (b"rXYZ", b"gXYZ"):
+            other = b"gXYZ" if signature == b"rXYZ" else b"rXYZ"
+            profile[entry + 4 : entry + 12] = struct.pack(">II", *table[other])
+    return bytes(profile)
+
+
+SWAPPED_PROFILE_STORED = (200, 100, 50)  # what the file's pixels hold
+SWAPPED_PROFILE_SRGB = (100, 200, 50)  # what they mean under red_green_swapped_icc()
+
+
+def jpeg_with_swapped_primaries(size: tuple[int, int] = (64, 48)) -> bytes:
+    return to_jpeg(Image.new("RGB", size, SWAPPED_PROFILE_STORED), quality=95, icc_profile=red_green_swapped_icc())
+
+
 XMP_PACKET = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
     b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:creator="Secret Photographer"/>'
@@ -425,6 +455,15 @@ def worker_pid() -> int:
 def hang_forever() -> None:
     while True:  # a decoder stuck in C code looks the same from outside
         time.sleep(60)
+
+
+def hang_after_touching(path: str) -> None:
+    """Hang like hang_forever, after writing this worker's pid to `path`: the test can wait
+    for "the task is running in a worker" instead of guessing with sleeps."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)  # appears complete or not at all
+    hang_forever()
 
 
 def hog_memory(nbytes: int) -> int:

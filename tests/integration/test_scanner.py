@@ -135,21 +135,17 @@ async def test_over_stream_max_length_is_an_error_not_clean(clamd):
     assert (await scanner.scan(_png())).clean
 
 
-async def test_five_megabyte_photo_scan_latency(clamd):
+async def test_five_megabyte_photo_is_scanned_clean(clamd):
     scanner = ClamdScanner(clamd.address, timeout=30)
-    # A noisy JPEG near the 5 MB upload limit (noise does not compress).
+    # A noisy JPEG near the 5 MB upload limit (noise does not compress): many INSTREAM chunks.
     noise = Image.frombytes("RGB", (2200, 2200), os.urandom(2200 * 2200 * 3))
     buf = io.BytesIO()
     noise.save(buf, format="JPEG", quality=95)
     data = buf.getvalue()[: 5 * 1024 * 1024 - 2] + b"\xff\xd9"
-    timings = []
-    for _ in range(3):
-        t0 = time.perf_counter()
+    assert len(data) > 4 * 1024 * 1024
+    for _ in range(3):  # the same connection-per-call client, repeatedly
         result = await scanner.scan(data)
-        timings.append(time.perf_counter() - t0)
-        assert result.clean
-    print(f"\nscan of {len(data) / 1e6:.1f} MB JPEG: best {min(timings) * 1000:.0f} ms, "
-          f"worst {max(timings) * 1000:.0f} ms")
+        assert result.clean and result.signature is None
 
 
 async def test_concurrent_scans(clamd):
@@ -197,10 +193,9 @@ async def test_silent_peer_times_out_as_unavailable():
     port = server.sockets[0].getsockname()[1]
     try:
         scanner = ClamdScanner(f"127.0.0.1:{port}", timeout=0.5)
-        t0 = time.monotonic()
-        with pytest.raises(ScannerUnavailable, match="no answer"):
+        with pytest.raises(ScannerUnavailable, match=r"no answer within 0\.5s"):
             await scanner.scan(_png())
-        assert time.monotonic() - t0 < 3
+        assert accepted  # it was the silent peer, not a refused connection
     finally:
         for w in accepted:
             w.close()

@@ -1,13 +1,14 @@
 """ImageWorkerPool: hard time and memory limits per task, and the pool keeps serving."""
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
 from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
 from shared.settings import Settings
 from tests import imagecorpus as corpus
-from tests.imagecorpus import die_abruptly, fail_plainly, hang_forever, hog_memory, worker_pid
+from tests.imagecorpus import die_abruptly, fail_plainly, hang_after_touching, hang_forever, hog_memory, worker_pid
 
 MEMORY_LIMIT = 768 * 1024 * 1024
 
@@ -16,6 +17,20 @@ MEMORY_LIMIT = 768 * 1024 * 1024
 async def pool():
     async with ImageWorkerPool(workers=2, timeout_seconds=2.0, memory_bytes=MEMORY_LIMIT) as started:
         yield started
+
+
+async def running_in_a_worker(pool: ImageWorkerPool, marker: Path) -> tuple[asyncio.Future, int]:
+    """Start a call that hangs; return it once it is really running in a worker, with that worker's pid."""
+    call = asyncio.ensure_future(pool.run(hang_after_touching, str(marker)))
+    while not marker.exists():  # an observable state, not a guess at how long starting takes
+        assert not call.done(), call
+        await asyncio.sleep(0.01)
+    return call, int(marker.read_text())
+
+
+async def worker_pids(pool: ImageWorkerPool) -> set[int]:
+    # Idle workers are taken in FIFO order, so 2 x size sequential calls visit each of them.
+    return {await pool.run(worker_pid) for _ in range(2 * pool.size)}
 
 
 async def sanitize_small_photo(pool: ImageWorkerPool):
@@ -36,7 +51,7 @@ async def test_rejections_from_the_worker_keep_their_reason(pool):
 
 
 async def test_a_hanging_task_is_cut_off_and_its_worker_replaced(pool):
-    pids_before = {await pool.run(worker_pid) for _ in range(4)}
+    pids_before = await worker_pids(pool)
 
     with pytest.raises(ImageRejected) as caught:
         await pool.run(hang_forever)
@@ -44,7 +59,7 @@ async def test_a_hanging_task_is_cut_off_and_its_worker_replaced(pool):
     assert caught.value.reason == "processing_failed"
     assert "time limit" in caught.value.detail
     assert (await sanitize_small_photo(pool)).width == 400
-    pids_after = {await pool.run(worker_pid) for _ in range(4)}
+    pids_after = await worker_pids(pool)
     assert len(pids_before - pids_after) == 1  # exactly the stuck worker was replaced
 
 
@@ -56,19 +71,32 @@ async def test_a_jpeg_with_thousands_of_progressive_scans_is_cut_off(pool):
     assert (await sanitize_small_photo(pool)).width == 400
 
 
-async def test_other_files_are_served_while_one_task_hangs(pool):
-    hanging = asyncio.ensure_future(pool.run(hang_forever))
-    results = [await sanitize_small_photo(pool) for _ in range(3)]
-    assert [r.width for r in results] == [400, 400, 400]
-    with pytest.raises(ImageRejected):
-        await hanging
+async def test_other_files_are_served_while_one_task_hangs(tmp_path):
+    # A time limit far beyond the test: had the photos waited for the hung worker, they
+    # could only have been served after it was cut off, and `hanging` would be done.
+    async with ImageWorkerPool(workers=2, timeout_seconds=20.0, memory_bytes=MEMORY_LIMIT) as pool:
+        hanging, _ = await running_in_a_worker(pool, tmp_path / "hanging")
+
+        results = [await sanitize_small_photo(pool) for _ in range(3)]
+
+        assert [r.width for r in results] == [400, 400, 400]
+        assert not hanging.done()  # served by the other worker while the hang was still going on
+        hanging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hanging
 
 
-async def test_a_memory_hog_is_rejected_and_the_pool_still_works(pool):
+async def test_a_memory_hog_is_rejected_and_its_worker_replaced(pool):
+    pids_before = await worker_pids(pool)
+
     with pytest.raises(ImageRejected) as caught:
         await pool.run(hog_memory, 4 * MEMORY_LIMIT)
+
     assert caught.value.reason == "image_too_large"
     assert (await sanitize_small_photo(pool)).width == 400
+    pids_after = await worker_pids(pool)
+    assert len(pids_after) == pool.size
+    assert len(pids_before - pids_after) == 1  # the worker that hit its memory limit was replaced
 
 
 async def test_a_worker_that_dies_is_replaced(pool):
@@ -84,13 +112,13 @@ async def test_other_exceptions_become_processing_failed(pool):
     assert caught.value.reason == "processing_failed" and "KeyError" in caught.value.detail
 
 
-async def test_a_cancelled_call_does_not_leave_a_stuck_worker_behind():
-    async with ImageWorkerPool(workers=1, timeout_seconds=60.0, memory_bytes=MEMORY_LIMIT) as pool:
-        stuck = asyncio.ensure_future(pool.run(hang_forever))
-        await asyncio.sleep(0)  # one loop turn: the call takes the only worker (no waiting on time)
+async def test_a_cancelled_call_does_not_leave_a_stuck_worker_behind(tmp_path):
+    async with ImageWorkerPool(workers=1, timeout_seconds=20.0, memory_bytes=MEMORY_LIMIT) as pool:
+        stuck, stuck_pid = await running_in_a_worker(pool, tmp_path / "stuck")
         stuck.cancel()
         with pytest.raises(asyncio.CancelledError):
             await stuck
+        assert await pool.run(worker_pid) != stuck_pid  # the only worker was replaced, not reused mid-task
         assert (await sanitize_small_photo(pool)).width == 400
 
 

@@ -1,6 +1,9 @@
-import pytest
+import io
 
-from shared.images import EXTENSIONS, PILLOW_FORMATS, sniff_content_type
+import pytest
+from PIL import Image, ImageFile, PcdImagePlugin
+
+from shared.images import EXTENSIONS, ImageLimits, ImageRejected, resize_image, sanitize_image, sniff_content_type
 from tests import imagecorpus as corpus
 
 
@@ -35,6 +38,69 @@ def test_everything_else_is_not_an_accepted_type(head):
     assert sniff_content_type(head) is None
 
 
-def test_extensions_and_decoder_allowlist():
+def test_extensions():
     assert EXTENSIONS == {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
-    assert list(PILLOW_FORMATS) == ["JPEG", "PNG", "GIF"]
+
+
+def photocd_in_disguise(magic: bytes) -> bytes:
+    """Starts with an accepted signature, so sniffing lets it through, but is no valid JPEG,
+    PNG or GIF. Pillow, asked without an allowlist, then tries every plugin in turn, and the
+    PhotoCD plugin (no signature check of its own, "PCD_" at offset 2048) takes it."""
+    return (magic + bytes(2048))[:2048] + b"PCD_" + bytes(2044)
+
+
+@pytest.mark.parametrize(
+    ("magic", "claimed"),
+    [(b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF89a", "image/gif")],
+)
+def test_a_decoder_outside_the_allowlist_never_sees_the_bytes(monkeypatch, magic, claimed):
+    data = photocd_in_disguise(magic)
+    assert sniff_content_type(data[:16]) == claimed
+    assert Image.open(io.BytesIO(data)).format == "PCD"  # the threat is real: plain Pillow would decode it
+
+    reached = []
+    original_open = PcdImagePlugin.PcdImageFile._open
+
+    def spying_open(self):
+        reached.append(claimed)
+        return original_open(self)
+
+    monkeypatch.setattr(PcdImagePlugin.PcdImageFile, "_open", spying_open)
+    for entry_point in (sanitize_image, resize_image):
+        with pytest.raises(ImageRejected) as caught:
+            entry_point(data, claimed, ImageLimits(), 800)
+        assert caught.value.reason == "corrupt_image"  # no decoder of ours could read it
+    assert reached == []
+
+
+def test_no_other_decoder_is_even_asked_for_valid_or_broken_uploads(monkeypatch):
+    # A plugin that would claim every file, registered first in Pillow's registry.
+    asked = []
+
+    class CatchAll(ImageFile.ImageFile):
+        format = "CATCHALL"
+
+        def _open(self):
+            asked.append("open")
+            raise SyntaxError("not mine")  # so a wrongly-asked catch-all changes no outcome
+
+    def accept(prefix: bytes) -> bool:
+        asked.append("accept")
+        return True
+
+    Image.init()
+    monkeypatch.setattr(Image, "ID", ["CATCHALL", *Image.ID])
+    monkeypatch.setitem(Image.OPEN, "CATCHALL", (CatchAll, accept))
+    assert Image.open(io.BytesIO(corpus.to_png(corpus.photo(8, 8)))).format == "PNG" and asked  # registered
+    asked.clear()
+
+    for data, content_type in [
+        (corpus.to_jpeg(corpus.photo(32, 32)), "image/jpeg"),
+        (corpus.to_png(corpus.photo(32, 32)), "image/png"),
+        (corpus.animated_gif(frames=2), "image/gif"),
+    ]:
+        assert sanitize_image(data, content_type, ImageLimits()).content_type == content_type
+    for data, content_type in [(corpus.truncated_jpeg(), "image/jpeg"), (b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png")]:
+        with pytest.raises(ImageRejected):
+            sanitize_image(data, content_type, ImageLimits())
+    assert asked == []

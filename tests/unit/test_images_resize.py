@@ -3,6 +3,9 @@ import pytest
 from PIL import Image
 
 from shared.images import ImageLimits, ImageRejected, resize_image, sanitize_image
+from shared.images import resize as resize_module
+from shared.images import sanitize as sanitize_module
+from shared.images.decoding import decode_first_frame, open_trusted
 from tests import imagecorpus as corpus
 from tests.imagecorpus import PIXEL_ONLY_PNG_CHUNKS, close, jpeg_markers, opened, png_chunk_types
 
@@ -135,3 +138,68 @@ def test_input_that_did_not_come_from_the_sanitizer_is_re_encoded_not_passed_thr
     assert (result.width, result.height) == (640, 480)
     assert not set(jpeg_markers(result.data)) & (set(range(0xE1, 0xF0)) | {0xFE})
     assert corpus.CAMERA_MAKE.encode() not in result.data
+
+
+# ---------------------------------------------------------------- speed: reduced-scale decode, no needless re-encode
+
+
+@pytest.mark.parametrize(
+    ("at_least", "decoded"),
+    [
+        (None, (4000, 3000)),  # no target: full size
+        (2000, (2000, 1500)),  # 1/2
+        (800, (1000, 750)),  # 1/4: the smallest DCT scale whose longer side is still >= 800
+        (400, (500, 375)),  # 1/8, the smallest libjpeg offers
+    ],
+)
+def test_a_jpeg_is_decoded_at_the_smallest_dct_scale_that_still_covers_the_target(at_least, decoded):
+    image = decode_first_frame(open_trusted(corpus.jpeg_12mp(), "image/jpeg", LIMITS), at_least=at_least)
+    assert image.size == decoded
+    assert image.getbbox() is not None  # real pixels were decoded, not just a header
+
+
+def decoded_sizes(monkeypatch, module) -> list[tuple[int, int]]:
+    """Record the size of every frame `module` decodes (spying on its decode_first_frame)."""
+    sizes = []
+
+    def spy(image, at_least=None):
+        decoded = decode_first_frame(image, at_least)
+        sizes.append(decoded.size)
+        return decoded
+
+    monkeypatch.setattr(module, "decode_first_frame", spy)
+    return sizes
+
+
+def test_sanitizer_with_a_target_never_decodes_a_12_mp_jpeg_at_full_size(monkeypatch):
+    sizes = decoded_sizes(monkeypatch, sanitize_module)
+    result = sanitize_image(corpus.jpeg_12mp(), "image/jpeg", LIMITS, 800)
+    assert sizes == [(1000, 750)]
+    assert (result.width, result.height) == (600, 800)
+
+
+def test_resizer_decodes_a_12_mp_jpeg_at_reduced_scale(monkeypatch):
+    sizes = decoded_sizes(monkeypatch, resize_module)
+    result = resize_image(corpus.jpeg_12mp(), "image/jpeg", 800)  # not the sanitizer's output: resized for real
+    assert sizes == [(1000, 750)]
+    assert (result.width, result.height) == (600, 800)
+
+
+@pytest.mark.parametrize(
+    ("data", "hint"),
+    [
+        (corpus.jpeg_12mp, True),  # the sanitizer already wrote the final 600x800 variant
+        (lambda: corpus.to_jpeg(corpus.photo(320, 240)), False),  # small: nothing to resize
+        (lambda: corpus.to_jpeg(corpus.photo(320, 240)), True),
+    ],
+)
+def test_sanitizer_output_already_within_the_size_is_kept_byte_for_byte(monkeypatch, data, hint):
+    sanitized = sanitize_image(data(), "image/jpeg", LIMITS, 800 if hint else None)
+    sizes = decoded_sizes(monkeypatch, resize_module)
+
+    result = resize_image(sanitized.data, "image/jpeg", 800)
+
+    assert result.data == sanitized.data  # no decode + re-encode round trip (CPU and quality)
+    assert (result.width, result.height) == (sanitized.width, sanitized.height)
+    assert len(sizes) == 1 and max(sizes[0]) <= 64 * 2  # the only decode is the preview's, at reduced scale
+    assert max(opened(result.preview).size) == 64

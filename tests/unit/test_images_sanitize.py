@@ -148,6 +148,17 @@ def test_header_bombs_are_refused_before_any_pixel_is_decoded(data, content_type
     assert error.reason == "image_too_large"
 
 
+def test_pillow_bomb_warning_is_an_error_even_under_a_generous_pixel_limit():
+    # 100 MP is over Pillow's MAX_IMAGE_PIXELS (~89.5 MP), so Image.open only *warns*
+    # (DecompressionBombWarning; it raises from 2x that). Our own limit is out of the way
+    # here: the warning itself must stop the file, before the junk IDAT is decoded
+    # (which would end as corrupt_image).
+    data = corpus.png_header_bomb(10000, 10000)
+    error = rejected(data, "image/png", ImageLimits(max_pixels=10**9))
+    assert error.reason == "image_too_large"
+    assert "DecompressionBomb" in error.detail or "decompression bomb" in error.detail.lower()
+
+
 def test_the_pixel_limit_is_the_configured_one():
     data = corpus.to_jpeg(corpus.photo(100, 100))
     assert rejected(data, "image/jpeg", ImageLimits(max_pixels=9_999)).reason == "image_too_large"
@@ -194,6 +205,18 @@ def test_cmyk_jpeg_becomes_rgb_with_the_right_colours():
     assert image.mode == "RGB"
     for quadrant, colour in corpus.QUADRANTS.items():
         assert close(corpus.quadrant_colour(image, quadrant), colour), quadrant
+
+
+@pytest.mark.parametrize("target", [None, 800])
+def test_a_non_srgb_icc_profile_is_applied_to_the_pixels_then_dropped(target):
+    data = corpus.jpeg_with_swapped_primaries()
+    assert opened(data).info["icc_profile"] == corpus.red_green_swapped_icc()
+
+    out = sanitize_image(data, "image/jpeg", LIMITS, target).data
+
+    image = opened(out)
+    assert "icc_profile" not in image.info and 0xE2 not in jpeg_markers(out)  # no APP2 (ICC) left
+    assert close(image.getpixel((10, 10)), corpus.SWAPPED_PROFILE_SRGB, 8), image.getpixel((10, 10))
 
 
 def test_16_bit_grayscale_png_becomes_8_bit_with_its_tones_scaled_not_clipped():
