@@ -5,10 +5,16 @@ Any other implementation of ObjectStore (MinIO in production) must pass the same
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
 
 import pytest
 
-from shared.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, decode_master_key
+from shared.crypto import (ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, UnknownMasterKey,
+                           decode_master_key, master_key_id)
+from shared.runtime import build_storage
+from shared.settings import Settings
 from shared.storage import ObjectKey, S3ObjectStore, StorageUnavailable
 from tests.support import unique
 
@@ -80,4 +86,45 @@ def test_encrypted_store_round_trip_and_crypto_shredding(stack):
         await files.put(key, b"new life")
         plain, new_key_id = await files.get(key)
         assert plain == b"new life" and new_key_id != key_id
+    run(scenario())
+
+
+def settings_for(stack, **overrides) -> Settings:
+    env = {k[3:].lower(): v for k, v in stack.env.items() if k.startswith("FS_")}
+    return Settings(**{**env, **overrides})
+
+
+def test_master_key_rotation_end_to_end(stack):
+    """A blob written under master key A; the services restarted with FS_MASTER_KEY=B and
+    FS_PREVIOUS_MASTER_KEYS=A still read it; after rewrap the keys are under B and A alone is useless."""
+    key_a = stack.env["FS_MASTER_KEY"]
+    key_b = base64.b64encode(os.urandom(32)).decode()
+    before = build_storage(settings_for(stack))
+    rotated = build_storage(settings_for(stack, master_key=key_b, previous_master_keys=key_a))
+    only_b = build_storage(settings_for(stack, master_key=key_b, previous_master_keys=""))
+    account, consumer = unique("acct"), unique("consumer")
+    key = ObjectKey(account, consumer, unique("conv"), unique("file"), "original")
+
+    async def key_records():
+        prefix = f"{account}/{consumer}/"
+        return [json.loads(await rotated.key_blobs.get(o.key)) for o in await rotated.key_blobs.list(prefix)]
+
+    async def scenario():
+        await before.files.put(key, b"written under A")
+        blob = await before.blobs.get(str(key))
+        [record] = await key_records()
+        assert record["master_key_id"] == master_key_id(decode_master_key(key_a))
+
+        assert (await rotated.files.get(key))[0] == b"written under A"
+        with pytest.raises(UnknownMasterKey):
+            await only_b.files.get(key)
+
+        assert await rotated.keys.rewrap(account, consumer) == 1
+        [record] = await key_records()
+        assert record["master_key_id"] == master_key_id(decode_master_key(key_b))
+        assert await rotated.blobs.get(str(key)) == blob, "rotation re-wraps keys, never rewrites blobs"
+        assert (await only_b.files.get(key))[0] == b"written under A"
+        assert (await rotated.files.get(key))[0] == b"written under A"
+        with pytest.raises(UnknownMasterKey):
+            await before.files.get(key)
     run(scenario())

@@ -60,8 +60,16 @@ def test_photo_travels_the_whole_pipeline(client):
     assert "exif" not in photo.info and "icc_profile" not in photo.info
 
     # Encrypted at rest: nothing under the data folder holds the photo's bytes or looks like an image.
+    # The three variants are files of the data folder's S3 tree, so the scan below is not vacuous.
+    bucket_dir = client.data_dir / "s3" / client.env.get("FS_S3_BUCKET", "fileshare")
+    file_dir = bucket_dir / account / consumer / conversation / file_id
+    stored = client.all_stored_files()
+    for variant in ("original", "sanitized", "final"):
+        blob = file_dir / variant
+        assert blob.is_file() and blob.stat().st_size > 0, f"{variant} not stored at {blob}"
+        assert blob in stored, f"{blob} escapes the scan below"
     probe = original[len(original) // 2: len(original) // 2 + 64]
-    for path in client.all_stored_files():
+    for path in stored:
         data = path.read_bytes()
         assert not data.startswith(IMAGE_SIGNATURES), f"{path} is a plaintext image"
         assert probe not in data, f"{path} contains the original's bytes"

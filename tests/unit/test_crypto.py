@@ -103,3 +103,36 @@ def test_master_key_must_be_32_bytes():
     from shared.crypto import decode_master_key
     with pytest.raises(ValueError):
         decode_master_key(base64.b64encode(b"short").decode())
+
+
+def test_rotation_through_settings_keeps_blobs_written_under_the_old_master_readable(monkeypatch):
+    """The production path: the ring is built from FS_MASTER_KEY and FS_PREVIOUS_MASTER_KEYS."""
+    from shared.crypto import UnknownMasterKey, master_key_id
+    from shared.settings import Settings
+    for name in [k for k in os.environ if k.startswith("FS_")]:
+        monkeypatch.delenv(name)
+    a, b, c = (base64.b64encode(os.urandom(32)).decode() for _ in range(3))
+    aad = b"acct-1/consumer-1/kid"
+
+    monkeypatch.setenv("FS_MASTER_KEY", a)
+    ring_a = MasterKeyRing.from_settings(Settings())
+    ck = consumer_key()
+    record = ring_a.wrap(ck, aad)
+    blob = encrypt_blob(PHOTO, KEY, "kid", ck)
+
+    monkeypatch.setenv("FS_MASTER_KEY", b)
+    monkeypatch.setenv("FS_PREVIOUS_MASTER_KEYS", f"{c}, {a}")
+    rotated = MasterKeyRing.from_settings(Settings())
+    assert rotated.current_id == master_key_id(base64.b64decode(b)) != ring_a.current_id
+    assert decrypt_blob(blob, KEY, rotated.unwrap(record, aad)) == PHOTO
+
+    # Re-wrapped under B (what ConsumerKeyStore.rewrap stores), A alone can no longer open it.
+    rewrapped = rotated.wrap(rotated.unwrap(record, aad), aad)
+    assert rewrapped["master_key_id"] == rotated.current_id
+    with pytest.raises(UnknownMasterKey):
+        ring_a.unwrap(rewrapped, aad)
+    monkeypatch.delenv("FS_PREVIOUS_MASTER_KEYS")
+    assert decrypt_blob(blob, KEY, MasterKeyRing.from_settings(Settings()).unwrap(rewrapped, aad)) == PHOTO
+    # Without the previous key configured, the old record does not open.
+    with pytest.raises(UnknownMasterKey):
+        MasterKeyRing.from_settings(Settings()).unwrap(record, aad)
