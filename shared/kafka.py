@@ -156,6 +156,8 @@ class StreamProcessor:
         self._idle = asyncio.Event()
         self._idle.set()
         self._generation = 0
+        self._in_flight: dict[TopicPartition, asyncio.Future] = {}
+        self._failure: BaseException | None = None
 
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create them here, not in __init__.
@@ -183,37 +185,77 @@ class StreamProcessor:
                 log.debug("stop failed", exc_info=True)
 
     async def run(self) -> None:
+        """Fetch continuously; each partition's records run in a task of their own, in order.
+
+        A partition with work in flight is paused, so the next fetches serve the others: one
+        slow record (a decode cut off only by its time limit, a storage retry) holds up its own
+        conversation's partition, never the rest. Raises what a partition task could not handle.
+        """
         log.info("%s: consuming %s as group %s", self.name, ",".join(self.topics), self.group_id)
         while not self.stopping.is_set():
+            if self._failure is not None:
+                raise self._failure
             try:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=50)
             except KafkaError as e:
                 log.warning("%s: fetch failed (%s); retrying", self.name, e)
                 await asyncio.sleep(0.5)
                 continue
-            if batches:
-                # Partitions in parallel (CPU work goes to the worker pool); records of one
-                # partition in order. Shielded: cancelling run() (shutdown) lets the record in
-                # flight finish; stop() waits for it.
-                self._idle.clear()
-                work = asyncio.ensure_future(asyncio.gather(
-                    *(self._process_partition(tp, recs, self._generation) for tp, recs in batches.items())))
-                work.add_done_callback(self._batch_done)
-                await asyncio.shield(work)
+            for tp, records in batches.items():
+                if records and not self.stopping.is_set():
+                    self._start_partition(tp, records)
+        if self._failure is not None:
+            raise self._failure
 
-    def _batch_done(self, work: asyncio.Future) -> None:
-        self._idle.set()
-        if not work.cancelled():
-            work.exception()  # retrieved here too: run() may have been cancelled and never see it
+    def _start_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        self.consumer.pause(tp)
+        self._idle.clear()
+        # A task still running for this partition (it outlived a rebalance fence and the partition
+        # came back) goes first: records of one partition are never handled side by side.
+        previous = self._in_flight.get(tp)
+        # Not awaited by run(): cancelling run() (shutdown) lets the record in flight finish; stop() waits.
+        task = asyncio.ensure_future(self._process_partition(tp, records, self._generation, previous))
+        self._in_flight[tp] = task
+        task.add_done_callback(lambda t: self._partition_done(tp, t))
 
-    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int) -> None:
+    def _partition_done(self, tp: TopicPartition, task: asyncio.Future) -> None:
+        if self._in_flight.get(tp) is task:
+            del self._in_flight[tp]
+        if not self._in_flight:
+            self._idle.set()
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._failure = self._failure or task.exception()
+            return
+        if tp in self._in_flight or self.stopping.is_set():
+            return  # a newer batch of this partition is queued behind, or we are leaving
+        unfinished = task.result()
+        try:
+            if tp not in self.consumer.assignment():
+                return  # revoked: the next owner starts from the committed offset
+            if unfinished is not None:
+                # The fetch position is past the batch: go back so no record is skipped (handlers
+                # are idempotent: a record done twice is harmless, one never done is a lost photo).
+                self.consumer.seek(tp, unfinished)
+            self.consumer.resume(tp)
+        except Exception:
+            log.warning("%s: cannot resume %s; it is redelivered after the next rebalance", self.name, tp,
+                        exc_info=True)
+
+    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int,
+                                 previous: asyncio.Future | None = None) -> int | None:
+        """Handle, produce, commit each record in order; returns the offset of the first record
+        left undone (stopping, a rebalance, a failed commit), or None when all are done."""
+        if previous is not None:
+            await asyncio.wait([previous])
         if self.before_partition is not None:
             await retry_transient(lambda: self.before_partition(tp), f"{self.name} prepare {tp}",
                                   self.transient, self.stopping)
         for record in records:
             if self.stopping.is_set() or generation != self._generation:
                 # Stopping, or the group rebalanced: the rest is redelivered from the committed offset.
-                return
+                return record.offset
             started = time.perf_counter()
             outputs, outcome = await self._handle_one(record)
             await retry_transient(lambda: send_all(self.producer, outputs), f"{self.name} produce",
@@ -226,10 +268,11 @@ class StreamProcessor:
             except (CommitFailedError, KafkaError) as e:
                 # Partition moved to another member: it will redo this record (handlers are idempotent).
                 log.warning("%s: commit of %s@%d failed (%s); record will be redelivered", self.name, tp, record.offset, e)
-                return
+                return record.offset
             if self.metrics is not None:
                 self.metrics.records.labels(tp.topic, outcome).inc()
                 self.metrics.handle_seconds.labels(tp.topic).observe(time.perf_counter() - started)
+        return None
 
     async def _handle_one(self, record: ConsumerRecord) -> tuple[list[Outgoing], str]:
         def count_retry(e: BaseException):
