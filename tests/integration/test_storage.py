@@ -16,6 +16,7 @@ from shared.crypto import (ConsumerForgotten, ConsumerKeyStore, EncryptedFileSto
 from shared.runtime import build_storage
 from shared.settings import Settings
 from shared.storage import ObjectKey, S3ObjectStore, StorageUnavailable
+from tests.storage_contract import check_object_store_contract
 from tests.support import unique
 
 
@@ -29,27 +30,7 @@ def run(coro):
 
 
 def test_object_store_contract(stack):
-    store = store_for(stack)
-    prefix = unique("contract") + "/"
-
-    async def scenario():
-        await store.put(prefix + "a/1", b"one")
-        await store.put(prefix + "a/2", b"two")
-        await store.put(prefix + "b/1", b"three")
-        assert await store.get(prefix + "a/1") == b"one"
-        assert await store.exists(prefix + "a/2")
-        assert not await store.exists(prefix + "nope")
-        listed = sorted(o.key for o in await store.list(prefix + "a/"))
-        assert listed == [prefix + "a/1", prefix + "a/2"]
-        assert all(o.size > 0 and o.last_modified for o in await store.list(prefix))
-        await store.put(prefix + "a/1", b"replaced")
-        assert await store.get(prefix + "a/1") == b"replaced"
-        await store.delete(prefix + "a/1")
-        assert not await store.exists(prefix + "a/1")
-        with pytest.raises(FileNotFoundError):
-            await store.get(prefix + "a/1")
-        await store.delete(prefix + "a/1")  # deleting twice is fine
-    run(scenario())
+    asyncio.run(check_object_store_contract(store_for(stack), unique("contract") + "/"))
 
 
 def test_unreachable_store_is_a_transient_error():
