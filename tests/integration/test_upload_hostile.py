@@ -1,11 +1,12 @@
 """Issue 3: hostile and malformed requests at the upload door (HTTP and bot topic)."""
 from __future__ import annotations
 
-import io
+import re
+import threading
+from pathlib import Path
 
 import httpx
 import jwt
-import psutil
 
 from shared.auth import mint_token
 from shared.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
@@ -22,6 +23,45 @@ NOT_PHOTOS = {
     "pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "application/pdf", "x.jpg"),
     "empty": (b"", "image/jpeg", "x.jpg"),
 }
+
+
+class PeakRss:
+    """The peak resident memory of a process while the block runs: its VmHWM (high-water mark) is
+    reset at entry when the kernel allows it (/proc/<pid>/clear_refs, 5), and VmRSS is also sampled
+    every 5 ms in a thread, so a short spike between two reads is not missed either way."""
+
+    def __init__(self, pid: int):
+        self.proc = Path(f"/proc/{pid}")
+        self.baseline = self.peak = 0
+        self.hwm_reset = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _read(self, field: str) -> int:
+        return int(re.search(rf"^{field}:\s+(\d+) kB$", (self.proc / "status").read_text(), re.M).group(1)) * 1024
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._read("VmRSS"))
+
+    def __enter__(self) -> "PeakRss":
+        try:
+            (self.proc / "clear_refs").write_text("5")
+            self.hwm_reset = True
+        except OSError:
+            pass
+        self.baseline = self.peak = self._read("VmRSS")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._read("VmRSS"), self._read("VmHWM") if self.hwm_reset else 0)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
 
 
 def ready_conversation(client):
@@ -63,6 +103,44 @@ def test_tokens_missing_expired_forged_or_of_another_account(client):
         assert error_code(r) == (401, "unauthenticated"), path
 
 
+def test_authentication_comes_before_validation(client):
+    """401 first (contract order): a request that is both unauthenticated and invalid is 401; with a
+    valid token the same request is 422."""
+    account, conversation, _ = ready_conversation(client)
+    settings_url = f"{client.upload_url}/v1/accounts/{account}/settings"
+    caps_url = f"{client.upload_url}/v1/accounts/{account}/conversations/{conversation}/capabilities"
+    forged = {"Authorization": "Bearer " + mint_token("not-the-secret", account, "agent", "agent-1")}
+    long_key = {"Idempotency-Key": "k" * 201}
+    photo = {"file": ("p.png", png_bytes(), "image/png")}
+    bad_bodies = ({"max_image_dimension": 99}, {"colour": "blue"}, "not json", None)
+
+    def put_settings(body, headers):
+        if isinstance(body, str) or body is None:
+            return client.http.put(settings_url, content=body or b"", headers=headers)
+        return client.http.put(settings_url, json=body, headers=headers)
+
+    for body in bad_bodies:
+        for headers in ({}, forged):
+            r = put_settings(body, headers)
+            assert error_code(r) == (401, "unauthenticated"), (body, headers, r.text)
+        r = put_settings(body, client.auth(account, "platform", "team"))
+        assert error_code(r) == (422, "invalid_request"), (body, r.text)
+    for headers in ({}, forged):
+        r = client.http.post(files_url(client, account, conversation), files=photo, headers={**headers, **long_key})
+        assert error_code(r) == (401, "unauthenticated"), (headers, r.text)
+        r = client.http.get(caps_url, params={"source": "email"}, headers=headers)
+        assert error_code(r) == (401, "unauthenticated"), (headers, r.text)
+    agent = client.auth(account, "agent", "agent-1")
+    r = client.http.post(files_url(client, account, conversation), files=photo, headers={**agent, **long_key})
+    assert error_code(r) == (422, "invalid_request"), r.text
+    assert error_code(client.http.get(caps_url, params={"source": "email"}, headers=agent)) == (422, "invalid_request")
+    # At the limit the key is fine, and a known source answers.
+    r = client.http.post(files_url(client, account, conversation), files=photo,
+                         headers={**agent, "Idempotency-Key": "k" * 200})
+    assert r.status_code == 202, r.text
+    assert client.http.get(caps_url, params={"source": "widget"}, headers=agent).json()["enabled"] is True
+
+
 def test_size_limit_at_the_byte(client):
     account, conversation, _ = ready_conversation(client)
     signature = b"\x89PNG\r\n\x1a\n"
@@ -77,7 +155,7 @@ def test_size_limit_at_the_byte(client):
 
 def test_a_200_mb_body_is_refused_without_the_service_holding_it(client, stack):
     account, conversation, _ = ready_conversation(client)
-    upload = psutil.Process(stack.procs["upload"].pid)
+    upload_pid = stack.procs["upload"].pid
     boundary = "fsboundary7d1f"
     chunk = b"\x00" * (1024 * 1024)
 
@@ -89,24 +167,24 @@ def test_a_200_mb_body_is_refused_without_the_service_holding_it(client, stack):
         yield f"\r\n--{boundary}--\r\n".encode()
 
     headers = {**client.auth(account, "agent", "agent-1"), "Content-Type": f"multipart/form-data; boundary={boundary}"}
-    rss_before = upload.memory_info().rss
     statuses = []
-    for _ in range(3):  # repeated: a leak or a buffered body would add up
-        try:
-            # Chunked transfer: no Content-Length to refuse on, the limit must hold while streaming.
-            r = httpx.post(files_url(client, account, conversation), content=body(), headers=headers, timeout=60)
-            statuses.append(error_code(r))
-        except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
-            statuses.append("connection closed while sending")  # the server stopped reading: also a refusal
-    rss_after = upload.memory_info().rss
-    grown = rss_after - rss_before
-    print(f"upload RSS before {rss_before / 2**20:.1f} MiB, after 3 × 200 MB bodies {rss_after / 2**20:.1f} MiB")
+    with PeakRss(upload_pid) as rss:
+        for _ in range(3):  # repeated: a leak or a buffered body would add up
+            try:
+                # Chunked transfer: no Content-Length to refuse on, the limit must hold while streaming.
+                r = httpx.post(files_url(client, account, conversation), content=body(), headers=headers, timeout=60)
+                statuses.append(error_code(r))
+            except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+                statuses.append("connection closed while sending")  # the server stopped reading: also a refusal
+        # With a declared Content-Length it is refused before a byte of the body is read.
+        r = httpx.post(files_url(client, account, conversation), content=body(),
+                       headers={**headers, "Content-Length": str(sum(len(part) for part in body()))}, timeout=60)
+        assert error_code(r) == (413, "file_too_large")
+    print(f"upload RSS {rss.baseline / 2**20:.1f} MiB before 4 × 200 MB bodies, peak {rss.peak / 2**20:.1f} MiB "
+          f"(VmHWM reset: {rss.hwm_reset})")
     assert (413, "file_too_large") in statuses, statuses
-    assert grown < 40 * 2**20, f"upload service grew by {grown / 2**20:.1f} MiB"
-    # With a declared Content-Length it is refused before a byte of the body is read.
-    r = httpx.post(files_url(client, account, conversation), content=body(),
-                   headers={**headers, "Content-Length": str(sum(len(part) for part in body()))}, timeout=60)
-    assert error_code(r) == (413, "file_too_large")
+    # The cap is 5 MB + multipart slack; a body held in memory would be 200 MB.
+    assert rss.growth < 40 * 2**20, f"upload service peaked {rss.growth / 2**20:.1f} MiB above its baseline"
     # And the service still works.
     assert client.upload(account, conversation, png_bytes()).status_code == 202
 

@@ -1,7 +1,10 @@
-"""Issue 3: account settings (who may change what, validation) and the OpenAPI page."""
+"""Issue 3: account settings (who may change what, validation), capabilities and the OpenAPI page."""
 from __future__ import annotations
 
-from tests.support import unique
+from fastapi.routing import APIRoute
+
+from shared.settings import Settings
+from tests.support import unique, wait_until
 
 DOC = {"feature_enabled": True, "file_sharing_enabled": True,
        "permissions": {"agent": ["send_files_local"], "agent_manager": [], "bot": []},
@@ -50,6 +53,19 @@ def test_account_team_sets_everything_admin_all_but_the_feature_flag(client):
     assert code(get(client, account, role="consumer")) == (403, "permission_denied")
 
 
+def test_a_write_is_read_back_at_once_even_right_after_another(client):
+    """Read-your-writes: a GET right after a PUT returns that PUT's document, also when an earlier
+    PUT's record is still on its way through the instance's view of account.settings."""
+    account = unique("acct")
+    stale = []
+    for i in range(15):
+        for setting in (False, True):
+            assert put(client, account, {**DOC, "file_sharing_enabled": setting}).status_code == 200
+            if get(client, account).json()["file_sharing_enabled"] is not setting:
+                stale.append((i, setting))
+    assert not stale, f"an earlier document was read back after a write: {stale}"
+
+
 def test_settings_document_is_validated(client):
     account = unique("acct")
     invalid = {
@@ -70,26 +86,83 @@ def test_settings_document_is_validated(client):
         assert put(client, account, {**DOC, "max_image_dimension": dimension, "retention": retention}).status_code == 200
 
 
+def test_capabilities_body_in_each_state(client):
+    account, consumer = unique("acct"), unique("consumer")
+    web, closed, sms = unique("conv"), unique("conv"), unique("conv")
+    client.conversation(account, web, consumer)
+    client.conversation(account, closed, consumer)
+    client.conversation(account, closed, consumer, kind="conversation.closed")
+    client.conversation(account, sms, consumer, channel="sms")
+    max_bytes = int(client.env.get("FS_MAX_UPLOAD_BYTES", 5 * 1024 * 1024))
+
+    def body(visible, enabled, reason):
+        return {"visible": visible, "enabled": enabled, "reason": reason,
+                "accepted_types": ["image/jpeg", "image/png", "image/gif"], "max_bytes": max_bytes}
+
+    # The account team has not enabled the feature: the icon is hidden.
+    assert client.capabilities(account, web) == body(False, False, "feature_disabled")
+    # Enabled by the account team, turned off in the account settings: shown, not clickable.
+    client.enable_account(account, file_sharing_enabled=False)
+    assert client.capabilities(account, web) == body(True, False, "file_sharing_disabled")
+    client.enable_account(account)
+    for conversation, expected in ((web, body(True, True, None)), (closed, body(True, False, "conversation_closed")),
+                                   (sms, body(True, False, "channel_not_supported"))):
+        # Conversation events reach the service through its view: wait for the final answer.
+        wait_until(lambda: client.capabilities(account, conversation) == expected,
+                   what=f"capabilities of {conversation} to be {expected}")
+    # A profile without the permission does not see the icon.
+    client.enable_account(account, permissions={"agent": [], "agent_manager": ["send_files_local"], "bot": []})
+    assert client.capabilities(account, web) == body(False, False, "permission_denied")
+    assert client.capabilities(account, web, role="agent_manager") == body(True, True, None)
+
+
+# Every public route of the upload service and its error codes, exactly (DESIGN.md, HTTP API).
+UPLOAD_ROUTES = {
+    ("post", "/v1/accounts/{account_id}/conversations/{conversation_id}/files"): {
+        (401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
+        (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
+        (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"), (422, "invalid_request"),
+        (503, "unavailable")},
+    ("put", "/v1/accounts/{account_id}/settings"): {
+        (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request"), (503, "unavailable")},
+    ("get", "/v1/accounts/{account_id}/settings"): {(401, "unauthenticated"), (403, "permission_denied")},
+    ("get", "/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"): {
+        (401, "unauthenticated"), (422, "invalid_request")},
+    ("get", "/v1/files/{file_id}"): {(401, "unauthenticated"), (404, "not_found")},
+}
+
+
 def test_openapi_lists_every_endpoint_with_its_error_codes(client):
     spec = client.http.get(f"{client.upload_url}/openapi.json").json()
     paths = spec["paths"]
+    operations = {(method, path) for path, ops in paths.items() for method in ops}
 
     def codes(path, method):
         responses = paths[path][method]["responses"]
         return {(int(status), c.strip("` ")) for status, r in responses.items() if int(status) >= 400
                 for c in r["description"].removeprefix("error codes: ").split(",")}
 
+    # The spec holds exactly the upload service's public routes (the app's own list, health and
+    # metrics endpoints excepted: they are not part of the API) ...
+    from services.upload.app import build_app  # builds routes only: nothing connects before its lifespan
+    app = build_app(Settings(**{k[3:].lower(): v for k, v in client.env.items() if k.startswith("FS_")}))
+    public = {(method.lower(), route.path) for route in app.routes
+              if isinstance(route, APIRoute) and route.include_in_schema for method in route.methods}
+    assert operations == public == set(UPLOAD_ROUTES)
+    # ... each with exactly the contract's error codes, nothing more, nothing less.
+    for (method, path), expected in UPLOAD_ROUTES.items():
+        assert codes(path, method) == expected, (method, path)
+        assert "200" in paths[path][method]["responses"] or "202" in paths[path][method]["responses"], path
     upload = "/v1/accounts/{account_id}/conversations/{conversation_id}/files"
-    assert codes(upload, "post") >= {
-        (401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
-        (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
-        (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"), (422, "invalid_request")}
     form = paths[upload]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     assert set(form) == {"file", "caption", "source"}
-    assert codes("/v1/accounts/{account_id}/settings", "put") >= {
-        (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request")}
-    assert codes("/v1/accounts/{account_id}/settings", "get") >= {(401, "unauthenticated"), (403, "permission_denied")}
-    assert codes("/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities", "get") >= {
-        (401, "unauthenticated")}
-    assert codes("/v1/files/{file_id}", "get") >= {(401, "unauthenticated"), (404, "not_found")}
+    key = next(p for p in paths[upload]["post"]["parameters"] if p["name"].lower() == "idempotency-key")
+    assert key["schema"]["maxLength"] == 200
+    # The settings body is validated in the handler (after authentication) but still documented.
+    body = paths["/v1/accounts/{account_id}/settings"]["put"]["requestBody"]["content"]["application/json"]["schema"]
+    schema = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert set(schema["properties"]) == set(DOC)
+    source = next(p for p in paths["/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"]["get"]
+                  ["parameters"] if p["name"] == "source")
+    assert source["schema"]["enum"] == ["local", "widget"]
     assert client.http.get(f"{client.upload_url}/docs").status_code == 200
