@@ -1,10 +1,12 @@
-"""Issue 2: `make run` (fileshare run) brings the whole system up and stops it cleanly on SIGTERM."""
+"""Issue 2: `make run` (fileshare run) brings the whole system up and stops it cleanly on SIGTERM,
+and on Ctrl-C in a terminal (SIGINT to the foreground process group)."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import psutil
@@ -14,7 +16,10 @@ from shared.embedded_clamd import write_test_signatures
 from tests.support import wait_until
 
 
-def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_env(tmp_path) -> dict[str, str]:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
     env.update({
@@ -23,6 +28,43 @@ def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
         "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
         "FS_CLAMAV_DB_DIR": str(write_test_signatures(tmp_path / "clamav").parent),
     })
+    return env
+
+
+def wait_all_ready(proc, log_path: Path, env: dict[str, str]) -> None:
+    wait_until(lambda: proc.poll() is not None or b"all services ready" in log_path.read_bytes(),
+               timeout=180, what="the system to report ready")
+    assert proc.poll() is None, log_path.read_text()
+    for name in ("upload", "sanitizer", "resizer", "delivery", "retention"):
+        assert f"{name} ready" in log_path.read_text()
+    assert httpx.get(f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}/readyz").status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}/readyz").status_code == 200
+
+
+def test_make_run_comes_up_and_ctrl_c_stops_everything(tmp_path):
+    """The README's command itself, through make and uv, as a person runs it in a terminal."""
+    env = run_env(tmp_path)
+    log_path = tmp_path / "make-run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_all_ready(proc, log_path, env)
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert len(descendants) >= 8  # uv, fileshare run, rclone, tansu, clamd, five services
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+        proc.wait(timeout=60)
+        gone, alive = psutil.wait_procs(descendants, timeout=10)
+        assert not alive, f"orphans left: {[p.pid for p in alive]}"
+        assert "stopped" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
+    env = run_env(tmp_path)
+    data_dir = Path(env["FS_DATA_DIR"])
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
