@@ -61,17 +61,3 @@ def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
     if cell.channel not in file_channels:
         return 409, "channel_not_supported"
     return OK
-
-
-def representative_key(cell: Cell) -> tuple:
-    return cell.source, cell.role, cell.permissions, cell.state, expected(cell)
-
-
-def representative_cells() -> list[Cell]:
-    """For every (source, role, permission set, conversation state, expected outcome), the first
-    cell that has it: every distinct answer of every role and permission set through every entry
-    in every state, checked end to end."""
-    chosen: dict[tuple, Cell] = {}
-    for cell in all_cells():
-        chosen.setdefault(representative_key(cell), cell)
-    return list(chosen.values())

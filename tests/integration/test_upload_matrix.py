@@ -1,10 +1,11 @@
 """Issue 3: the rules matrix end to end, over HTTP and the bot topic, against the running service.
 
-The full cartesian product (3840 cells) is asserted against the policy in
-tests/unit/test_upload_policy.py; here every distinct answer of every role through every
-source with every permission set in every conversation state
-(tests.upload_matrix.representative_cells, 1480 cells) goes through the real service.
-Accounts and conversations are set up once per combination of axes the slice needs.
+Every cell of the cartesian product (tests.upload_matrix.all_cells, 3840 cells: role ×
+permission set × feature flag × account setting × conversation state × channel × source) goes
+through the real service: three HTTP sources as requests, the bot topic as records on
+file.share.requested. The same cells are checked against the policy function in
+tests/unit/test_upload_policy.py. Accounts and conversations are set up once per combination
+of axes (16 accounts + one other, 6 conversations each).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 
 from shared.topics import FILE_SHARE_REQUESTED
 from tests.support import unique, wait_until
-from tests.upload_matrix import STATES, CHANNELS, expected, representative_cells
+from tests.upload_matrix import STATES, CHANNELS, all_cells, expected
 from tests.uploadsupport import bot_outcomes, conversation_record, outcome_of, png_bytes, publish_many, share_request
 
 ALL = ["send_files_local", "send_files_widget"]
@@ -42,7 +43,7 @@ async def gather_limited(coros, limit: int = 8):
 
 
 def test_matrix_end_to_end(client):
-    cells = representative_cells()
+    cells = all_cells()
     photo = png_bytes()
     # --- setup, once per (feature, setting, permissions) and per (state, channel) ---
     configs = sorted({(c.feature_enabled, c.file_sharing_enabled, c.permissions) for c in cells})
@@ -102,5 +103,5 @@ def test_matrix_end_to_end(client):
     wrong += [(c.label(), outcome_of(outcomes[r.request_id]), expected(c))
               for c, r in zip(topic_cells, requests) if outcome_of(outcomes[r.request_id]) != expected(c)]
 
-    assert len(cells) == 1480 and {c.state for c in cells} == set(STATES)
+    assert len(cells) == 3840 and {c.state for c in cells} == set(STATES)
     assert not wrong, f"{len(wrong)} of {len(cells)} cells differ: {wrong[:8]}"
