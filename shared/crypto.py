@@ -231,6 +231,19 @@ class EncryptedFileStore:
         blob = await asyncio.to_thread(encrypt_blob, plaintext, str(key), key_id, consumer_key)
         await self.store.put(str(key), blob)
 
+    async def seal(self, key, name: str, plaintext: bytes, key_id: str) -> bytes:
+        """Encrypt a small companion of the blob at `key` (the preview on file.resized) under the
+        file's consumer key, bound to `{key}#{name}`, so it can travel inline on an internal topic
+        without plaintext image bytes and is shredded with the consumer's key. ConsumerForgotten."""
+        consumer_key = await self.keys.load(key.account_id, key.consumer_id, key_id)
+        return await asyncio.to_thread(encrypt_blob, plaintext, f"{key}#{name}", key_id, consumer_key)
+
+    async def open_sealed(self, key, name: str, sealed: bytes) -> bytes:
+        """The plaintext of seal(key, name, ...). ConsumerForgotten, BlobIntegrityError."""
+        header = parse_header(sealed)
+        consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
+        return await asyncio.to_thread(decrypt_blob, sealed, f"{key}#{name}", consumer_key)
+
     async def get(self, key) -> tuple[bytes, str]:
         """Returns (plaintext, consumer key id). FileNotFoundError, ConsumerForgotten, BlobIntegrityError."""
         blob = await self.store.get(str(key))

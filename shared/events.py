@@ -92,7 +92,9 @@ class FileResized(FileEvent):
     size_bytes: int
     width: int
     height: int
-    preview: str = ""  # base64 JPEG, ≤ 30 KB
+    # The ≤ 30 KB JPEG preview, encrypted under the file's consumer key (shared.pipeline.seal_companion),
+    # base64: no plaintext image bytes on this topic, and a forget shreds it with the key.
+    preview_sealed: str = ""
     uploaded_at: datetime | None = None
 
 

@@ -2,8 +2,10 @@
 variants, reject, poison records."""
 from __future__ import annotations
 
+import base64
 import json
 import logging
+from contextlib import contextmanager
 
 from aiokafka import ConsumerRecord
 
@@ -38,18 +40,45 @@ async def read_variant(event: ev.FileEvent, files: EncryptedFileStore) -> tuple[
     after the forget): the file belongs to the forgotten past. Forget destroys keys first, then
     blobs, so a missing blob with no key left is a forget too."""
     key = ObjectKey.parse(event.object_key)
+    with _stage_errors(event, key.variant):
+        try:
+            return await files.get(key)
+        except FileNotFoundError:
+            if not await files.keys.has_any(event.account_id, event.consumer_id):
+                raise StageRejection("consumer_forgotten", "the consumer's files were erased") from None
+            raise StageRejection("processing_failed", f"{key.variant} object is missing") from None
+
+
+async def seal_companion(event: ev.FileEvent, files: EncryptedFileStore, key: ObjectKey, name: str,
+                         plaintext: bytes, key_id: str) -> str:
+    """Base64 of `plaintext` encrypted under the file's consumer key (see EncryptedFileStore.seal)."""
+    with _stage_errors(event, name):
+        return base64.b64encode(await files.seal(key, name, plaintext, key_id)).decode()
+
+
+async def open_companion(event: ev.FileEvent, files: EncryptedFileStore, name: str, sealed_b64: str) -> bytes:
+    """The plaintext of seal_companion() for the blob the event names; b"" when nothing was sealed."""
+    if not sealed_b64:
+        return b""
+    with _stage_errors(event, name):
+        try:
+            sealed = base64.b64decode(sealed_b64, validate=True)
+        except ValueError:
+            raise BlobIntegrityError(f"sealed {name} is not base64") from None
+        return await files.open_sealed(ObjectKey.parse(event.object_key), name, sealed)
+
+
+@contextmanager
+def _stage_errors(event: ev.FileEvent, what: str):
+    """Crypto errors of a stage's read or write, as the rejection the file's status shows."""
     try:
-        return await files.get(key)
+        yield
     except ConsumerForgotten:
         raise StageRejection("consumer_forgotten", "the consumer's key was destroyed") from None
-    except FileNotFoundError:
-        if not await files.keys.has_any(event.account_id, event.consumer_id):
-            raise StageRejection("consumer_forgotten", "the consumer's files were erased") from None
-        raise StageRejection("processing_failed", f"{key.variant} object is missing") from None
     except BlobIntegrityError as e:
-        log.error("stored %s failed authentication: %s", key.variant, e,
+        log.error("stored %s failed authentication: %s", what, e,
                   extra={"ctx": {"file_id": event.file_id, "conversation_id": event.conversation_id}})
-        raise StageRejection("processing_failed", f"stored {key.variant} failed authentication") from None
+        raise StageRejection("processing_failed", f"stored {what} failed authentication") from None
 
 
 async def write_variant(event: ev.FileEvent, files: EncryptedFileStore, variant: str, data: bytes,
@@ -57,10 +86,8 @@ async def write_variant(event: ev.FileEvent, files: EncryptedFileStore, variant:
     """Store the file's next variant under the same consumer key as its input; a stage never
     creates a key, so a forgotten consumer's file cannot come back."""
     key = ObjectKey.parse(event.object_key).with_variant(variant)
-    try:
+    with _stage_errors(event, variant):
         await files.put_existing_key(key, data, key_id)
-    except ConsumerForgotten:
-        raise StageRejection("consumer_forgotten", "the consumer's key was destroyed") from None
     return key
 
 

@@ -32,6 +32,7 @@ gap needs broker-side fencing (transactional producer with epochs), which Tansu 
 """
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from shared.auth import Principal
 from shared.crypto import EncryptedFileStore
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
-from shared.pipeline import StageRejection, carry, read_variant, reject
+from shared.pipeline import StageRejection, carry, open_companion, read_variant, reject
 from shared.state import ConversationState, MessageState
 from shared.topics import MESSAGE_PUBLISHED
 
@@ -75,6 +76,7 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
     try:
         # Proves the final blob is there and opens with a live consumer key before anyone is told about it.
         await read_variant(event, deps.files)
+        preview = await open_companion(event, deps.files, "preview", event.preview_sealed)
     except StageRejection as r:
         return [reject(event, STAGE, r.reason, r.detail)]
 
@@ -82,7 +84,8 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
         message_id=message_id_for(event.file_id), **carry(event),
         content=ev.HostedFileContent(
             content_type=event.content_type, width=event.width, height=event.height, size_bytes=event.size_bytes,
-            caption=event.caption, download_path=f"/v1/files/{event.file_id}/content", preview=event.preview))
+            caption=event.caption, download_path=f"/v1/files/{event.file_id}/content",
+            preview=base64.b64encode(preview).decode()))
     deps.messages.apply(message)  # a second copy later in this same batch is suppressed too
     log.info("publishing message %s", message.message_id, **file_ctx(event))
     return [Outgoing(MESSAGE_PUBLISHED, event.conversation_id, message)]

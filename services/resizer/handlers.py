@@ -4,7 +4,6 @@ file.sanitized → file.resized | file.rejected. Idempotent (deterministic `fina
 """
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from shared.crypto import EncryptedFileStore
 from shared.images import ImageRejected, resize_image
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
-from shared.pipeline import StageRejection, carry, read_variant, reject, write_variant
+from shared.pipeline import StageRejection, carry, read_variant, reject, seal_companion, write_variant
 from shared.state import AccountSettingsState
 from shared.topics import FILE_RESIZED
 
@@ -35,6 +34,7 @@ async def resize_sanitized(event: ev.FileSanitized, deps: ResizerDeps) -> list[O
         data, key_id = await read_variant(event, deps.files)
         result = await deps.pool.run(resize_image, data, event.content_type, max_dimension)
         final_key = await write_variant(event, deps.files, "final", result.data, key_id)
+        preview_sealed = await seal_companion(event, deps.files, final_key, "preview", result.preview, key_id)
     except (StageRejection, ImageRejected) as r:
         return [reject(event, STAGE, r.reason, r.detail)]
     if deps.metrics is not None:
@@ -42,5 +42,5 @@ async def resize_sanitized(event: ev.FileSanitized, deps: ResizerDeps) -> list[O
     log.info("resized to %dx%d (max %d)", result.width, result.height, max_dimension, **file_ctx(event))
     return [Outgoing(FILE_RESIZED, event.conversation_id, ev.FileResized(
         **carry(event), object_key=str(final_key), content_type=result.content_type, size_bytes=len(result.data),
-        width=result.width, height=result.height, preview=base64.b64encode(result.preview).decode(),
+        width=result.width, height=result.height, preview_sealed=preview_sealed,
         uploaded_at=event.uploaded_at))]

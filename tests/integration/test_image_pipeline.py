@@ -122,3 +122,20 @@ def test_message_carries_a_small_jpeg_preview(client, conversation):
     preview = base64.b64decode(message.content.preview)
     assert 0 < len(preview) <= 30 * 1024
     assert Image.open(io.BytesIO(preview)).format == "JPEG"
+
+
+def test_preview_crosses_the_internal_topic_encrypted(client, conversation):
+    """file.resized carries the preview to delivery sealed under the consumer's key: no plaintext
+    image bytes on that topic (message.published carries it by contract, see README)."""
+    import base64
+    import json
+    from shared.topics import FILE_RESIZED, MESSAGE_PUBLISHED
+    file_id, _ = send(client, conversation, corpus.to_jpeg(corpus.photo(1200, 900)))
+    [message] = client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == file_id)
+    preview = base64.b64decode(message.content.preview)
+    [resized] = client.read_topic(FILE_RESIZED, lambda e: e.file_id == file_id)
+    wire = json.loads(resized.to_bytes())
+    assert "preview" not in wire and wire["preview_sealed"]
+    sealed = base64.b64decode(wire["preview_sealed"])
+    assert not sealed.startswith(b"\xff\xd8") and preview[200:264] not in sealed
+    assert len(sealed) > len(preview)  # the whole preview, plus header and tag

@@ -4,6 +4,7 @@ Storage is an in-memory implementation of the ObjectStore port holding real encr
 """
 from __future__ import annotations
 
+import base64
 import os
 import time
 from urllib.parse import parse_qs
@@ -13,6 +14,7 @@ import pytest
 from shared import events as ev
 from shared.auth import Principal
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
+from shared.pipeline import seal_companion
 from shared.links import MAX_LINK_TTL, LinkError, audience_of, sign_link, verify_link
 from shared.state import ConversationState, MessageState
 from shared.storage import ObjectKey
@@ -76,12 +78,16 @@ def world():
 async def resized(deps: DeliveryDeps, conversation_open: bool = True) -> ev.FileResized:
     key = ObjectKey("acct-1", "cons-1", "conv-1", "file-1", "final")
     await deps.files.put(key, FINAL)
+
     deps.conversations.apply(ev.ConversationEvent(
         event_type="conversation.opened" if conversation_open else "conversation.closed", account_id="acct-1",
         conversation_id="conv-1", consumer_id="cons-1", channel="web", authenticated=True))
-    return ev.FileResized(file_id="file-1", account_id="acct-1", conversation_id="conv-1", consumer_id="cons-1",
-                          sender={"id": "agent-1", "role": "agent"}, caption="hello", object_key=str(key),
-                          content_type="image/png", size_bytes=len(FINAL), width=10, height=20, preview="cHJl")
+    event = ev.FileResized(file_id="file-1", account_id="acct-1", conversation_id="conv-1", consumer_id="cons-1",
+                           sender={"id": "agent-1", "role": "agent"}, caption="hello", object_key=str(key),
+                           content_type="image/png", size_bytes=len(FINAL), width=10, height=20)
+    key_id = (await deps.files.get(key))[1]
+    sealed = await seal_companion(event, deps.files, key, "preview", b"pre", key_id)
+    return event.model_copy(update={"preview_sealed": sealed})
 
 
 async def test_publishes_the_contract_message(world):
@@ -94,6 +100,22 @@ async def test_publishes_the_contract_message(world):
     assert message.content.model_dump() == {
         "type": "hosted_file", "content_type": "image/png", "width": 10, "height": 20, "size_bytes": len(FINAL),
         "caption": "hello", "download_path": "/v1/files/file-1/content", "preview": "cHJl"}
+
+
+async def test_a_tampered_or_moved_sealed_preview_is_rejected_not_published(world):
+    deps, _ = world
+    event = await resized(deps)
+    sealed = bytearray(base64.b64decode(event.preview_sealed))
+    sealed[-1] ^= 1
+    tampered = event.model_copy(update={"preview_sealed": base64.b64encode(bytes(sealed)).decode()})
+    [out] = await publish_resized(tampered, deps)
+    assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
+    # A preview sealed for another file does not open for this one (bound to the object key).
+    other = event.model_copy(update={"file_id": "file-2", "object_key": "acct-1/cons-1/conv-1/file-2/final"})
+    await deps.files.put(ObjectKey.parse(other.object_key), FINAL)
+    [out] = await publish_resized(other, deps)
+    assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
+    assert not deps.messages.published("file-1") and not deps.messages.published("file-2")
 
 
 async def test_redelivery_in_the_same_process_is_suppressed(world):
