@@ -20,6 +20,17 @@ def messages_for(client, file_ids) -> dict[str, int]:
     return counts
 
 
+def conversations_over_partitions(client, count: int = 8) -> tuple[str, list[str]]:
+    """One account with `count` open conversations, so photos spread over partitions that can
+    move between group members."""
+    account, first, _ = new_conversation(client)
+    conversations = [first]
+    for _ in range(count - 1):
+        conversations.append(unique("conv"))
+        client.open_conversation(account, conversations[-1], unique("consumer"))
+    return account, conversations
+
+
 def test_crash_between_produce_and_commit_yields_one_message(client, stack):
     account, conversation, _ = new_conversation(client)
     stack.stop_process("delivery")
@@ -43,11 +54,7 @@ def test_crash_between_produce_and_commit_yields_one_message(client, stack):
 
 def test_rebalance_between_two_instances_yields_one_message_per_photo(client, stack):
     # Several conversations, so the photos spread over partitions that move between members.
-    account, first_conversation, consumer = new_conversation(client)
-    conversations = [first_conversation]
-    for _ in range(7):
-        conversations.append(unique("conv"))
-        client.open_conversation(account, conversations[-1], unique("consumer"))
+    account, conversations = conversations_over_partitions(client)
     files: list[str] = []
 
     def send(n: int):
@@ -84,11 +91,7 @@ def test_member_dying_after_produce_hands_its_partition_over_without_a_second_me
     """The rebalance a clean leave cannot show: a member dies between producing message.published
     and committing file.resized, the group gives its partitions to the survivor, which gets that
     file.resized again and must recognise it as published (dedupe, not the revocation fence)."""
-    account, first_conversation, _ = new_conversation(client)
-    conversations = [first_conversation]
-    for _ in range(7):
-        conversations.append(unique("conv"))
-        client.open_conversation(account, conversations[-1], unique("consumer"))
+    account, conversations = conversations_over_partitions(client)
     files: list[str] = []
     suppressed_before = sample(scrape(stack.env), "fileshare_duplicates_suppressed_total")
 
