@@ -11,15 +11,27 @@ _DURATION = re.compile(
     r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$")
 
 
+MAX_YEARS = 100
+MAX_DURATION = relativedelta(years=MAX_YEARS)
+_REFERENCE = datetime(2000, 1, 1)
+
+
 def parse_duration(text: str) -> relativedelta:
     """Raises ValueError for anything that is not a positive ISO 8601 duration."""
     m = _DURATION.match(text or "")
     if not m:
         raise ValueError(f"not an ISO 8601 duration: {text!r} (examples: P13M, P30D, PT5S)")
     parts = {k: int(v) for k, v in m.groupdict().items() if v}
-    delta = relativedelta(**parts)
     if not any(parts.values()):
         raise ValueError("retention must be longer than zero")
+    try:
+        delta = relativedelta(**parts)
+        too_long = _REFERENCE + delta > _REFERENCE + MAX_DURATION
+    except (OverflowError, ValueError):
+        too_long = True
+    if too_long:
+        # An absurd value (P999999999D) would overflow every date computed from it, in every sweep.
+        raise ValueError(f"{text!r} is longer than {MAX_YEARS} years")
     return delta
 
 

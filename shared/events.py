@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -30,6 +30,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(value: datetime) -> datetime:
+    """Outside producers may send a timestamp without an offset: read it as UTC (the contract's
+    zone), so every time we compare is aware and `aware - naive` can never fail in a handler."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -39,7 +48,7 @@ class Event(BaseModel):
 
     event_id: str = Field(default_factory=new_id)
     event_type: str
-    occurred_at: datetime = Field(default_factory=utcnow)
+    occurred_at: UtcDatetime = Field(default_factory=utcnow)
     schema_version: int = SCHEMA_VERSION
 
     def to_bytes(self) -> bytes:
@@ -82,7 +91,7 @@ class FileSanitized(FileEvent):
     size_bytes: int
     width: int
     height: int
-    uploaded_at: datetime | None = None  # carried for the upload→publish latency metric
+    uploaded_at: UtcDatetime | None = None  # carried for the upload→publish latency metric
 
 
 class FileResized(FileEvent):
@@ -95,7 +104,7 @@ class FileResized(FileEvent):
     # The ≤ 30 KB JPEG preview, encrypted under the file's consumer key (shared.pipeline.seal_companion),
     # base64: no plaintext image bytes on this topic, and a forget shreds it with the key.
     preview_sealed: str = ""
-    uploaded_at: datetime | None = None
+    uploaded_at: UtcDatetime | None = None
 
 
 class FileRejected(FileEvent):

@@ -76,6 +76,7 @@ def test_settings_document_is_validated(client):
         "dimension 4097": {**DOC, "max_image_dimension": 4097},
         "retention in words": {**DOC, "retention": "13 months"},
         "zero retention": {**DOC, "retention": "P0D"},
+        "retention that overflows every date": {**DOC, "retention": "P999999999D"},
         "feature flag not a bool": {**DOC, "feature_enabled": "maybe"},
     }
     for name, doc in invalid.items():

@@ -295,3 +295,15 @@ def test_pipeline_events_reject_a_sender_without_role(model):
     wire["sender"] = {"id": "agent-1"}
     with pytest.raises(ValidationError):
         events.parse_event(wire)
+
+
+def test_a_timestamp_without_offset_from_an_outside_producer_is_read_as_utc():
+    # gdpr.forget and conversation.events come from other systems; a naive time must not make
+    # `now - occurred_at` fail in a handler (that record would be retried forever).
+    wire = json.dumps({"event_id": str(uuid.uuid4()), "event_type": "gdpr.forget", "occurred_at": "2026-03-01T12:00:00",
+                       "schema_version": 1, "request_id": "r", "account_id": "a", "consumer_id": "u"}).encode()
+    event = events.parse_event(wire)
+    assert event.occurred_at == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    assert datetime.now(timezone.utc) - event.occurred_at > timedelta(0)
+    other_zone = json.loads(wire) | {"occurred_at": "2026-03-01T14:00:00+02:00"}
+    assert events.parse_event(json.dumps(other_zone).encode()).occurred_at.utcoffset() == timedelta(0)

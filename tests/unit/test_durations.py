@@ -41,3 +41,13 @@ def test_thirteen_months_is_not_a_fixed_number_of_days():
 def test_invalid_or_empty_durations_are_refused(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["P999999999D", "PT99999999999999S", "P101Y", "P1201M", "P99999999999999999999Y"])
+def test_absurdly_long_retentions_are_refused_not_left_to_overflow_every_sweep(text):
+    with pytest.raises(ValueError, match="longer than 100 years"):
+        parse_duration(text)
+
+
+def test_the_longest_retention_allowed_still_computes():
+    assert expires_at(at(2025, 1, 1), "P100Y") == at(2125, 1, 1)
