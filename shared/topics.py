@@ -22,18 +22,24 @@ FILE_DELETED = "file.deleted"
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 65536  # a 5 MB file in base64 plus the envelope
 FILE_TOPICS = (FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED, FILE_REJECTED, MESSAGE_PUBLISHED, FILE_DELETED)
 
+# Services rebuild their state by replaying these topics from the beginning (conversations, file
+# status, published messages for downloads and transcripts, receipts), so the log must outlive
+# the longest retention: the broker default (7 days on Apache Kafka) would make a restarted
+# delivery answer 404 for every photo older than a week.
+KEPT = {"retention.ms": "-1"}
+
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
-    CONVERSATION_EVENTS: {},
+    CONVERSATION_EVENTS: KEPT,
     ACCOUNT_SETTINGS: {"cleanup.policy": "compact"},
     # Bot records carry the file itself (base64, by contract): keep them only briefly.
     FILE_SHARE_REQUESTED: {"max.message.bytes": str(MAX_MESSAGE_BYTES), "retention.ms": str(3600 * 1000)},
-    FILE_UPLOADED: {},
-    FILE_SANITIZED: {},
-    FILE_RESIZED: {},
-    FILE_REJECTED: {},
-    MESSAGE_PUBLISHED: {},
-    GDPR_FORGET: {},
-    FILE_DELETED: {},
+    FILE_UPLOADED: KEPT,
+    FILE_SANITIZED: KEPT,
+    FILE_RESIZED: KEPT,
+    FILE_REJECTED: KEPT,
+    MESSAGE_PUBLISHED: KEPT,
+    GDPR_FORGET: KEPT,
+    FILE_DELETED: KEPT,
 }
 
 

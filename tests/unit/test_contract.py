@@ -135,6 +135,15 @@ def test_file_share_requested_takes_8_mib_records():
     assert int(topics.TOPIC_CONFIGS["file.share.requested"]["max.message.bytes"]) >= 8 * 1024 * 1024
 
 
+def test_topics_replayed_as_state_keep_their_log_beyond_the_longest_retention():
+    # A restarted delivery rebuilds downloads and transcripts from message.published, upload the
+    # file status and conversations, retention its receipts: a 7-day broker default would lose them.
+    replayed = CONTRACT_TOPICS - {"account.settings", "file.share.requested"}
+    for name in replayed:
+        assert topics.TOPIC_CONFIGS[name].get("retention.ms") == "-1", name
+    assert int(topics.TOPIC_CONFIGS["file.share.requested"]["retention.ms"]) <= 3600 * 1000  # carries file bytes
+
+
 class RecordingAdmin:
     """Stands in for the Kafka admin client to see exactly what ensure_topics asks for."""
     created: list = []
