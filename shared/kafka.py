@@ -124,8 +124,11 @@ class _RevocationFence(ConsumerRebalanceListener):
         try:
             await asyncio.wait_for(self.processor._idle.wait(), REVOKE_WAIT_SECONDS)
         except asyncio.TimeoutError:
-            log.warning("%s: record still in flight at rebalance; it may be redone by the next owner",
-                        self.processor.name)
+            # The next owner starts now and redoes that record: whatever it yields here is dropped
+            # (never produced), so the two members cannot both publish it.
+            self.processor._abandon_below = self.processor._generation
+            log.warning("%s: record still in flight at rebalance; its outputs will be dropped and the next "
+                        "owner redoes it", self.processor.name)
 
     async def on_partitions_assigned(self, assigned) -> None:
         pass
@@ -141,10 +144,14 @@ class StreamProcessor:
     def __init__(self, settings, name: str, group_id: str, topics: list[str], handle: Handler,
                  on_poison: PoisonHandler, metrics=None,
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
-                 before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None):
+                 before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
+                 on_produced: Callable[[list[Outgoing]], None] | None = None):
+        """before_partition: awaited before a partition's batch (e.g. catch a view up);
+        on_produced: called with a record's outputs once the broker acknowledged them, before
+        the next record of the partition (state that must only follow a real publish)."""
         self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
         self.handle, self.on_poison, self.metrics, self.transient = handle, on_poison, metrics, transient
-        self.before_partition = before_partition
+        self.before_partition, self.on_produced = before_partition, on_produced
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
@@ -156,6 +163,7 @@ class StreamProcessor:
         self._idle = asyncio.Event()
         self._idle.set()
         self._generation = 0
+        self._abandon_below = 0  # records fetched in a generation below this outlived their fence
         self._in_flight: dict[TopicPartition, asyncio.Future] = {}
         self._failure: BaseException | None = None
 
@@ -258,8 +266,14 @@ class StreamProcessor:
                 return record.offset
             started = time.perf_counter()
             outputs, outcome = await self._handle_one(record)
+            if generation < self._abandon_below:
+                log.warning("%s: %s@%d finished after its partition was handed over; outputs dropped, the "
+                            "owner redoes it", self.name, tp, record.offset)
+                return record.offset
             await retry_transient(lambda: send_all(self.producer, outputs), f"{self.name} produce",
                                   self.transient, self.stopping)
+            if self.on_produced is not None and outputs:
+                self.on_produced(outputs)
             if self._crash_after_produce:
                 log.error("%s: FS_TEST_CRASH_AFTER_PRODUCE set: exiting before commit", self.name)
                 os._exit(17)

@@ -29,7 +29,8 @@ from shared.storage.objectstore import StorageUnavailable
 from shared.streamservice import StreamService
 from shared.topics import CONVERSATION_EVENTS, FILE_DELETED, FILE_RESIZED, MESSAGE_PUBLISHED
 
-from services.delivery.handlers import DeliveryDeps, Denied, STAGE, authorize_conversation, authorize_file_access, publish_resized
+from services.delivery.handlers import (DeliveryDeps, Denied, STAGE, authorize_conversation, authorize_file_access,
+                                       publish_resized, record_published)
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,13 @@ def bootstrap(settings):
         event = parse_file_event(record, ev.FileResized)
         out = await publish_resized(event, deps)
         if out and out[0].topic == MESSAGE_PUBLISHED:
-            metrics.published.inc()
             if event.uploaded_at:
                 metrics.upload_to_publish.observe((out[0].event.occurred_at - event.uploaded_at).total_seconds())
         return out
 
     processor = StreamProcessor(settings, "delivery", "fileshare-delivery", [FILE_RESIZED], handle,
-                                poison_to_rejection(STAGE), metrics, before_partition=catch_up)
+                                poison_to_rejection(STAGE), metrics, before_partition=catch_up,
+                                on_produced=lambda outputs: record_published(outputs, deps))
     service = StreamService("delivery", settings, metrics, storage, views=[message_view, conversation_view],
                             processors=[processor])
     api = build_api(settings, service, deps, metrics)

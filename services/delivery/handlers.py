@@ -86,9 +86,19 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
             content_type=event.content_type, width=event.width, height=event.height, size_bytes=event.size_bytes,
             caption=event.caption, download_path=f"/v1/files/{event.file_id}/content",
             preview=base64.b64encode(preview).decode()))
-    deps.messages.apply(message)  # a second copy later in this same batch is suppressed too
     log.info("publishing message %s", message.message_id, **file_ctx(event))
     return [Outgoing(MESSAGE_PUBLISHED, event.conversation_id, message)]
+
+
+def record_published(outputs: list[Outgoing], deps: DeliveryDeps) -> None:
+    """Once the broker acknowledged a message.published: the file counts as published (dedupe,
+    downloads, transcript) before the next record. Never earlier: a publish that did not happen
+    (failed produce, a record abandoned at a rebalance) must not suppress the redelivery."""
+    for out in outputs:
+        if out.topic == MESSAGE_PUBLISHED:
+            deps.messages.apply(out.event)
+            if deps.metrics is not None:
+                deps.metrics.published.inc()
 
 
 class Denied(Exception):

@@ -1,0 +1,87 @@
+"""The rebalance fence of StreamProcessor: a record's outputs go out only while this member may
+still own its partition. A record finished inside the fence is produced and committed; one that
+outlives the fence (the next owner has started) is dropped and left uncommitted for the owner."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from shared import kafka
+from shared.events import GdprForget
+from shared.kafka import Outgoing, StreamProcessor, _RevocationFence
+
+TP = TopicPartition("file.resized", 0)
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, topic, value, key=None):
+        self.sent.append((topic, value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class FakeConsumer:
+    def __init__(self):
+        self.commits: list[dict] = []
+
+    async def commit(self, offsets):
+        self.commits.append(offsets)
+
+
+def record(offset: int) -> ConsumerRecord:
+    return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, b"k", b"{}", None, 2, 2, [])
+
+
+def processor(handle) -> tuple[StreamProcessor, list]:
+    produced: list = []
+    p = StreamProcessor(SimpleNamespace(), "test", "group", [TP.topic], handle, on_poison=lambda r, e: [],
+                        on_produced=produced.append)
+    p.producer, p.consumer = FakeProducer(), FakeConsumer()
+    return p, produced
+
+
+def output() -> list[Outgoing]:
+    return [Outgoing("message.published", "conv", GdprForget(request_id="r", account_id="a", consumer_id="u"))]
+
+
+async def run_with_rebalance(monkeypatch, fence_wait: float, release_after_fence: bool):
+    monkeypatch.setattr(kafka, "REVOKE_WAIT_SECONDS", fence_wait)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def handle(rec):
+        started.set()
+        await release.wait()  # a slow record: a decode, a storage retry
+        return output()
+
+    p, produced = processor(handle)
+    p._idle.clear()
+    work = asyncio.ensure_future(p._process_partition(TP, [record(5), record(6)], p._generation))
+    work.add_done_callback(lambda _: p._idle.set())
+    await started.wait()
+    fence = asyncio.ensure_future(_RevocationFence(p).on_partitions_revoked({TP}))
+    if release_after_fence:
+        await fence  # times out: the next owner may start now
+        release.set()
+    else:
+        release.set()
+        await fence
+    return p, produced, await work
+
+
+async def test_a_record_that_finishes_inside_the_fence_is_produced_and_committed(monkeypatch):
+    p, produced, unfinished = await run_with_rebalance(monkeypatch, fence_wait=30, release_after_fence=False)
+    assert len(p.producer.sent) == 1 and len(produced) == 1
+    assert p.consumer.commits == [{TP: 6}]
+    assert unfinished == 6, "the rest of the batch is left to the next owner"
+
+
+async def test_a_record_that_outlives_the_fence_is_dropped_not_published_twice(monkeypatch):
+    p, produced, unfinished = await run_with_rebalance(monkeypatch, fence_wait=0.01, release_after_fence=True)
+    assert p.producer.sent == [] and produced == [], "the next owner publishes it, this member must not"
+    assert p.consumer.commits == [] and unfinished == 5, "left uncommitted, so it is redone, not lost"
