@@ -18,7 +18,7 @@ _REFERENCE = datetime(2000, 1, 1)
 
 def parse_duration(text: str) -> relativedelta:
     """Raises ValueError for anything that is not a positive ISO 8601 duration."""
-    m = _DURATION.match(text or "")
+    m = _DURATION.fullmatch(text or "")
     if not m:
         raise ValueError(f"not an ISO 8601 duration: {text!r} (examples: P13M, P30D, PT5S)")
     parts = {k: int(v) for k, v in m.groupdict().items() if v}

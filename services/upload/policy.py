@@ -78,9 +78,12 @@ def check_conversation(account_id: str, conversation: Conversation | None, file_
 
 
 def check_caption(caption: str | None, max_chars: int) -> str | None:
-    """Optional; at most `max_chars` characters; line breaks and tabs allowed, no other control characters."""
+    """Optional; at most `max_chars` characters; line breaks and tabs allowed, no other control characters.
+    Line breaks are stored as LF: browsers send every line break of a form field as CRLF, which
+    must neither be refused nor count twice."""
     if caption is None or caption == "":
         return None
+    caption = caption.replace("\r\n", "\n")  # a lone CR is still refused (it rewrites a log or terminal line)
     if len(caption) > max_chars:
         raise Refused(422, "invalid_request", f"caption is longer than {max_chars} characters ({len(caption)})")
     if any((unicodedata.category(ch) == "Cc" and ch not in "\n\t") or ch in _BIDI_CONTROLS for ch in caption):

@@ -110,7 +110,7 @@ class ImageWorkerPool:
         memory_bytes: int | None = 1024 * 1024 * 1024,
         start_method: str = "forkserver",
     ) -> None:
-        self.size = workers or os.cpu_count() or 1
+        self.size = workers or len(os.sched_getaffinity(0)) or 1  # the CPUs this process may use (containers)
         self.timeout_seconds = timeout_seconds
         self.memory_bytes = memory_bytes
         self._context = multiprocessing.get_context(start_method)

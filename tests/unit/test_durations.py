@@ -37,7 +37,7 @@ def test_thirteen_months_is_not_a_fixed_number_of_days():
 
 
 @pytest.mark.parametrize("text", ["", "P", "PT", "13M", "P13", "P-1M", "P1.5M", "PT0S", "P0D", "P1MT", "p13m",
-                                  "P13M ", None])
+                                  "P13M ", "P13M\n", None])
 def test_invalid_or_empty_durations_are_refused(text):
     with pytest.raises(ValueError):
         parse_duration(text)

@@ -109,6 +109,12 @@ def test_caption_rules(caption, ok):
         assert (r.value.status, r.value.code) == (422, "invalid_request")
 
 
+def test_a_multi_line_caption_from_a_browser_form_is_accepted_and_stored_with_plain_line_breaks():
+    # HTML forms send each line break as CRLF; 1000 lines of one character is 1999 characters, not 2998.
+    assert check_caption("line one\r\nline two", 2000) == "line one\nline two"
+    assert check_caption("\r\n".join("x" * 1000), 2000) == "\n".join("x" * 1000)
+
+
 def test_bot_content_is_size_checked_before_decoding():
     limit = 5 * 1024 * 1024
     assert decode_content(base64.b64encode(b"x" * limit).decode(), limit) == b"x" * limit
