@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from shared.scanner import CLAMD_MAX_SCAN_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def write_clamd_config(
         f"StreamMaxLength {stream_max}",
         f"MaxFileSize {stream_max}",
         f"MaxScanSize {stream_max}",
-        "MaxScanTime 60000",
+        f"MaxScanTime {int(CLAMD_MAX_SCAN_SECONDS * 1000)}",  # shared.scanner waits longer than this
         "MaxThreads 8",
         "ReadTimeout 30",
         "CommandReadTimeout 10",

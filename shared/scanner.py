@@ -28,7 +28,12 @@ from typing import Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_TIMEOUT_SECONDS = 30.0  # PING, VERSION, connecting
+# A scan may take up to clamd's MaxScanTime (60 s in our clamd.conf and docker-compose), after
+# which clamd answers Heuristics.Limits.Exceeded.MaxScanTime (AlertExceedsMax). Waiting less would
+# turn a slow file into "scanner unavailable", retried forever on its partition.
+CLAMD_MAX_SCAN_SECONDS = 60.0
+SCAN_TIMEOUT_SECONDS = CLAMD_MAX_SCAN_SECONDS + 30.0
 DEFAULT_CHUNK_BYTES = 256 * 1024
 
 
@@ -98,11 +103,13 @@ class ClamdScanner:
         address: str,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        scan_timeout: float = SCAN_TIMEOUT_SECONDS,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
         self.address = address
         self._target = parse_address(address)
         self.timeout = timeout
+        self.scan_timeout = max(scan_timeout, timeout)
         self.chunk_bytes = chunk_bytes
 
     def __repr__(self) -> str:
@@ -153,11 +160,11 @@ class ClamdScanner:
 
     async def scan(self, data: bytes) -> ScanResult:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.scan_timeout):
                 return await self._instream(data)
         except TimeoutError as exc:
             raise ScannerUnavailable(
-                f"clamd at {self.address} gave no answer within {self.timeout}s for {len(data)} bytes"
+                f"clamd at {self.address} gave no answer within {self.scan_timeout}s for {len(data)} bytes"
             ) from exc
 
     async def _instream(self, data: bytes) -> ScanResult:
@@ -227,11 +234,10 @@ class DisabledScanner:
 def scanner_from_settings(settings) -> Scanner:
     """FS_CLAMD set -> ClamdScanner on it; unset -> DisabledScanner (logged loudly).
 
-    The per-call timeout comes from ``settings.clamd_timeout_seconds`` when the settings model
-    has such a field, else DEFAULT_TIMEOUT_SECONDS.
+    Timeouts: DEFAULT_TIMEOUT_SECONDS for commands, SCAN_TIMEOUT_SECONDS (above clamd's
+    MaxScanTime) for a scan.
     """
     address = getattr(settings, "clamd", None)
     if not address:
         return DisabledScanner()
-    timeout = float(getattr(settings, "clamd_timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
-    return ClamdScanner(address, timeout=timeout)
+    return ClamdScanner(address)

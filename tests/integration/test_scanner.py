@@ -192,7 +192,7 @@ async def test_silent_peer_times_out_as_unavailable():
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        scanner = ClamdScanner(f"127.0.0.1:{port}", timeout=0.5)
+        scanner = ClamdScanner(f"127.0.0.1:{port}", timeout=0.5, scan_timeout=0.5)
         with pytest.raises(ScannerUnavailable, match=r"no answer within 0\.5s"):
             await scanner.scan(_png())
         assert accepted  # it was the silent peer, not a refused connection

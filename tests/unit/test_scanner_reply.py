@@ -59,3 +59,15 @@ def test_scanner_error_and_unavailable_are_unrelated():
     # A verdict-less answer must not be retried as an outage, nor an outage rejected as an answer.
     assert not issubclass(ScannerError, ScannerUnavailable) and not issubclass(ScannerUnavailable, ScannerError)
     assert issubclass(ScannerUnavailable, ConnectionError)
+
+
+def test_a_scan_waits_longer_than_clamd_may_take_so_a_slow_file_gets_a_verdict_not_endless_retries():
+    import re
+    from pathlib import Path
+
+    from shared.scanner import CLAMD_MAX_SCAN_SECONDS, ClamdScanner, scanner_from_settings
+    compose = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
+    [compose_ms] = re.findall(r"MaxScanTime (\d+)", compose)
+    assert int(compose_ms) / 1000 == CLAMD_MAX_SCAN_SECONDS  # the embedded clamd.conf uses the constant
+    scanner = scanner_from_settings(type("S", (), {"clamd": "127.0.0.1:3310"})())
+    assert isinstance(scanner, ClamdScanner) and scanner.scan_timeout > CLAMD_MAX_SCAN_SECONDS
