@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from PIL import Image
 
 from shared.events import ConversationEvent, FileShareRequested
-from shared.topics import CONVERSATION_EVENTS, FILE_REJECTED, FILE_SHARE_REQUESTED, FILE_UPLOADED
+from shared.topics import CONVERSATION_EVENTS, FILE_REJECTED, FILE_UPLOADED
 from tests.support import Client, unique, wait_until
 
 

@@ -77,7 +77,8 @@ def build_app(settings) -> FastAPI:
 
     bot_processor = StreamProcessor(settings, "upload-bots", bots.GROUP_ID, [FILE_SHARE_REQUESTED],
                                     lambda record: bots.handle_share_request(record, deps), bots.on_poison(deps),
-                                    metrics, before_partition=before_bot_partition)
+                                    metrics, before_partition=before_bot_partition,
+                                    on_produced=lambda outputs: bots.record_outcomes(outputs, deps))
     state: dict = {"ready": False, "bot_task": None}
 
     async def settle_forever() -> None:

@@ -25,7 +25,7 @@ from shared.topics import FILE_REJECTED
 
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       file_id_for_request)
-from services.upload.policy import Refused, check_sender
+from services.upload.policy import Refused, check_caption, check_sender
 
 log = logging.getLogger(__name__)
 GROUP_ID = "fileshare-upload-bots"
@@ -55,15 +55,40 @@ def rejection(deps: UploadDeps, request_id: str, account_id: str, conversation_i
     consumer_id = conversation.consumer_id if conversation and conversation.account_id == account_id else UNKNOWN_CONSUMER
     sender = ev.Sender(id=principal.sub, role=principal.role) if principal else ev.Sender(id="unknown", role="bot")
     event = ev.FileRejected(
-        file_id=file_id_for_request(account_id, request_id), account_id=account_id, conversation_id=conversation_id,
-        consumer_id=consumer_id, sender=sender, caption=caption if isinstance(caption, str) else None,
-        source="local", request_id=request_id, stage="upload", reason=reason, detail=detail[:500])
+        file_id=bot_file_id(account_id, principal, request_id), account_id=account_id,
+        conversation_id=conversation_id, consumer_id=consumer_id, sender=sender,
+        caption=valid_caption(caption, deps), source="local", request_id=request_id, stage="upload", reason=reason,
+        detail=detail[:500])
     log.info("bot request %s rejected: %s (%s)", request_id, reason, detail,
              extra={"ctx": {"file_id": event.file_id, "conversation_id": conversation_id}})
     if deps.metrics is not None:
         deps.metrics.record_refusal("topic", reason)
-    deps.statuses.apply(event)  # a redelivery in the same batch is recognised before the view reads it back
     return Outgoing(FILE_REJECTED, conversation_id, event)
+
+
+def bot_file_id(account_id: str, principal: Principal | None, request_id: str) -> str:
+    """The request_id is the bot's idempotency key, scoped like HTTP's to who sent it: a record
+    without a valid token (or another bot's) can never take a request id of this bot."""
+    sender = f"{principal.account_id}/{principal.role}/{principal.sub}" if principal else ""
+    return file_id_for_request(account_id, sender, request_id)
+
+
+def valid_caption(caption, deps: UploadDeps) -> str | None:
+    """The record's caption, if it passed the caption rules (a refused one may be megabytes)."""
+    try:
+        return check_caption(caption, deps.settings.max_caption_chars) if isinstance(caption, str) else None
+    except Refused:
+        return None
+
+
+def verify_record_token(token, deps: UploadDeps) -> Principal:
+    """The record's token, verified like a bearer token: before anything else, as over HTTP."""
+    if not isinstance(token, str) or not token:
+        raise Refused(401, "unauthenticated", "the record has no token")
+    try:
+        return verify_token(deps.settings.auth_secret, token)
+    except AuthError as e:
+        raise Refused(401, "unauthenticated", str(e)) from None
 
 
 def decode_content(content_b64: str, max_bytes: int) -> bytes:
@@ -91,22 +116,25 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
         return []
     request_id, account_id, conversation_id = ids
     try:
-        request = ev.FileShareRequested.model_validate(raw)
-    except ValidationError as e:
-        first = e.errors()[0]
-        return [rejection(deps, *ids, "invalid_request",
-                          f"{'.'.join(map(str, first['loc']))}: {first['msg']}", caption=raw.get("caption"))]
-    file_id = file_id_for_request(account_id, request_id)
+        principal = verify_record_token(raw.get("token"), deps)
+    except Refused as r:
+        principal, refused = None, r
+    else:
+        refused = None
+    file_id = bot_file_id(account_id, principal, request_id)
     if deps.statuses.get(file_id) is not None:
         log.info("bot request %s already handled; redelivery ignored", request_id,
                  extra={"ctx": {"file_id": file_id, "conversation_id": conversation_id}})
         return []
-    principal = None
+    if refused is not None:
+        return [rejection(deps, *ids, refused.code, refused.message, caption=raw.get("caption"))]
     try:
-        try:
-            principal = verify_token(deps.settings.auth_secret, request.token)
-        except AuthError as e:
-            raise Refused(401, "unauthenticated", str(e)) from None
+        request = ev.FileShareRequested.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        return [rejection(deps, *ids, "invalid_request", f"{'.'.join(map(str, first['loc']))}: {first['msg']}",
+                          principal, raw.get("caption"))]
+    try:
         # Same functions as HTTP, in the same order: who/where first, then the file.
         check_sender(principal, account_id, deps.accounts.get(account_id), "local",
                      deps.conversations.get(conversation_id), deps.settings.file_channel_set, via="topic")
@@ -124,6 +152,14 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
     return []  # accept_file published file.uploaded and waited for the broker's ack
 
 
+def record_outcomes(outputs: list[Outgoing], deps: UploadDeps) -> None:
+    """Once the broker acknowledged a rejection, a redelivery of its record is recognised even
+    before the status view reads it back (never earlier: an outcome that was not published
+    must not stop the record from being redone)."""
+    for out in outputs:
+        deps.statuses.apply(out.event)
+
+
 def on_poison(deps: UploadDeps):
     """An unexpected failure on a record: file.rejected (processing_failed) when ids are usable."""
 
@@ -137,6 +173,10 @@ def on_poison(deps: UploadDeps):
             log.error("skipping unusable file.share.requested record %s[%d]@%d (%s)", record.topic,
                       record.partition, record.offset, type(exc).__name__)
             return []
-        return [rejection(deps, *ids, "processing_failed", f"{type(exc).__name__}: {exc}")]
+        try:
+            principal = verify_record_token(raw.get("token"), deps)  # the same file id as the request's
+        except Refused:
+            principal = None
+        return [rejection(deps, *ids, "processing_failed", f"{type(exc).__name__}: {exc}", principal)]
 
     return handle

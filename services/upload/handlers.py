@@ -51,10 +51,11 @@ def file_id_for(principal: Principal, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{principal.account_id}\n{principal.sub}\n{idempotency_key}"))
 
 
-def file_id_for_request(account_id: str, request_id: str) -> str:
-    """The file id of a bot record on file.share.requested: its request_id is its idempotency key,
-    so a redelivered record (at-least-once) names the same file and is recognised."""
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"file.share.requested\n{account_id}\n{request_id}"))
+def file_id_for_request(account_id: str, sender: str, request_id: str) -> str:
+    """The file id of a bot record on file.share.requested: its request_id is its idempotency key
+    (per sender, like an Idempotency-Key per user), so a redelivered record (at-least-once) names
+    the same file and is recognised."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"file.share.requested\n{account_id}\n{sender}\n{request_id}"))
 
 
 @dataclass

@@ -6,7 +6,7 @@ import asyncio
 import io
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,7 +19,7 @@ from shared.links import sign_link
 from shared.storage.objectstore import S3ObjectStore
 from shared.topics import FILE_DELETED
 from tests.integration.delivery_support import (delivery_log, new_conversation, publish_photo, sample, scrape,
-                                                small_photo, upload_ok)
+                                                small_photo)
 from tests.support import unique, wait_until
 
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8")
