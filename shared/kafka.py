@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from shared.events import Event
-from shared.topics import MAX_MESSAGE_BYTES
+from shared.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +274,7 @@ class StreamProcessor:
                                   self.transient, self.stopping)
             if self.on_produced is not None and outputs:
                 self.on_produced(outputs)
+            self._count_rejections(outputs)
             if self._crash_after_produce:
                 log.error("%s: FS_TEST_CRASH_AFTER_PRODUCE set: exiting before commit", self.name)
                 os._exit(17)
@@ -287,6 +288,12 @@ class StreamProcessor:
                 self.metrics.records.labels(tp.topic, outcome).inc()
                 self.metrics.handle_seconds.labels(tp.topic).observe(time.perf_counter() - started)
         return None
+
+    def _count_rejections(self, outputs: list[Outgoing]) -> None:
+        rejected = getattr(self.metrics, "rejected", None)
+        for out in outputs:
+            if rejected is not None and out.topic == FILE_REJECTED:
+                rejected.labels(getattr(out.event, "reason", "unknown")).inc()
 
     async def _handle_one(self, record: ConsumerRecord) -> tuple[list[Outgoing], str]:
         def count_retry(e: BaseException):

@@ -171,7 +171,10 @@ def build_app(settings) -> FastAPI:
             raise ApiError(422, "invalid_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
         file_id = file_id_for(principal, idempotency_key)
         try:
-            if idempotency_key and already_accepted(deps, file_id, account_id, conversation_id):
+            # A replay answers first (the original answer, even if a setting changed since), but only on
+            # the caller's own account: another account's path is 403 in contract order, not a key clash.
+            if idempotency_key and principal.account_id == account_id and \
+                    already_accepted(deps, file_id, account_id, conversation_id):
                 metrics.uploads.labels("http", "replayed").inc()
                 return accepted_body(file_id)
             # Everything that does not need the body, before reading it.

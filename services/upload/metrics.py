@@ -23,6 +23,5 @@ class UploadMetrics(ServiceMetrics):
         self.upload_bytes.labels(via).observe(size_bytes)
 
     def record_refusal(self, via: str, code: str) -> None:
+        # A bot record's file.rejected is counted in fileshare_files_rejected_total by the processor.
         self.uploads.labels(via, code).inc()
-        if via == "topic":
-            self.rejected.labels(code).inc()

@@ -54,13 +54,16 @@ def publish_photo(client: Client, data: bytes | None = None, where: tuple[str, s
     return Published(account, conversation, consumer, file_id)
 
 
-def metrics_url(env: dict[str, str]) -> str:
-    return f"http://127.0.0.1:{int(env['FS_METRICS_PORT_BASE']) + 3}/metrics"
+METRICS_PORT_OFFSET = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
 
 
-def scrape(env: dict[str, str]) -> dict[tuple[str, tuple], float]:
-    """Every sample of the delivery metrics: {(name, sorted labels): value}."""
-    text = httpx.get(metrics_url(env), timeout=5).text
+def metrics_url(env: dict[str, str], service: str = "delivery") -> str:
+    return f"http://127.0.0.1:{int(env['FS_METRICS_PORT_BASE']) + METRICS_PORT_OFFSET[service]}/metrics"
+
+
+def scrape(env: dict[str, str], service: str = "delivery") -> dict[tuple[str, tuple], float]:
+    """Every sample of a service's metrics (delivery by default): {(name, sorted labels): value}."""
+    text = httpx.get(metrics_url(env, service), timeout=5).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 

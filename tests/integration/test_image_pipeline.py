@@ -10,7 +10,8 @@ from PIL import Image
 
 from shared.settings import Settings
 from tests import imagecorpus as corpus
-from tests.support import unique
+from tests.integration.delivery_support import sample, scrape
+from tests.support import unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +38,16 @@ def downloaded(client, conversation, file_id: str) -> bytes:
 
 @pytest.mark.parametrize("where", ["comment", "trailer"])
 def test_eicar_inside_an_image_is_rejected_as_malware(client, conversation, where):
+    def malware_count() -> float:
+        return sample(scrape(client.env, "sanitizer"), "fileshare_files_rejected_total", reason="malware_detected")
+    before = malware_count()
     file_id, status = send(client, conversation, corpus.jpeg_with_eicar(where))
     assert (status["status"], status["reason"]) == ("rejected", "malware_detected")
     assert "EICAR" in status["detail"]
     assert client.download(file_id, conversation[0]).status_code == 404
+    # The operator's dashboard counts it (once the sanitizer resumes after the broker's ack).
+    wait_until(lambda: malware_count() == before + 1, timeout=10, what="fileshare_files_rejected_total to count it")
+    assert malware_count() == before + 1
 
 
 @pytest.mark.parametrize("make, reason", [

@@ -246,6 +246,12 @@ def test_idempotency_key_returns_the_first_answer_and_creates_nothing_new(client
     conversation2 = unique("conv")
     client.open_conversation(account, conversation2, consumer)
     assert error_code(client.upload(account, conversation2, png_bytes(), headers=key)) == (422, "invalid_request")
+    # The same key on another account's path: that account refuses the caller first (contract order).
+    other_account = unique("acct")
+    assert error_code(client.http.post(
+        f"{client.upload_url}/v1/accounts/{other_account}/conversations/{conversation}/files",
+        files={"file": ("photo.png", png_bytes(), "image/png")},
+        headers={**client.auth(account, "agent", "agent-1"), **key})) == (403, "permission_denied")
     file_id = first.json()["file_id"]
     assert len(client.read_topic(FILE_UPLOADED, lambda e: e.file_id == file_id)) == 1
 
