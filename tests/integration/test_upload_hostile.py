@@ -109,7 +109,7 @@ def test_authentication_comes_before_validation(client):
     account, conversation, _ = ready_conversation(client)
     settings_url = f"{client.upload_url}/v1/accounts/{account}/settings"
     caps_url = f"{client.upload_url}/v1/accounts/{account}/conversations/{conversation}/capabilities"
-    forged = {"Authorization": "Bearer " + mint_token("not-the-secret", account, "agent", "agent-1")}
+    forged = {"Authorization": "Bearer " + mint_token("not-the-secret-but-as-long-as-one-0123456789", account, "agent", "agent-1")}
     long_key = {"Idempotency-Key": "k" * 201}
     photo = {"file": ("p.png", png_bytes(), "image/png")}
     bad_bodies = ({"max_image_dimension": 99}, {"colour": "blue"}, "not json", None)
