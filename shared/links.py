@@ -45,5 +45,15 @@ def verify_link(secret: str, file_id: str, exp: str, aud: str, sig: str, now: fl
 
 
 def audience_of(account_id: str, role: str, sub: str) -> str:
-    """Who a link speaks for: the conversation's consumer, or users of the account."""
-    return f"consumer:{account_id}:{sub}" if role == "consumer" else f"account:{account_id}"
+    """Who a link speaks for: the conversation's consumer, or users of the account. Parts are
+    joined with "/", which no id may contain (ids may contain ":")."""
+    return f"consumer/{account_id}/{sub}" if role == "consumer" else f"account/{account_id}"
+
+
+def parse_audience(audience: str) -> tuple[str, str, str]:
+    """(kind, account_id, consumer sub or "") of audience_of(); LinkError when it is neither."""
+    kind, _, rest = audience.partition("/")
+    account_id, _, sub = rest.partition("/")
+    if not account_id or (kind, bool(sub)) not in (("consumer", True), ("account", False)):
+        raise LinkError("malformed link audience")
+    return kind, account_id, sub

@@ -19,7 +19,7 @@ from shared.crypto import BlobIntegrityError, ConsumerForgotten
 from shared.httpapi import ApiError, add_health_routes, error_responses, install_error_handlers
 from shared.images.formats import EXTENSIONS
 from shared.kafka import StreamProcessor, TopicView
-from shared.links import LinkError, audience_of, sign_link, verify_link
+from shared.links import LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
 from shared.pipeline import parse_file_event, poison_to_rejection
 from shared.runtime import build_storage
@@ -95,14 +95,12 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 def _principal_from(request: Request, settings, file_id: str | None, exp, aud, sig) -> Principal:
     if sig is not None and file_id is not None:
         try:
-            audience = verify_link(settings.auth_secret, file_id, exp, aud, sig)
+            kind, account, sub = parse_audience(verify_link(settings.auth_secret, file_id, exp, aud, sig))
         except LinkError as e:
             raise ApiError(403, "invalid_link", str(e)) from None
-        kind, _, rest = audience.partition(":")
         if kind == "consumer":
-            account, _, sub = rest.partition(":")
             return Principal(sub=sub, account_id=account, role="consumer")
-        return Principal(sub="signed-link", account_id=rest, role="agent")
+        return Principal(sub="signed-link", account_id=account, role="agent")
     try:
         return verify_token(settings.auth_secret, bearer_token(request.headers.get("authorization")))
     except AuthError as e:

@@ -133,13 +133,13 @@ def test_expired_tampered_or_wrong_file_links_are_403(client, photo):
         return f"{p}?exp={q['exp']}&aud={q['aud']}&sig={q['sig']}"
 
     secret = client.env["FS_AUTH_SECRET"]
-    expired, _ = sign_link(secret, photo.file_id, f"account:{photo.account}", 60, now=time.time() - 3600)
+    expired, _ = sign_link(secret, photo.file_id, f"account/{photo.account}", 60, now=time.time() - 3600)
     flipped = query["sig"][:-1] + ("0" if query["sig"][-1] != "0" else "1")
     refused = {
         "expired": f"{path}?{expired}",
         "signature": with_query(path, sig=flipped),
         "expiry extended": with_query(path, exp=str(int(query["exp"]) + 3600)),
-        "audience changed": with_query(path, aud=f"account:{unique('acct')}"),
+        "audience changed": with_query(path, aud=f"account/{unique('acct')}"),
         "wrong file": with_query(f"/v1/files/{other.file_id}/content"),
         "forged with another secret": f"{path}?{sign_link('guess', photo.file_id, query['aud'], 300)[0]}",
     }
@@ -154,7 +154,7 @@ def test_a_consumers_link_still_speaks_only_for_that_consumer(client, photo):
     """A consumer link for another conversation's file is refused, even though it is validly signed."""
     stranger = unique("consumer")
     secret = client.env["FS_AUTH_SECRET"]
-    query, _ = sign_link(secret, photo.file_id, f"consumer:{photo.account}:{stranger}", 300)
+    query, _ = sign_link(secret, photo.file_id, f"consumer/{photo.account}/{stranger}", 300)
     assert follow(client, f"/v1/files/{photo.file_id}/content?{query}").status_code == 403
 
 

@@ -15,7 +15,7 @@ from shared import events as ev
 from shared.auth import Principal
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
 from shared.pipeline import seal_companion
-from shared.links import MAX_LINK_TTL, LinkError, audience_of, sign_link, verify_link
+from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.state import ConversationState, MessageState
 from shared.storage import ObjectKey
 from shared.storage.objectstore import ObjectInfo
@@ -225,7 +225,7 @@ def test_another_account_never_learns_the_file_exists(role):
 
 # --- signed links ---
 
-def _link(file_id="f", audience="account:acct-1", ttl=300, now=None):
+def _link(file_id="f", audience="account/acct-1", ttl=300, now=None):
     query, expires = sign_link("secret", file_id, audience, ttl, now=now)
     q = {k: v[0] for k, v in parse_qs(query).items()}
     return q, expires
@@ -234,7 +234,7 @@ def _link(file_id="f", audience="account:acct-1", ttl=300, now=None):
 def test_link_round_trip_names_its_audience():
     q, expires = _link()
     assert int(q["exp"]) == expires
-    assert verify_link("secret", "f", q["exp"], q["aud"], q["sig"]) == "account:acct-1"
+    assert verify_link("secret", "f", q["exp"], q["aud"], q["sig"]) == "account/acct-1"
 
 
 def test_link_lifetime_default_and_cap():
@@ -270,5 +270,11 @@ def test_expired_link_is_refused():
 
 
 def test_link_audience_binds_consumer_or_account():
-    assert audience_of("acct-1", "consumer", "cons-1") == "consumer:acct-1:cons-1"
-    assert audience_of("acct-1", "agent", "agent-1") == "account:acct-1"
+    assert audience_of("acct-1", "consumer", "cons-1") == "consumer/acct-1/cons-1"
+    assert audience_of("acct-1", "agent", "agent-1") == "account/acct-1"
+    # Ids may contain ":" (check_id allows it): the parts still come back whole.
+    assert parse_audience(audience_of("org:eu:1", "consumer", "user:42")) == ("consumer", "org:eu:1", "user:42")
+    assert parse_audience(audience_of("org:eu:1", "admin", "x")) == ("account", "org:eu:1", "")
+    for malformed in ("", "account/", "consumer/acct-1", "robot/acct-1", "account/acct-1/extra"):
+        with pytest.raises(LinkError):
+            parse_audience(malformed)
