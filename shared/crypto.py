@@ -40,7 +40,9 @@ class ConsumerForgotten(Exception):
 
 
 class UnknownMasterKey(Exception):
-    pass
+    """A consumer key is wrapped by a master key this process was not given (a rotation without
+    FS_PREVIOUS_MASTER_KEYS). A configuration fault, not a property of the file: stages retry
+    (shared.kafka.DEFAULT_TRANSIENT) instead of rejecting every file in flight; downloads are 503."""
 
 
 def master_key_id(key: bytes) -> str:

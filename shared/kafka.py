@@ -20,6 +20,7 @@ from typing import Awaitable, Callable, Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from shared.crypto import UnknownMasterKey
 from shared.events import Event
 from shared.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
 
@@ -105,7 +106,8 @@ async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tup
             delay = min(delay * 2, max_delay)
 
 
-DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError)
+DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError,
+                                                      UnknownMasterKey)
 
 
 class _RevocationFence(ConsumerRebalanceListener):

@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from shared import events as ev
 from shared.auth import AuthError, Principal, bearer_token, verify_token
-from shared.crypto import BlobIntegrityError, ConsumerForgotten
+from shared.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
 from shared.httpapi import ApiError, add_health_routes, error_responses, install_error_handlers
 from shared.images.formats import EXTENSIONS
 from shared.kafka import StreamProcessor, TopicView
@@ -156,6 +156,11 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
             metrics.downloads.labels("unavailable").inc()
             raise ApiError(503, "unavailable", "the file store did not answer; try again",
                            {"Retry-After": "1"}) from None
+        except UnknownMasterKey as e:
+            metrics.downloads.labels("unavailable").inc()
+            log.error("cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e,
+                      extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
+            raise ApiError(503, "unavailable", "the file cannot be opened right now") from None
         except BlobIntegrityError:
             metrics.integrity_failures.inc()
             metrics.downloads.labels("integrity_error").inc()

@@ -1,6 +1,7 @@
-"""The rebalance fence of StreamProcessor: a record's outputs go out only while this member may
-still own its partition. A record finished inside the fence is produced and committed; one that
-outlives the fence (the next owner has started) is dropped and left uncommitted for the owner."""
+"""StreamProcessor without a broker. The rebalance fence: a record's outputs go out only while
+this member may still own its partition (a record finished inside the fence is produced and
+committed; one that outlives it is dropped and left uncommitted for the next owner). And a
+configuration fault is retried, never turned into rejections."""
 from __future__ import annotations
 
 import asyncio
@@ -85,3 +86,31 @@ async def test_a_record_that_outlives_the_fence_is_dropped_not_published_twice(m
     p, produced, unfinished = await run_with_rebalance(monkeypatch, fence_wait=0.01, release_after_fence=True)
     assert p.producer.sent == [] and produced == [], "the next owner publishes it, this member must not"
     assert p.consumer.commits == [] and unfinished == 5, "left uncommitted, so it is redone, not lost"
+
+
+async def test_a_missing_master_key_is_retried_not_turned_into_rejections(monkeypatch):
+    # An operator rotated FS_MASTER_KEY without FS_PREVIOUS_MASTER_KEYS: every file in flight would
+    # be rejected for good if this were a poison record. It is retried until the config is fixed.
+    from shared.crypto import UnknownMasterKey
+    monkeypatch.setattr(kafka.asyncio, "sleep", _no_wait)
+    attempts = []
+
+    async def handle(rec):
+        attempts.append(rec.offset)
+        if len(attempts) < 3:
+            raise UnknownMasterKey("master key abc is not configured")
+        return output()
+
+    p, produced = processor(handle)
+    poisoned = []
+    p.on_poison = lambda rec, exc: poisoned.append(exc) or []
+    assert await p._process_partition(TP, [record(1)], p._generation) is None
+    assert attempts == [1, 1, 1] and poisoned == [] and len(produced) == 1
+    assert p.consumer.commits == [{TP: 2}]
+
+
+_real_sleep = asyncio.sleep
+
+
+async def _no_wait(delay, *args):
+    await _real_sleep(0)
