@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from aiokafka import TopicPartition
 from prometheus_client import Counter, Histogram
 
 from shared import events as ev
@@ -41,7 +42,7 @@ class RetentionMetrics(ServiceMetrics):
                                        "From gdpr.forget occurred_at until the consumer's keys are destroyed "
                                        "(every file unreadable)", buckets=FORGET_BUCKETS, registry=r)
         self.forget_requests = Counter("fileshare_forget_requests_total",
-                                       "Forget requests handled, by outcome (erased | nothing_left | invalid)",
+                                       "Forget requests handled, by outcome (erased | nothing_left | repeated | invalid)",
                                        ["outcome"], registry=r)
 
 
@@ -50,6 +51,9 @@ def bootstrap(settings) -> StreamService:
     storage = build_storage(settings)
     accounts = AccountSettingsState()
     ledger = ReceiptLedger()
+    receipts_view = TopicView(settings, [FILE_DELETED, GDPR_FORGET],
+                              lambda r: ledger.apply(decode(r.value), (r.partition, r.offset)
+                                                     if r.topic == GDPR_FORGET else None), "receipts")
     processor: StreamProcessor
 
     async def send(outgoing):
@@ -69,6 +73,14 @@ def bootstrap(settings) -> StreamService:
                 log.error("forget request %s names ids no file can have (%s); nothing to erase, skipped",
                           request.request_id, e)
                 metrics.forget_requests.labels("invalid").inc()
+                return []
+            # The receipts view has read this partition up to this record: an earlier copy is known.
+            await receipts_view.wait_caught_up([TopicPartition(GDPR_FORGET, record.partition)])
+            if ledger.is_repeat(request, (record.partition, record.offset)):
+                log.info("forget request %s repeated: carried out before, nothing new is erased (the consumer "
+                         "%s/%s may have come back since)", request.request_id, request.account_id,
+                         request.consumer_id)
+                metrics.forget_requests.labels("repeated").inc()
                 return []
             try:
                 await forget_consumer(request, deps)
@@ -119,7 +131,7 @@ def bootstrap(settings) -> StreamService:
 
     views = [
         TopicView(settings, [ACCOUNT_SETTINGS], lambda r: accounts.apply(decode(r.value)), "account-settings"),
-        TopicView(settings, [FILE_DELETED, GDPR_FORGET], lambda r: ledger.apply(decode(r.value)), "receipts"),
+        receipts_view,
     ]
     return StreamService("retention", settings, metrics, storage, views=views, processors=[processor],
                          background=[sweep_forever])

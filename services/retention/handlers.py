@@ -103,13 +103,25 @@ class ReceiptLedger:
     def __init__(self):
         self.receipted: set[str] = set()
         self.forget_requests: dict[tuple[str, str], str] = {}
+        # (request_id, account, consumer) -> (partition, offset) of its first gdpr.forget record
+        self.first_requests: dict[tuple[str, str, str], tuple[int, int]] = {}
         self.lock = asyncio.Lock()
 
-    def apply(self, event: ev.Event | None) -> None:
+    def apply(self, event: ev.Event | None, position: tuple[int, int] | None = None) -> None:
         if isinstance(event, ev.FileDeleted):
             self.receipted.add(event.file_id)
         elif isinstance(event, ev.GdprForget):
             self.forget_requests[(event.account_id, event.consumer_id)] = event.request_id
+            if position is not None:
+                self.first_requests.setdefault((event.request_id, event.account_id, event.consumer_id), position)
+
+    def is_repeat(self, request: ev.GdprForget, position: tuple[int, int]) -> bool:
+        """True when the same request (id, account, consumer) came earlier in the same partition:
+        it was carried out before this record (records of a partition are handled in order). A
+        repeat must do nothing new: the consumer may have come back since, with new files that
+        this old request never covered. A redelivery of the same record is not a repeat (redone)."""
+        first = self.first_requests.get((request.request_id, request.account_id, request.consumer_id))
+        return first is not None and first[0] == position[0] and first[1] < position[1]
 
     def has_receipt(self, file_id: str) -> bool:
         return file_id in self.receipted

@@ -165,6 +165,30 @@ def test_repeated_forget_from_the_cli_does_nothing_new_and_still_answers(client)
     assert re.search(rf"forget request {second['request_id']} nothing_left: .*keys destroyed=0, files=0", log)
 
 
+def test_an_old_forget_request_sent_again_does_not_erase_a_consumer_who_came_back(client):
+    """The GDPR system resends request R after the consumer opened a new conversation and got a
+    photo: R was carried out already and covers none of the new files; they stay readable."""
+    account, consumer = unique("acct"), unique("consumer")
+    old_conversation, new_conversation = unique("conv"), unique("conv")
+    client.enable_account(account)
+    client.open_conversation(account, old_conversation, consumer)
+    old_file = send_photo(client, account, old_conversation)
+    assert client.wait_status(old_file, account)["status"] == "published"
+    request = ev.GdprForget(request_id=unique("req"), account_id=account, consumer_id=consumer)
+    client.publish(GDPR_FORGET, consumer, request)
+    wait_until(lambda: receipts(client, request_id=request.request_id), what="the receipt of the first request")
+
+    client.open_conversation(account, new_conversation, consumer)
+    new_file = send_photo(client, account, new_conversation, 7)
+    assert client.wait_status(new_file, account)["status"] == "published"
+    repeated = retention_metric(client, "fileshare_forget_requests_total", '{outcome="repeated"}')
+    client.publish(GDPR_FORGET, consumer, request.model_copy(update={"event_id": ev.new_id()}))
+    wait_until(lambda: retention_metric(client, "fileshare_forget_requests_total", '{outcome="repeated"}') > repeated,
+               what="retention to recognise the repeated request")
+    assert client.download(new_file, account).status_code == 200
+    assert [r.file_id for r in receipts(client, consumer_id=consumer)] == [old_file]
+
+
 def test_late_write_of_an_in_flight_file_is_removed_and_a_new_conversation_gets_a_new_key(client):
     """An upload got the consumer key just before the forget and wrote its original after the forget's
     listing: the sanitizer rejects it (consumer_forgotten) and retention removes the leftover."""

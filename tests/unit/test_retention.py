@@ -135,6 +135,18 @@ def test_repeated_forget_does_nothing_new_and_still_answers():
     assert len(w.receipts()) == 1
 
 
+def test_a_request_seen_earlier_in_its_partition_is_a_repeat_but_its_own_redelivery_is_not():
+    ledger = ReceiptLedger()
+    request = ev.GdprForget(request_id="req-1", account_id="a", consumer_id="c1")
+    ledger.apply(request, (3, 10))
+    ledger.apply(request.model_copy(update={"event_id": ev.new_id()}), (3, 42))  # sent again later
+    assert not ledger.is_repeat(request, (3, 10)), "the first record, redelivered after a crash, is redone"
+    assert ledger.is_repeat(request, (3, 42))
+    # Another consumer, or another request id, is another request.
+    assert not ledger.is_repeat(request.model_copy(update={"consumer_id": "c2"}), (3, 42))
+    assert not ledger.is_repeat(request.model_copy(update={"request_id": "req-2"}), (3, 42))
+
+
 def test_crash_between_receipt_and_delete_neither_loses_nor_repeats_receipts():
     w = World()
     w.store("a", "c1", "conv1", "f1")
