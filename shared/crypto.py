@@ -175,6 +175,10 @@ class ConsumerKeyStore:
                 return key_id, await self.load(account_id, consumer_id, key_id)
             except ConsumerForgotten:
                 continue  # deleted between list and get
+        if existing:
+            # Every key we listed vanished: a forget is destroying them right now. A key created
+            # here would let this upload slip past the forget's listing and be published after it.
+            raise ConsumerForgotten(f"consumer {account_id}/{consumer_id} is being forgotten")
         key_id = uuid.uuid4().hex
         secret = AESGCM.generate_key(bit_length=256)
         record = self._master.wrap(secret, (prefix + key_id).encode())

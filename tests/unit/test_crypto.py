@@ -136,3 +136,27 @@ def test_rotation_through_settings_keeps_blobs_written_under_the_old_master_read
     # Without the previous key configured, the old record does not open.
     with pytest.raises(UnknownMasterKey):
         MasterKeyRing.from_settings(Settings()).unwrap(record, aad)
+
+
+def test_an_upload_racing_a_forget_gets_no_fresh_key():
+    """The upload listed the consumer's key, then the forget destroyed it: creating a new key now
+    would let the upload slip past the forget. Once the forget is over, a new key is made."""
+    import asyncio
+
+    from shared.crypto import ConsumerForgotten, ConsumerKeyStore
+    from tests.memory_store import MemoryStore
+
+    class ForgetBetweenListAndGet(MemoryStore):
+        async def list(self, prefix=""):
+            listed = await super().list(prefix)
+            self.objects.clear()  # the forget destroys the keys right after the upload listed them
+            return listed
+
+    store = ForgetBetweenListAndGet()
+    keys = ConsumerKeyStore(store, MasterKeyRing(os.urandom(32)))
+    asyncio.run(keys.get_or_create("acct", "cons"))
+    with pytest.raises(ConsumerForgotten):
+        asyncio.run(keys.get_or_create("acct", "cons"))
+    assert store.objects == {}, "no key was created for the upload in the forget's way"
+    key_id, _ = asyncio.run(keys.get_or_create("acct", "cons"))  # after the forget: a new key
+    assert store.objects == {f"acct/cons/{key_id}": store.objects[f"acct/cons/{key_id}"]}

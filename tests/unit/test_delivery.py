@@ -18,36 +18,11 @@ from shared.pipeline import seal_companion
 from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.state import ConversationState, MessageState
 from shared.storage import ObjectKey
-from shared.storage.objectstore import ObjectInfo
 from shared.topics import FILE_REJECTED, MESSAGE_PUBLISHED
 
+from tests.memory_store import MemoryStore
 from services.delivery.handlers import (DeliveryDeps, Denied, authorize_conversation, authorize_file_access,
                                         message_id_for, publish_resized, record_published)
-
-
-class MemoryStore:
-    def __init__(self):
-        self.objects: dict[str, bytes] = {}
-
-    async def put(self, key, data):
-        self.objects[key] = bytes(data)
-
-    async def get(self, key):
-        if key not in self.objects:
-            raise FileNotFoundError(key)
-        return self.objects[key]
-
-    async def exists(self, key):
-        return key in self.objects
-
-    async def delete(self, key):
-        self.objects.pop(key, None)
-
-    async def list(self, prefix=""):
-        return [ObjectInfo(k, len(v), None) for k, v in self.objects.items() if k.startswith(prefix)]
-
-    async def ping(self):
-        return True
 
 
 class Counter:
@@ -180,9 +155,9 @@ async def test_forgotten_consumer_whose_blobs_are_gone_too(world):
 async def test_tampered_final_is_not_published(world):
     deps, blobs = world
     event = await resized(deps)
-    blob = bytearray(blobs.objects[event.object_key])
+    blob = bytearray(blobs.objects[event.object_key][0])
     blob[-5] ^= 0x01
-    blobs.objects[event.object_key] = bytes(blob)
+    blobs.objects[event.object_key] = (bytes(blob), blobs.objects[event.object_key][1])
     [out] = await publish_resized(event, deps)
     assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
 

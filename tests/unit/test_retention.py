@@ -12,42 +12,11 @@ from shared import events as ev
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
 from shared.state import AccountSettingsState
 from shared.storage import ObjectInfo, ObjectKey
+from tests.memory_store import MemoryStore
 from services.retention.handlers import (ReceiptLedger, RetentionDeps, clean_forgotten_file, forget_consumer,
                                          safety_net_days, sweep)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-class MemoryStore:
-    """An ObjectStore in a dict; `clock` stamps last_modified; `fail_delete` simulates a crash."""
-
-    def __init__(self, clock=lambda: NOW):
-        self.objects: dict[str, tuple[bytes, datetime]] = {}
-        self.clock = clock
-        self.fail_delete = 0
-
-    async def put(self, key, data):
-        self.objects[key] = (data, self.clock())
-
-    async def get(self, key):
-        if key not in self.objects:
-            raise FileNotFoundError(key)
-        return self.objects[key][0]
-
-    async def exists(self, key):
-        return key in self.objects
-
-    async def delete(self, key):
-        if self.fail_delete:
-            self.fail_delete -= 1
-            raise SystemExit("crash")  # a process dying mid-deletion
-        self.objects.pop(key, None)
-
-    async def list(self, prefix=""):
-        return [ObjectInfo(k, len(v[0]), v[1]) for k, v in sorted(self.objects.items()) if k.startswith(prefix)]
-
-    async def ping(self):
-        return True
 
 
 class Topic:
@@ -69,7 +38,7 @@ class Topic:
 
 class World:
     def __init__(self):
-        self.blobs, self.key_blobs = MemoryStore(), MemoryStore()
+        self.blobs, self.key_blobs = MemoryStore(lambda: NOW), MemoryStore(lambda: NOW)
         self.keys = ConsumerKeyStore(self.key_blobs, MasterKeyRing(os.urandom(32)))
         self.files = EncryptedFileStore(self.blobs, self.keys)
         self.accounts = AccountSettingsState()
