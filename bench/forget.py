@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
 import tempfile
 import time
@@ -32,13 +31,9 @@ METRICS = ("fileshare_forget_shred_seconds_sum", "fileshare_forget_shred_seconds
 
 
 def retention_metrics(env: dict) -> dict[str, float]:
-    port = int(env["FS_METRICS_PORT_BASE"]) + 4
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    out = {}
-    for name in METRICS:
-        m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-        out[name] = float(m.group(1)) if m else 0.0
-    return out
+    from tests.support import sample, scrape
+    samples = scrape(env, "retention")
+    return {name: sample(samples, name) for name in METRICS}
 
 
 async def forget_once(client, photos: int) -> dict:

@@ -11,13 +11,32 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from shared.auth import mint_token
 from shared.events import ConversationEvent, Event, parse_event
+from shared.settings import METRICS_PORT_OFFSETS
 from shared.topics import CONVERSATION_EVENTS
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def metrics_url(env: dict[str, str], service: str = "delivery") -> str:
+    """The /metrics of a service of the stack (FS_METRICS_PORT_BASE + its offset)."""
+    return f"http://127.0.0.1:{int(env['FS_METRICS_PORT_BASE']) + METRICS_PORT_OFFSETS[service]}/metrics"
+
+
+def scrape(env: dict[str, str], service: str = "delivery") -> dict[tuple[str, tuple], float]:
+    """Every sample of a service's metrics (delivery by default): {(name, sorted labels): value}."""
+    text = httpx.get(metrics_url(env, service), timeout=5).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def sample(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def wait_until(check, timeout: float = 30, interval: float = 0.05, what: str = "condition"):

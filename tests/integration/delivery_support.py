@@ -1,4 +1,4 @@
-"""Helpers for the delivery tests: small photos, published files, metrics scrapes, extra instances."""
+"""Helpers for the delivery tests: small photos, published files, extra instances."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from shared.embedded import EmbeddedStack, free_port
 from tests.support import Client, unique, wait_until
@@ -52,24 +51,6 @@ def publish_photo(client: Client, data: bytes | None = None, where: tuple[str, s
     status = client.wait_status(file_id, account)
     assert status["status"] == "published", status
     return Published(account, conversation, consumer, file_id)
-
-
-METRICS_PORT_OFFSET = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
-
-
-def metrics_url(env: dict[str, str], service: str = "delivery") -> str:
-    return f"http://127.0.0.1:{int(env['FS_METRICS_PORT_BASE']) + METRICS_PORT_OFFSET[service]}/metrics"
-
-
-def scrape(env: dict[str, str], service: str = "delivery") -> dict[tuple[str, tuple], float]:
-    """Every sample of a service's metrics (delivery by default): {(name, sorted labels): value}."""
-    text = httpx.get(metrics_url(env, service), timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def sample(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def delivery_log(stack: EmbeddedStack) -> str:

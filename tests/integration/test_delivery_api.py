@@ -18,9 +18,8 @@ from shared.events import FileDeleted
 from shared.links import sign_link
 from shared.storage.objectstore import S3ObjectStore
 from shared.topics import FILE_DELETED
-from tests.integration.delivery_support import (delivery_log, new_conversation, publish_photo, sample, scrape,
-                                                small_photo)
-from tests.support import unique, wait_until
+from tests.integration.delivery_support import delivery_log, new_conversation, publish_photo, small_photo
+from tests.support import sample, scrape, unique, wait_until
 
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from shared.events import GdprForget
 from shared.topics import FILE_DELETED, FILE_REJECTED, GDPR_FORGET, MESSAGE_PUBLISHED
 from tests.integration.delivery_support import (ExtraDelivery, delivery_stopped, ensure_normal_delivery,
-                                                new_conversation, sample, scrape, small_photo, start_delivery,
-                                                upload_ok)
-from tests.support import unique, wait_until
+                                                new_conversation, small_photo, start_delivery, upload_ok)
+from tests.support import sample, scrape, unique, wait_until
 
 CRASH_EXIT_CODE = 17
 

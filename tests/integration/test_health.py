@@ -7,7 +7,7 @@ import httpx
 import psutil
 import pytest
 
-METRICS_OFFSETS = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
+from shared.settings import METRICS_PORT_OFFSETS as METRICS_OFFSETS
 HTTP_PORT_VARIABLES = {"upload": "FS_UPLOAD_PORT", "delivery": "FS_DELIVERY_PORT"}
 
 

@@ -10,8 +10,7 @@ from PIL import Image
 
 from shared.settings import Settings
 from tests import imagecorpus as corpus
-from tests.integration.delivery_support import sample, scrape
-from tests.support import unique, wait_until
+from tests.support import sample, scrape, unique, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from shared.crypto import encrypt_blob
 from shared.runtime import build_storage
 from shared.settings import Settings
 from shared.topics import FILE_DELETED, FILE_REJECTED, FILE_UPLOADED, GDPR_FORGET, MESSAGE_PUBLISHED
-from tests.support import unique, wait_until
+from tests.support import metrics_url, unique, wait_until
 
 
 def small_photo(seed: int = 0) -> bytes:
@@ -55,8 +55,7 @@ def receipts(client, **match) -> list[ev.FileDeleted]:
 
 
 def retention_metric(client, name: str, labels: str = "") -> float:
-    port = int(client.env["FS_METRICS_PORT_BASE"]) + 4
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    text = httpx.get(metrics_url(client.env, "retention"), timeout=5).text
     m = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 

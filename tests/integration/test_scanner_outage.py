@@ -9,12 +9,11 @@ import httpx
 from shared.embedded import split_hostport
 from shared.embedded_clamd import start_clamd
 from tests import imagecorpus as corpus
-from tests.support import unique, wait_until
+from tests.support import metrics_url, unique, wait_until
 
 
 def scanner_retries(stack) -> float:
-    port = int(stack.env["FS_METRICS_PORT_BASE"]) + 1  # sanitizer
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    text = httpx.get(metrics_url(stack.env, "sanitizer")).text
     return sum(float(v) for v in re.findall(
         r'^fileshare_transient_retries_total\{kind="ScannerUnavailable"\} ([0-9.e+]+)$', text, re.M))
 
