@@ -40,10 +40,9 @@ async def forget_once(client, photos: int) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from shared import events as ev
-    from shared.events import parse_event
     from shared.topics import FILE_DELETED, GDPR_FORGET
     from tests.integration.delivery_support import small_photo, upload_ok
-    from tests.support import unique
+    from tests.support import events_of, unique
 
     account, consumer = unique("bench-forget"), unique("consumer")
     convs = [unique("conv"), unique("conv")]
@@ -92,14 +91,8 @@ async def forget_once(client, photos: int) -> dict:
             async def receipted() -> float:
                 seen: set[str] = set()
                 while not set(file_ids) <= seen:
-                    for records in (await receipts_consumer.getmany(timeout_ms=50)).values():
-                        for r in records:
-                            try:
-                                e = parse_event(r.value)
-                            except Exception:
-                                continue
-                            if getattr(e, "request_id", None) == request.request_id:
-                                seen.add(e.file_id)
+                    seen |= {e.file_id for e in events_of(await receipts_consumer.getmany(timeout_ms=50))
+                             if getattr(e, "request_id", None) == request.request_id}
                 return time.perf_counter() - started
 
             t_unreadable, t_receipts = await asyncio.wait_for(asyncio.gather(unreadable(), receipted()), 120)

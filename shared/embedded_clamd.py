@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
 from shared.scanner import CLAMD_MAX_SCAN_SECONDS
 
 log = logging.getLogger(__name__)

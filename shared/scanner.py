@@ -109,7 +109,7 @@ class ClamdScanner:
         self.address = address
         self._target = parse_address(address)
         self.timeout = timeout
-        self.scan_timeout = max(scan_timeout, timeout)
+        self.scan_timeout = scan_timeout
         self.chunk_bytes = chunk_bytes
 
     def __repr__(self) -> str:

@@ -39,6 +39,18 @@ def sample(samples: dict, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def events_of(batches: dict) -> list[Event]:
+    """The events of an aiokafka getmany() result, in order; records that are not events are skipped."""
+    out = []
+    for records in batches.values():
+        for r in records:
+            try:
+                out.append(parse_event(r.value))
+            except Exception:
+                continue
+    return out
+
+
 def wait_until(check, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
     """Poll an observable state until `check()` returns a truthy value (never a blind sleep)."""
     deadline = time.monotonic() + timeout
@@ -108,14 +120,7 @@ class Client:
                 async def behind():
                     return [tp for tp in tps if await c.position(tp) < ends[tp]]
                 while await behind():
-                    for records in (await c.getmany(timeout_ms=500)).values():
-                        for r in records:
-                            try:
-                                e = parse_event(r.value)
-                            except Exception:
-                                continue
-                            if match(e):
-                                out.append(e)
+                    out += [e for e in events_of(await c.getmany(timeout_ms=500)) if match(e)]
                 return out
             finally:
                 await c.stop()

@@ -52,8 +52,7 @@ def bootstrap(settings) -> StreamService:
     accounts = AccountSettingsState()
     ledger = ReceiptLedger()
     receipts_view = TopicView(settings, [FILE_DELETED, GDPR_FORGET],
-                              lambda r: ledger.apply(decode(r.value), (r.partition, r.offset)
-                                                     if r.topic == GDPR_FORGET else None), "receipts")
+                              lambda r: ledger.apply(decode(r.value), (r.partition, r.offset)), "receipts")
     processor: StreamProcessor
 
     async def send(outgoing):

@@ -108,6 +108,7 @@ class ReceiptLedger:
         self.lock = asyncio.Lock()
 
     def apply(self, event: ev.Event | None, position: tuple[int, int] | None = None) -> None:
+        """position: (partition, offset) of the record, which orders gdpr.forget requests."""
         if isinstance(event, ev.FileDeleted):
             self.receipted.add(event.file_id)
         elif isinstance(event, ev.GdprForget):
