@@ -100,7 +100,7 @@ def vips_resize_image(data: bytes, content_type: str, max_dimension: int,
 
 
 def run(service: str) -> None:
-    from shared.runtime import run_service
+    from shared.service import run_service
     if service == "sanitizer":
         import services.sanitizer.handlers as handlers
         handlers.sanitize_image = vips_sanitize_image
@@ -111,7 +111,7 @@ def run(service: str) -> None:
         from services.resizer.app import bootstrap
     else:
         raise SystemExit(f"usage: python -m bench.vips_stage sanitizer|resizer (got {service!r})")
-    run_service(service, lambda settings, stop: bootstrap(settings).serve(stop))
+    run_service(service, bootstrap)
 
 
 if __name__ == "__main__":

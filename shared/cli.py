@@ -31,6 +31,18 @@ def _auth_secret() -> str:
     return secret
 
 
+def _settings():
+    """The settings of a command run beside `make run`: FS_* from the environment, the database of
+    the embedded stack when FS_DATABASE_URL is not set."""
+    from shared.settings import Settings
+    settings = Settings()
+    if not settings.database_url:
+        from shared.embedded import embedded_database_url, load_or_create_secrets
+        password = load_or_create_secrets(settings.data_dir)["FS_DATABASE_PASSWORD"]
+        settings = settings.model_copy(update={"database_url": embedded_database_url(password)})
+    return settings
+
+
 def cmd_token(args) -> int:
     print(mint_token(_auth_secret(), args.account, args.role, args.sub, args.ttl))
     return 0
@@ -83,10 +95,9 @@ def cmd_retention_status(args) -> int:
     from datetime import datetime, timezone
 
     from shared.logs import setup_logging
-    from shared.settings import get_settings
     from services.retention.status import load_status
     setup_logging("cli", "WARNING")
-    print(json.dumps(asyncio.run(load_status(get_settings(), datetime.now(timezone.utc))), indent=2))
+    print(json.dumps(asyncio.run(load_status(_settings(), datetime.now(timezone.utc))), indent=2))
     return 0
 
 
@@ -107,8 +118,15 @@ def cmd_run(args) -> int:
     try:
         stack.start_s3()
         log.info("object storage ready: rclone serve s3 on %s (data in %s)", env["FS_S3_ENDPOINT"], data_dir / "s3")
+        if "FS_DATABASE_URL" in os.environ:
+            log.info("database: using FS_DATABASE_URL from the environment")
+        else:
+            stack.start_postgres()
+            log.info("database ready: PostgreSQL on %s (data in %s)", env["FS_DATABASE_URL"].rsplit("@", 1)[-1],
+                     data_dir / "postgres")
         stack.start_kafka()
-        log.info("kafka ready: tansu on %s (log in s3://tansu/)", env["FS_KAFKA_BOOTSTRAP"])
+        log.info("kafka ready: tansu on %s (transport: its log is in memory; state lives in the database)",
+                 env["FS_KAFKA_BOOTSTRAP"])
         if env.get("FS_CLAMD"):
             log.info("malware scanner: using clamd at %s", env["FS_CLAMD"])
         elif stack.start_clamd(Path(env.get("FS_CLAMAV_DB_DIR", "/var/lib/clamav"))):
@@ -162,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_conversation)
     p = sub.add_parser("retention", help="retention operations")
     retention = p.add_subparsers(dest="retention_command", required=True)
-    retention.add_parser("status", help="stored files per account, oldest file age, next expiry (JSON); "
-                         "no rebuild-index: the index is the object store listed by prefix").set_defaults(
+    retention.add_parser("status", help="stored files per account, oldest file age, next expiry (JSON), from "
+                         "retention's file index in the database").set_defaults(
         fn=cmd_retention_status)
     sub.add_parser("schemas", help="print the JSON Schema of every event").set_defaults(fn=cmd_schemas)
     sub.add_parser("run", help="start the embedded stack and the five services").set_defaults(fn=cmd_run)

@@ -224,11 +224,12 @@ class EncryptedFileStore:
         self.store = store
         self.keys = keys
 
-    async def put(self, key, plaintext: bytes) -> None:
-        """key: an ObjectKey. Raises ConsumerForgotten never (creates a key if needed)."""
+    async def put(self, key, plaintext: bytes) -> str:
+        """key: an ObjectKey; returns the consumer key id it was encrypted under (creates a key if needed)."""
         key_id, consumer_key = await self.keys.get_or_create(key.account_id, key.consumer_id)
         blob = await asyncio.to_thread(encrypt_blob, plaintext, str(key), key_id, consumer_key)
         await self.store.put(str(key), blob)
+        return key_id
 
     async def put_existing_key(self, key, plaintext: bytes, key_id: str) -> None:
         """Write a later variant under the same consumer key as the original; a forgotten
@@ -237,18 +238,18 @@ class EncryptedFileStore:
         blob = await asyncio.to_thread(encrypt_blob, plaintext, str(key), key_id, consumer_key)
         await self.store.put(str(key), blob)
 
-    async def seal(self, key, name: str, plaintext: bytes, key_id: str) -> bytes:
-        """Encrypt a small companion of the blob at `key` (the preview on file.resized) under the
-        file's consumer key, bound to `{key}#{name}`, so it can travel inline on an internal topic
-        without plaintext image bytes and is shredded with the consumer's key. ConsumerForgotten."""
-        consumer_key = await self.keys.load(key.account_id, key.consumer_id, key_id)
-        return await asyncio.to_thread(encrypt_blob, plaintext, f"{key}#{name}", key_id, consumer_key)
+    async def seal(self, account_id: str, consumer_id: str, bound_to: str, plaintext: bytes, key_id: str) -> bytes:
+        """Encrypt a small value that travels inline on an internal topic (the preview of a final
+        image, a caption) under the file's consumer key, bound to `bound_to` (associated data), so
+        no plaintext rides the topic and a forget shreds it with the key. ConsumerForgotten."""
+        consumer_key = await self.keys.load(account_id, consumer_id, key_id)
+        return await asyncio.to_thread(encrypt_blob, plaintext, bound_to, key_id, consumer_key)
 
-    async def open_sealed(self, key, name: str, sealed: bytes) -> bytes:
-        """The plaintext of seal(key, name, ...). ConsumerForgotten, BlobIntegrityError."""
+    async def open_sealed(self, account_id: str, consumer_id: str, bound_to: str, sealed: bytes) -> bytes:
+        """The plaintext of seal(..., bound_to, ...). ConsumerForgotten, BlobIntegrityError."""
         header = parse_header(sealed)
-        consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
-        return await asyncio.to_thread(decrypt_blob, sealed, f"{key}#{name}", consumer_key)
+        consumer_key = await self.keys.load(account_id, consumer_id, header.key_id)
+        return await asyncio.to_thread(decrypt_blob, sealed, bound_to, consumer_key)
 
     async def get(self, key) -> tuple[bytes, str]:
         """Returns (plaintext, consumer key id). FileNotFoundError, ConsumerForgotten, BlobIntegrityError."""

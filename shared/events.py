@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
+# Pipeline events whose caption travels sealed (contract v2): file.uploaded, file.sanitized, file.resized.
+SEALED_CAPTION_SCHEMA_VERSION = 2
 
 Role = Literal["agent", "agent_manager", "bot", "consumer", "admin", "platform"]
 Source = Literal["local", "widget"]
@@ -68,23 +70,30 @@ class _FileFields(BaseModel):
     conversation_id: str
     consumer_id: str
     sender: Sender
-    caption: str | None = None
     source: Source = "local"
 
 
 class FileEvent(Event, _FileFields):
     """A pipeline event: file.uploaded, file.sanitized, file.resized, file.rejected."""
     request_id: str | None = None  # set when a bot sent the file over file.share.requested
+    # The caption, AES-256-GCM under the consumer's key with associated data `{file_id}#caption`
+    # (shared.crypto.seal_caption), base64: no plaintext caption on internal topics, and a forget
+    # shreds it with the key. Absent without a caption, and always on file.rejected.
+    caption_sealed: str | None = None
 
 
-class FileUploaded(FileEvent):
+class _SealedCaptionEvent(FileEvent):
+    schema_version: int = SEALED_CAPTION_SCHEMA_VERSION
+
+
+class FileUploaded(_SealedCaptionEvent):
     event_type: Literal["file.uploaded"] = "file.uploaded"
     object_key: str
     content_type: str
     size_bytes: int
 
 
-class FileSanitized(FileEvent):
+class FileSanitized(_SealedCaptionEvent):
     event_type: Literal["file.sanitized"] = "file.sanitized"
     object_key: str
     content_type: str
@@ -94,7 +103,7 @@ class FileSanitized(FileEvent):
     uploaded_at: UtcDatetime | None = None  # carried for the upload→publish latency metric
 
 
-class FileResized(FileEvent):
+class FileResized(_SealedCaptionEvent):
     event_type: Literal["file.resized"] = "file.resized"
     object_key: str
     content_type: str
@@ -129,6 +138,7 @@ class HostedFileContent(BaseModel):
 class MessagePublished(Event, _FileFields):
     event_type: Literal["message.published"] = "message.published"
     message_id: str
+    caption: str | None = None  # the message to the platform is the one place a caption is plain
     content: HostedFileContent
 
 

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import AuthError, Principal, bearer_token, verify_token
+from shared.db import DB_TRANSIENT
 
 
 class ApiError(Exception):
@@ -41,6 +42,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", f"{where}: {first.get('msg', 'invalid request')}"),
                             status_code=422)
 
+    async def _database_unavailable(_: Request, exc: Exception):
+        return JSONResponse(error_body("unavailable", f"the database did not answer ({type(exc).__name__}); retry"),
+                            status_code=503, headers={"Retry-After": "1"})
+
+    for error in DB_TRANSIENT:
+        app.add_exception_handler(error, _database_unavailable)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -67,3 +75,22 @@ def add_health_routes(app: FastAPI, ready, metrics_exposition) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics():
         return Response(metrics_exposition(), media_type="text/plain; version=0.0.4")
+
+
+def contract_openapi(app: FastAPI) -> None:
+    """FastAPI adds a `422 Validation Error` to every route with parameters; ours are plain strings
+    validated in the handlers (after authentication), so only the contract's codes are listed."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = default_openapi()
+            for operations in spec["paths"].values():
+                for operation in operations.values():
+                    if operation["responses"].get("422", {}).get("description") == "Validation Error":
+                        del operation["responses"]["422"]
+            for name in ("HTTPValidationError", "ValidationError"):
+                spec.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi

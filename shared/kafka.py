@@ -1,4 +1,8 @@
-"""Kafka helpers: producer/consumer lifecycle, a stream-processor loop and topic views.
+"""Kafka helpers: producer/consumer lifecycle and the stream-processor loop.
+
+Topics are transport, not storage: no service reads a topic's history to rebuild state (that lives
+in PostgreSQL, shared.db); after a broker lost its log, re-drive (services.upload.redrive) emits
+every unfinished file's last stage event again.
 
 At-least-once everywhere: a record's offset is committed only after every event it
 produced has been acknowledged by the broker. Handlers are idempotent, so a crash
@@ -10,6 +14,7 @@ with backoff and never committed past.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import random
@@ -21,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from shared.crypto import UnknownMasterKey
+from shared.db import DB_TRANSIENT
 from shared.events import Event
 from shared.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
 
@@ -39,7 +45,8 @@ class TransientError(Exception):
 
 
 Handler = Callable[[ConsumerRecord], Awaitable[list[Outgoing]]]
-PoisonHandler = Callable[[ConsumerRecord, BaseException], list[Outgoing]]
+PoisonHandler = Callable[[ConsumerRecord, BaseException], "list[Outgoing] | Awaitable[list[Outgoing]]"]
+Send = Callable[[list[Outgoing]], Awaitable[None]]
 
 
 def make_producer(settings) -> AIOKafkaProducer:
@@ -88,6 +95,29 @@ async def send_all(producer: AIOKafkaProducer, outgoing: Iterable[Outgoing]) -> 
         await asyncio.gather(*futures)
 
 
+class Publisher:
+    """A producer for what a service sends outside a stream processor (HTTP answers, sweeps).
+    Created at start: aiokafka clients bind to the running loop."""
+
+    def __init__(self, settings, name: str):
+        self.settings, self.name = settings, name
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        self.producer = make_producer(self.settings)
+        await start_with_retry(self.producer, f"{self.name} producer", stop)
+
+    async def send(self, outgoing: Iterable[Outgoing]) -> None:
+        """Produce and wait until the broker acknowledged every event."""
+        if self.producer is None:
+            raise TransientError("the producer is not started yet")
+        await send_all(self.producer, outgoing)
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+
 async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],
                           stop: asyncio.Event | None = None,
                           on_retry: Callable[[BaseException], None] | None = None, max_delay: float = 30.0):
@@ -107,7 +137,7 @@ async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tup
 
 
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError,
-                                                      UnknownMasterKey)
+                                                      UnknownMasterKey) + DB_TRANSIENT
 
 
 class _RevocationFence(ConsumerRebalanceListener):
@@ -147,7 +177,7 @@ class StreamProcessor:
                  on_poison: PoisonHandler, metrics=None,
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
-                 on_produced: Callable[[list[Outgoing]], None] | None = None):
+                 on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
         the next record of the partition (state that must only follow a real publish)."""
@@ -275,7 +305,8 @@ class StreamProcessor:
             await retry_transient(lambda: send_all(self.producer, outputs), f"{self.name} produce",
                                   self.transient, self.stopping)
             if self.on_produced is not None and outputs:
-                self.on_produced(outputs)
+                await retry_transient(lambda: self.on_produced(outputs), f"{self.name} record outputs",
+                                      self.transient, self.stopping)
             self._count_rejections(outputs)
             if self._crash_after_produce:
                 log.error("%s: FS_TEST_CRASH_AFTER_PRODUCE set: exiting before commit", self.name)
@@ -290,6 +321,23 @@ class StreamProcessor:
                 self.metrics.records.labels(tp.topic, outcome).inc()
                 self.metrics.handle_seconds.labels(tp.topic).observe(time.perf_counter() - started)
         return None
+
+    async def wait_caught_up(self, timeout: float = 10.0) -> None:
+        """Return once this consumer group (every instance of it) has committed every record that was
+        in its topics when called, e.g. conversation closes before a publish. After `timeout` it logs
+        and returns: a lagging group must slow the caller down, never stop it."""
+        tps = [TopicPartition(t, p) for t in self.topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+        ends = await self.consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = [tp for tp in tps if ends[tp] > ((await self.consumer.committed(tp)) or 0)]
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                log.warning("%s: group %s still behind on %d partition(s) after %.0fs; going on", self.name,
+                            self.group_id, len(behind), timeout)
+                return
+            await asyncio.sleep(0.05)
 
     def _count_rejections(self, outputs: list[Outgoing]) -> None:
         rejected = getattr(self.metrics, "rejected", None)
@@ -309,89 +357,10 @@ class StreamProcessor:
             if self.stopping.is_set():
                 raise
             log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition, record.offset)
-            return self.on_poison(record, exc), "poison"
 
+            async def poison():
+                outputs = self.on_poison(record, exc)
+                return await outputs if inspect.isawaitable(outputs) else outputs
 
-class TopicView:
-    """An in-memory view built by reading topics from the beginning (no consumer group).
-
-    `apply` is called for every record in order. `wait_caught_up()` returns once every
-    record that existed when it was called has been applied: a service that calls it at
-    start knows everything published before it started.
-    """
-
-    def __init__(self, settings, topics: list[str], apply: Callable[[ConsumerRecord], None], name: str):
-        self.settings, self.topics, self.apply, self.name = settings, topics, apply, name
-        self.consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task | None = None
-        self._progress = asyncio.Condition()
-        self._partitions: list[TopicPartition] = []
-        self.stopping = asyncio.Event()
-
-    async def start(self) -> None:
-        self.consumer = make_consumer(self.settings, None)
-        await start_with_retry(self.consumer, f"view {self.name}", self.stopping)
-        tps = []
-        for topic in self.topics:
-            parts = self.consumer.partitions_for_topic(topic)
-            while not parts:
-                await self.consumer._client.force_metadata_update()
-                parts = self.consumer.partitions_for_topic(topic)
-                if not parts:
-                    await asyncio.sleep(0.2)
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
-        self._partitions = tps
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._loop(), name=f"view-{self.name}")
-        await self.wait_caught_up()
-        log.info("view %s: caught up on %s", self.name, ",".join(self.topics))
-
-    async def _loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200)
-            except KafkaError as e:
-                log.warning("view %s: fetch failed (%s)", self.name, e)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for r in records:
-                    try:
-                        self.apply(r)
-                    except Exception:
-                        log.exception("view %s: cannot apply %s@%d; skipped", self.name, r.topic, r.offset)
-            async with self._progress:
-                self._progress.notify_all()
-
-    async def wait_caught_up(self, partitions: list[TopicPartition] | None = None, timeout: float = 60) -> None:
-        tps = partitions or self._partitions
-        ends = await self.consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        async with self._progress:
-            while True:
-                positions = {tp: await self.consumer.position(tp) for tp in tps}
-                if all(positions[tp] >= ends[tp] for tp in tps):
-                    return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TransientError(f"view {self.name} did not catch up")
-                try:
-                    await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
-                except asyncio.TimeoutError:
-                    pass
-
-    @property
-    def healthy(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def stop(self) -> None:
-        self.stopping.set()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self.consumer is not None:
-            await self.consumer.stop()
+            return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,
+                                         self.stopping), "poison"

@@ -49,23 +49,40 @@ async def read_variant(event: ev.FileEvent, files: EncryptedFileStore) -> tuple[
             raise StageRejection("processing_failed", f"{key.variant} object is missing") from None
 
 
-async def seal_companion(event: ev.FileEvent, files: EncryptedFileStore, key: ObjectKey, name: str,
-                         plaintext: bytes, key_id: str) -> str:
+def companion_of(key: ObjectKey | str, name: str) -> str:
+    """What a sealed companion of a blob (its preview) is bound to: `{object_key}#{name}`."""
+    return f"{key}#{name}"
+
+
+def caption_binding(file_id: str) -> str:
+    """What a sealed caption is bound to (contract: associated data `{file_id}#caption`)."""
+    return f"{file_id}#caption"
+
+
+async def seal_for_file(event: ev.FileEvent, files: EncryptedFileStore, bound_to: str, plaintext: bytes,
+                        key_id: str) -> str:
     """Base64 of `plaintext` encrypted under the file's consumer key (see EncryptedFileStore.seal)."""
-    with _stage_errors(event, name):
-        return base64.b64encode(await files.seal(key, name, plaintext, key_id)).decode()
+    with _stage_errors(event, bound_to):
+        return base64.b64encode(await files.seal(event.account_id, event.consumer_id, bound_to, plaintext,
+                                                 key_id)).decode()
 
 
-async def open_companion(event: ev.FileEvent, files: EncryptedFileStore, name: str, sealed_b64: str) -> bytes:
-    """The plaintext of seal_companion() for the blob the event names; b"" when nothing was sealed."""
+async def open_for_file(event: ev.FileEvent, files: EncryptedFileStore, bound_to: str, sealed_b64: str | None) -> bytes:
+    """The plaintext of seal_for_file(); b"" when nothing was sealed."""
     if not sealed_b64:
         return b""
-    with _stage_errors(event, name):
+    with _stage_errors(event, bound_to):
         try:
             sealed = base64.b64decode(sealed_b64, validate=True)
         except ValueError:
-            raise BlobIntegrityError(f"sealed {name} is not base64") from None
-        return await files.open_sealed(ObjectKey.parse(event.object_key), name, sealed)
+            raise BlobIntegrityError(f"sealed {bound_to} is not base64") from None
+        return await files.open_sealed(event.account_id, event.consumer_id, bound_to, sealed)
+
+
+async def open_caption(event: ev.FileEvent, files: EncryptedFileStore) -> str | None:
+    if not event.caption_sealed:
+        return None
+    return (await open_for_file(event, files, caption_binding(event.file_id), event.caption_sealed)).decode()
 
 
 @contextmanager
@@ -94,8 +111,8 @@ async def write_variant(event: ev.FileEvent, files: EncryptedFileStore, variant:
 def reject(event: ev.FileEvent, stage: str, reason: str, detail: str = "") -> Outgoing:
     log.info("rejected at %s: %s %s", stage, reason, detail, extra={"ctx": {"file_id": event.file_id,
                                                                           "conversation_id": event.conversation_id}})
-    return Outgoing(FILE_REJECTED, event.conversation_id,
-                    ev.FileRejected(**carry(event), stage=stage, reason=reason, detail=detail[:500]))
+    return Outgoing(FILE_REJECTED, event.conversation_id, ev.FileRejected(
+        **{**carry(event), "caption_sealed": None}, stage=stage, reason=reason, detail=detail[:500]))
 
 
 def poison_to_rejection(stage: str):
@@ -108,7 +125,7 @@ def poison_to_rejection(stage: str):
             rejected = ev.FileRejected(
                 file_id=data["file_id"], account_id=data["account_id"], conversation_id=data["conversation_id"],
                 consumer_id=data["consumer_id"], sender=data.get("sender") or {"id": "unknown", "role": "bot"},
-                caption=data.get("caption"), source=data.get("source") or "local", request_id=data.get("request_id"),
+                source=data.get("source") or "local", request_id=data.get("request_id"),
                 stage=stage, reason="processing_failed", detail=f"{type(exc).__name__}: {exc}"[:500])
         except Exception:
             log.error("%s: skipping unusable record %s[%d]@%d (%s)", stage, record.topic, record.partition,

@@ -1,17 +1,14 @@
-"""Wiring shared by the services: storage adapters, readiness, signal handling."""
+"""Wiring shared by the services: storage adapters, buckets and topics."""
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from shared.kafka import retry_transient
 from shared.topics import ensure_topics
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
-from shared.logs import setup_logging
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 from shared.storage import S3ObjectStore
 
 log = logging.getLogger(__name__)
@@ -43,21 +40,6 @@ async def wait_for_dependencies(settings: Settings, storage: Storage, stop: asyn
         await storage.key_blobs.ensure_bucket()
 
     await retry_transient(ensure_buckets, "object store", (Exception,), stop, max_delay=10)
-    await retry_transient(lambda: ensure_topics(settings.kafka_bootstrap, settings.topic_partitions),
+    await retry_transient(lambda: ensure_topics(settings.kafka_bootstrap, settings.topic_partitions,
+                                                settings.topic_retention_hours),
                           "create topics", (Exception,), stop, max_delay=10)
-
-
-def run_service(name: str, main: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> None:
-    """Entry point of a service process: logging, SIGINT/SIGTERM → graceful stop."""
-    settings = get_settings()
-    setup_logging(name, settings.log_level)
-
-    async def runner():
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(settings, stop)
-
-    asyncio.run(runner())
-    log.info("%s stopped", name)

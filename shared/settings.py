@@ -17,6 +17,14 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Tansu has no InitProducerId: idempotence must stay off against it (DESIGN.md).
     kafka_enable_idempotence: bool = False
+    # PostgreSQL, the system of record (`make run` points it at its embedded server).
+    database_url: str = ""
+    # Connections each service instance keeps at most.
+    database_pool_size: int = 10
+    # Retention of every event topic (transport, not storage).
+    topic_retention_hours: float = 168
+    # An unfinished file whose stage has not moved this long has its last stage event emitted again.
+    redrive_seconds: float = 60
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = ""
     s3_secret_key: str = ""

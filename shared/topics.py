@@ -22,28 +22,21 @@ FILE_DELETED = "file.deleted"
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 65536  # a 5 MB file in base64 plus the envelope
 FILE_TOPICS = (FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED, FILE_REJECTED, MESSAGE_PUBLISHED, FILE_DELETED)
 
-# Services rebuild their state by replaying these topics from the beginning (conversations, file
-# status, published messages for downloads and transcripts, receipts), so the log must outlive
-# the longest retention: the broker default (7 days on Apache Kafka) would make a restarted
-# delivery answer 404 for every photo older than a week.
-KEPT = {"retention.ms": "-1"}
 
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {
-    CONVERSATION_EVENTS: KEPT,
-    ACCOUNT_SETTINGS: {"cleanup.policy": "compact"},
-    # Bot records carry the file itself (base64, by contract): keep them only briefly.
-    FILE_SHARE_REQUESTED: {"max.message.bytes": str(MAX_MESSAGE_BYTES), "retention.ms": str(3600 * 1000)},
-    FILE_UPLOADED: KEPT,
-    FILE_SANITIZED: KEPT,
-    FILE_RESIZED: KEPT,
-    FILE_REJECTED: KEPT,
-    MESSAGE_PUBLISHED: KEPT,
-    GDPR_FORGET: KEPT,
-    FILE_DELETED: KEPT,
-}
+def topic_configs(retention_hours: float) -> dict[str, dict[str, str]]:
+    """Every topic is transport, never storage (DESIGN.md, Topics): a finite retention.ms on all of
+    them, inputs included; services keep their state in PostgreSQL. Exceptions: account.settings is
+    compacted (the upload service re-publishes it from its database when it is empty) and
+    file.share.requested is kept 1 hour (bot records carry the file itself, by contract)."""
+    kept = {"retention.ms": str(int(retention_hours * 3600 * 1000))}
+    configs = {name: dict(kept) for name in (CONVERSATION_EVENTS, FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED,
+                                             FILE_REJECTED, MESSAGE_PUBLISHED, GDPR_FORGET, FILE_DELETED)}
+    configs[ACCOUNT_SETTINGS] = {"cleanup.policy": "compact"}
+    configs[FILE_SHARE_REQUESTED] = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "retention.ms": str(3600 * 1000)}
+    return configs
 
 
-async def ensure_topics(bootstrap: str, partitions: int) -> None:
+async def ensure_topics(bootstrap: str, partitions: int, retention_hours: float = 168) -> None:
     """Create every contract topic with an explicit partition count; existing topics are kept.
 
     All keyed-by-conversation topics share one partition count so that partition p of
@@ -55,7 +48,7 @@ async def ensure_topics(bootstrap: str, partitions: int) -> None:
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, partitions, 1, topic_configs=cfg)
-                   for name, cfg in TOPIC_CONFIGS.items() if name not in existing]
+                   for name, cfg in topic_configs(retention_hours).items() if name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

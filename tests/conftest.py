@@ -6,11 +6,14 @@ started once on free ports and never mocked.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
-from shared.embedded import EmbeddedStack, running_stack
+from shared.db import Database
+from shared.embedded import (EmbeddedStack, create_database, embedded_database_url, free_port,
+                             load_or_create_secrets, running_stack)
 from shared.embedded_clamd import write_test_signatures
 from tests.support import Client
 
@@ -29,3 +32,36 @@ def stack(tmp_path_factory) -> EmbeddedStack:
 @pytest.fixture(scope="session")
 def client(stack) -> Client:
     return Client(env=stack.env, data_dir=Path(stack.data_dir))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    """A PostgreSQL server of its own (no Kafka, no services) for tests of database-backed handlers;
+    tests isolate themselves with unique ids."""
+    data_dir = tmp_path_factory.mktemp("pg")
+    password = load_or_create_secrets(data_dir)["FS_DATABASE_PASSWORD"]
+    server = EmbeddedStack(data_dir, {"FS_DATABASE_URL": embedded_database_url(password, free_port())})
+    server.start_postgres()
+    yield server.env["FS_DATABASE_URL"]
+    server.stop()
+
+
+@pytest.fixture
+async def open_database(database_url):
+    """`await open_database(schema)`: that service's schema, migrated, on the test server; with
+    `fresh=True` in a database of its own (for tests of sweeps that scan every row)."""
+    opened: list[Database] = []
+
+    async def open_(schema: str, fresh: bool = False) -> Database:
+        url = database_url
+        if fresh:
+            url = database_url.rsplit("/", 1)[0] + "/" + uuid.uuid4().hex
+            create_database(url)
+        db = Database(url, schema, max_size=4)
+        await db.open()
+        opened.append(db)
+        return db
+
+    yield open_
+    for db in opened:
+        await db.close()

@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.auth import mint_token
-from shared.events import ConversationEvent, Event, parse_event
+from shared.events import ConversationEvent, Event, GdprForget, parse_event
 from shared.settings import METRICS_PORT_OFFSETS
-from shared.topics import CONVERSATION_EVENTS
+from shared.topics import CONVERSATION_EVENTS, GDPR_FORGET
 
 
 def unique(prefix: str) -> str:
@@ -102,6 +102,12 @@ class Client:
         self.publish(CONVERSATION_EVENTS, conversation, ConversationEvent(
             event_type=kind, account_id=account, conversation_id=conversation, consumer_id=consumer,
             channel=channel, authenticated=True))
+
+    def forget(self, account: str, consumer: str, request_id: str | None = None) -> str:
+        """The GDPR system asks to forget a consumer; returns the request id."""
+        request = GdprForget(request_id=request_id or unique("forget"), account_id=account, consumer_id=consumer)
+        self.publish(GDPR_FORGET, consumer, request)
+        return request.request_id
 
     def read_topic(self, topic: str, match=lambda e: True) -> list:
         """Every event on the topic (from the beginning) that matches."""

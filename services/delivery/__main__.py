@@ -1,6 +1,6 @@
-from shared.runtime import run_service
+from shared.service import run_service
 
 from services.delivery.app import bootstrap
 
 if __name__ == "__main__":
-    run_service("delivery", lambda settings, stop: bootstrap(settings)[0].serve(stop))
+    run_service("delivery", bootstrap)

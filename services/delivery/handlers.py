@@ -1,34 +1,15 @@
 """Delivery: turn a resized file into exactly one message.published, and decide who may download.
 
-Dedupe: at most one message per file, ever
-------------------------------------------
-The state that says "this file already has its message" is the message.published
-topic itself, folded into `MessageState` by a TopicView. Before a batch of a
-file.resized partition is handled, that view is caught up to the end offset of the
-same partition of message.published (both topics are keyed by conversation_id and
-created with one partition count, so partition p of each holds the same
-conversations). A redelivered file.resized (crash between produce and commit,
-rebalance) then finds its message and is skipped (`fileshare_duplicates_suppressed_total`).
+At most one message per file, ever: the primary key of delivery.messages. The row is inserted in
+the same transaction that produces the message and waits for the broker's ack; a concurrent
+handler of the same file (a redelivery on another instance after a rebalance) blocks on that key
+until the first commits and then finds the message, or, if the first failed and rolled back,
+publishes it itself. A redelivery after the commit finds the row and is skipped
+(`fileshare_duplicates_suppressed_total`).
 
-Why the topic, not a Faust table or a marker object in storage:
-- it survives restarts and rebalances with no second store to keep consistent: the
-  message on the topic *is* the fact, so "marker written but publish lost" (a marker
-  object written before the publish) or "changelog behind the topic" cannot happen;
-- the broker has no transactions (Tansu), so exactly-once produce+commit is not available;
-  a Faust changelog would be written with the same at-least-once gap it is meant to close;
-- the transcript endpoint reads the very same view, so API and worker agree.
-
-What makes it hold across owners: a member finishes (produces and commits) the record in
-flight before it gives a partition away (shared.kafka's revocation fence on rebalance,
-and drain on stop), and every member revokes before any member is assigned. The next
-owner catches up after that, so it sees every message the previous owner produced.
-
-Limit: a *zombie* producer. A member that stalls beyond the group's session/rebalance
-timeout (long GC or VM pause, network partition) is expelled without running its
-revocation callback; if it wakes and its produce lands after the new owner caught up,
-the file gets a second message.published (same deterministic `message_id`, so a
-consumer of the topic can still drop it; `MessageState` shows it once). Closing that
-gap needs broker-side fencing (transactional producer with epochs), which Tansu lacks.
+Limit: a crash after the broker's ack and before the commit (milliseconds) rolls the row back, and
+the redelivery publishes the file a second time (with the same deterministic `message_id`, so the
+platform can drop it). Closing that needs broker transactions, which Tansu lacks.
 """
 from __future__ import annotations
 
@@ -37,13 +18,16 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from psycopg.types.json import Jsonb
+
 from shared import events as ev
 from shared.auth import Principal
+from shared.conversations import get_conversation
 from shared.crypto import EncryptedFileStore
-from shared.kafka import Outgoing
+from shared.db import Connection, Database
+from shared.kafka import Outgoing, Publisher
 from shared.logs import file_ctx
-from shared.pipeline import StageRejection, carry, open_companion, read_variant, reject
-from shared.state import ConversationState, MessageState
+from shared.pipeline import StageRejection, carry, companion_of, open_caption, open_for_file, read_variant, reject
 from shared.topics import MESSAGE_PUBLISHED
 
 log = logging.getLogger(__name__)
@@ -58,47 +42,101 @@ def message_id_for(file_id: str) -> str:
 
 @dataclass
 class DeliveryDeps:
+    db: Database
     files: EncryptedFileStore
-    messages: MessageState
-    conversations: ConversationState
+    publisher: Publisher
     metrics: object = None
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """A published file as delivery keeps it: who may see it, what to serve, the message itself."""
+    file_id: str
+    account_id: str
+    conversation_id: str
+    consumer_id: str
+    content_type: str
+    size_bytes: int
+
+
+async def find_message(conn: Connection, file_id: str) -> StoredMessage | None:
+    row = await (await conn.execute(
+        "SELECT file_id, account_id, conversation_id, consumer_id, content_type, size_bytes FROM messages "
+        "WHERE file_id = %s", (file_id,))).fetchone()
+    return StoredMessage(**row) if row else None
+
+
+async def deleted_account(conn: Connection, file_id: str) -> str | None:
+    """The account of a deleted file (its receipt), or None."""
+    row = await (await conn.execute("SELECT account_id FROM deleted_files WHERE file_id = %s", (file_id,))).fetchone()
+    return row["account_id"] if row else None
+
+
+async def transcript_of(conn: Connection, conversation_id: str) -> list[dict]:
+    rows = await (await conn.execute("SELECT message FROM messages WHERE conversation_id = %s ORDER BY seq",
+                                     (conversation_id,))).fetchall()
+    return [r["message"] for r in rows]
+
+
+async def record_deletion(conn: Connection, event: ev.FileDeleted) -> None:
+    """file.deleted: the message row goes (caption, sender, preview); a receipt stays for the 410."""
+    await conn.execute("DELETE FROM messages WHERE file_id = %s", (event.file_id,))
+    await conn.execute("INSERT INTO deleted_files (file_id, account_id, reason) VALUES (%s, %s, %s) "
+                       "ON CONFLICT (file_id) DO NOTHING", (event.file_id, event.account_id, event.reason))
+
+
+async def _already_done(deps: DeliveryDeps, event: ev.FileResized) -> bool:
+    async with deps.db.pool.connection() as conn:
+        if await deleted_account(conn, event.file_id) is not None:
+            log.info("file.resized of a deleted file: not published", **file_ctx(event))
+            return True
+        if await find_message(conn, event.file_id) is not None:
+            log.info("duplicate file.resized: message already published", **file_ctx(event))
+            if deps.metrics is not None:
+                deps.metrics.duplicates.inc()
+            return True
+    return False
+
+
 async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Outgoing]:
-    if deps.messages.published(event.file_id):
-        log.info("duplicate file.resized: message already published", **file_ctx(event))
-        if deps.metrics is not None:
-            deps.metrics.duplicates.inc()
+    if await _already_done(deps, event):
         return []
-    conversation = deps.conversations.get(event.conversation_id)
+    async with deps.db.pool.connection() as conn:
+        conversation = await get_conversation(conn, event.conversation_id)
     if conversation is not None and not conversation.open:
         return [reject(event, STAGE, "conversation_closed", "the conversation closed before the photo was published")]
     try:
         # Proves the final blob is there and opens with a live consumer key before anyone is told about it.
         await read_variant(event, deps.files)
-        preview = await open_companion(event, deps.files, "preview", event.preview_sealed)
+        preview = await open_for_file(event, deps.files, companion_of(event.object_key, "preview"),
+                                      event.preview_sealed)
+        caption = await open_caption(event, deps.files)
     except StageRejection as r:
         return [reject(event, STAGE, r.reason, r.detail)]
 
     message = ev.MessagePublished(
-        message_id=message_id_for(event.file_id), **carry(event),
+        message_id=message_id_for(event.file_id), **carry(event), caption=caption,
         content=ev.HostedFileContent(
             content_type=event.content_type, width=event.width, height=event.height, size_bytes=event.size_bytes,
-            caption=event.caption, download_path=f"/v1/files/{event.file_id}/content",
+            caption=caption, download_path=f"/v1/files/{event.file_id}/content",
             preview=base64.b64encode(preview).decode()))
-    log.info("publishing message %s", message.message_id, **file_ctx(event))
-    return [Outgoing(MESSAGE_PUBLISHED, event.conversation_id, message)]
-
-
-def record_published(outputs: list[Outgoing], deps: DeliveryDeps) -> None:
-    """Once the broker acknowledged a message.published: the file counts as published (dedupe,
-    downloads, transcript) before the next record. Never earlier: a publish that did not happen
-    (failed produce, a record abandoned at a rebalance) must not suppress the redelivery."""
-    for out in outputs:
-        if out.topic == MESSAGE_PUBLISHED:
-            deps.messages.apply(out.event)
+    async with deps.db.transaction() as conn:
+        claimed = await (await conn.execute(
+            "INSERT INTO messages (file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, message) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
+            (event.file_id, event.account_id, event.conversation_id, event.consumer_id, event.content_type,
+             event.size_bytes, Jsonb(message.model_dump(mode="json", exclude={"schema_version"}))))).fetchone()
+        if claimed is None:  # another handler of this file committed its message while we worked
             if deps.metrics is not None:
-                deps.metrics.published.inc()
+                deps.metrics.duplicates.inc()
+            return []
+        log.info("publishing message %s", message.message_id, **file_ctx(event))
+        await deps.publisher.send([Outgoing(MESSAGE_PUBLISHED, event.conversation_id, message)])
+    if deps.metrics is not None:
+        deps.metrics.published.inc()
+        if event.uploaded_at:
+            deps.metrics.upload_to_publish.observe((message.occurred_at - event.uploaded_at).total_seconds())
+    return []
 
 
 class Denied(Exception):
@@ -107,7 +145,7 @@ class Denied(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def authorize_file_access(principal: Principal, message: ev.MessagePublished) -> None:
+def authorize_file_access(principal: Principal, message: StoredMessage) -> None:
     """Users of the file's account (any role but consumer) and the conversation's consumer.
     Another account never learns the file exists (404); another consumer of the account: 403."""
     if principal.account_id != message.account_id:

@@ -12,8 +12,8 @@ from shared.crypto import EncryptedFileStore
 from shared.images import ImageRejected, resize_image
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
-from shared.pipeline import StageRejection, carry, read_variant, reject, seal_companion, write_variant
-from shared.state import AccountSettingsState
+from shared.pipeline import StageRejection, carry, read_variant, reject, companion_of, seal_for_file, write_variant
+from shared.account_settings import SettingsOf
 from shared.topics import FILE_RESIZED
 
 log = logging.getLogger(__name__)
@@ -24,17 +24,18 @@ STAGE = "resizer"
 class ResizerDeps:
     files: EncryptedFileStore
     pool: object  # shared.images.ImageWorkerPool
-    accounts: AccountSettingsState
+    settings_of: SettingsOf
     metrics: object = None
 
 
 async def resize_sanitized(event: ev.FileSanitized, deps: ResizerDeps) -> list[Outgoing]:
-    max_dimension = deps.accounts.get(event.account_id).max_image_dimension
+    max_dimension = (await deps.settings_of(event.account_id)).max_image_dimension
     try:
         data, key_id = await read_variant(event, deps.files)
         result = await deps.pool.run(resize_image, data, event.content_type, max_dimension)
         final_key = await write_variant(event, deps.files, "final", result.data, key_id)
-        preview_sealed = await seal_companion(event, deps.files, final_key, "preview", result.preview, key_id)
+        preview_sealed = await seal_for_file(event, deps.files, companion_of(final_key, "preview"), result.preview,
+                                             key_id)
     except (StageRejection, ImageRejected) as r:
         return [reject(event, STAGE, r.reason, r.detail)]
     if deps.metrics is not None:

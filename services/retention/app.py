@@ -1,25 +1,27 @@
-"""Wiring of retention: gdpr.forget and file.rejected consumer, the periodic expiry sweep, the
-bucket lifecycle safety net. Domain logic lives in handlers.py."""
+"""Wiring of retention: gdpr.forget and file.rejected consumer, the file index (file.uploaded), the
+account settings it follows, the periodic expiry sweep, the bucket lifecycle safety net. Domain
+logic lives in handlers.py."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 
-from aiokafka import TopicPartition
 from prometheus_client import Counter, Histogram
 
 from shared import events as ev
-from shared.kafka import StreamProcessor, TopicView, TransientError, send_all
+from shared.account_settings import all_documents, settings_follower
+from shared.db import Database
+from shared.kafka import Publisher, StreamProcessor, TransientError
 from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
+from shared.projection import projection
 from shared.runtime import build_storage
-from shared.state import AccountSettingsState, decode
+from shared.service import Service
 from shared.storage import consumer_prefix
-from shared.streamservice import StreamService
-from shared.topics import ACCOUNT_SETTINGS, FILE_DELETED, FILE_REJECTED, GDPR_FORGET
+from shared.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
 
-from services.retention.handlers import (ReceiptLedger, RetentionDeps, clean_forgotten_file, forget_consumer,
-                                         safety_net_days, sweep)
+from services.retention.handlers import (RetentionDeps, clean_forgotten_file, forget_consumer, index_file,
+                                         retention_changed, safety_net_days, sweep)
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +48,12 @@ class RetentionMetrics(ServiceMetrics):
                                        ["outcome"], registry=r)
 
 
-def bootstrap(settings) -> StreamService:
+def bootstrap(settings) -> Service:
     metrics = RetentionMetrics()
     storage = build_storage(settings)
-    accounts = AccountSettingsState()
-    ledger = ReceiptLedger()
-    receipts_view = TopicView(settings, [FILE_DELETED, GDPR_FORGET],
-                              lambda r: ledger.apply(decode(r.value), (r.partition, r.offset)), "receipts")
-    processor: StreamProcessor
-
-    async def send(outgoing):
-        await send_all(processor.producer, outgoing)
-
-    deps = RetentionDeps(blobs=storage.blobs, keys=storage.keys, accounts=accounts, ledger=ledger, send=send,
-                         metrics=metrics)
+    db = Database(settings.database_url, "retention", settings.database_pool_size)
+    publisher = Publisher(settings, "retention")
+    deps = RetentionDeps(db=db, blobs=storage.blobs, keys=storage.keys, send=publisher.send, metrics=metrics)
 
     async def handle(record):
         if record.topic == GDPR_FORGET:
@@ -69,42 +63,39 @@ def bootstrap(settings) -> StreamService:
             except ValueError as e:
                 # No object can be stored under ids the storage layout refuses, so there is nothing
                 # to erase; retrying would block the partition behind it forever.
-                log.error("forget request %s names ids no file can have (%s); nothing to erase, skipped",
+                log.error("forget request %r names ids no file can have (%s); nothing to erase, skipped",
                           request.request_id, e)
                 metrics.forget_requests.labels("invalid").inc()
-                return []
-            # The receipts view has read this partition up to this record: an earlier copy is known.
-            await receipts_view.wait_caught_up([TopicPartition(GDPR_FORGET, record.partition)])
-            if ledger.is_repeat(request, (record.partition, record.offset)):
-                log.info("forget request %s repeated: carried out before, nothing new is erased (the consumer "
-                         "%s/%s may have come back since)", request.request_id, request.account_id,
-                         request.consumer_id)
-                metrics.forget_requests.labels("repeated").inc()
                 return []
             try:
                 await forget_consumer(request, deps)
             except Exception as e:
                 # An erasure request is never dropped: any failure after validation is retried
                 # with backoff (and counted in fileshare_transient_retries_total) until it succeeds.
-                raise TransientError(f"forget {request.request_id}: {type(e).__name__}: {e}") from e
+                raise TransientError(f"forget {request.request_id!r}: {type(e).__name__}: {e}") from e
         else:
-            event = decode(record.value)
+            event = ev.parse_event(record.value)
             if isinstance(event, ev.FileRejected):
                 await clean_forgotten_file(event, deps)
-        return []  # receipts were produced (and acknowledged) before the objects were deleted
+        return []  # receipts were produced (and acknowledged) by the handlers themselves
 
     def on_poison(record, exc):
-        log.error("skipping unusable %s record @%d: %s", record.topic, record.offset, exc)
+        log.error("skipping unusable %s record @%d: %s", record.topic, record.offset, type(exc).__name__)
         return []
 
-    processor = StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
-                                on_poison, metrics)
-
+    processors = [
+        StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
+                        on_poison, metrics),
+        projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], ev.parse_event,
+                   index_file, db, metrics),
+        settings_follower(settings, "retention", db, metrics, on_change=retention_changed),
+    ]
     safety_net = {"days": None}
 
     async def apply_safety_net():
         """Lifecycle rule at the longest retention in use (MinIO/S3); a no-op on rclone."""
-        days = safety_net_days(accounts, deps.clock())
+        async with db.pool.connection() as conn:
+            days = safety_net_days(await all_documents(conn), deps.clock())
         if days == safety_net["days"]:
             return
         if await storage.blobs.set_expiry_days(days):
@@ -128,9 +119,5 @@ def bootstrap(settings) -> StreamService:
             except asyncio.TimeoutError:
                 pass
 
-    views = [
-        TopicView(settings, [ACCOUNT_SETTINGS], lambda r: accounts.apply(decode(r.value)), "account-settings"),
-        receipts_view,
-    ]
-    return StreamService("retention", settings, metrics, storage, views=views, processors=[processor],
-                         background=[sweep_forever])
+    return Service("retention", settings, metrics, storage, db, processors=processors, background=[sweep_forever],
+                   on_start=[publisher.start], on_stop=[publisher.stop])

@@ -1,52 +1,40 @@
 """Retention: delete files when their account's retention ends, and forget consumers on request.
 
-Index: the object store itself, listed by prefix ({account}/{consumer}/{conversation}/{file}/{variant}).
-It sees every object any stage wrote, including files still in the pipeline and objects whose event
-was never produced (a crash between write and produce), it survives restarts with no extra state,
-and there is nothing to rebuild (so no `rebuild-index` command). The price is a full listing per
-sweep: fine up to millions of objects at the default hourly sweep; beyond that, list per account.
-A file's age is the oldest last-modified time of its objects (the original is written first).
+Index: retention.files, one row per stored file (from file.uploaded) with its expiry time
+(created + the account's current retention; a changed retention moves the expiry of the
+account's files). The sweep is an indexed range scan, `FOR UPDATE SKIP LOCKED`, so several
+instances share it and never handle one file twice.
 
-Receipts exactly once (one file.deleted per deleted file, also across crashes): the receipt is
-produced, and acknowledged by the broker, BEFORE the file's objects are deleted, and a receipt is
-only produced for a file that has none yet. "Has none yet" comes from the ReceiptLedger, a view
-of file.deleted read from the beginning at start plus what this process produced since.
-  - crash after the receipt, before the delete: the objects are still listed; the redelivered
-    gdpr.forget (never committed) or the next sweep deletes them and finds the receipt: no second one.
-  - crash before the receipt: nothing was deleted; the retry produces the receipt then deletes.
-The opposite order (delete, then receipt) would lose the receipt on a crash in between: the file
-is gone from the listing, so nothing would ever find it again. A receipt a moment before the bytes
-go is harmless for GDPR: the key is destroyed before anything else, so the file is unreadable already.
-One retention process runs at a time (the ledger lock serialises its forget handler and its sweep);
-more processes would need the ledger in a shared store.
+Erasing a file (`erase_files`, inside the caller's transaction, the file's index row locked):
+delete every object of the file (every version), then the receipt, then the index row. A receipt
+is produced only for a file that has none (the primary key of retention.receipts: one receipt per
+file, ever, across instances), and the transaction commits after the broker acknowledged it. A
+crash anywhere before the commit leaves the index row, so the next sweep or the redelivered forget
+does it again: objects already gone, the receipt then given once.
 
-Forget (gdpr.forget): destroy the consumer's keys (crypto-shredding), list the consumer prefix,
-receipts, delete, then ONE summary log line with counts. Idempotent: a repeated request destroys
-no key, finds no object, produces no receipt, and still answers with its summary line
-("nothing left") and a `fileshare_forget_requests_total{outcome="nothing_left"}` count.
+Forget (gdpr.forget): destroy the consumer's keys first (crypto-shredding: every blob, backup and
+sealed caption or preview unreadable at once), then erase every file of the consumer: those in the
+index and those only in the store (in the pipeline, or whose upload never finished), then ONE
+summary log line with counts. A request carried out before (same request id, account, consumer)
+does nothing new: the consumer may have come back since, with new files it never covered.
 
-In-flight race: every blob names the consumer key id it was encrypted with. Once the keys are
-destroyed, a stage that reads or writes such a blob gets ConsumerForgotten and rejects the file
-with consumer_forgotten; a file whose upload created a NEW key after the destruction belongs to
-the consumer's life after the forget. An object written by an in-flight stage after the forget's
-listing (the stage loaded the old key just before it was destroyed) is caught when that file is
-rejected: retention consumes file.rejected with reason consumer_forgotten, deletes whatever is left
-of that file and, if the file has no receipt yet, produces one (reason gdpr, the consumer's latest
-forget request_id).
+In-flight race: once the keys are destroyed, a stage that reads or writes such a file rejects it
+as consumer_forgotten; retention consumes those rejections and erases what the stage wrote after
+the forget's listing, with the consumer's latest forget request id.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from typing import Callable
 
 from shared import events as ev
+from shared.account_settings import get_document
 from shared.crypto import BlobIntegrityError, ConsumerKeyStore, parse_header
-from shared.durations import expires_at, parse_duration
-from shared.kafka import Outgoing
-from shared.state import AccountSettingsState
+from shared.db import Connection, Database
+from shared.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
+from shared.kafka import Outgoing, Send
 from shared.storage import ObjectInfo, ObjectStore, consumer_prefix
 from shared.storage.keys import file_prefix
 from shared.topics import FILE_DELETED
@@ -54,6 +42,7 @@ from shared.topics import FILE_DELETED
 log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = ev.AccountSettingsDocument().retention
+SWEEP_BATCH = 100
 
 
 def utcnow() -> datetime:
@@ -67,14 +56,6 @@ class StoredFile:
     conversation_id: str
     file_id: str
     objects: list[ObjectInfo] = field(default_factory=list)
-
-    def created(self, now: datetime) -> datetime:
-        """The oldest object's time; an object without one counts as new (never expired by mistake)."""
-        return min((o.last_modified or now) for o in self.objects)
-
-    @property
-    def size(self) -> int:
-        return sum(o.size for o in self.objects)
 
     @property
     def ctx(self) -> dict:
@@ -94,52 +75,11 @@ def group_files(objects: list[ObjectInfo]) -> list[StoredFile]:
     return list(files.values())
 
 
-class ReceiptLedger:
-    """Which files already have their file.deleted receipt, and each consumer's latest forget request.
-
-    Folded from file.deleted and gdpr.forget (a TopicView from the beginning) plus what this process
-    produced. Memory grows with the number of deleted files (a set of ids)."""
-
-    def __init__(self):
-        self.receipted: set[str] = set()
-        self.forget_requests: dict[tuple[str, str], str] = {}
-        # (request_id, account, consumer) -> (partition, offset) of its first gdpr.forget record
-        self.first_requests: dict[tuple[str, str, str], tuple[int, int]] = {}
-        self.lock = asyncio.Lock()
-
-    def apply(self, event: ev.Event | None, position: tuple[int, int] | None = None) -> None:
-        """position: (partition, offset) of the record, which orders gdpr.forget requests."""
-        if isinstance(event, ev.FileDeleted):
-            self.receipted.add(event.file_id)
-        elif isinstance(event, ev.GdprForget):
-            self.forget_requests[(event.account_id, event.consumer_id)] = event.request_id
-            if position is not None:
-                self.first_requests.setdefault((event.request_id, event.account_id, event.consumer_id), position)
-
-    def is_repeat(self, request: ev.GdprForget, position: tuple[int, int]) -> bool:
-        """True when the same request (id, account, consumer) came earlier in the same partition:
-        it was carried out before this record (records of a partition are handled in order). A
-        repeat must do nothing new: the consumer may have come back since, with new files that
-        this old request never covered. A redelivery of the same record is not a repeat (redone)."""
-        first = self.first_requests.get((request.request_id, request.account_id, request.consumer_id))
-        return first is not None and first[0] == position[0] and first[1] < position[1]
-
-    def has_receipt(self, file_id: str) -> bool:
-        return file_id in self.receipted
-
-    def request_for(self, account_id: str, consumer_id: str) -> str | None:
-        return self.forget_requests.get((account_id, consumer_id))
-
-
-Send = Callable[[list[Outgoing]], Awaitable[None]]
-
-
 @dataclass
 class RetentionDeps:
+    db: Database
     blobs: ObjectStore
     keys: ConsumerKeyStore
-    accounts: AccountSettingsState
-    ledger: ReceiptLedger
     send: Send  # produce and wait for the broker's acknowledgement
     metrics: object = None
     clock: Callable[[], datetime] = utcnow
@@ -158,27 +98,84 @@ class Erased:
     bytes: int
 
 
-async def receipt_then_delete(files: list[StoredFile], reason: str, request_id: str | None,
-                              deps: RetentionDeps) -> Erased:
-    """Receipts for files without one (acknowledged), then every object of every file."""
-    async with deps.ledger.lock:
-        new = [f for f in files if not deps.ledger.has_receipt(f.file_id)]
-        if new:
-            await deps.send([receipt(f, reason, request_id) for f in new])
-            for f in new:
-                deps.ledger.receipted.add(f.file_id)
+# --- the index ---------------------------------------------------------------------------------
+
+async def index_file(conn: Connection, event: ev.FileUploaded | ev.FileSanitized | ev.FileResized) -> None:
+    """A pipeline stage event: the file enters the index with its expiry time (a receipted file never
+    does). Every stage indexes, not only file.uploaded: after a broker lost its log, re-drive emits a
+    file's latest stage event, which may be the first this index sees of it."""
+    retention = (await get_document(conn, event.account_id)).retention
+    created = getattr(event, "uploaded_at", None) or event.occurred_at
+    await conn.execute(
+        "INSERT INTO files (file_id, account_id, consumer_id, conversation_id, size_bytes, created_at, expires_at) "
+        f"SELECT %(file_id)s, %(account_id)s, %(consumer_id)s, %(conversation_id)s, %(size)s, %(created)s, "
+        f"%(created)s + {MAKE_INTERVAL_SQL} "
+        "WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE file_id = %(file_id)s) ON CONFLICT (file_id) DO NOTHING",
+        {"file_id": event.file_id, "account_id": event.account_id, "consumer_id": event.consumer_id,
+         "conversation_id": event.conversation_id, "size": event.size_bytes, "created": created,
+         **interval_args(retention)})
+
+
+async def retention_changed(conn: Connection, event: ev.AccountSettings) -> None:
+    """A changed retention applies to the account's existing files."""
+    await conn.execute(f"UPDATE files SET expires_at = created_at + {MAKE_INTERVAL_SQL} "
+                       "WHERE account_id = %(account_id)s", {"account_id": event.account_id,
+                                                             **interval_args(event.retention)})
+
+
+# --- erasing -------------------------------------------------------------------------------------
+
+async def erase_files(conn: Connection, files: list[StoredFile], reason: str, request_id: str | None,
+                      deps: RetentionDeps) -> Erased:
+    """Objects (listed now when not given), then receipts for files without one (acknowledged),
+    then the index rows; the caller's transaction holds the rows' locks and commits."""
     objects = freed = 0
     for f in files:
-        for o in f.objects:
+        for o in f.objects or await deps.blobs.list(file_prefix(f.account_id, f.consumer_id, f.conversation_id,
+                                                                  f.file_id)):
             await deps.blobs.delete(o.key)  # every version on versioned buckets
             objects += 1
             freed += o.size
+    new = []
+    for f in files:
+        row = await (await conn.execute(
+            "INSERT INTO receipts (file_id, account_id, reason, request_id) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
+            (f.file_id, f.account_id, reason, request_id))).fetchone()
+        if row is not None:
+            new.append(f)
+    if new:
+        await deps.send([receipt(f, reason, request_id) for f in new])
+    await conn.execute("DELETE FROM files WHERE file_id = ANY(%s)", ([f.file_id for f in files],))
     if deps.metrics is not None:
         if new:
             deps.metrics.deleted.labels(reason).inc(len(new))
         deps.metrics.freed.inc(freed)
     return Erased(new, objects, freed)
 
+
+def _indexed(rows: list[dict]) -> list[StoredFile]:
+    return [StoredFile(r["account_id"], r["consumer_id"], r["conversation_id"], r["file_id"]) for r in rows]
+
+
+async def sweep(deps: RetentionDeps) -> int:
+    """Erase every file whose expiry time has passed, a batch per transaction; returns how many."""
+    total = 0
+    while True:
+        async with deps.db.transaction() as conn:
+            rows = await (await conn.execute(
+                "SELECT file_id, account_id, consumer_id, conversation_id FROM files WHERE expires_at <= %s "
+                "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED", (deps.clock(), SWEEP_BATCH))).fetchall()
+            if not rows:
+                return total
+            files = _indexed(rows)
+            await erase_files(conn, files, "expired", None, deps)
+        for f in files:
+            log.info("expired file deleted", **f.ctx)
+        total += len(files)
+
+
+# --- forget --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ForgetSummary:
@@ -188,20 +185,48 @@ class ForgetSummary:
     receipts: int
     objects_deleted: int
     bytes_deleted: int
+    repeated: bool = False
 
     @property
     def outcome(self) -> str:
+        if self.repeated:
+            return "repeated"
         return "erased" if self.keys_destroyed or self.files_found else "nothing_left"
 
 
+async def _start_request(deps: RetentionDeps, request: ev.GdprForget) -> bool:
+    """Record the request; False when it was carried out before (a repeat: nothing new is erased)."""
+    async with deps.db.transaction() as conn:
+        await conn.execute("INSERT INTO forget_requests (request_id, account_id, consumer_id) VALUES (%s, %s, %s) "
+                           "ON CONFLICT DO NOTHING", (request.request_id, request.account_id, request.consumer_id))
+        row = await (await conn.execute(
+            "SELECT done_at FROM forget_requests WHERE request_id = %s AND account_id = %s AND consumer_id = %s",
+            (request.request_id, request.account_id, request.consumer_id))).fetchone()
+    return row["done_at"] is None
+
+
 async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> ForgetSummary:
-    """Crypto-shred first (every blob and backup unreadable at once), then receipts, then delete."""
+    """Crypto-shred first (every blob and backup unreadable at once), then erase every file."""
+    if not await _start_request(deps, request):
+        log.info("forget request %s repeated: carried out before, nothing new is erased (the consumer may have "
+                 "come back since)", request.request_id,
+                 extra={"ctx": {"request_id": request.request_id, "account_id": request.account_id}})
+        if deps.metrics is not None:
+            deps.metrics.forget_requests.labels("repeated").inc()
+        return ForgetSummary(request.request_id, 0, 0, 0, 0, 0, repeated=True)
     prefix = consumer_prefix(request.account_id, request.consumer_id)
-    deps.ledger.forget_requests[(request.account_id, request.consumer_id)] = request.request_id
     shredded = await deps.keys.destroy(request.account_id, request.consumer_id)
     shredded_at = deps.clock()
-    files = group_files(await deps.blobs.list(prefix))
-    erased = await receipt_then_delete(files, "gdpr", request.request_id, deps)
+    async with deps.db.transaction() as conn:
+        rows = await (await conn.execute(
+            "SELECT file_id, account_id, consumer_id, conversation_id FROM files "
+            "WHERE account_id = %s AND consumer_id = %s FOR UPDATE", (request.account_id, request.consumer_id))).fetchall()
+        files = {f.file_id: f for f in _indexed(rows)}
+        for f in group_files(await deps.blobs.list(prefix)):
+            files[f.file_id] = f  # with its listed objects
+        erased = await erase_files(conn, list(files.values()), "gdpr", request.request_id, deps)
+        await conn.execute("UPDATE forget_requests SET done_at = now() WHERE request_id = %s AND account_id = %s "
+                           "AND consumer_id = %s", (request.request_id, request.account_id, request.consumer_id))
     done_at = deps.clock()
     summary = ForgetSummary(request.request_id, shredded, len(files), len(erased.receipted), erased.objects,
                             erased.bytes)
@@ -209,10 +234,9 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
         deps.metrics.forget_requests.labels(summary.outcome).inc()
         deps.metrics.shred_seconds.observe(max(0.0, (shredded_at - request.occurred_at).total_seconds()))
         deps.metrics.forget_seconds.observe(max(0.0, (done_at - request.occurred_at).total_seconds()))
-    log.info("forget request %s %s: consumer %s/%s, keys destroyed=%d, files=%d, receipts=%d, objects deleted=%d, "
-             "bytes=%d, %.3fs after the request", request.request_id, summary.outcome, request.account_id,
-             request.consumer_id, shredded, len(files), summary.receipts, erased.objects, erased.bytes,
-             (done_at - request.occurred_at).total_seconds(),
+    log.info("forget request %s %s: keys destroyed=%d, files=%d, receipts=%d, objects deleted=%d, bytes=%d, "
+             "%.3fs after the request", request.request_id, summary.outcome, shredded, len(files), summary.receipts,
+             erased.objects, erased.bytes, (done_at - request.occurred_at).total_seconds(),
              extra={"ctx": {"request_id": request.request_id, "account_id": request.account_id}})
     return summary
 
@@ -243,39 +267,21 @@ async def clean_forgotten_file(event: ev.FileRejected, deps: RetentionDeps) -> E
     if await _still_readable(f, deps):
         log.warning("file rejected as consumer_forgotten still opens with a live key; kept", **f.ctx)
         return None
-    erased = await receipt_then_delete(files, "gdpr", deps.ledger.request_for(f.account_id, f.consumer_id), deps)
+    async with deps.db.transaction() as conn:
+        row = await (await conn.execute(
+            "SELECT request_id FROM forget_requests WHERE account_id = %s AND consumer_id = %s "
+            "ORDER BY received_at DESC LIMIT 1", (f.account_id, f.consumer_id))).fetchone()
+        erased = await erase_files(conn, files, "gdpr", row["request_id"] if row else None, deps)
     log.info("removed %d object(s) left by an in-flight stage after a forget (receipt: %s)", erased.objects,
              "new" if erased.receipted else "already given", **f.ctx)
     return erased
 
 
-async def expired_files(deps: RetentionDeps, now: datetime | None = None) -> list[StoredFile]:
-    """Files whose account's CURRENT retention has ended (a changed retention applies to existing files)."""
-    now = now or deps.clock()
-    out = []
-    for f in group_files(await deps.blobs.list("")):
-        try:
-            if expires_at(f.created(now), deps.accounts.get(f.account_id).retention) <= now:
-                out.append(f)
-        except ValueError as e:
-            log.error("account %s has an unusable retention (%s); its files are kept", f.account_id, e)
-    return out
-
-
-async def sweep(deps: RetentionDeps, now: datetime | None = None) -> Erased:
-    """Delete every variant of every expired file, one file.deleted (reason expired) each."""
-    files = await expired_files(deps, now)
-    erased = await receipt_then_delete(files, "expired", None, deps)
-    for f in files:
-        log.info("expired file deleted", **f.ctx)
-    return erased
-
-
-def safety_net_days(accounts: AccountSettingsState, now: datetime) -> int:
+def safety_net_days(documents: dict[str, ev.AccountSettingsDocument], now: datetime) -> int:
     """Days for the bucket lifecycle rule: whole days covering the longest retention in use
     (the default counts too: accounts without settings use it)."""
     longest = now + parse_duration(DEFAULT_RETENTION)
-    for doc in accounts.accounts().values():
+    for doc in documents.values():
         try:
             longest = max(longest, now + parse_duration(doc.retention))
         except ValueError:

@@ -1,6 +1,6 @@
-from shared.runtime import run_service
+from shared.service import run_service
 
 from services.sanitizer.app import bootstrap
 
 if __name__ == "__main__":
-    run_service("sanitizer", lambda settings, stop: bootstrap(settings).serve(stop))
+    run_service("sanitizer", bootstrap)

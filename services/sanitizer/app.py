@@ -1,27 +1,28 @@
-"""Wiring of the sanitizer: real adapters in, a StreamService out."""
+"""Wiring of the sanitizer: real adapters in, a Service out."""
 from __future__ import annotations
 
 from shared import events as ev
+from shared.account_settings import settings_follower, settings_reader
+from shared.db import Database
 from shared.images import ImageLimits, ImageWorkerPool
-from shared.kafka import DEFAULT_TRANSIENT, StreamProcessor, TopicView
+from shared.kafka import DEFAULT_TRANSIENT, StreamProcessor
 from shared.metrics import ServiceMetrics
 from shared.pipeline import parse_file_event, poison_to_rejection
 from shared.runtime import build_storage
 from shared.scanner import ScannerUnavailable, scanner_from_settings
-from shared.state import AccountSettingsState, decode
-from shared.streamservice import StreamService
-from shared.topics import ACCOUNT_SETTINGS, FILE_UPLOADED
+from shared.service import Service
+from shared.topics import FILE_UPLOADED
 
 from services.sanitizer.handlers import STAGE, SanitizerDeps, sanitize_uploaded
 
 
-def bootstrap(settings, scanner=None) -> StreamService:
+def bootstrap(settings, scanner=None) -> Service:
     metrics = ServiceMetrics("sanitizer")
     storage = build_storage(settings)
+    db = Database(settings.database_url, "sanitizer", settings.database_pool_size)
     pool = ImageWorkerPool.from_settings(settings)
-    accounts = AccountSettingsState()
     deps = SanitizerDeps(files=storage.files, scanner=scanner or scanner_from_settings(settings), pool=pool,
-                         accounts=accounts, metrics=metrics,
+                         settings_of=settings_reader(db), metrics=metrics,
                          limits=ImageLimits(max_pixels=settings.max_image_pixels, max_frames=settings.max_image_frames))
 
     async def handle(record):
@@ -30,6 +31,6 @@ def bootstrap(settings, scanner=None) -> StreamService:
     processor = StreamProcessor(settings, "sanitizer", "fileshare-sanitizer", [FILE_UPLOADED], handle,
                                 poison_to_rejection(STAGE), metrics,
                                 transient=DEFAULT_TRANSIENT + (ScannerUnavailable,))
-    view = TopicView(settings, [ACCOUNT_SETTINGS], lambda r: accounts.apply(decode(r.value)), "account-settings")
-    return StreamService("sanitizer", settings, metrics, storage, views=[view], processors=[processor],
-                         on_start=[pool.start], on_stop=[pool.close])
+    return Service("sanitizer", settings, metrics, storage, db,
+                   processors=[processor, settings_follower(settings, "sanitizer", db, metrics)],
+                   on_start=[pool.start], on_stop=[pool.close])

@@ -14,7 +14,7 @@ from shared.images import ImageLimits, ImageRejected, sanitize_image
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
 from shared.pipeline import StageRejection, carry, read_variant, reject, write_variant
-from shared.state import AccountSettingsState
+from shared.account_settings import SettingsOf
 from shared.topics import FILE_SANITIZED
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class SanitizerDeps:
     files: EncryptedFileStore
     scanner: object  # shared.scanner.Scanner
     pool: object     # shared.images.ImageWorkerPool
-    accounts: AccountSettingsState
+    settings_of: SettingsOf
     limits: ImageLimits
     metrics: object = None
 
@@ -38,7 +38,7 @@ async def sanitize_uploaded(event: ev.FileUploaded, deps: SanitizerDeps) -> list
         if not verdict.clean:
             log.warning("malware detected: %s", verdict.signature, **file_ctx(event))
             raise StageRejection("malware_detected", verdict.signature or "malware")
-        target = deps.accounts.get(event.account_id).max_image_dimension
+        target = (await deps.settings_of(event.account_id)).max_image_dimension
         result = await deps.pool.run(sanitize_image, original, event.content_type, deps.limits, target)
         sanitized_key = await write_variant(event, deps.files, "sanitized", result.data, key_id)
     except (StageRejection, ImageRejected) as r:

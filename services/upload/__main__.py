@@ -1,12 +1,6 @@
-import uvicorn
+from shared.service import run_service
 
-from shared.logs import setup_logging
-from shared.settings import get_settings
-
-from services.upload.app import build_app
+from services.upload.app import bootstrap
 
 if __name__ == "__main__":
-    settings = get_settings()
-    setup_logging("upload", settings.log_level)
-    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, runs the lifespan exit.
-    uvicorn.run(build_app(settings), host=settings.bind_host, port=settings.upload_port, log_level="warning")
+    run_service("upload", bootstrap)

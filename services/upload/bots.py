@@ -18,14 +18,17 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from shared import events as ev
+from shared.account_settings import get_document
 from shared.auth import AuthError, Principal, verify_token
+from shared.conversations import get_conversation
 from shared.kafka import Outgoing, TransientError
 from shared.storage.keys import check_id
 from shared.topics import FILE_REJECTED
 
+from services.upload import status as file_status
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       file_id_for_request)
-from services.upload.policy import Refused, check_caption, check_sender
+from services.upload.policy import Refused, check_sender
 
 log = logging.getLogger(__name__)
 GROUP_ID = "fileshare-upload-bots"
@@ -49,16 +52,16 @@ def usable_ids(raw: dict) -> tuple[str, str, str] | None:
     return ids  # type: ignore[return-value]
 
 
-def rejection(deps: UploadDeps, request_id: str, account_id: str, conversation_id: str, reason: str, detail: str,
-              principal: Principal | None = None, caption: str | None = None) -> Outgoing:
-    conversation = deps.conversations.get(conversation_id)
+async def rejection(deps: UploadDeps, request_id: str, account_id: str, conversation_id: str, reason: str,
+                    detail: str, principal: Principal | None = None) -> Outgoing:
+    async with deps.db.transaction() as conn:
+        conversation = await get_conversation(conn, conversation_id)
     consumer_id = conversation.consumer_id if conversation and conversation.account_id == account_id else UNKNOWN_CONSUMER
     sender = ev.Sender(id=principal.sub, role=principal.role) if principal else ev.Sender(id="unknown", role="bot")
     event = ev.FileRejected(
         file_id=bot_file_id(account_id, principal, request_id), account_id=account_id,
         conversation_id=conversation_id, consumer_id=consumer_id, sender=sender,
-        caption=valid_caption(caption, deps), source="local", request_id=request_id, stage="upload", reason=reason,
-        detail=detail[:500])
+        source="local", request_id=request_id, stage="upload", reason=reason, detail=detail[:500])
     log.info("bot request %s rejected: %s (%s)", request_id, reason, detail,
              extra={"ctx": {"file_id": event.file_id, "conversation_id": conversation_id}})
     if deps.metrics is not None:
@@ -71,14 +74,6 @@ def bot_file_id(account_id: str, principal: Principal | None, request_id: str) -
     without a valid token (or another bot's) can never take a request id of this bot."""
     sender = f"{principal.account_id}/{principal.role}/{principal.sub}" if principal else ""
     return file_id_for_request(account_id, sender, request_id)
-
-
-def valid_caption(caption, deps: UploadDeps) -> str | None:
-    """The record's caption, if it passed the caption rules (a refused one may be megabytes)."""
-    try:
-        return check_caption(caption, deps.settings.max_caption_chars) if isinstance(caption, str) else None
-    except Refused:
-        return None
 
 
 def verify_record_token(token, deps: UploadDeps) -> Principal:
@@ -122,27 +117,30 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
     else:
         refused = None
     file_id = bot_file_id(account_id, principal, request_id)
-    if deps.statuses.get(file_id) is not None:
+    async with deps.db.transaction() as conn:
+        handled = await file_status.load(conn, file_id) is not None
+    if handled:
         log.info("bot request %s already handled; redelivery ignored", request_id,
                  extra={"ctx": {"file_id": file_id, "conversation_id": conversation_id}})
         return []
     if refused is not None:
-        return [rejection(deps, *ids, refused.code, refused.message, caption=raw.get("caption"))]
+        return [await rejection(deps, *ids, refused.code, refused.message)]
     try:
         request = ev.FileShareRequested.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
-        return [rejection(deps, *ids, "invalid_request", f"{'.'.join(map(str, first['loc']))}: {first['msg']}",
-                          principal, raw.get("caption"))]
+        return [await rejection(deps, *ids, "invalid_request",
+                                f"{'.'.join(map(str, first['loc']))}: {first['msg']}", principal)]
     try:
         # Same functions as HTTP, in the same order: who/where first, then the file.
-        check_sender(principal, account_id, deps.accounts.get(account_id), "local",
-                     deps.conversations.get(conversation_id), deps.settings.file_channel_set, via="topic")
+        async with deps.db.transaction() as conn:
+            check_sender(principal, account_id, await get_document(conn, account_id), "local",
+                         await get_conversation(conn, conversation_id), deps.settings.file_channel_set, via="topic")
         data = decode_content(request.content_b64, deps.settings.max_upload_bytes)
         event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, request.caption,
                                                 "local", file_id, request_id), deps, via="topic")
     except Refused as r:
-        return [rejection(deps, *ids, r.code, r.message, principal, request.caption)]
+        return [await rejection(deps, *ids, r.code, r.message, principal)]
     except Replayed:
         return []
     except StorageFailed as e:
@@ -152,18 +150,19 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
     return []  # accept_file published file.uploaded and waited for the broker's ack
 
 
-def record_outcomes(outputs: list[Outgoing], deps: UploadDeps) -> None:
+async def record_outcomes(outputs: list[Outgoing], deps: UploadDeps) -> None:
     """Once the broker acknowledged a rejection, a redelivery of its record is recognised even
-    before the status view reads it back (never earlier: an outcome that was not published
+    before the status projection reads it back (never earlier: an outcome that was not published
     must not stop the record from being redone)."""
-    for out in outputs:
-        deps.statuses.apply(out.event)
+    async with deps.db.transaction() as conn:
+        for out in outputs:
+            await file_status.record_event(conn, out.event)
 
 
 def on_poison(deps: UploadDeps):
     """An unexpected failure on a record: file.rejected (processing_failed) when ids are usable."""
 
-    def handle(record: ConsumerRecord, exc: BaseException) -> list[Outgoing]:
+    async def handle(record: ConsumerRecord, exc: BaseException) -> list[Outgoing]:
         try:
             raw = json.loads(record.value)
             ids = usable_ids(raw) if isinstance(raw, dict) else None
@@ -177,6 +176,6 @@ def on_poison(deps: UploadDeps):
             principal = verify_record_token(raw.get("token"), deps)  # the same file id as the request's
         except Refused:
             principal = None
-        return [rejection(deps, *ids, "processing_failed", f"{type(exc).__name__}: {exc}", principal)]
+        return [await rejection(deps, *ids, "processing_failed", f"{type(exc).__name__}: {exc}", principal)]
 
     return handle

@@ -17,6 +17,9 @@ class UploadMetrics(ServiceMetrics):
         self.request_seconds = Histogram("fileshare_upload_request_seconds",
                                          "Latency of POST .../files, every outcome", ["outcome"],
                                          buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.redriven = Counter("fileshare_redriven_total",
+                                "Unfinished files whose last stage event was emitted again, by event type",
+                                ["event_type"], registry=self.registry)
 
     def record_accepted(self, via: str, size_bytes: int) -> None:
         self.uploads.labels(via, "accepted").inc()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from shared.auth import SENDER_ROLES, Principal
 from shared.events import AccountSettingsDocument
-from shared.state import Conversation
+from shared.conversations import Conversation
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
 VIAS = ("http", "topic")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = ROOT / "docker-compose.yml"
 APP_SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
 SECRETS = ("FS_S3_ACCESS_KEY", "FS_S3_SECRET_KEY", "FS_MASTER_KEY", "FS_AUTH_SECRET")
-NEEDED_BY_ALL = ("FS_KAFKA_BOOTSTRAP", "FS_S3_ENDPOINT", "FS_S3_ACCESS_KEY", "FS_S3_SECRET_KEY",
+NEEDED_BY_ALL = ("FS_DATABASE_URL", "FS_KAFKA_BOOTSTRAP", "FS_S3_ENDPOINT", "FS_S3_ACCESS_KEY", "FS_S3_SECRET_KEY",
                  "FS_MASTER_KEY", "FS_METRICS_PORT_BASE")
 NEEDED_BY = {
     "upload": ("FS_AUTH_SECRET", "FS_UPLOAD_PORT"),
@@ -120,7 +120,7 @@ def test_dockerfile_exists_and_copies_real_paths(compose):
     assert len(dockerfiles) == 1, "one image for all five services"
     text = dockerfiles.pop().read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert "uv sync --frozen --no-dev" in text
+    assert "uv sync --frozen --no-default-groups" in text, "no embedded servers or test tools in the image"
     assert re.search(r"^USER (?!root)\S+", text, re.M), "must run as a non-root user"
     for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
         for src in line.split()[:-1]:

@@ -37,6 +37,9 @@ DESIGN_DEFAULTS = {
     "FS_RETENTION_SWEEP_SECONDS": 3600,
     "FS_METRICS_PORT_BASE": 9101,
     "FS_CLAMAV_DB_DIR": "/var/lib/clamav",
+    "FS_DATABASE_URL": "",
+    "FS_TOPIC_RETENTION_HOURS": 168,
+    "FS_REDRIVE_SECONDS": 60,
 }
 
 # Example values of the right type, to prove each variable is read from the environment.
@@ -57,6 +60,9 @@ SAMPLE_VALUES = {
     "FS_RETENTION_SWEEP_SECONDS": ("7", 7),
     "FS_METRICS_PORT_BASE": ("19000", 19000),
     "FS_CLAMAV_DB_DIR": ("/srv/clamav", "/srv/clamav"),
+    "FS_DATABASE_URL": ("postgresql://u:p@db:5432/fileshare", "postgresql://u:p@db:5432/fileshare"),
+    "FS_TOPIC_RETENTION_HOURS": ("24", 24),
+    "FS_REDRIVE_SECONDS": ("5", 5),
 }
 
 
@@ -123,25 +129,26 @@ CONTRACT_TOPICS = {
 }
 
 
+TOPIC_CONFIGS = topics.topic_configs(168)
+
+
 def test_every_contract_topic_is_declared():
-    assert set(topics.TOPIC_CONFIGS) == CONTRACT_TOPICS
+    assert set(TOPIC_CONFIGS) == CONTRACT_TOPICS
 
 
 def test_account_settings_is_compacted():
-    assert topics.TOPIC_CONFIGS["account.settings"].get("cleanup.policy") == "compact"
+    assert TOPIC_CONFIGS["account.settings"].get("cleanup.policy") == "compact"
 
 
 def test_file_share_requested_takes_8_mib_records():
-    assert int(topics.TOPIC_CONFIGS["file.share.requested"]["max.message.bytes"]) >= 8 * 1024 * 1024
+    assert int(TOPIC_CONFIGS["file.share.requested"]["max.message.bytes"]) >= 8 * 1024 * 1024
 
 
-def test_topics_replayed_as_state_keep_their_log_beyond_the_longest_retention():
-    # A restarted delivery rebuilds downloads and transcripts from message.published, upload the
-    # file status and conversations, retention its receipts: a 7-day broker default would lose them.
-    replayed = CONTRACT_TOPICS - {"account.settings", "file.share.requested"}
-    for name in replayed:
-        assert topics.TOPIC_CONFIGS[name].get("retention.ms") == "-1", name
-    assert int(topics.TOPIC_CONFIGS["file.share.requested"]["retention.ms"]) <= 3600 * 1000  # carries file bytes
+def test_every_event_topic_is_transport_with_a_finite_retention():
+    # State lives in the database: no topic is kept forever, inputs included.
+    for name in CONTRACT_TOPICS - {"account.settings", "file.share.requested"}:
+        assert topics.topic_configs(24)[name]["retention.ms"] == str(24 * 3600 * 1000), name
+    assert int(TOPIC_CONFIGS["file.share.requested"]["retention.ms"]) <= 3600 * 1000  # carries file bytes
 
 
 class RecordingAdmin:
@@ -173,7 +180,7 @@ def test_ensure_topics_declares_explicit_partitions_and_configs(monkeypatch):
     assert set(by_name) == CONTRACT_TOPICS - {"file.uploaded"}, "existing topics are kept, the rest created"
     for name, t in by_name.items():
         assert t.num_partitions == 7, f"{name} must get the explicit partition count"
-        assert t.topic_configs == topics.TOPIC_CONFIGS[name]
+        assert t.topic_configs == TOPIC_CONFIGS[name]
     assert by_name["account.settings"].topic_configs["cleanup.policy"] == "compact"
 
 
@@ -232,17 +239,19 @@ def test_fileshare_token_rejects_an_unknown_role_clearly(clean_env, capsys):
 
 SENDER = {"id": "agent-1", "role": "agent"}
 FILE = dict(file_id="f-1", account_id="a-1", conversation_id="c-1", consumer_id="u-1", sender=SENDER,
-            caption="hello", source="widget")
+            source="widget")
+SEALED = dict(caption_sealed="RlNCAQ==")  # what travels instead of the caption (contract v2)
 STAGE = dict(object_key="a-1/u-1/c-1/f-1/original", content_type="image/jpeg", size_bytes=10)
 
 PIPELINE_EVENTS = [
-    events.FileUploaded(**FILE, **STAGE),
-    events.FileSanitized(**FILE, **STAGE, width=3, height=2),
-    events.FileResized(**FILE, **STAGE, width=3, height=2),
+    events.FileUploaded(**FILE, **SEALED, **STAGE),
+    events.FileSanitized(**FILE, **SEALED, **STAGE, width=3, height=2),
+    events.FileResized(**FILE, **SEALED, **STAGE, width=3, height=2),
     events.FileRejected(**FILE, stage="sanitizer", reason="corrupt_image", detail="bad"),
 ]
+SEALED_CAPTION_EVENTS = ("file.uploaded", "file.sanitized", "file.resized")
 OTHER_EVENTS = [
-    events.MessagePublished(**FILE, message_id="m-1", content=events.HostedFileContent(
+    events.MessagePublished(**FILE, caption="hello", message_id="m-1", content=events.HostedFileContent(
         content_type="image/jpeg", width=3, height=2, size_bytes=10, caption="hello",
         download_path="/v1/files/f-1/content")),
     events.FileDeleted(file_id="f-1", account_id="a-1", conversation_id="c-1", consumer_id="u-1", reason="expired"),
@@ -273,7 +282,7 @@ def test_every_event_has_the_common_fields(event):
     occurred = datetime.fromisoformat(wire["occurred_at"].replace("Z", "+00:00"))
     assert occurred.utcoffset() == timedelta(0)
     assert before - timedelta(milliseconds=1) <= occurred <= after  # stamped at creation (to the ms)
-    assert wire["schema_version"] == 1
+    assert wire["schema_version"] == (2 if event.event_type in SEALED_CAPTION_EVENTS else 1)
     # What goes on the wire parses back to the same event.
     assert events.parse_event(event.to_bytes()) == event
 
@@ -287,8 +296,11 @@ def test_every_event_gets_its_own_id():
 @pytest.mark.parametrize("event", PIPELINE_EVENTS, ids=lambda e: e.event_type)
 def test_pipeline_events_carry_the_file_fields(event):
     wire = json.loads(event.to_bytes())
-    for name in ("file_id", "account_id", "conversation_id", "consumer_id", "caption", "source"):
+    for name in ("file_id", "account_id", "conversation_id", "consumer_id", "source"):
         assert wire[name] == FILE[name], name
+    assert "caption" not in wire, "no plaintext caption on internal topics"
+    if event.event_type in SEALED_CAPTION_EVENTS:
+        assert wire["caption_sealed"] == SEALED["caption_sealed"]
     assert wire["sender"] == {"id": "agent-1", "role": "agent"}
     required = set(type(event).model_json_schema()["required"])
     assert {"file_id", "account_id", "conversation_id", "consumer_id", "sender"} <= required

@@ -1,174 +1,21 @@
-"""Delivery's domain code without Kafka: publish/dedupe decisions, authorization, signed links.
-
-Storage is an in-memory implementation of the ObjectStore port holding real encrypted blobs.
-"""
+"""Delivery's domain code without servers: who may download and see transcripts, signed links.
+(The publish handler runs on a real database: tests/integration/test_delivery_handlers.py.)"""
 from __future__ import annotations
 
-import base64
-import os
 import time
 from urllib.parse import parse_qs
 
 import pytest
 
-from shared import events as ev
 from shared.auth import Principal
-from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
-from shared.pipeline import seal_companion
 from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
-from shared.state import ConversationState, MessageState
-from shared.storage import ObjectKey
-from shared.topics import FILE_REJECTED, MESSAGE_PUBLISHED
-
-from tests.memory_store import MemoryStore
-from services.delivery.handlers import (DeliveryDeps, Denied, authorize_conversation, authorize_file_access,
-                                        message_id_for, publish_resized, record_published)
-
-
-class Counter:
-    def __init__(self):
-        self.value = 0
-
-    def inc(self, n=1):
-        self.value += n
-
-
-class Metrics:
-    def __init__(self):
-        self.duplicates = Counter()
-        self.published = Counter()
-
-
-FINAL = b"\x89PNG\r\n\x1a\n" + os.urandom(2048)
-
-
-@pytest.fixture
-def world():
-    blobs, keys = MemoryStore(), MemoryStore()
-    files = EncryptedFileStore(blobs, ConsumerKeyStore(keys, MasterKeyRing(os.urandom(32))))
-    conversations = ConversationState()
-    deps = DeliveryDeps(files=files, messages=MessageState(), conversations=conversations, metrics=Metrics())
-    return deps, blobs
-
-
-async def resized(deps: DeliveryDeps, conversation_open: bool = True) -> ev.FileResized:
-    key = ObjectKey("acct-1", "cons-1", "conv-1", "file-1", "final")
-    await deps.files.put(key, FINAL)
-
-    deps.conversations.apply(ev.ConversationEvent(
-        event_type="conversation.opened" if conversation_open else "conversation.closed", account_id="acct-1",
-        conversation_id="conv-1", consumer_id="cons-1", channel="web", authenticated=True))
-    event = ev.FileResized(file_id="file-1", account_id="acct-1", conversation_id="conv-1", consumer_id="cons-1",
-                           sender={"id": "agent-1", "role": "agent"}, caption="hello", object_key=str(key),
-                           content_type="image/png", size_bytes=len(FINAL), width=10, height=20)
-    key_id = (await deps.files.get(key))[1]
-    sealed = await seal_companion(event, deps.files, key, "preview", b"pre", key_id)
-    return event.model_copy(update={"preview_sealed": sealed})
-
-
-async def test_publishes_the_contract_message(world):
-    deps, _ = world
-    event = await resized(deps)
-    [out] = await publish_resized(event, deps)
-    assert out.topic == MESSAGE_PUBLISHED and out.key == "conv-1"
-    message = out.event
-    assert message.message_id == message_id_for("file-1") and message.file_id == "file-1"
-    assert message.content.model_dump() == {
-        "type": "hosted_file", "content_type": "image/png", "width": 10, "height": 20, "size_bytes": len(FINAL),
-        "caption": "hello", "download_path": "/v1/files/file-1/content", "preview": "cHJl"}
-
-
-async def test_a_tampered_or_moved_sealed_preview_is_rejected_not_published(world):
-    deps, _ = world
-    event = await resized(deps)
-    sealed = bytearray(base64.b64decode(event.preview_sealed))
-    sealed[-1] ^= 1
-    tampered = event.model_copy(update={"preview_sealed": base64.b64encode(bytes(sealed)).decode()})
-    [out] = await publish_resized(tampered, deps)
-    assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
-    # A preview sealed for another file does not open for this one (bound to the object key).
-    other = event.model_copy(update={"file_id": "file-2", "object_key": "acct-1/cons-1/conv-1/file-2/final"})
-    await deps.files.put(ObjectKey.parse(other.object_key), FINAL)
-    [out] = await publish_resized(other, deps)
-    assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
-    assert not deps.messages.published("file-1") and not deps.messages.published("file-2")
-
-
-async def test_redelivery_in_the_same_process_is_suppressed(world):
-    deps, _ = world
-    event = await resized(deps)
-    outputs = await publish_resized(event, deps)
-    assert len(outputs) == 1
-    record_published(outputs, deps)  # what the processor does once the broker acknowledged them
-    assert await publish_resized(event, deps) == []
-    assert deps.metrics.duplicates.value == 1 and deps.metrics.published.value == 1
-
-
-async def test_a_publish_that_never_reached_the_broker_does_not_suppress_the_redelivery(world):
-    # Produce failed, or the record was abandoned at a rebalance: no message on the topic, so the
-    # redelivered file.resized must publish (a suppressed one would be a lost photo).
-    deps, _ = world
-    event = await resized(deps)
-    assert len(await publish_resized(event, deps)) == 1
-    assert not deps.messages.published("file-1")
-    [again] = await publish_resized(event, deps)
-    assert again.topic == MESSAGE_PUBLISHED and deps.metrics.duplicates.value == 0
-
-
-async def test_redelivery_after_a_restart_is_suppressed_by_the_topic(world):
-    deps, _ = world
-    event = await resized(deps)
-    [out] = await publish_resized(event, deps)
-    # A restarted process knows only what its view read back from message.published.
-    fresh = DeliveryDeps(files=deps.files, messages=MessageState(), conversations=deps.conversations,
-                         metrics=Metrics())
-    fresh.messages.apply(ev.parse_event(out.event.to_bytes()))
-    assert await publish_resized(event, fresh) == []
-    assert fresh.metrics.duplicates.value == 1
-
-
-async def test_closed_conversation_gets_no_message(world):
-    deps, _ = world
-    event = await resized(deps, conversation_open=False)
-    [out] = await publish_resized(event, deps)
-    assert out.topic == FILE_REJECTED and out.event.reason == "conversation_closed"
-    assert not deps.messages.published("file-1")
-
-
-async def test_forgotten_consumer_gets_no_message(world):
-    deps, _ = world
-    event = await resized(deps)
-    await deps.files.keys.destroy("acct-1", "cons-1")
-    [out] = await publish_resized(event, deps)
-    assert out.topic == FILE_REJECTED and out.event.reason == "consumer_forgotten"
-
-
-async def test_forgotten_consumer_whose_blobs_are_gone_too(world):
-    deps, blobs = world
-    event = await resized(deps)
-    await deps.files.keys.destroy("acct-1", "cons-1")
-    blobs.objects.clear()
-    [out] = await publish_resized(event, deps)
-    assert out.event.reason == "consumer_forgotten"
-
-
-async def test_tampered_final_is_not_published(world):
-    deps, blobs = world
-    event = await resized(deps)
-    blob = bytearray(blobs.objects[event.object_key][0])
-    blob[-5] ^= 0x01
-    blobs.objects[event.object_key] = (bytes(blob), blobs.objects[event.object_key][1])
-    [out] = await publish_resized(event, deps)
-    assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
+from services.delivery.handlers import Denied, StoredMessage, authorize_conversation, authorize_file_access
 
 
 # --- authorization ---
 
-MESSAGE = ev.MessagePublished(
-    message_id="m", file_id="f", account_id="acct-1", conversation_id="conv-1", consumer_id="cons-1",
-    sender={"id": "agent-1", "role": "agent"},
-    content=ev.HostedFileContent(content_type="image/png", width=1, height=1, size_bytes=1,
-                                 download_path="/v1/files/f/content"))
+MESSAGE = StoredMessage(file_id="f", account_id="acct-1", conversation_id="conv-1", consumer_id="cons-1",
+                        content_type="image/png", size_bytes=1)
 
 
 @pytest.mark.parametrize("role", ["agent", "agent_manager", "bot", "admin", "platform"])

@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from shared import events as ev
-from shared.state import FileStatusState
+from services.upload.status import STAGE_OF_EVENT, FileStatus
 
 FILE = dict(file_id="f-1", account_id="acct-1", conversation_id="conv-1", consumer_id="consumer-1",
             sender=ev.Sender(id="agent-1", role="agent"))
@@ -41,11 +41,15 @@ def deleted(reason: str):
                           reason=reason, request_id="req-1" if reason == "gdpr" else None)
 
 
-def status_after(events) -> dict:
-    state = FileStatusState()
+def folded(events) -> FileStatus:
+    status = FileStatus(file_id="f-1", account_id="acct-1", status=STAGE_OF_EVENT[events[0].event_type])
     for e in events:
-        state.apply(e)
-    return state.get("f-1").public()
+        status.apply(e)
+    return status
+
+
+def status_after(events) -> dict:
+    return folded(events).public()
 
 
 def every_order(events):
@@ -92,26 +96,20 @@ def test_a_rejected_file_keeps_its_reason_until_it_is_deleted():
     assert (s["status"], s["reason"]) == ("deleted", "gdpr")
 
 
-def conversation_event(kind: str, channel: str | None):
-    fields = dict(event_type=kind, account_id="acct-1", conversation_id="conv-1", consumer_id="consumer-1")
-    return ev.ConversationEvent(**fields, **({"channel": channel} if channel is not None else {}))
+@pytest.mark.parametrize("order", every_order([uploaded(), sanitized(), published(), deleted("gdpr")]))
+def test_a_deleted_file_keeps_only_its_receipt_whatever_comes_later(order):
+    status = folded([*order, rejected("consumer_forgotten"), resized()])
+    assert status.public() == {"file_id": "f-1", "status": "deleted", "reason": "gdpr"}
+    kept = {name for name, value in vars(status).items() if value is not None}
+    assert kept <= {"file_id", "account_id", "status", "reason", "deletion", "updated_at", "history",
+                    "rejection_reason"}
 
 
-def test_a_conversation_whose_channel_was_never_named_cannot_receive_files():
-    from services.upload.policy import Refused, check_conversation
-    from shared.state import ConversationState
-    state = ConversationState()
-    state.apply(ev.parse_event({"event_type": "conversation.opened", "account_id": "acct-1",
-                                "conversation_id": "conv-1", "consumer_id": "consumer-1"}))
-    with pytest.raises(Refused) as refused:
-        check_conversation("acct-1", state.get("conv-1"), frozenset({"web"}))
-    assert refused.value.code == "channel_not_supported"
-
-
-def test_a_close_that_repeats_only_the_ids_keeps_the_known_channel():
-    from shared.state import ConversationState
-    state = ConversationState()
-    state.apply(conversation_event("conversation.opened", "web"))
-    state.apply(conversation_event("conversation.closed", None))
-    conversation = state.get("conv-1")
-    assert (conversation.channel, conversation.open) == ("web", False)
+def test_an_unfinished_file_remembers_its_furthest_stage_event_for_re_drive():
+    stage_event = sanitized()
+    status = folded([stage_event, uploaded()])  # read out of order
+    assert ev.parse_event(status.pending_event) == stage_event  # emitted again exactly as it was
+    status.apply(resized())
+    assert status.pending_event["event_type"] == "file.resized"
+    for finished in (published(), rejected("corrupt_image")):
+        assert folded([uploaded(), finished]).pending_event is None

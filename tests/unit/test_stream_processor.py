@@ -41,8 +41,12 @@ def record(offset: int) -> ConsumerRecord:
 
 def processor(handle) -> tuple[StreamProcessor, list]:
     produced: list = []
+
+    async def on_produced(outputs):
+        produced.append(outputs)
+
     p = StreamProcessor(SimpleNamespace(), "test", "group", [TP.topic], handle, on_poison=lambda r, e: [],
-                        on_produced=produced.append)
+                        on_produced=on_produced)
     p.producer, p.consumer = FakeProducer(), FakeConsumer()
     return p, produced
 

@@ -8,7 +8,7 @@ import pytest
 
 from shared import events as ev
 from shared.auth import Principal
-from shared.state import ConversationState
+from shared.conversations import Conversation
 from services.upload.bots import decode_content, max_b64_chars
 from services.upload.policy import Refused, capabilities, check_caption, check_sender
 from tests.upload_matrix import OK, all_cells, expected
@@ -30,17 +30,13 @@ def settings_for(cell) -> ev.AccountSettingsDocument:
                                       file_sharing_enabled=cell.file_sharing_enabled, permissions=perms)
 
 
-def conversation_for(state: str, channel: str):
-    """Folded from conversation events, as the service does."""
-    conversations = ConversationState()
-    kinds = {"open": ["conversation.opened"], "closed": ["conversation.opened", "conversation.closed"],
-             "resumed": ["conversation.opened", "conversation.closed", "conversation.resumed"],
-             "other_account": ["conversation.opened"], "unknown": []}[state]
+def conversation_for(state: str, channel: str) -> Conversation | None:
+    """The conversation as the service knows it after the platform's events (folding them into the
+    table is tested in tests/integration/test_conversations_table.py, end to end in the matrix)."""
+    if state == "unknown":
+        return None
     owner = OTHER if state == "other_account" else ACCOUNT
-    for kind in kinds:
-        conversations.apply(ev.ConversationEvent(event_type=kind, account_id=owner, conversation_id="conv-1",
-                                                 consumer_id="consumer-1", channel=channel))
-    return conversations.get("conv-1")
+    return Conversation(owner, "conv-1", "consumer-1", channel, authenticated=False, open=state != "closed")
 
 
 def policy_answer(cell) -> tuple[int, str | None]:

@@ -1,0 +1,149 @@
+"""The delivery HTTP API: downloads (bearer token or signed link), signed links, transcripts."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timezone
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
+
+from shared.conversations import get_conversation
+from shared.auth import AuthError, Principal, bearer_token, verify_token
+from shared.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
+from shared.httpapi import ApiError, add_health_routes, contract_openapi, error_responses, install_error_handlers
+from shared.images.formats import EXTENSIONS
+from shared.links import LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.storage import ObjectKey
+from shared.storage.objectstore import StorageUnavailable
+
+from services.delivery.handlers import (DeliveryDeps, Denied, StoredMessage, authorize_conversation,
+                                       authorize_file_access, deleted_account, find_message, transcript_of)
+from services.delivery.metrics import DeliveryMetrics
+
+log = logging.getLogger(__name__)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison: `*`, or any listed tag equal to ours with or without W/."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+
+
+def _principal_from(request: Request, settings, file_id: str | None, exp, aud, sig) -> Principal:
+    if sig is not None and file_id is not None:
+        try:
+            kind, account, sub = parse_audience(verify_link(settings.auth_secret, file_id, exp, aud, sig))
+        except LinkError as e:
+            raise ApiError(403, "invalid_link", str(e)) from None
+        if kind == "consumer":
+            return Principal(sub=sub, account_id=account, role="consumer")
+        return Principal(sub="signed-link", account_id=account, role="agent")
+    try:
+        return verify_token(settings.auth_secret, bearer_token(request.headers.get("authorization")))
+    except AuthError as e:
+        raise ApiError(401, "unauthenticated", str(e), {"WWW-Authenticate": "Bearer"}) from None
+
+
+def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
+    app = FastAPI(title="fileshare delivery", version="2",
+                  description="Download published photos, signed links, conversation transcripts.")
+    install_error_handlers(app)
+    metrics: DeliveryMetrics = deps.metrics
+    add_health_routes(app, ready, metrics.exposition)
+
+    async def find(file_id: str, principal: Principal) -> StoredMessage:
+        async with deps.db.pool.connection() as conn:
+            message = await find_message(conn, file_id)
+            deleted_from = None if message is not None else await deleted_account(conn, file_id)
+        if message is None:
+            if deleted_from == principal.account_id and principal.role != "consumer":
+                raise ApiError(410, "gone", "the file was deleted")
+            raise ApiError(404, "not_found", "no such file")
+        try:
+            authorize_file_access(principal, message)
+        except Denied as d:
+            raise ApiError(d.status, d.code, d.message) from None
+        return message
+
+    @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
+                   responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
+                                             (404, "not_found"), (410, "gone"), (500, "integrity_error"),
+                                             (503, "unavailable")))
+    async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
+                       sig: str | None = None):
+        """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
+        try:
+            principal = _principal_from(request, settings, file_id, exp, aud, sig)
+            message = await find(file_id, principal)
+        except ApiError as e:
+            metrics.downloads.labels(e.code).inc()
+            raise
+        etag = '"' + hashlib.sha256(f"{file_id}:{message.size_bytes}".encode()).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
+                   "Content-Disposition": f'inline; filename="{file_id}.{EXTENSIONS.get(message.content_type, "bin")}"'}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            metrics.downloads.labels("not_modified").inc()
+            return Response(status_code=304, headers=headers)
+        key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, file_id, "final")
+        try:
+            data, _ = await deps.files.get(key)
+        except (ConsumerForgotten, FileNotFoundError):
+            metrics.downloads.labels("gone").inc()
+            raise ApiError(410, "gone", "the file was deleted") from None
+        except StorageUnavailable:
+            metrics.downloads.labels("unavailable").inc()
+            raise ApiError(503, "unavailable", "the file store did not answer; try again",
+                           {"Retry-After": "1"}) from None
+        except UnknownMasterKey as e:
+            metrics.downloads.labels("unavailable").inc()
+            log.error("cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e,
+                      extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
+            raise ApiError(503, "unavailable", "the file cannot be opened right now") from None
+        except BlobIntegrityError:
+            metrics.integrity_failures.inc()
+            metrics.downloads.labels("integrity_error").inc()
+            log.error("stored final image failed authentication: refusing to serve it",
+                      extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
+            raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
+        if request.method == "HEAD":
+            metrics.downloads.labels("head").inc()
+            return Response(status_code=200, media_type=message.content_type,
+                            headers={**headers, "Content-Length": str(len(data))})
+        metrics.downloads.labels("ok").inc()
+        metrics.served.inc(len(data))
+        return Response(data, media_type=message.content_type, headers=headers)
+
+    @app.post("/v1/files/{file_id}/link",
+              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone")))
+    async def make_link(file_id: str, request: Request, ttl_seconds: int = Query(settings.link_ttl_seconds, ge=1, le=3600)):
+        """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
+        principal = _principal_from(request, settings, None, None, None, None)
+        message = await find(file_id, principal)
+        query, expires = sign_link(settings.auth_secret, file_id,
+                                   audience_of(message.account_id, principal.role, principal.sub), ttl_seconds)
+        return {"url": f"/v1/files/{file_id}/content?{query}",
+                "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
+
+    @app.get("/v1/conversations/{conversation_id}/messages",
+             responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found")))
+    async def transcript(conversation_id: str, request: Request):
+        """The conversation's published file messages, oldest first."""
+        principal = _principal_from(request, settings, None, None, None, None)
+        async with deps.db.pool.connection() as conn:
+            items = await transcript_of(conn, conversation_id)
+            conversation = await get_conversation(conn, conversation_id)
+        owner = (conversation.account_id, conversation.consumer_id) if conversation else \
+            ((items[0]["account_id"], items[0]["consumer_id"]) if items else None)
+        if owner is None:
+            raise ApiError(404, "not_found", "no such conversation")
+        try:
+            authorize_conversation(principal, *owner)
+        except Denied as d:
+            raise ApiError(d.status, d.code, d.message) from None
+        return {"conversation_id": conversation_id, "messages": items}
+
+    contract_openapi(app)
+    return app

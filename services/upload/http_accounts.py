@@ -1,0 +1,101 @@
+"""HTTP: an account's settings (GET/PUT) and what the agent UI may show (capabilities)."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+
+from shared import events as ev
+from shared.account_settings import get_document, put_document
+from shared.conversations import get_conversation
+from shared.durations import parse_duration
+from shared.httpapi import ApiError, authenticate, error_responses
+from shared.kafka import Outgoing
+from shared.topics import ACCOUNT_SETTINGS
+
+from services.upload.handlers import UploadDeps
+from services.upload.http_files import SOURCES
+from services.upload.policy import capabilities
+
+log = logging.getLogger(__name__)
+SETTINGS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/AccountSettingsDocument"}}}}}
+
+
+def parse_settings_document(body: bytes) -> ev.AccountSettingsDocument:
+    try:
+        document = ev.AccountSettingsDocument.model_validate_json(body)
+    except ValidationError as e:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ApiError(422, "invalid_request", f"{where}: {first.get('msg', 'invalid settings document')}") from None
+    try:
+        parse_duration(document.retention)
+    except ValueError as e:
+        raise ApiError(422, "invalid_request", f"retention: {e}") from None
+    return document
+
+
+def accounts_router(deps: UploadDeps) -> APIRouter:
+    router = APIRouter()
+    settings = deps.settings
+
+    @router.get("/v1/accounts/{account_id}/settings", response_model=ev.AccountSettingsDocument,
+                responses=error_responses((401, "unauthenticated"), (403, "permission_denied")))
+    async def get_settings(account_id: str, request: Request):
+        """The account's settings document (defaults, all off, until one is stored)."""
+        principal = authenticate(request, settings.auth_secret)
+        if principal.account_id != account_id or principal.role == "consumer":
+            raise ApiError(403, "permission_denied", "only users of the account can read its settings")
+        async with deps.db.pool.connection() as conn:
+            return (await get_document(conn, account_id)).model_dump()
+
+    @router.put("/v1/accounts/{account_id}/settings", response_model=ev.AccountSettingsDocument,
+                responses=error_responses((401, "unauthenticated"), (403, "permission_denied"),
+                                          (422, "invalid_request"), (503, "unavailable")),
+                openapi_extra=SETTINGS_BODY)
+    async def put_settings(account_id: str, request: Request):
+        """Replace the settings document. `platform` (the account team) may set everything; the
+        account `admin` all but `feature_enabled` (omit it, or send its current value). Stored in the
+        database, then published to the compacted topic `account.settings` for the other services."""
+        principal = authenticate(request, settings.auth_secret)
+        if principal.account_id != account_id or principal.role not in ("platform", "admin"):
+            raise ApiError(403, "permission_denied", "only the account team or an account admin can change settings")
+        document = parse_settings_document(await request.body())
+        # The row lock orders concurrent PUTs (on any instance): the topic gets them in commit order,
+        # and an admin's PUT can never write back a feature_enabled the account team changed meanwhile.
+        async with deps.db.transaction() as conn:
+            current = await get_document(conn, account_id, for_update=True)
+            if principal.role == "admin":
+                if "feature_enabled" in document.model_fields_set and document.feature_enabled != current.feature_enabled:
+                    raise ApiError(403, "permission_denied", "only the account team can change feature_enabled")
+                document = document.model_copy(update={"feature_enabled": current.feature_enabled})
+            await put_document(conn, account_id, document)
+            event = ev.AccountSettings(account_id=account_id, **document.model_dump())
+            try:
+                await deps.publisher.send([Outgoing(ACCOUNT_SETTINGS, account_id, event)])
+            except Exception as e:
+                raise ApiError(503, "unavailable", f"cannot publish the settings: {e}") from None
+        return document.model_dump()
+
+    @router.get("/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities",
+                responses=error_responses((401, "unauthenticated"), (422, "invalid_request")))
+    async def get_capabilities(account_id: str, conversation_id: str, request: Request,
+                               source: str | None = Query(
+                                   None, description="`local` or `widget`: ask for one source; default: any the "
+                                                     "caller's profile holds",
+                                   json_schema_extra={"enum": list(SOURCES)})):
+        """Whether the attachment icon is shown (`visible`: the caller's profile holds the permission and
+        the account team enabled the feature) and clickable (`enabled`: an upload would pass every rule
+        but the file's own); `reason` names the first failing rule with the upload's error code."""
+        principal = authenticate(request, settings.auth_secret)
+        if source is not None and source not in SOURCES:
+            raise ApiError(422, "invalid_request", "source must be 'local' or 'widget'")
+        async with deps.db.pool.connection() as conn:
+            caps = capabilities(principal, account_id, await get_document(conn, account_id),
+                                await get_conversation(conn, conversation_id), settings.file_channel_set, source)
+        return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
+                "accepted_types": ["image/jpeg", "image/png", "image/gif"], "max_bytes": settings.max_upload_bytes}
+
+    return router

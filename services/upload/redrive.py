@@ -1,0 +1,93 @@
+"""Re-drive (DESIGN.md, State and recovery): what makes a broker that lost its log lose no photo.
+
+Every `FS_REDRIVE_SECONDS` / 4 each upload instance takes the unfinished files (uploaded, sanitized,
+resized) whose stage has not moved for `FS_REDRIVE_SECONDS`, emits their last pipeline event again
+and marks them moved; handlers are idempotent, so a file that was only slow is done twice, never
+lost. `FOR UPDATE SKIP LOCKED`: several instances share the work, none emits a file twice per round.
+
+Also here: account.settings is re-published from the database when the topic is empty (a broker
+that restarted on its memory engine), so the services that follow it keep their settings.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared import events as ev
+from shared.account_settings import all_documents
+from shared.db import Database
+from shared.kafka import Outgoing, Publisher, start_with_retry
+from shared.topics import ACCOUNT_SETTINGS, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED
+
+log = logging.getLogger(__name__)
+TOPIC_OF_EVENT = {"file.uploaded": FILE_UPLOADED, "file.sanitized": FILE_SANITIZED, "file.resized": FILE_RESIZED}
+BATCH = 200
+
+
+async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: float, metrics=None) -> int:
+    """One round; returns how many files were re-driven."""
+    async with db.transaction() as conn:
+        rows = await (await conn.execute(
+            "SELECT file_id, pending_event FROM files WHERE pending_event IS NOT NULL "
+            "AND moved_at < now() - make_interval(secs => %s) ORDER BY moved_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (idle_seconds, BATCH))).fetchall()
+        if not rows:
+            return 0
+        events = [ev.parse_event(r["pending_event"]) for r in rows]
+        await publisher.send([Outgoing(TOPIC_OF_EVENT[e.event_type], e.conversation_id, e) for e in events])
+        await conn.execute("UPDATE files SET moved_at = now(), redrives = redrives + 1 WHERE file_id = ANY(%s)",
+                           ([r["file_id"] for r in rows],))
+    for e in events:
+        log.warning("re-drove %s: no progress for %.0fs", e.event_type, idle_seconds,
+                    extra={"ctx": {"file_id": e.file_id, "conversation_id": e.conversation_id}})
+        if metrics is not None:
+            metrics.redriven.labels(e.event_type).inc()
+    return len(events)
+
+
+async def reseed_settings_if_empty(db: Database, publisher: Publisher, consumer: AIOKafkaConsumer) -> int:
+    """Re-publish every account's settings when account.settings holds nothing; returns how many."""
+    partitions = consumer.partitions_for_topic(ACCOUNT_SETTINGS) or set()
+    if not partitions:
+        await consumer.topics()  # refresh metadata: the topic may have been created since
+        return 0
+    ends = await consumer.end_offsets([TopicPartition(ACCOUNT_SETTINGS, p) for p in partitions])
+    if any(ends.values()):
+        return 0
+    async with db.pool.connection() as conn:
+        documents = await all_documents(conn)
+    if documents:
+        await publisher.send([Outgoing(ACCOUNT_SETTINGS, account_id, ev.AccountSettings(account_id=account_id,
+                                                                                       **doc.model_dump()))
+                              for account_id, doc in documents.items()])
+        log.warning("account.settings was empty (a broker that lost its log): re-published %d account(s)",
+                    len(documents))
+    return len(documents)
+
+
+def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
+    """The background job: re-drive and the settings re-seed, forever."""
+
+    async def recover(stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        await start_with_retry(consumer, "upload recovery", stop)
+        interval = max(0.5, min(settings.redrive_seconds / 4, 15))
+        try:
+            while not stop.is_set():
+                for step, what in ((lambda: reseed_settings_if_empty(db, publisher, consumer), "settings re-seed"),
+                                   (lambda: redrive_stalled(db, publisher, settings.redrive_seconds, metrics),
+                                    "re-drive")):
+                    try:
+                        await step()
+                    except Exception as e:  # the next round retries; a dead job would stop all recovery
+                        log.warning("%s failed (%s: %s); next round in %.1fs", what, type(e).__name__, e, interval)
+                try:
+                    await asyncio.wait_for(stop.wait(), interval)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await consumer.stop()
+
+    return recover

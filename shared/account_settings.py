@@ -1,0 +1,70 @@
+"""Account settings as every service keeps them: the table `account_settings` in its own schema.
+
+The upload service writes it (PUT /v1/accounts/{acct}/settings: it is the system of record) and
+publishes each change to the compacted topic account.settings; the other services that need a
+setting (the resize target, the retention) follow that topic into their own copy of the table.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+from psycopg.types.json import Jsonb
+
+from shared import events as ev
+from shared.db import Connection, Database
+from shared.kafka import StreamProcessor
+from shared.projection import projection
+from shared.topics import ACCOUNT_SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+async def get_document(conn: Connection, account_id: str, for_update: bool = False) -> ev.AccountSettingsDocument:
+    """The account's settings; the defaults (everything off) until one is stored."""
+    row = await (await conn.execute(
+        "SELECT document FROM account_settings WHERE account_id = %s" + (" FOR UPDATE" if for_update else ""),
+        (account_id,))).fetchone()
+    return ev.AccountSettingsDocument.model_validate(row["document"]) if row else ev.AccountSettingsDocument()
+
+
+async def put_document(conn: Connection, account_id: str, document: ev.AccountSettingsDocument) -> None:
+    await conn.execute(
+        "INSERT INTO account_settings (account_id, document) VALUES (%s, %s) "
+        "ON CONFLICT (account_id) DO UPDATE SET document = EXCLUDED.document, updated_at = now()",
+        (account_id, Jsonb(document.model_dump())))
+
+
+async def all_documents(conn: Connection) -> dict[str, ev.AccountSettingsDocument]:
+    rows = await (await conn.execute("SELECT account_id, document FROM account_settings")).fetchall()
+    return {r["account_id"]: ev.AccountSettingsDocument.model_validate(r["document"]) for r in rows}
+
+
+OnChange = Callable[[Connection, ev.AccountSettings], Awaitable[None]]
+
+
+def settings_follower(settings, service: str, db: Database, metrics=None, on_change: OnChange | None = None
+                      ) -> StreamProcessor:
+    """Keeps this service's account_settings table equal to the topic. on_change runs in the same
+    transaction (retention moves its files' expiry times)."""
+
+    async def apply(conn: Connection, event: ev.AccountSettings) -> None:
+        await put_document(conn, event.account_id, event.document())
+        if on_change is not None:
+            await on_change(conn, event)
+
+    return projection(settings, service, "settings", [ACCOUNT_SETTINGS], ev.AccountSettings.model_validate_json,
+                      apply, db, metrics)
+
+
+SettingsOf = Callable[[str], Awaitable[ev.AccountSettingsDocument]]
+
+
+def settings_reader(db: Database) -> SettingsOf:
+    """`await settings_of(account_id)`: this service's copy of the account's settings."""
+
+    async def settings_of(account_id: str) -> ev.AccountSettingsDocument:
+        async with db.pool.connection() as conn:
+            return await get_document(conn, account_id)
+
+    return settings_of

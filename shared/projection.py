@@ -1,0 +1,41 @@
+"""A projection: a stream processor that folds each event of a topic into this service's tables."""
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from shared.db import Connection, Database
+from shared.events import Event
+from shared.kafka import StreamProcessor
+
+log = logging.getLogger(__name__)
+
+
+def projection(settings, service: str, what: str, topics: list[str], parse: Callable[[bytes], Event],
+               apply: Callable[[Connection, Event], Awaitable[object]], db: Database,
+               metrics=None) -> StreamProcessor:
+    """One transaction per record (`apply(conn, parse(value))`), committed before the offset. A record
+    that does not parse is logged and skipped: an input from outside must never block its partition."""
+    name = f"{service}-{what}"
+
+    async def handle(record: ConsumerRecord):
+        if record.value is None:
+            return []  # a compaction tombstone
+        try:
+            event = parse(record.value)
+        except (ValidationError, ValueError) as e:
+            log.warning("%s: skipping an invalid %s record @%d: %s", name, record.topic, record.offset,
+                        str(e).splitlines()[0])
+            return []
+        async with db.transaction() as conn:
+            await apply(conn, event)
+        return []
+
+    def on_poison(record: ConsumerRecord, exc: BaseException):
+        log.error("%s: skipping %s record @%d (%s)", name, record.topic, record.offset, type(exc).__name__)
+        return []
+
+    return StreamProcessor(settings, name, f"fileshare-{name}", topics, handle, on_poison, metrics)

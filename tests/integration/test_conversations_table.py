@@ -1,0 +1,40 @@
+"""Conversations as upload and delivery keep them (shared.conversations), on a real PostgreSQL."""
+from __future__ import annotations
+
+import pytest
+
+from shared import events as ev
+from shared.conversations import apply_conversation_event, get_conversation
+from services.upload.policy import Refused, check_conversation
+from tests.dbsupport import announce
+from tests.support import unique
+
+
+async def test_a_conversation_whose_channel_was_never_named_cannot_receive_files(open_database):
+    db, account, conversation = await open_database("upload"), unique("acct"), unique("conv")
+    await announce(db, account, conversation, "consumer-1", channel=None)
+    async with db.pool.connection() as conn:
+        known = await get_conversation(conn, conversation)
+    with pytest.raises(Refused) as refused:
+        check_conversation(account, known, frozenset({"web"}))
+    assert refused.value.code == "channel_not_supported"
+
+
+async def test_a_close_that_repeats_only_the_ids_keeps_the_known_channel(open_database):
+    db, account, conversation = await open_database("delivery"), unique("acct"), unique("conv")
+    await announce(db, account, conversation, "consumer-1", channel="web")
+    await announce(db, account, conversation, "consumer-1", "conversation.closed", channel=None)
+    async with db.pool.connection() as conn:
+        known = await get_conversation(conn, conversation)
+    assert (known.channel, known.open) == ("web", False)
+
+
+async def test_another_account_cannot_take_over_a_conversation_id(open_database):
+    db, conversation = await open_database("upload"), unique("conv")
+    await announce(db, "acct-owner", conversation, "consumer-1")
+    async with db.transaction() as conn:
+        taken = await apply_conversation_event(conn, ev.ConversationEvent(
+            event_type="conversation.closed", account_id="acct-intruder", conversation_id=conversation,
+            consumer_id="consumer-2", channel="web"))
+        known = await get_conversation(conn, conversation)
+    assert not taken and (known.account_id, known.consumer_id, known.open) == ("acct-owner", "consumer-1", True)
