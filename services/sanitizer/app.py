@@ -22,7 +22,7 @@ def bootstrap(settings, scanner=None) -> StreamService:
     accounts = AccountSettingsState()
     deps = SanitizerDeps(files=storage.files, scanner=scanner or scanner_from_settings(settings), pool=pool,
                          accounts=accounts, metrics=metrics,
-                         limits=ImageLimits(max_pixels=settings.max_image_pixels, max_frames=settings.max_image_frames))
+                         limits=ImageLimits.from_settings(settings))
 
     async def handle(record):
         return await sanitize_uploaded(parse_file_event(record, ev.FileUploaded), deps)
