@@ -209,7 +209,7 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
 
 async def serve_api(app: FastAPI, settings, stop: asyncio.Event) -> None:
     config = uvicorn.Config(app, host=settings.bind_host, port=settings.delivery_port, log_level="warning",
-                            lifespan="off")
+                            lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # the service owns SIGTERM
     task = asyncio.create_task(server.serve())
