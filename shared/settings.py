@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     upload_port: int = 8080
     delivery_port: int = 8081
     max_upload_bytes: int = 5 * 1024 * 1024
+    # Upload bodies being read at one time share this many bytes; more wait in line (then 503).
+    upload_buffer_bytes: int = 32 * 1024 * 1024
     max_caption_chars: int = 2000
     file_channels: str = "web"
     retention_sweep_seconds: float = 3600

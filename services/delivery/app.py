@@ -16,10 +16,11 @@ from prometheus_client import Counter, Histogram
 from shared import events as ev
 from shared.auth import AuthError, Principal, bearer_token, verify_token
 from shared.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.httpapi import ApiError, add_health_routes, error_responses, install_error_handlers
+from shared.httpapi import (ApiError, add_health_routes, error_responses, install_body_limit, install_error_handlers,
+                            query_int)
 from shared.images.formats import EXTENSIONS
 from shared.kafka import StreamProcessor, TopicView
-from shared.links import LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
 from shared.pipeline import parse_file_event, poison_to_rejection
 from shared.runtime import build_storage
@@ -111,6 +112,7 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
     app = FastAPI(title="fileshare delivery", version="1",
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
+    install_body_limit(app)  # no route takes a body: 64 KiB of anything
     add_health_routes(app, service.ready, metrics.exposition)
     messages = deps.messages
 
@@ -177,9 +179,11 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
 
     @app.post("/v1/files/{file_id}/link",
               responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone")))
-    async def make_link(file_id: str, request: Request, ttl_seconds: int = Query(settings.link_ttl_seconds, ge=1, le=3600)):
+    async def make_link(file_id: str, request: Request, ttl_seconds: str | None = Query(
+            None, description=f"whole seconds, 1 to {MAX_LINK_TTL}; default {settings.link_ttl_seconds}")):
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
         principal = _principal_from(request, settings, None, None, None, None)
+        ttl_seconds = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
         message = find(file_id, principal)
         query, expires = sign_link(settings.auth_secret, file_id,
                                    audience_of(message.account_id, principal.role, principal.sub), ttl_seconds)

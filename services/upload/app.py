@@ -21,7 +21,8 @@ from shared.state import AccountSettingsState, ConversationState, FileStatusStat
 from shared.topics import ACCOUNT_SETTINGS, CONVERSATION_EVENTS, FILE_SHARE_REQUESTED, FILE_TOPICS
 
 from services.upload import bots
-from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, read_form_limited
+from services.upload.forms import (MULTIPART_SLACK, BodyTooLarge, MalformedForm, install_upload_body_limits,
+                                  read_form_limited)
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       already_accepted, file_id_for, settle_kept_originals)
 from services.upload.metrics import UploadMetrics
@@ -136,6 +137,7 @@ def build_app(settings) -> FastAPI:
                               "agent UI; file status. Errors are always `{\"error\": {\"code\", \"message\"}}`. "
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
+    install_upload_body_limits(app, settings)
     add_health_routes(app, ready, metrics.exposition)
     app.state.deps = deps
 
@@ -191,7 +193,7 @@ def build_app(settings) -> FastAPI:
             except Refused as r:
                 raise ApiError(r.status, r.code, r.message) from None
             raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
-        except Exception as e:  # malformed multipart, or not multipart at all
+        except MalformedForm as e:  # malformed multipart, or not multipart at all
             raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
         try:
             files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]

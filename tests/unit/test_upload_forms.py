@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from starlette.requests import Request
 
-from services.upload.forms import BodyTooLarge, read_form_limited
+from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
 
 BOUNDARY = "xyzBOUNDARYxyz"
 
@@ -47,3 +47,10 @@ def test_a_body_over_the_limit_stops_being_read_even_without_a_declared_length()
 def test_a_declared_length_over_the_limit_is_refused_before_reading():
     with pytest.raises(BodyTooLarge):
         asyncio.run(read_form_limited(request_for(multipart(b"x" * 10)), limit=5))
+
+
+def test_a_body_that_is_no_multipart_form_is_malformed():
+    request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
+                      request_for(b"{}").receive)
+    with pytest.raises(MalformedForm):
+        asyncio.run(read_form_limited(request, limit=1000))
