@@ -279,7 +279,7 @@ def default_env(data_dir: Path) -> dict[str, str]:
 @contextmanager
 def running_stack(data_dir: Path, clamd_signatures: Path | None = None, **env: str) -> Iterator[EmbeddedStack]:
     """The whole system on free ports in data_dir, ready; stopped on exit. With
-    clamd_signatures (a folder), a real clamd scans; without, the scanner is disabled."""
+    clamd_signatures (a folder), a real clamd scans; without, FS_CLAMD=disabled (unless given)."""
     stack = EmbeddedStack(data_dir, isolated_env(data_dir, **env))
     try:
         stack.start_s3()
@@ -289,6 +289,7 @@ def running_stack(data_dir: Path, clamd_signatures: Path | None = None, **env: s
             port = free_port()
             stack.procs["clamd"] = start_clamd(data_dir / "clamd", clamd_signatures, port)
             stack.env["FS_CLAMD"] = f"127.0.0.1:{port}"
+        stack.env.setdefault("FS_CLAMD", "disabled")  # no clamd: the explicit opt-out (unset fails closed)
         stack.bootstrap()
         for name in SERVICES:
             stack.start_service(name)

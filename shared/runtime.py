@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -11,7 +12,7 @@ from shared.kafka import retry_transient
 from shared.topics import ensure_topics
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
 from shared.logs import setup_logging
-from shared.settings import Settings, get_settings
+from shared.settings import ConfigurationError, Settings, get_settings
 from shared.storage import S3ObjectStore
 
 log = logging.getLogger(__name__)
@@ -59,5 +60,9 @@ def run_service(name: str, main: Callable[[Settings, asyncio.Event], Awaitable[N
             loop.add_signal_handler(sig, stop.set)
         await main(settings, stop)
 
-    asyncio.run(runner())
+    try:
+        asyncio.run(runner())
+    except ConfigurationError as e:
+        log.critical("%s refuses to start: %s", name, e)
+        sys.exit(2)
     log.info("%s stopped", name)

@@ -7,6 +7,10 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+class ConfigurationError(RuntimeError):
+    """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime)."""
+
+
 # Metrics port = FS_METRICS_PORT_BASE + offset (DESIGN.md).
 METRICS_PORT_OFFSETS = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
 

@@ -27,6 +27,7 @@ class StreamService:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
+    readiness_detail: Callable[[], dict] | None = None  # more fields of /readyz's JSON
     started: bool = False
 
     async def ready(self) -> bool:
@@ -36,7 +37,7 @@ class StreamService:
 
     async def serve(self, stop: asyncio.Event) -> None:
         server = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
-                                     self.settings.bind_host)
+                                     self.settings.bind_host, self.readiness_detail)
         tasks: list[asyncio.Task] = []
         try:
             await wait_for_dependencies(self.settings, self.storage, stop)

@@ -7,7 +7,7 @@ from shared.kafka import DEFAULT_TRANSIENT, StreamProcessor, TopicView
 from shared.metrics import ServiceMetrics
 from shared.pipeline import parse_file_event, poison_to_rejection
 from shared.runtime import build_storage
-from shared.scanner import ScannerUnavailable, scanner_from_settings
+from shared.scanner import ScannerUnavailable, expose_scanner, scanner_from_settings
 from shared.state import AccountSettingsState, decode
 from shared.streamservice import StreamService
 from shared.topics import ACCOUNT_SETTINGS, FILE_UPLOADED
@@ -20,7 +20,8 @@ def bootstrap(settings, scanner=None) -> StreamService:
     storage = build_storage(settings)
     pool = ImageWorkerPool.from_settings(settings)
     accounts = AccountSettingsState()
-    deps = SanitizerDeps(files=storage.files, scanner=scanner or scanner_from_settings(settings), pool=pool,
+    scanner = scanner or scanner_from_settings(settings)  # FS_CLAMD unset: ScannerNotConfigured, no start
+    deps = SanitizerDeps(files=storage.files, scanner=scanner, pool=pool,
                          accounts=accounts, metrics=metrics,
                          limits=ImageLimits.from_settings(settings))
 
@@ -32,4 +33,5 @@ def bootstrap(settings, scanner=None) -> StreamService:
                                 transient=DEFAULT_TRANSIENT + (ScannerUnavailable,))
     view = TopicView(settings, [ACCOUNT_SETTINGS], lambda r: accounts.apply(decode(r.value)), "account-settings")
     return StreamService("sanitizer", settings, metrics, storage, views=[view], processors=[processor],
-                         on_start=[pool.start], on_stop=[pool.close])
+                         on_start=[pool.start], on_stop=[pool.close],
+                         readiness_detail=expose_scanner(scanner, metrics.registry))
