@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 
 from tests import imagecorpus as corpus
-from tests.imagecorpus import insert_after_soi, jpeg_segment
 from tests.support import Client, PeakRss, unique
 
 OUT = Path(__file__).parent / "out"
@@ -30,16 +29,9 @@ PHOTO_BYTES = 5_000_000
 
 
 def five_mb_photo() -> bytes:
-    """A 12 MP photo-like JPEG padded with comment segments to 5,000,000 bytes (the comments are
-    stripped by the sanitizer): what a phone camera sends, at the size limit."""
-    photo = corpus.jpeg_12mp()
-    missing = PHOTO_BYTES - len(photo)
-    comments = []
-    while missing > 0:
-        size = min(missing, 65533 + 4) - 4
-        comments.append(jpeg_segment(0xFE, b"c" * max(size, 0)))
-        missing -= len(comments[-1])
-    return insert_after_soi(photo, b"".join(comments))
+    """A 12 MP photo-like JPEG (3.9 MB) padded with comment segments to about 5 MB: what a phone
+    camera sends, near the size limit."""
+    return corpus.padded_jpeg(corpus.jpeg_12mp(), PHOTO_BYTES)
 
 
 def new_account(client: Client) -> tuple[str, list[str]]:

@@ -32,6 +32,13 @@ def run_env(tmp_path) -> dict[str, str]:
     return env
 
 
+def start_run(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`fileshare run` (what `make run` runs) in its own session, its output in log_path."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def wait_all_ready(proc, log_path: Path, env: dict[str, str]) -> None:
     wait_until(lambda: proc.poll() is not None or b"all services ready" in log_path.read_bytes(),
                timeout=180, what="the system to report ready")
@@ -75,9 +82,7 @@ def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
     env = run_env(tmp_path)
     data_dir = Path(env["FS_DATA_DIR"])
     log_path = tmp_path / "run.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_run(env, log_path)
     try:
         wait_all_ready(proc, log_path, env)
         assert "malware scanner ready: clamd" in log_path.read_text()
@@ -97,9 +102,7 @@ def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path
     would refuse to start), a loud warning, and the sanitizer's /readyz and metric telling it."""
     env = {**run_env(tmp_path), "FS_CLAMAV_DB_DIR": str(tmp_path / "no-signatures")}
     log_path = tmp_path / "run.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_run(env, log_path)
     try:
         wait_all_ready(proc, log_path, env)
         text = log_path.read_text()

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from tests.imagecorpus import insert_after_soi, jpeg_segment, photo, to_jpeg
+from tests.imagecorpus import padded_jpeg, photo, to_jpeg
 from tests.support import PeakRss, unique
 
 CREDENTIAL_PARAMS = {"exp", "aud", "sig"}  # a signed link is a credential: a bad one is 403 invalid_link
@@ -146,11 +146,9 @@ def test_a_200_mb_settings_document_is_refused_while_it_streams(client, stack):
 
 
 def five_mb_jpeg() -> bytes:
-    """A small photo padded with comment segments to 5,000,000 bytes: the upload door sees a 5 MB
-    photo, and the stages behind it (which strip comments) have little to decode."""
-    small = to_jpeg(photo(320, 240))
-    padding = b"".join(jpeg_segment(0xFE, b"c" * 65533) for _ in range((5_000_000 - len(small)) // 65537))
-    return insert_after_soi(small, padding)
+    """A small photo padded to 5 MB: the upload door sees a 5 MB photo, and the stages behind it
+    have little to decode."""
+    return padded_jpeg(to_jpeg(photo(320, 240)), 5_000_000)
 
 
 def test_a_burst_of_5_mb_uploads_keeps_upload_memory_flat(client, stack):
