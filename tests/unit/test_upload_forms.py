@@ -7,6 +7,7 @@ import pytest
 from starlette.requests import Request
 
 from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
+from shared.httpapi import ApiError
 
 BOUNDARY = "xyzBOUNDARYxyz"
 
@@ -54,3 +55,16 @@ def test_a_body_that_is_no_multipart_form_is_malformed():
                       request_for(b"{}").receive)
     with pytest.raises(MalformedForm):
         asyncio.run(read_form_limited(request, limit=1000))
+
+
+def test_a_full_budget_is_a_503_not_a_malformed_form():
+    # The body-limit middleware raises the budget's 503 from receive(): it must reach the client as is.
+    busy = ApiError(503, "unavailable", "too many uploads in flight", {"Retry-After": "1"})
+
+    async def receive():
+        raise busy
+    request = Request({"type": "http", "method": "POST",
+                       "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())]}, receive)
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(read_form_limited(request, limit=1000))
+    assert caught.value is busy
