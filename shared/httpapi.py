@@ -190,7 +190,7 @@ class _BodyLimit:
                 try:
                     state["booked"] = await self.budget.acquire(min(declared_length or limit, limit))
                 except TimeoutError:
-                    raise ApiError(503, "unavailable", "too many uploads in flight; retry shortly",
+                    raise ApiError(503, "unavailable", "too many request bodies in flight; retry shortly",
                                    {"Retry-After": "1"}) from None
             message = await receive()
             if message["type"] == "http.request":
