@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
 class ConfigurationError(RuntimeError):
     """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime)."""
 

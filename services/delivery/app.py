@@ -178,7 +178,8 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
         return Response(data, media_type=content.content_type, headers=headers)
 
     @app.post("/v1/files/{file_id}/link",
-              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone")))
+              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone"),
+                                        (422, "invalid_request")))
     async def make_link(file_id: str, request: Request, ttl_seconds: str | None = Query(
             None, description=f"whole seconds, 1 to {MAX_LINK_TTL}; default {settings.link_ttl_seconds}")):
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
