@@ -1,10 +1,13 @@
 """`make bench`: image CPU cost against naive Pillow and pyvips; end-to-end pipeline throughput and
 latency on the embedded stack, ours against the same pipeline with pyvips image stages (plus
 CPU-only baselines); on that same stack, the delivery download of a 5 MB-class final image and
-the GDPR forget latency. Results in bench/out/*.json and *.png."""
-from bench import delivery_download, forget, images, pipeline
+the GDPR forget latency; on a stack of its own, upload's peak memory under a burst of 50 concurrent
+5 MB uploads. Results in bench/out/*.json and *.png."""
+from bench import delivery_download, forget, images, pipeline, upload_burst
 
 if __name__ == "__main__":
     images.main()
     pipeline.main([], extras={"delivery_download": delivery_download.measure, "forget": forget.measure},
                   reports={"delivery_download": delivery_download.report, "forget": forget.report})
+    # Own stack: the burst leaves 50 photos for the stages behind upload, which must not slow the rounds above.
+    upload_burst.main([])

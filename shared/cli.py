@@ -128,9 +128,11 @@ def cmd_run(args) -> int:
         log.info("kafka ready: tansu on %s (transport: its log is in memory; state lives in the database)",
                  env["FS_KAFKA_BOOTSTRAP"])
         if env.get("FS_CLAMD"):
-            log.info("malware scanner: using clamd at %s", env["FS_CLAMD"])
+            log.info("malware scanner: FS_CLAMD=%s", env["FS_CLAMD"])
         elif stack.start_clamd(Path(env.get("FS_CLAMAV_DB_DIR", "/var/lib/clamav"))):
             log.info("malware scanner ready: clamd on %s", stack.env["FS_CLAMD"])
+        else:  # start_clamd warned why; unset, the sanitizer would refuse to start (fail closed)
+            stack.env["FS_CLAMD"] = "disabled"
         stack.bootstrap()
         for name in SERVICES:
             stack.start_service(name)

@@ -375,7 +375,7 @@ def default_env(data_dir: Path) -> dict[str, str]:
 def running_stack(data_dir: Path, clamd_signatures: Path | None = None, infra: str | None = None,
                   **env: str) -> Iterator[EmbeddedStack]:
     """The whole system on free ports in data_dir, ready; stopped on exit. With
-    clamd_signatures (a folder), a real clamd scans; without, the scanner is disabled.
+    clamd_signatures (a folder), a real clamd scans; without, FS_CLAMD=disabled (unless given).
     infra: `embedded` (default: FS_TEST_INFRA or embedded) or `containers` (shared.containers)."""
     infra = infra or os.environ.get("FS_TEST_INFRA", "embedded")
     with ExitStack() as servers:
@@ -401,6 +401,7 @@ def _started(stack: EmbeddedStack, embedded: bool, clamd_signatures: Path | None
             port = free_port()
             stack.procs["clamd"] = start_clamd(stack.data_dir / "clamd", clamd_signatures, port)
             stack.env["FS_CLAMD"] = f"127.0.0.1:{port}"
+        stack.env.setdefault("FS_CLAMD", "disabled")  # no clamd: the explicit opt-out (unset fails closed)
         stack.bootstrap()
         for name in SERVICES:
             stack.start_service(name)

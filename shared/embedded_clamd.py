@@ -3,7 +3,7 @@
 There is no internet here for freshclam, so the tests load one custom signature
 (`EICAR_NDB_SIGNATURE`, an .ndb body signature matching the EICAR test string anywhere in any
 file). `make run` points clamd at FS_CLAMAV_DB_DIR (default /var/lib/clamav); when that folder
-holds no signatures the caller leaves FS_CLAMD unset and the scanner is disabled loudly.
+holds no signatures the caller sets FS_CLAMD=disabled and the scanner is disabled loudly.
 
 clamd reports a match as ``<Name>.UNOFFICIAL FOUND`` for signatures outside the official
 databases, hence `EICAR_SIGNATURE_REPORTED`.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Awaitable, Callable
 
@@ -37,8 +38,10 @@ class ServiceMetrics:
 Check = Callable[[], Awaitable[bool]]
 
 
-async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1") -> asyncio.AbstractServer:
-    """A tiny HTTP server: GET /metrics, /healthz (alive), /readyz (dependencies answer)."""
+async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1",
+                        detail: Callable[[], dict] | None = None) -> asyncio.AbstractServer:
+    """A tiny HTTP server: GET /metrics, /healthz (alive), /readyz (dependencies answer; `detail()` adds
+    fields to its JSON, e.g. {"ready": true, "scanner": "disabled"})."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
@@ -54,7 +57,7 @@ async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: 
             elif path == "/readyz":
                 ok = await ready()
                 status = "200 OK" if ok else "503 Service Unavailable"
-                ctype, body = "application/json", b'{"ready":true}' if ok else b'{"ready":false}'
+                ctype, body = "application/json", json.dumps({"ready": ok, **(detail() if detail else {})}).encode()
             writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                          f"Connection: close\r\n\r\n".encode() + body)
             await writer.drain()

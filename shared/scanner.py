@@ -24,9 +24,15 @@ import asyncio
 import logging
 import struct
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from shared.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
+
+DISABLED = "disabled"  # FS_CLAMD=disabled: the explicit opt-out of malware scanning
 
 DEFAULT_TIMEOUT_SECONDS = 30.0  # PING, VERSION, connecting
 # A scan may take up to clamd's MaxScanTime (60 s in our clamd.conf and docker-compose), after
@@ -210,10 +216,14 @@ class ClamdScanner:
         return parse_reply(reply)
 
 
-class DisabledScanner:
-    """Scanning switched off (FS_CLAMD unset): every file is reported clean, said loudly once."""
+class ScannerNotConfigured(ConfigurationError):
+    """FS_CLAMD is unset: the sanitizer refuses to start rather than pass every file as clean."""
 
-    def __init__(self, reason: str = "FS_CLAMD is not set") -> None:
+
+class DisabledScanner:
+    """Scanning switched off (FS_CLAMD=disabled): every file is reported clean, said loudly once."""
+
+    def __init__(self, reason: str = "FS_CLAMD=disabled") -> None:
         self.reason = reason
         log.warning(
             "MALWARE SCANNING IS DISABLED (%s): uploaded files are NOT checked for malware. "
@@ -232,12 +242,26 @@ class DisabledScanner:
 
 
 def scanner_from_settings(settings) -> Scanner:
-    """FS_CLAMD set -> ClamdScanner on it; unset -> DisabledScanner (logged loudly).
+    """FS_CLAMD=host:port or a socket -> ClamdScanner on it; `disabled` -> DisabledScanner (logged
+    loudly); unset -> ScannerNotConfigured: the scanner fails closed, never silently open.
 
     Timeouts: DEFAULT_TIMEOUT_SECONDS for commands, SCAN_TIMEOUT_SECONDS (above clamd's
     MaxScanTime) for a scan.
     """
-    address = getattr(settings, "clamd", None)
+    address = (getattr(settings, "clamd", None) or "").strip()
     if not address:
+        raise ScannerNotConfigured(
+            "FS_CLAMD is not set: no malware scanner, so no file may pass. Set FS_CLAMD=host:port (or a "
+            "unix socket path) of clamd, or FS_CLAMD=disabled to run without malware scanning (not for production)")
+    if address.lower() == DISABLED:
         return DisabledScanner()
     return ClamdScanner(address)
+
+
+def expose_scanner(scanner: Scanner, registry: CollectorRegistry) -> Callable[[], dict]:
+    """The gauge `fileshare_scanner_enabled` (1 clamd, 0 disabled) in `registry`, and the detail of
+    the service's /readyz: {"scanner": "clamd" | "disabled"}."""
+    kind = DISABLED if isinstance(scanner, DisabledScanner) else "clamd"
+    Gauge("fileshare_scanner_enabled", "1 when files are scanned for malware, 0 when FS_CLAMD=disabled",
+          registry=registry).set(0 if kind == DISABLED else 1)
+    return lambda: {"scanner": kind}

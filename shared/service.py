@@ -22,7 +22,7 @@ from shared.kafka import StreamProcessor
 from shared.logs import setup_logging
 from shared.metrics import ServiceMetrics, serve_metrics
 from shared.runtime import Storage, wait_for_dependencies
-from shared.settings import Settings, get_settings
+from shared.settings import ConfigurationError, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class Service:
     on_stop: list[Hook] = field(default_factory=list)
     http: FastAPI | None = None
     http_port: int | None = None
+    readiness_detail: Callable[[], dict] | None = None  # more fields of /readyz's JSON
     started: bool = False
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -54,7 +55,7 @@ class Service:
     async def serve(self, stop: asyncio.Event) -> bool:
         """Run until `stop` is set (True) or a part dies (False)."""
         metrics_server = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
-                                             self.settings.bind_host)
+                                             self.settings.bind_host, self.readiness_detail)
         http_server: uvicorn.Server | None = None
         healthy = True
         try:
@@ -67,8 +68,9 @@ class Service:
             self.tasks += [asyncio.create_task(job(stop), name=getattr(job, "__name__", "background"))
                            for job in self.background]
             if self.http is not None:
-                http_server = uvicorn.Server(uvicorn.Config(self.http, host=self.settings.bind_host,
-                                                            port=self.http_port, log_level="warning", lifespan="off"))
+                # log_config=None: uvicorn's own records go through our formatter (control characters escaped).
+                http_server = uvicorn.Server(uvicorn.Config(self.http, host=self.settings.bind_host, port=self.http_port,
+                                                            log_level="warning", lifespan="off", log_config=None))
                 http_server.install_signal_handlers = lambda: None  # the service owns SIGTERM
                 self.tasks.append(asyncio.create_task(http_server.serve(), name=f"{self.name}-http"))
             self.started = True
@@ -113,6 +115,10 @@ def run_service(name: str, bootstrap: Callable[[Settings], Service]) -> None:
             loop.add_signal_handler(sig, stop.set)
         return await bootstrap(settings).serve(stop)
 
-    healthy = asyncio.run(runner())
+    try:
+        healthy = asyncio.run(runner())
+    except ConfigurationError as e:
+        log.critical("%s refuses to start: %s", name, e)
+        sys.exit(2)
     log.info("%s stopped", name)
     sys.exit(0 if healthy else 1)

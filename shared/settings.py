@@ -7,6 +7,11 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
+class ConfigurationError(RuntimeError):
+    """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime)."""
+
+
 # Metrics port = FS_METRICS_PORT_BASE + offset (DESIGN.md).
 METRICS_PORT_OFFSETS = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
 
@@ -43,6 +48,8 @@ class Settings(BaseSettings):
     upload_port: int = 8080
     delivery_port: int = 8081
     max_upload_bytes: int = 5 * 1024 * 1024
+    # Upload bodies being read at one time share this many bytes; more wait in line (then 503).
+    upload_buffer_bytes: int = 32 * 1024 * 1024
     max_caption_chars: int = 2000
     file_channels: str = "web"
     retention_sweep_seconds: float = 3600
@@ -50,6 +57,7 @@ class Settings(BaseSettings):
     topic_partitions: int = 4
     max_image_pixels: int = 50_000_000
     max_image_frames: int = 1000
+    max_jpeg_scans: int = 100
     decode_timeout_seconds: float = 10.0
     decode_memory_bytes: int = 1024 * 1024 * 1024
     image_workers: int = Field(default=0, description="0 = one per CPU core")

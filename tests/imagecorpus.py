@@ -119,6 +119,13 @@ def insert_after_soi(jpeg: bytes, segment: bytes) -> bytes:
     return jpeg[:2] + segment + jpeg[2:]
 
 
+def padded_jpeg(jpeg: bytes, size: int) -> bytes:
+    """`jpeg` with comment segments after SOI, at least `size` - 65536 and at most `size` bytes: an
+    upload of that size that the sanitizer (which drops comments) shrinks back."""
+    count = max(0, size - len(jpeg)) // (65533 + 4)
+    return insert_after_soi(jpeg, jpeg_segment(0xFE, b"c" * 65533) * count)
+
+
 # ---------------------------------------------------------------- metadata-laden and oriented photos
 
 # Transform that stores an upright picture so that a viewer applying EXIF orientation N

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -182,3 +184,42 @@ class Client:
 
     def all_stored_files(self) -> list[Path]:
         return [p for p in self.data_dir.rglob("*") if p.is_file()]
+
+
+class PeakRss:
+    """The peak resident memory of a process while the block runs: its VmHWM (high-water mark) is
+    reset at entry when the kernel allows it (/proc/<pid>/clear_refs, 5), and VmRSS is also sampled
+    every 5 ms in a thread, so a short spike between two reads is not missed either way."""
+
+    def __init__(self, pid: int):
+        self.proc = Path(f"/proc/{pid}")
+        self.baseline = self.peak = 0
+        self.hwm_reset = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _read(self, field: str) -> int:
+        return int(re.search(rf"^{field}:\s+(\d+) kB$", (self.proc / "status").read_text(), re.M).group(1)) * 1024
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._read("VmRSS"))
+
+    def __enter__(self) -> "PeakRss":
+        try:
+            (self.proc / "clear_refs").write_text("5")
+            self.hwm_reset = True
+        except OSError:
+            pass
+        self.baseline = self.peak = self._read("VmRSS")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._read("VmRSS"), self._read("VmHWM") if self.hwm_reset else 0)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline

@@ -11,9 +11,10 @@ from fastapi.responses import Response
 from shared.conversations import get_conversation
 from shared.auth import AuthError, Principal, bearer_token, verify_token
 from shared.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.httpapi import ApiError, add_health_routes, contract_openapi, error_responses, install_error_handlers
+from shared.httpapi import (ApiError, add_health_routes, contract_openapi, error_responses, install_body_limit,
+                            install_error_handlers, query_int)
 from shared.images.formats import EXTENSIONS
-from shared.links import LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.storage import ObjectKey
 from shared.storage.objectstore import StorageUnavailable
 
@@ -51,6 +52,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
     app = FastAPI(title="fileshare delivery", version="2",
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
+    install_body_limit(app)  # no route takes a body: 64 KiB of anything
     metrics: DeliveryMetrics = deps.metrics
     add_health_routes(app, ready, metrics.exposition)
 
@@ -117,10 +119,13 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
         return Response(data, media_type=message.content_type, headers=headers)
 
     @app.post("/v1/files/{file_id}/link",
-              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone")))
-    async def make_link(file_id: str, request: Request, ttl_seconds: int = Query(settings.link_ttl_seconds, ge=1, le=3600)):
+              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone"),
+                                        (422, "invalid_request")))
+    async def make_link(file_id: str, request: Request, ttl_seconds: str | None = Query(
+            None, description=f"whole seconds, 1 to {MAX_LINK_TTL}; default {settings.link_ttl_seconds}")):
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
         principal = _principal_from(request, settings, None, None, None, None)
+        ttl_seconds = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
         message = await find(file_id, principal)
         query, expires = sign_link(settings.auth_secret, file_id,
                                    audience_of(message.account_id, principal.role, principal.sub), ttl_seconds)

@@ -9,7 +9,7 @@ from shared.kafka import DEFAULT_TRANSIENT, StreamProcessor
 from shared.metrics import ServiceMetrics
 from shared.pipeline import parse_file_event, poison_to_rejection
 from shared.runtime import build_storage
-from shared.scanner import ScannerUnavailable, scanner_from_settings
+from shared.scanner import ScannerUnavailable, expose_scanner, scanner_from_settings
 from shared.service import Service
 from shared.topics import FILE_UPLOADED
 
@@ -21,9 +21,9 @@ def bootstrap(settings, scanner=None) -> Service:
     storage = build_storage(settings)
     db = Database(settings.database_url, "sanitizer", settings.database_pool_size)
     pool = ImageWorkerPool.from_settings(settings)
-    deps = SanitizerDeps(files=storage.files, scanner=scanner or scanner_from_settings(settings), pool=pool,
-                         settings_of=settings_reader(db), metrics=metrics,
-                         limits=ImageLimits(max_pixels=settings.max_image_pixels, max_frames=settings.max_image_frames))
+    scanner = scanner or scanner_from_settings(settings)  # FS_CLAMD unset: ScannerNotConfigured, no start
+    deps = SanitizerDeps(files=storage.files, scanner=scanner, pool=pool, settings_of=settings_reader(db),
+                         metrics=metrics, limits=ImageLimits.from_settings(settings))
 
     async def handle(record):
         return await sanitize_uploaded(parse_file_event(record, ev.FileUploaded), deps)
@@ -33,4 +33,5 @@ def bootstrap(settings, scanner=None) -> Service:
                                 transient=DEFAULT_TRANSIENT + (ScannerUnavailable,))
     return Service("sanitizer", settings, metrics, storage, db,
                    processors=[processor, settings_follower(settings, "sanitizer", db, metrics)],
-                   on_start=[pool.start], on_stop=[pool.close])
+                   on_start=[pool.start], on_stop=[pool.close],
+                   readiness_detail=expose_scanner(scanner, metrics.registry))

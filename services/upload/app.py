@@ -15,6 +15,7 @@ from shared.events import parse_event
 from shared.topics import FILE_SHARE_REQUESTED, FILE_TOPICS
 
 from services.upload import bots
+from services.upload.forms import install_upload_body_limits
 from services.upload.handlers import UploadDeps
 from services.upload.http_accounts import accounts_router
 from services.upload.http_files import files_router
@@ -49,6 +50,7 @@ def build_api(deps: UploadDeps, service: Service) -> FastAPI:
                               "agent UI; file status. Errors are always `{\"error\": {\"code\", \"message\"}}`. "
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
+    install_upload_body_limits(app, deps.settings)
     add_health_routes(app, service.ready, deps.metrics.exposition)
     app.include_router(files_router(deps))
     app.include_router(accounts_router(deps))

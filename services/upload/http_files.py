@@ -11,7 +11,7 @@ from shared.conversations import get_conversation
 from shared.httpapi import ApiError, authenticate, error_responses
 
 from services.upload import status as file_status
-from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, read_form_limited
+from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, MalformedForm, read_form_limited
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       already_accepted, file_id_for)
 from services.upload.policy import Refused, check_conversation, check_may_send_at_all
@@ -101,7 +101,7 @@ def files_router(deps: UploadDeps) -> APIRouter:
             except Refused as r:
                 raise refused(r) from None
             raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
-        except Exception as e:  # malformed multipart, or not multipart at all
+        except MalformedForm as e:  # malformed multipart, or not multipart at all
             raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
         try:
             files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]

@@ -16,6 +16,7 @@ from PIL import Image, ImageFile
 
 from .errors import ImageRejected, RejectionReason
 from .formats import FORMAT_CONTENT_TYPES, PILLOW_FORMATS, SNIFF_BYTES, sniff_content_type
+from .jpeg_scans import count_jpeg_scans
 from .limits import ImageLimits
 
 JPEG_FORMATS = frozenset(("JPEG", "MPO"))
@@ -52,6 +53,8 @@ def open_trusted(data: bytes, expected_type: str, limits: ImageLimits) -> Image.
         raise ImageRejected("unsupported_type", "content is not a JPEG, PNG or GIF image")
     if sniffed != expected_type:
         raise ImageRejected("unsupported_type", f"content is {sniffed}, expected {expected_type}")
+    if sniffed == "image/jpeg":
+        check_jpeg_scans(data, limits.max_jpeg_scans)
     with wrapped_errors("corrupt_image", "cannot read image header"):
         image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
     if FORMAT_CONTENT_TYPES.get(image.format or "") != expected_type:
@@ -70,6 +73,15 @@ def open_trusted(data: bytes, expected_type: str, limits: ImageLimits) -> Image.
     if frames > limits.max_frames:
         raise ImageRejected("image_too_large", f"{frames} frames, limit {limits.max_frames}")
     return image
+
+
+def check_jpeg_scans(data: bytes, limit: int) -> None:
+    """Refuse a JPEG with more scans than `limit` before any decoder runs: each scan makes libjpeg
+    walk the whole picture again, so thousands of them hold a worker for minutes (a scan bomb)."""
+    scans = count_jpeg_scans(data, stop_after=limit)
+    if scans > limit:
+        raise ImageRejected("image_too_large",
+                            f"JPEG has more than {limit} scans (progressive scan bomb); a normal photo has about 10")
 
 
 def decode_first_frame(image: Image.Image, at_least: int | None = None) -> Image.Image:

@@ -35,7 +35,8 @@ def test_service_answers_health_and_readiness_on_its_metrics_port(stack, service
     assert healthz.json() == {"status": "ok"}
     readyz = httpx.get(f"{base}/readyz", timeout=10)
     assert readyz.status_code == 200, readyz.text
-    assert readyz.json() == {"ready": True}
+    # The sanitizer also says whether files are scanned (tests/integration/test_scanner_fail_closed.py).
+    assert readyz.json() == ({"ready": True, "scanner": "clamd"} if service == "sanitizer" else {"ready": True})
     metrics = httpx.get(f"{base}/metrics", timeout=5)
     assert metrics.status_code == 200 and "# TYPE" in metrics.text
     assert httpx.get(f"{base}/nope", timeout=5).status_code == 404

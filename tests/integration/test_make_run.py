@@ -13,7 +13,8 @@ import psutil
 
 from shared.embedded import free_port, free_port_block
 from shared.embedded_clamd import write_test_signatures
-from tests.support import wait_until
+from shared.settings import METRICS_PORT_OFFSETS
+from tests.support import sample, scrape, wait_until
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +32,13 @@ def run_env(tmp_path) -> dict[str, str]:
     return env
 
 
+def start_run(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`fileshare run` (what `make run` runs) in its own session, its output in log_path."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def wait_all_ready(proc, log_path: Path, env: dict[str, str]) -> None:
     wait_until(lambda: proc.poll() is not None or b"all services ready" in log_path.read_bytes(),
                timeout=180, what="the system to report ready")
@@ -41,11 +49,11 @@ def wait_all_ready(proc, log_path: Path, env: dict[str, str]) -> None:
     assert httpx.get(f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}/readyz").status_code == 200
 
 
-def stop_and_check_no_orphans(proc, log_path: Path, send_stop) -> int:
+def stop_and_check_no_orphans(proc, log_path: Path, send_stop, clamd: bool = True) -> int:
     """send_stop() to a running system; it must exit, leave no process of its tree behind, and log
     that it stopped. Returns the exit code."""
     descendants = psutil.Process(proc.pid).children(recursive=True)
-    assert len(descendants) >= 8  # rclone, tansu, clamd, five services (+ uv, image workers)
+    assert len(descendants) >= 7 + clamd  # rclone, tansu, clamd, five services (+ uv, image workers)
     send_stop()
     code = proc.wait(timeout=60)
     gone, alive = psutil.wait_procs(descendants, timeout=10)
@@ -74,9 +82,7 @@ def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
     env = run_env(tmp_path)
     data_dir = Path(env["FS_DATA_DIR"])
     log_path = tmp_path / "run.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_run(env, log_path)
     try:
         wait_all_ready(proc, log_path, env)
         assert "malware scanner ready: clamd" in log_path.read_text()
@@ -86,6 +92,28 @@ def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
         assert "FS_MASTER_KEY=" in secrets.read_text()
 
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path):
+    """No signatures for clamd: `make run` still comes up, with FS_CLAMD=disabled (unset, the sanitizer
+    would refuse to start), a loud warning, and the sanitizer's /readyz and metric telling it."""
+    env = {**run_env(tmp_path), "FS_CLAMAV_DB_DIR": str(tmp_path / "no-signatures")}
+    log_path = tmp_path / "run.log"
+    proc = start_run(env, log_path)
+    try:
+        wait_all_ready(proc, log_path, env)
+        text = log_path.read_text()
+        assert "no ClamAV signatures" in text and "MALWARE SCANNING IS DISABLED" in text
+        sanitizer = Path(env["FS_DATA_DIR"]) / "logs" / "sanitizer.log"
+        assert "MALWARE SCANNING IS DISABLED (FS_CLAMD=disabled)" in sanitizer.read_text()
+        port = int(env["FS_METRICS_PORT_BASE"]) + METRICS_PORT_OFFSETS["sanitizer"]
+        readyz = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+        assert (readyz.status_code, readyz.json()) == (200, {"ready": True, "scanner": "disabled"})
+        assert sample(scrape(env, "sanitizer"), "fileshare_scanner_enabled") == 0.0
+        assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM), clamd=False) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

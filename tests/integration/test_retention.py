@@ -308,3 +308,16 @@ def test_a_forget_request_with_unusable_ids_never_blocks_the_ones_behind_it(clie
     assert [r.file_id for r in erased] == [file_id]
     assert retention_metric(client, "fileshare_forget_requests_total", '{outcome="invalid"}') == invalid_before + 1
     assert receipts(client, request_id=bad.request_id) == []
+
+
+def test_a_newline_in_a_forget_request_id_cannot_forge_a_line_of_the_erasure_log(client):
+    """The retention log is the audit of erasure: a request_id with a newline stays on its own line."""
+    account, consumer = unique("acct"), unique("consumer")
+    marker = unique("req")
+    request_id = f"{marker}\nFORGED forget request {marker} done: consumer {account}/everyone, files=0"
+    client.publish(GDPR_FORGET, consumer, ev.GdprForget(request_id=request_id, account_id=account,
+                                                        consumer_id=consumer))
+    log_path = client.data_dir / "logs" / "retention.log"
+    wait_until(lambda: f"forget request {marker}\\nFORGED" in log_path.read_text(),
+               what="retention to log the request")
+    assert not [line for line in log_path.read_text().splitlines() if line.startswith("FORGED")]

@@ -208,7 +208,7 @@ def test_scanner_from_settings(clamd, caplog):
     scanner = scanner_from_settings(s)
     assert isinstance(scanner, ClamdScanner) and scanner.address == clamd.address
     with caplog.at_level("WARNING", logger="shared.scanner"):
-        disabled = scanner_from_settings(Settings(clamd=""))
+        disabled = scanner_from_settings(Settings(clamd="disabled"))
     assert isinstance(disabled, DisabledScanner)
     assert any("DISABLED" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     result = asyncio.run(disabled.scan(EICAR))

@@ -1,16 +1,12 @@
 """Issue 3: hostile and malformed requests at the upload door (HTTP and bot topic)."""
 from __future__ import annotations
 
-import re
-import threading
-from pathlib import Path
-
 import httpx
 import jwt
 
 from shared.auth import mint_token
 from shared.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
-from tests.support import unique, wait_until
+from tests.support import PeakRss, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, publish_many, share_request
 
 MAX = 5 * 1024 * 1024
@@ -23,45 +19,6 @@ NOT_PHOTOS = {
     "pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "application/pdf", "x.jpg"),
     "empty": (b"", "image/jpeg", "x.jpg"),
 }
-
-
-class PeakRss:
-    """The peak resident memory of a process while the block runs: its VmHWM (high-water mark) is
-    reset at entry when the kernel allows it (/proc/<pid>/clear_refs, 5), and VmRSS is also sampled
-    every 5 ms in a thread, so a short spike between two reads is not missed either way."""
-
-    def __init__(self, pid: int):
-        self.proc = Path(f"/proc/{pid}")
-        self.baseline = self.peak = 0
-        self.hwm_reset = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _read(self, field: str) -> int:
-        return int(re.search(rf"^{field}:\s+(\d+) kB$", (self.proc / "status").read_text(), re.M).group(1)) * 1024
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._read("VmRSS"))
-
-    def __enter__(self) -> "PeakRss":
-        try:
-            (self.proc / "clear_refs").write_text("5")
-            self.hwm_reset = True
-        except OSError:
-            pass
-        self.baseline = self.peak = self._read("VmRSS")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._read("VmRSS"), self._read("VmHWM") if self.hwm_reset else 0)
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 def ready_conversation(client):

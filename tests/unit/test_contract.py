@@ -19,7 +19,7 @@ from shared.settings import METRICS_PORT_OFFSETS, Settings
 # --- Configuration -------------------------------------------------------------------------
 
 # Every FS_* variable of DESIGN.md "Configuration", with its documented default
-# (None: documented without a default value; FS_CLAMD unset = scanner disabled).
+# (None: documented without a default value; FS_CLAMD unset = the sanitizer refuses to start).
 DESIGN_DEFAULTS = {
     "FS_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
     "FS_S3_ENDPOINT": "127.0.0.1:9000",
@@ -99,7 +99,7 @@ def test_contract_default(clean_env, variable):
             assert isinstance(value, (int, float)) and not isinstance(value, bool), variable
 
 
-def test_clamd_unset_means_scanner_disabled(clean_env):
+def test_clamd_is_unset_by_default_and_empty_is_unset(clean_env):
     assert Settings().clamd is None
     clean_env.setenv("FS_CLAMD", "")
     assert Settings().clamd is None, "an empty FS_CLAMD is the same as unset"

@@ -66,9 +66,10 @@ def test_a_decoder_outside_the_allowlist_never_sees_the_bytes(monkeypatch, magic
         return original_open(self)
 
     monkeypatch.setattr(PcdImagePlugin.PcdImageFile, "_open", spying_open)
-    for entry_point in (sanitize_image, resize_image):
+    for entry_point in (lambda: sanitize_image(data, claimed, ImageLimits(), 800),
+                        lambda: resize_image(data, claimed, 800, ImageLimits())):
         with pytest.raises(ImageRejected) as caught:
-            entry_point(data, claimed, ImageLimits(), 800)
+            entry_point()
         assert caught.value.reason == "corrupt_image"  # no decoder of ours could read it
     assert reached == []
 

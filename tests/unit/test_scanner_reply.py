@@ -71,3 +71,24 @@ def test_a_scan_waits_longer_than_clamd_may_take_so_a_slow_file_gets_a_verdict_n
     assert int(compose_ms) / 1000 == CLAMD_MAX_SCAN_SECONDS  # the embedded clamd.conf uses the constant
     scanner = scanner_from_settings(type("S", (), {"clamd": "127.0.0.1:3310"})())
     assert isinstance(scanner, ClamdScanner) and scanner.scan_timeout > CLAMD_MAX_SCAN_SECONDS
+
+
+def test_the_scanner_fails_closed_unset_refuses_disabled_is_the_explicit_opt_out(caplog):
+    from prometheus_client import CollectorRegistry
+
+    from shared.scanner import ClamdScanner, DisabledScanner, ScannerNotConfigured, expose_scanner, scanner_from_settings
+    from shared.settings import ConfigurationError
+
+    for unset in (None, "", "  "):
+        with pytest.raises(ScannerNotConfigured, match="FS_CLAMD is not set") as caught:
+            scanner_from_settings(type("S", (), {"clamd": unset})())
+        assert isinstance(caught.value, ConfigurationError)  # run_service logs it and exits non-zero
+    with caplog.at_level("WARNING", logger="shared.scanner"):
+        disabled = scanner_from_settings(type("S", (), {"clamd": "disabled"})())
+    assert isinstance(disabled, DisabledScanner)
+    assert any("MALWARE SCANNING IS DISABLED" in r.getMessage() for r in caplog.records)
+    assert isinstance(scanner_from_settings(type("S", (), {"clamd": "DISABLED"})()), DisabledScanner)
+    for scanner, kind, gauge in ((disabled, "disabled", 0.0), (ClamdScanner("127.0.0.1:3310"), "clamd", 1.0)):
+        registry = CollectorRegistry()
+        assert expose_scanner(scanner, registry)() == {"scanner": kind}
+        assert registry.get_sample_value("fileshare_scanner_enabled") == gauge

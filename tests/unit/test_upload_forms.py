@@ -6,7 +6,8 @@ import asyncio
 import pytest
 from starlette.requests import Request
 
-from services.upload.forms import BodyTooLarge, read_form_limited
+from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
+from shared.httpapi import ApiError
 
 BOUNDARY = "xyzBOUNDARYxyz"
 
@@ -47,3 +48,23 @@ def test_a_body_over_the_limit_stops_being_read_even_without_a_declared_length()
 def test_a_declared_length_over_the_limit_is_refused_before_reading():
     with pytest.raises(BodyTooLarge):
         asyncio.run(read_form_limited(request_for(multipart(b"x" * 10)), limit=5))
+
+
+def test_a_body_that_is_no_multipart_form_is_malformed():
+    request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
+                      request_for(b"{}").receive)
+    with pytest.raises(MalformedForm):
+        asyncio.run(read_form_limited(request, limit=1000))
+
+
+def test_a_full_budget_is_a_503_not_a_malformed_form():
+    # The body-limit middleware raises the budget's 503 from receive(): it must reach the client as is.
+    busy = ApiError(503, "unavailable", "too many uploads in flight", {"Retry-After": "1"})
+
+    async def receive():
+        raise busy
+    request = Request({"type": "http", "method": "POST",
+                       "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())]}, receive)
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(read_form_limited(request, limit=1000))
+    assert caught.value is busy
