@@ -236,6 +236,7 @@ class EmbeddedStack:
                                      "--storage-engine", "memory://tansu/"],
                            env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
         wait_for_port(addr, proc, "tansu", log_path=self.log_dir / "kafka.log")
+        self.bootstrap()  # its memory engine starts empty: topics at every start, with their configs
 
     # --- malware scanner ---
     def start_clamd(self, db_dir: Path) -> bool:
@@ -315,12 +316,22 @@ class EmbeddedStack:
 
 
 def create_database(url: str) -> None:
-    """The database of the URL, created on the server's maintenance database when missing."""
+    """The database of the URL, created on the server's maintenance database when missing; waits while
+    the server is still starting up (it listens before it accepts connections)."""
     import psycopg
     from psycopg import sql
     from urllib.parse import urlsplit
     name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True, connect_timeout=5)
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
