@@ -31,6 +31,7 @@ from shared.topics import CONVERSATION_EVENTS, FILE_DELETED, FILE_RESIZED, MESSA
 
 from services.delivery.handlers import (DeliveryDeps, Denied, STAGE, authorize_conversation, authorize_file_access,
                                        publish_resized, record_published)
+from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def build_api(settings, service: StreamService, deps: DeliveryDeps, metrics: Del
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     add_health_routes(app, service.ready, metrics.exposition)
+    mount_consumer_pages(app, settings)
     messages = deps.messages
 
     def find(file_id: str, principal: Principal) -> ev.MessagePublished:

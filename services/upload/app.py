@@ -25,6 +25,7 @@ from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, read_form_limit
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       already_accepted, file_id_for, settle_kept_originals)
 from services.upload.metrics import UploadMetrics
+from services.upload.pages import mount_agent_pages
 from services.upload.policy import Refused, capabilities, check_conversation, check_may_send_at_all
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def build_app(settings) -> FastAPI:
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
     add_health_routes(app, ready, metrics.exposition)
+    mount_agent_pages(app, settings)
     app.state.deps = deps
 
     @app.post("/v1/accounts/{account_id}/conversations/{conversation_id}/files", status_code=202,
