@@ -1,0 +1,167 @@
+"""The agent workspace (`/agent/` on upload) in a real browser, against the whole embedded stack."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.browser.support import (agent_url, eicar_jpeg, file_payload, held, off_loop, open_web_conversation,
+                                   photo_jpeg)
+from tests.support import unique, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def attach(page: Page):
+    return page.get_by_role("button", name="Attach photo")
+
+
+def choose_photo(page: Page, data: bytes, caption: str) -> None:
+    """Attach photo → the file browser → the preview: type a caption, press Send."""
+    with page.expect_file_chooser() as chooser:
+        attach(page).click()
+    assert chooser.value.is_multiple() is False
+    chooser.value.set_files(file_payload(data))
+    preview = page.get_by_role("dialog", name="Send a photo")
+    expect(preview.get_by_role("img", name="Preview of the chosen photo")).to_be_visible()
+    preview.get_by_label("Caption").fill(caption)
+    preview.get_by_role("button", name="Send").click()
+    expect(preview).to_be_hidden()
+
+
+def sending_item(page: Page, caption: str):
+    return page.get_by_role("list", name="Photos being sent").get_by_role("listitem").filter(has_text=caption)
+
+
+def delivered_item(page: Page, caption: str):
+    return page.get_by_role("list", name="Delivered photos").get_by_role("listitem").filter(has_text=caption)
+
+
+def test_attach_photo_enabled_in_an_open_web_conversation(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account, {"agent": ["send_files_local"]})
+    page.goto(agent_url(client, account, conversation))
+    expect(attach(page)).to_be_enabled()
+    with page.expect_file_chooser() as chooser:
+        attach(page).click()
+    accept = chooser.value.element.get_attribute("accept").split(",")
+    assert {"image/jpeg", "image/png", "image/gif", ".jpg", ".jpeg", ".png", ".gif"} == set(accept)
+
+
+def test_attach_photo_absent_without_the_permission(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account, {"agent": ["send_files_widget"]})
+    page.goto(agent_url(client, account, conversation))
+    expect(page.get_by_role("heading", name=f"Conversation {conversation}")).to_be_visible()
+    expect(page.get_by_role("list", name="Delivered photos")).to_be_attached()
+    # Capabilities have answered (the transcript is empty), and there is no attach button at all.
+    expect(page.get_by_text("No photos in this conversation yet.")).to_be_visible()
+    expect(attach(page)).to_have_count(0)
+
+
+@pytest.mark.parametrize("situation, reason", [
+    ("sms", "This conversation's channel cannot receive photos (only web messaging can)."),
+    ("closed", "This conversation is closed. A photo cannot reopen it."),
+])
+def test_attach_photo_disabled_with_the_reason(client, page, situation, reason):
+    account = unique("acct")
+    conversation, consumer = open_web_conversation(client, account, channel="sms" if situation == "sms" else "web")
+    if situation == "closed":
+        off_loop(client.conversation, account, conversation, consumer, kind="conversation.closed")
+        wait_until(lambda: client.capabilities(account, conversation)["reason"] == "conversation_closed",
+                   what="upload to learn the conversation is closed")
+    page.goto(agent_url(client, account, conversation))
+    expect(attach(page)).to_be_disabled()
+    expect(attach(page)).to_have_attribute("title", reason)
+    expect(page.get_by_text(reason)).to_be_visible()
+
+
+def test_send_a_photo_pending_then_delivered_download_and_full_page(client, stack, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation))
+    caption = "The router's reset button"
+    with held(stack, "sanitizer"):
+        choose_photo(page, photo_jpeg(1600, 1200), caption)
+        pending = sending_item(page, caption)
+        expect(pending).to_be_visible()
+        expect(pending).to_contain_text("Sending")
+    photo = delivered_item(page, caption).get_by_role("img", name=caption)
+    expect(photo).to_be_visible()
+    expect(photo).to_have_js_property("naturalWidth", 800)
+    expect(sending_item(page, caption)).to_have_count(0)
+
+    with page.expect_download() as download:
+        delivered_item(page, caption).get_by_role("link", name="Download").click()
+    saved = Image.open(io.BytesIO(download.value.path().read_bytes()))
+    assert (saved.format, saved.size) == ("JPEG", (800, 600))
+    assert download.value.suggested_filename.endswith(".jpg")
+
+    photo.click()
+    viewer = page.get_by_role("dialog")
+    expect(viewer).to_be_visible()
+    expect(viewer.get_by_role("img", name=caption)).to_be_visible()
+    expect(viewer).to_contain_text(caption)
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+
+def test_a_photo_without_caption_has_alt_photo(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation))
+    choose_photo(page, photo_jpeg(400, 300, seed=3), "")
+    expect(page.get_by_role("list", name="Delivered photos").get_by_role("img", name="Photo", exact=True)).to_be_visible()
+
+
+def test_the_agent_keeps_working_while_a_photo_is_processed(client, stack, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    other, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation, other))
+    caption = "Invoice, page 2"
+    message = page.get_by_label("Message", exact=True)
+    with held(stack, "sanitizer"):
+        choose_photo(page, photo_jpeg(), caption)
+        expect(sending_item(page, caption)).to_be_visible()
+        message.fill("One moment, I am sending you the invoice")
+        expect(message).to_be_focused()
+        page.get_by_role("button", name=other).click()
+        expect(page.get_by_role("heading", name=f"Conversation {other}")).to_be_visible()
+        expect(message).to_have_value("")
+        message.fill("Draft for the other conversation")
+        expect(page.get_by_role("button", name=conversation)).to_contain_text("1 sending")
+    expect(page.get_by_role("button", name=conversation)).to_contain_text("1 new")
+    page.get_by_role("button", name=conversation).click()
+    expect(message).to_have_value("One moment, I am sending you the invoice")
+    expect(delivered_item(page, caption).get_by_role("img", name=caption)).to_be_visible()
+    page.get_by_role("button", name=other).click()
+    expect(message).to_have_value("Draft for the other conversation")
+
+
+def test_a_rejected_photo_shows_its_reason(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation))
+    caption = "Suspicious attachment"
+    choose_photo(page, eicar_jpeg(), caption)
+    item = sending_item(page, caption)
+    expect(item).to_contain_text("Not sent")
+    expect(item.get_by_role("alert")).to_have_text("The photo was blocked by the malware scan and was not sent.")
+    expect(page.get_by_role("list", name="Delivered photos").get_by_role("img")).to_have_count(0)
+
+
+def test_pages_are_served_with_a_strict_content_security_policy(client):
+    for url in (f"{client.upload_url}/agent/", f"{client.upload_url}/agent/widget-sdk.js",
+                f"{client.delivery_url}/consumer/"):
+        r = client.http.get(url)
+        assert r.status_code == 200, url
+        policy = dict(d.strip().split(" ", 1) for d in r.headers["content-security-policy"].split(";"))
+        assert policy["default-src"] == "'self'" and policy["script-src"] == "'self'"
+        for directive in ("img-src", "connect-src"):
+            sources = set(policy[directive].split())
+            assert sources - {"'self'", client.upload_url, client.delivery_url, "blob:", "data:"} == set(), directive
+        assert "unsafe" not in r.headers["content-security-policy"]
+    assert client.http.get(f"{client.upload_url}/agent/../app.py").status_code == 404
