@@ -99,3 +99,17 @@ export function syncPhotos(list, messages, render) {
     previous = node;
   }
 }
+
+/** Keeps a scrolling transcript at its newest item while the reader is there (also as photos load). */
+export function followBottom(container) {
+  let stuck = true;
+  const nearBottom = () => container.scrollHeight - container.scrollTop - container.clientHeight < 80;
+  const stick = () => { if (stuck) container.scrollTop = container.scrollHeight; };
+  container.addEventListener("scroll", () => { stuck = nearBottom(); });
+  container.addEventListener("load", stick, true); // images growing the list
+  return {
+    stick,
+    /** Jump to the newest item whatever the reader was looking at (after the user sent something). */
+    jump() { stuck = true; stick(); },
+  };
+}

@@ -1,7 +1,7 @@
 // The consumer view: the conversation's photos in order, each with its caption; a click opens it
 // full screen. A caller who may not see the conversation gets a readable message, never a photo.
 import { Api, el, every, loadConfig, readFragment, reasonText } from "./common/api.js";
-import { photoFigure, syncPhotos } from "./common/photos.js";
+import { followBottom, photoFigure, syncPhotos } from "./common/photos.js";
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 2000;
@@ -27,6 +27,7 @@ async function start() {
     refuse(reasonText(error.code));
     return;
   }
+  const bottom = followBottom($("transcript"));
   const timer = every(REFRESH_MS, async () => {
     let answer;
     try {
@@ -41,12 +42,10 @@ async function start() {
       clearInterval(timer);
       return;
     }
-    const transcript = $("transcript");
-    const before = $("photos").children.length;
     syncPhotos($("photos"), answer.messages, (message) => el("li", { className: "item incoming",
       "data-file-id": message.file_id }, photoFigure(api, message)));
     $("empty").hidden = answer.messages.length > 0;
-    if ($("photos").children.length > before) transcript.scrollTop = transcript.scrollHeight;
+    bottom.stick();
   });
 }
 

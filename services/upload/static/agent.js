@@ -2,7 +2,7 @@
 // capabilities API, a preview before sending, and live progress of every photo being sent.
 import { Api, ApiError, claimsOf, el, every, formatTime, loadConfig, readFragment, reasonText, sendWithRetry }
   from "./common/api.js";
-import { photoFigure, syncPhotos } from "./common/photos.js";
+import { followBottom, photoFigure, syncPhotos } from "./common/photos.js";
 import { openPreview } from "./common/preview.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +16,7 @@ const REFRESH_MS = 2000;
 const STATUS_MS = 1000;
 
 const fragment = readFragment();
+const bottom = followBottom($("transcript"));
 const claims = claimsOf(fragment.token);
 const state = {
   api: null,
@@ -63,6 +64,7 @@ function select(id) {
   $("conversation-sub").textContent = `Account ${state.account}`;
   $("message").value = next.draft;
   $("delivered").replaceChildren();
+  bottom.jump();
   renderCapabilities(next.caps);
   renderOutbox();
   renderConversationList();
@@ -105,9 +107,6 @@ async function refresh() {
 
 function renderMessages(messages) {
   const delivered = new Set(messages.map((m) => m.file_id));
-  const transcript = $("transcript");
-  const atBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 80;
-  const before = $("delivered").children.length;
   syncPhotos($("delivered"), messages, (message) => {
     const mine = message.sender?.id === claims.sub;
     const who = mine ? "You" : `${message.sender?.id || "Unknown"}${message.source === "widget" ? " · widget" : ""}`;
@@ -123,7 +122,7 @@ function renderMessages(messages) {
   }
   renderOutbox();
   $("empty").hidden = messages.length > 0 || c.outbox.size > 0;
-  if (atBottom || $("delivered").children.length > before) transcript.scrollTop = transcript.scrollHeight;
+  bottom.stick();
 }
 
 // ---------------------------------------------------------------- sending
@@ -188,7 +187,7 @@ async function send(file) {
   c.outbox.set(entry.localId, entry);
   renderOutbox();
   renderConversationList();
-  $("transcript").scrollTop = $("transcript").scrollHeight;
+  bottom.jump();
   try {
     const accepted = await sendWithRetry(state.api, state.account, id, file, choice.caption, "local");
     entry.fileId = accepted.file_id;
