@@ -116,6 +116,39 @@ def test_a_photo_without_caption_has_alt_photo(client, page):
     expect(page.get_by_role("list", name="Delivered photos").get_by_role("img", name="Photo", exact=True)).to_be_visible()
 
 
+def test_the_whole_flow_works_by_keyboard(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation))
+    expect(attach(page)).to_be_enabled()
+    page.get_by_label("Message", exact=True).focus()
+    page.keyboard.press("Shift+Tab")  # the attach button sits just before the message input
+    expect(attach(page)).to_be_focused()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press(" ")
+    chooser.value.set_files(file_payload(photo_jpeg(800, 600, seed=5)))
+    preview = page.get_by_role("dialog", name="Send a photo")
+    expect(preview.get_by_label("Caption")).to_be_focused()
+    page.keyboard.type("Sent without a mouse")
+    page.keyboard.press("Tab")
+    expect(preview.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(preview.get_by_role("button", name="Send")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(preview).to_be_hidden()
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
+    opener = delivered_item(page, "Sent without a mouse").get_by_role("link", name="Sent without a mouse")
+    expect(opener.get_by_role("img")).to_have_js_property("naturalWidth", 800)
+    opener.focus()
+    page.keyboard.press("Enter")
+    viewer = page.get_by_role("dialog", name="Photo: Sent without a mouse")
+    expect(viewer).to_be_visible()
+    expect(viewer.get_by_role("button", name="Close")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    expect(opener).to_be_focused()
+
+
 def test_the_agent_keeps_working_while_a_photo_is_processed(client, stack, page):
     account = unique("acct")
     conversation, _ = open_web_conversation(client, account)
@@ -164,4 +197,5 @@ def test_pages_are_served_with_a_strict_content_security_policy(client):
             sources = set(policy[directive].split())
             assert sources - {"'self'", client.upload_url, client.delivery_url, "blob:", "data:"} == set(), directive
         assert "unsafe" not in r.headers["content-security-policy"]
-    assert client.http.get(f"{client.upload_url}/agent/../app.py").status_code == 404
+    for path in ("/agent/pages.py", "/agent/..%2Fapp.py", "/agent/common/../../upload/app.py"):
+        assert client.http.get(f"{client.upload_url}{path}").status_code == 404, path
