@@ -10,8 +10,10 @@ from tests.browser.support import launch
 expect.set_options(timeout=30_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium per test module. Not per session: Playwright's sync API keeps an event loop
+    running in this thread while it is open, and tests after these ones call asyncio.run."""
     with sync_playwright() as playwright:
         browser = launch(playwright)
         yield browser

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from playwright.sync_api import expect, sync_playwright
 
 from shared.embedded import running_stack
-from shared.embedded_clamd import clamd_binary, write_test_signatures
+from shared.embedded_clamd import EICAR, clamd_binary, write_test_signatures
 from tests.browser.support import agent_url, consumer_url, file_payload, held, launch
 from tests.imagecorpus import to_jpeg
 from tests.support import Client
@@ -96,6 +96,16 @@ def shoot(browser, client: Client, stack) -> None:
     page.get_by_role("dialog").get_by_role("img").evaluate("img => img.decode()")
     page.screenshot(path=DOCS / "agent-full-page.png")
     page.keyboard.press("Escape")
+    if stack.env.get("FS_CLAMD"):  # a photo the malware scan refuses (the EICAR test string appended)
+        page.get_by_role("button", name=OTHER).click()
+        with page.expect_file_chooser() as chooser:
+            page.get_by_role("button", name="Attach photo").click()
+        chooser.value.set_files(file_payload(device_photo("reset") + EICAR))
+        dialog = page.get_by_role("dialog", name="Send a photo")
+        dialog.get_by_label("Caption").fill("The label on the box")
+        dialog.get_by_role("button", name="Send").click()
+        expect(page.get_by_text("Not sent", exact=True)).to_be_visible()
+        page.screenshot(path=DOCS / "agent-rejected.png")
     page.get_by_role("button", name=SMS).click()
     expect(page.get_by_role("button", name="Attach photo")).to_be_disabled()
     page.screenshot(path=DOCS / "agent-sms-disabled.png")
