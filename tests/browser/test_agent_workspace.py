@@ -174,6 +174,20 @@ def test_the_agent_keeps_working_while_a_photo_is_processed(client, stack, page)
     expect(message).to_have_value("Draft for the other conversation")
 
 
+def test_a_photo_being_sent_is_still_shown_after_a_reload(client, stack, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation))
+    caption = "Sent just before a reload"
+    with held(stack, "sanitizer"):
+        choose_photo(page, photo_jpeg(), caption)
+        expect(sending_item(page, caption)).to_contain_text("Checking the photo")
+        page.reload()
+        expect(sending_item(page, caption)).to_contain_text("Sending")
+    expect(delivered_item(page, caption).get_by_role("img", name=caption)).to_be_visible()
+    expect(sending_item(page, caption)).to_have_count(0)
+
+
 def test_a_rejected_photo_shows_its_reason(client, page):
     account = unique("acct")
     conversation, _ = open_web_conversation(client, account)

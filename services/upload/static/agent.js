@@ -114,11 +114,8 @@ function renderMessages(messages) {
     return el("li", { className: `item ${mine ? "outgoing" : "incoming"}`, "data-file-id": message.file_id }, figure);
   });
   const c = conversation(state.current);
-  for (const [localId, entry] of c.outbox) {
-    if (entry.fileId && delivered.has(entry.fileId)) {
-      URL.revokeObjectURL(entry.previewUrl);
-      c.outbox.delete(localId);
-    }
+  for (const entry of [...c.outbox.values()]) {
+    if (entry.fileId && delivered.has(entry.fileId)) forget(entry);
   }
   renderOutbox();
   $("empty").hidden = messages.length > 0 || c.outbox.size > 0;
@@ -143,8 +140,7 @@ function outboxItem(entry) {
   const badge = el("span", { className: "badge" });
   const dismiss = el("button", { type: "button", className: "link-button", text: "Dismiss" });
   dismiss.addEventListener("click", () => {
-    conversation(entry.conversation).outbox.delete(entry.localId);
-    URL.revokeObjectURL(entry.previewUrl);
+    forget(entry);
     renderOutbox();
     renderConversationList();
     $("message").focus();
@@ -152,7 +148,8 @@ function outboxItem(entry) {
   const node = el("li", { className: "item outgoing" },
     el("figure", { className: "photo" },
       el("div", { className: "photo-frame" },
-        el("img", { src: entry.previewUrl, alt: "", className: "photo-img" }),
+        entry.previewUrl ? el("img", { src: entry.previewUrl, alt: "", className: "photo-img" })
+          : el("div", { className: "photo-placeholder", "aria-hidden": "true" }),
         el("span", { className: "spinner", "aria-hidden": "true" })),
       entry.caption ? el("figcaption", { className: "photo-caption", text: entry.caption }) : null,
       el("div", { className: "photo-meta" }, badge,
@@ -204,7 +201,37 @@ function settle(entry, outcome, reason) {
   entry.reason = reason;
 }
 
+function forget(entry) {
+  conversation(entry.conversation).outbox.delete(entry.localId);
+  if (entry.previewUrl) URL.revokeObjectURL(entry.previewUrl);
+  saveOutbox();
+}
+
+// Photos being sent (and refusals not yet dismissed) outlive a reload of this tab: their ids, not
+// the photos, are kept in sessionStorage (per tab, per origin; never the token).
+const OUTBOX_KEY = "fileshare.outbox";
+
+function saveOutbox() {
+  const kept = [...state.conversations.values()].flatMap((c) => [...c.outbox.values()])
+    .filter((e) => e.fileId || e.state === "rejected")
+    .map(({ localId, conversation: conv, caption, fileId, stage, state: st, reason, sentAt }) =>
+      ({ localId, conversation: conv, caption, fileId, stage, state: st, reason, sentAt }));
+  try { sessionStorage.setItem(OUTBOX_KEY, JSON.stringify({ account: state.account, kept })); } catch { /* full */ }
+}
+
+function restoreOutbox() {
+  let saved;
+  try { saved = JSON.parse(sessionStorage.getItem(OUTBOX_KEY) || "null"); } catch { saved = null; }
+  if (!saved || saved.account !== state.account) return;
+  for (const entry of saved.kept) {
+    entry.sentAt = new Date(entry.sentAt);
+    conversation(entry.conversation).outbox.set(entry.localId, entry);
+    if (entry.state === "pending" && entry.fileId) follow(entry);
+  }
+}
+
 function changed(entry) {
+  saveOutbox();
   if (entry.conversation === state.current) {
     if (entry.node) updateOutboxItem(entry);
     if (entry.stage === "published") refresh();
@@ -224,9 +251,9 @@ function follow(entry) {
       if (error.code === "unavailable") return; // try again on the next tick
       status = { status: "rejected", reason: error.code };
     }
+    if (["published", "rejected", "deleted"].includes(status.status)) clearInterval(timer);
     if (status.status === entry.stage) return;
     entry.stage = status.status;
-    if (["published", "rejected", "deleted"].includes(status.status)) clearInterval(timer);
     if (status.status === "rejected" || status.status === "deleted") {
       settle(entry, "rejected", status.reason || "gone");
     }
@@ -271,6 +298,7 @@ async function start() {
   }
   state.api = new Api(state.config, fragment.token);
   for (const id of fragment.conversations) conversation(id);
+  restoreOutbox();
   if (fragment.conversations.length) select(fragment.conversations[0]);
   else renderConversationList();
   every(REFRESH_MS, refresh);
