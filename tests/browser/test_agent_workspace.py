@@ -170,8 +170,10 @@ def test_the_agent_keeps_working_while_a_photo_is_processed(client, stack, page)
     page.get_by_role("button", name=conversation).click()
     expect(message).to_have_value("One moment, I am sending you the invoice")
     expect(delivered_item(page, caption).get_by_role("img", name=caption)).to_be_visible()
-    page.get_by_role("button", name=other).click()
+    page.get_by_role("button", name=other).focus()
+    page.keyboard.press("Enter")  # switching by keyboard keeps the focus on the list
     expect(message).to_have_value("Draft for the other conversation")
+    expect(page.get_by_role("button", name=other)).to_be_focused()
 
 
 def test_a_photo_being_sent_is_still_shown_after_a_reload(client, stack, page):

@@ -42,9 +42,10 @@ function showAlert(text) {
 
 function renderConversationList() {
   const list = $("conversations");
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.conversation : null;
   list.replaceChildren(...[...state.conversations.values()].map((c) => {
     const sending = [...c.outbox.values()].filter((e) => e.state === "pending" && e.stage !== "published").length;
-    const button = el("button", { type: "button", className: "conversation-link",
+    const button = el("button", { type: "button", className: "conversation-link", "data-conversation": c.id,
       "aria-current": c.id === state.current ? "page" : null },
       el("span", { className: "conversation-name", text: c.id }),
       sending ? el("span", { className: "badge", text: `${sending} sending` }) : null,
@@ -52,6 +53,8 @@ function renderConversationList() {
     button.addEventListener("click", () => select(c.id));
     return el("li", {}, button);
   }));
+  // Re-rendered on every change: a keyboard user keeps their place in the list.
+  if (focused !== null) list.querySelector(`[data-conversation="${CSS.escape(focused)}"]`)?.focus();
 }
 
 function select(id) {
