@@ -125,7 +125,7 @@ def test_the_whole_flow_works_by_keyboard(client, page):
     page.keyboard.press("Shift+Tab")  # the attach button sits just before the message input
     expect(attach(page)).to_be_focused()
     with page.expect_file_chooser() as chooser:
-        page.keyboard.press(" ")
+        page.keyboard.press("Enter")
     chooser.value.set_files(file_payload(photo_jpeg(800, 600, seed=5)))
     preview = page.get_by_role("dialog", name="Send a photo")
     expect(preview.get_by_label("Caption")).to_be_focused()
