@@ -213,5 +213,13 @@ def test_pages_are_served_with_a_strict_content_security_policy(client):
             sources = set(policy[directive].split())
             assert sources - {"'self'", client.upload_url, client.delivery_url, "blob:", "data:"} == set(), directive
         assert "unsafe" not in r.headers["content-security-policy"]
+    # Delivery answers CORS for the upload origin (the agent workspace), and for no other.
+    preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+    r = client.http.options(f"{client.delivery_url}/v1/conversations/c/messages",
+                            headers={"Origin": client.upload_url, **preflight})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == client.upload_url
+    r = client.http.options(f"{client.delivery_url}/v1/conversations/c/messages",
+                            headers={"Origin": "http://elsewhere.example", **preflight})
+    assert "access-control-allow-origin" not in r.headers
     for path in ("/agent/pages.py", "/agent/..%2Fapp.py", "/agent/common/../../upload/app.py"):
         assert client.http.get(f"{client.upload_url}{path}").status_code == 404, path
