@@ -15,6 +15,9 @@ export function openPreview(file, { maxBytes = 5 * 1024 * 1024, maxCaption = 200
   return new Promise((resolve) => {
     const url = URL.createObjectURL(file);
     const tooLarge = file.size > maxBytes;
+    const image = el("img", { src: url, alt: "Preview of the chosen photo", className: "preview-img" });
+    image.addEventListener("error", () => image.replaceWith(el("p", { className: "preview-none",
+      text: "No preview: this file does not look like a photo." })));
     const caption = el("textarea", { id: "fs-preview-caption", className: "field", rows: 2, maxLength: maxCaption,
       placeholder: "Add a caption (optional)" });
     const counter = el("span", { className: "counter", "aria-live": "off", text: `0 / ${maxCaption}` });
@@ -23,7 +26,7 @@ export function openPreview(file, { maxBytes = 5 * 1024 * 1024, maxCaption = 200
     const form = el("form", { method: "dialog", className: "preview-form" },
       el("h2", { id: "fs-preview-title", className: "dialog-title", text: "Send a photo" }),
       destination ? el("p", { className: "dialog-subtitle", text: destination }) : null,
-      el("div", { className: "preview-frame" }, el("img", { src: url, alt: "Preview of the chosen photo", className: "preview-img" })),
+      el("div", { className: "preview-frame" }, image),
       el("p", { className: "preview-file" },
         el("span", { className: "preview-name", text: file.name || "Photo" }), ` · ${formatBytes(file.size)}`),
       tooLarge ? el("p", { role: "alert", className: "notice error",

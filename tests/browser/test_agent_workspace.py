@@ -202,6 +202,37 @@ def test_a_rejected_photo_shows_its_reason(client, page):
     expect(page.get_by_role("list", name="Delivered photos").get_by_role("img")).to_have_count(0)
 
 
+def test_a_photo_over_the_size_limit_is_refused_in_the_preview(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation))
+    with page.expect_file_chooser() as chooser:
+        attach(page).click()
+    chooser.value.set_files(file_payload(photo_jpeg(400, 300) + bytes(6 * 1024 * 1024)))
+    preview = page.get_by_role("dialog", name="Send a photo")
+    expect(preview.get_by_role("alert")).to_contain_text("the limit is 5.0 MB")
+    expect(preview.get_by_role("button", name="Send")).to_be_disabled()
+    page.keyboard.press("Escape")
+    expect(preview).to_be_hidden()
+    expect(page.get_by_role("list", name="Photos being sent").get_by_role("listitem")).to_have_count(0)
+
+
+def test_a_file_that_is_not_a_photo_is_refused_with_the_reason(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    page.goto(agent_url(client, account, conversation))
+    with page.expect_file_chooser() as chooser:
+        attach(page).click()
+    chooser.value.set_files(file_payload(b"%PDF-1.4 not a photo at all", name="invoice.png", mime="image/png"))
+    preview = page.get_by_role("dialog", name="Send a photo")
+    preview.get_by_label("Caption").fill("The invoice")
+    preview.get_by_role("button", name="Send").click()
+    item = sending_item(page, "The invoice")
+    expect(item.get_by_role("alert")).to_have_text("Only JPEG, PNG and GIF photos can be sent.")
+    item.get_by_role("button", name="Dismiss").click()
+    expect(item).to_have_count(0)
+
+
 def test_pages_are_served_with_a_strict_content_security_policy(client):
     for url in (f"{client.upload_url}/agent/", f"{client.upload_url}/agent/widget-sdk.js",
                 f"{client.delivery_url}/consumer/"):
