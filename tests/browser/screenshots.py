@@ -15,7 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from shared.embedded import running_stack
 from shared.embedded_clamd import EICAR, clamd_binary, write_test_signatures
-from tests.browser.support import agent_url, consumer_url, file_payload, held, launch
+from tests.browser.support import agent_url, consumer_url, file_payload, held, launch, preview_of, send_from
 from tests.imagecorpus import to_jpeg
 from tests.support import Client
 
@@ -78,10 +78,7 @@ def shoot(browser, client: Client, stack) -> None:
     expect(page.get_by_role("img", name="This is the reset button on the back of your router.")).to_be_visible()
     caption = "And this is the cable that goes into the port next to it."
     with held(stack, "sanitizer"):
-        with page.expect_file_chooser() as chooser:
-            page.get_by_role("button", name="Attach photo").click()
-        chooser.value.set_files(file_payload(device_photo("cable")))
-        dialog = page.get_by_role("dialog", name="Send a photo")
+        dialog = preview_of(page, file_payload(device_photo("cable")))
         dialog.get_by_label("Caption").fill(caption)
         dialog.get_by_role("img").evaluate("img => img.decode()")
         page.screenshot(path=DOCS / "agent-preview.png")
@@ -98,12 +95,7 @@ def shoot(browser, client: Client, stack) -> None:
     page.keyboard.press("Escape")
     if stack.env.get("FS_CLAMD"):  # a photo the malware scan refuses (the EICAR test string appended)
         page.get_by_role("button", name=OTHER).click()
-        with page.expect_file_chooser() as chooser:
-            page.get_by_role("button", name="Attach photo").click()
-        chooser.value.set_files(file_payload(device_photo("reset") + EICAR))
-        dialog = page.get_by_role("dialog", name="Send a photo")
-        dialog.get_by_label("Caption").fill("The label on the box")
-        dialog.get_by_role("button", name="Send").click()
+        send_from(preview_of(page, file_payload(device_photo("reset") + EICAR)), "The label on the box")
         expect(page.get_by_text("Not sent", exact=True)).to_be_visible()
         page.screenshot(path=DOCS / "agent-rejected.png")
     page.get_by_role("button", name=SMS).click()

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, Playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 
 from shared.embedded import EmbeddedStack
 from shared.webpages import page_url
@@ -57,6 +57,21 @@ def eicar_jpeg() -> bytes:
 def file_payload(data: bytes, name: str = "photo.jpg", mime: str = "image/jpeg") -> dict:
     """What Playwright's set_files takes for a file chosen in the browser's file dialog."""
     return {"name": name, "mimeType": mime, "buffer": data}
+
+
+def preview_of(page: Page, payload: dict) -> Locator:
+    """Attach photo → the browser's file dialog → `payload` chosen: the preview dialog."""
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Attach photo").click()
+    chooser.value.set_files(payload)
+    return page.get_by_role("dialog", name="Send a photo")
+
+
+def send_from(preview: Locator, caption: str) -> None:
+    """In the preview: type the caption, press Send; the preview closes."""
+    preview.get_by_label("Caption").fill(caption)
+    preview.get_by_role("button", name="Send").click()
+    expect(preview).to_be_hidden()
 
 
 def off_loop(fn, *args, **kwargs):

@@ -8,7 +8,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.browser.support import (agent_url, eicar_jpeg, file_payload, held, off_loop, open_web_conversation,
-                                   photo_jpeg)
+                                   photo_jpeg, preview_of, send_from)
 from tests.support import unique, wait_until
 
 pytestmark = pytest.mark.integration
@@ -19,16 +19,18 @@ def attach(page: Page):
 
 
 def choose_photo(page: Page, data: bytes, caption: str) -> None:
-    """Attach photo → the file browser → the preview: type a caption, press Send."""
-    with page.expect_file_chooser() as chooser:
-        attach(page).click()
-    assert chooser.value.is_multiple() is False
-    chooser.value.set_files(file_payload(data))
-    preview = page.get_by_role("dialog", name="Send a photo")
+    """Attach photo → the file browser → the preview (showing the photo): a caption, Send."""
+    preview = preview_of(page, file_payload(data))
     expect(preview.get_by_role("img", name="Preview of the chosen photo")).to_be_visible()
-    preview.get_by_label("Caption").fill(caption)
-    preview.get_by_role("button", name="Send").click()
-    expect(preview).to_be_hidden()
+    send_from(preview, caption)
+
+
+def workspace(client, page: Page, permissions: dict | None = None, channel: str = "web") -> tuple[str, str]:
+    """An account, an open conversation, and the agent workspace on it: (account, conversation)."""
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account, permissions, channel=channel)
+    page.goto(agent_url(client, account, conversation))
+    return account, conversation
 
 
 def sending_item(page: Page, caption: str):
@@ -40,9 +42,7 @@ def delivered_item(page: Page, caption: str):
 
 
 def test_attach_photo_enabled_in_an_open_web_conversation(client, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account, {"agent": ["send_files_local"]})
-    page.goto(agent_url(client, account, conversation))
+    workspace(client, page, {"agent": ["send_files_local"]})
     expect(attach(page)).to_be_enabled()
     with page.expect_file_chooser() as chooser:
         attach(page).click()
@@ -51,9 +51,7 @@ def test_attach_photo_enabled_in_an_open_web_conversation(client, page):
 
 
 def test_attach_photo_absent_without_the_permission(client, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account, {"agent": ["send_files_widget"]})
-    page.goto(agent_url(client, account, conversation))
+    _, conversation = workspace(client, page, {"agent": ["send_files_widget"]})
     expect(page.get_by_role("heading", name=f"Conversation {conversation}")).to_be_visible()
     expect(page.get_by_role("list", name="Delivered photos")).to_be_attached()
     # Capabilities have answered (the transcript is empty), and there is no attach button at all.
@@ -79,9 +77,7 @@ def test_attach_photo_disabled_with_the_reason(client, page, situation, reason):
 
 
 def test_send_a_photo_pending_then_delivered_download_and_full_page(client, stack, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account)
-    page.goto(agent_url(client, account, conversation))
+    account, conversation = workspace(client, page)
     caption = "The router's reset button"
     with held(stack, "sanitizer"):
         choose_photo(page, photo_jpeg(1600, 1200), caption)
@@ -109,23 +105,20 @@ def test_send_a_photo_pending_then_delivered_download_and_full_page(client, stac
 
 
 def test_a_photo_without_caption_has_alt_photo(client, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account)
-    page.goto(agent_url(client, account, conversation))
+    account, conversation = workspace(client, page)
     choose_photo(page, photo_jpeg(400, 300, seed=3), "")
     expect(page.get_by_role("list", name="Delivered photos").get_by_role("img", name="Photo", exact=True)).to_be_visible()
 
 
 def test_the_whole_flow_works_by_keyboard(client, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account)
-    page.goto(agent_url(client, account, conversation))
+    account, conversation = workspace(client, page)
     expect(attach(page)).to_be_enabled()
     page.get_by_label("Message", exact=True).focus()
     page.keyboard.press("Shift+Tab")  # the attach button sits just before the message input
     expect(attach(page)).to_be_focused()
+    # Space activates the button (so does Enter; Playwright's file-dialog event arrives reliably for Space)
     with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
+        page.keyboard.press(" ")
     chooser.value.set_files(file_payload(photo_jpeg(800, 600, seed=5)))
     preview = page.get_by_role("dialog", name="Send a photo")
     expect(preview.get_by_label("Caption")).to_be_focused()
@@ -177,9 +170,7 @@ def test_the_agent_keeps_working_while_a_photo_is_processed(client, stack, page)
 
 
 def test_a_photo_being_sent_is_still_shown_after_a_reload(client, stack, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account)
-    page.goto(agent_url(client, account, conversation))
+    account, conversation = workspace(client, page)
     caption = "Sent just before a reload"
     with held(stack, "sanitizer"):
         choose_photo(page, photo_jpeg(), caption)
@@ -191,9 +182,7 @@ def test_a_photo_being_sent_is_still_shown_after_a_reload(client, stack, page):
 
 
 def test_a_rejected_photo_shows_its_reason(client, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account)
-    page.goto(agent_url(client, account, conversation))
+    account, conversation = workspace(client, page)
     caption = "Suspicious attachment"
     choose_photo(page, eicar_jpeg(), caption)
     item = sending_item(page, caption)
@@ -203,13 +192,8 @@ def test_a_rejected_photo_shows_its_reason(client, page):
 
 
 def test_a_photo_over_the_size_limit_is_refused_in_the_preview(client, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account)
-    page.goto(agent_url(client, account, conversation))
-    with page.expect_file_chooser() as chooser:
-        attach(page).click()
-    chooser.value.set_files(file_payload(photo_jpeg(400, 300) + bytes(6 * 1024 * 1024)))
-    preview = page.get_by_role("dialog", name="Send a photo")
+    account, conversation = workspace(client, page)
+    preview = preview_of(page, file_payload(photo_jpeg(400, 300) + bytes(6 * 1024 * 1024)))
     expect(preview.get_by_role("alert")).to_contain_text("the limit is 5.0 MB")
     expect(preview.get_by_role("button", name="Send")).to_be_disabled()
     page.keyboard.press("Escape")
@@ -218,15 +202,9 @@ def test_a_photo_over_the_size_limit_is_refused_in_the_preview(client, page):
 
 
 def test_a_file_that_is_not_a_photo_is_refused_with_the_reason(client, page):
-    account = unique("acct")
-    conversation, _ = open_web_conversation(client, account)
-    page.goto(agent_url(client, account, conversation))
-    with page.expect_file_chooser() as chooser:
-        attach(page).click()
-    chooser.value.set_files(file_payload(b"%PDF-1.4 not a photo at all", name="invoice.png", mime="image/png"))
-    preview = page.get_by_role("dialog", name="Send a photo")
-    preview.get_by_label("Caption").fill("The invoice")
-    preview.get_by_role("button", name="Send").click()
+    account, conversation = workspace(client, page)
+    send_from(preview_of(page, file_payload(b"%PDF-1.4 not a photo at all", name="invoice.png", mime="image/png")),
+              "The invoice")
     item = sending_item(page, "The invoice")
     expect(item.get_by_role("alert")).to_have_text("Only JPEG, PNG and GIF photos can be sent.")
     item.get_by_role("button", name="Dismiss").click()
