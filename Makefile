@@ -2,7 +2,7 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: run test bench install
+.PHONY: run test bench screenshots install
 
 install:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -16,3 +16,6 @@ test: install
 
 bench: install
 	@$(UV) run --frozen python -m bench
+
+screenshots: install
+	@$(UV) run --frozen python -m tests.browser.screenshots

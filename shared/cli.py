@@ -2,6 +2,7 @@
 
   fileshare run                      start the embedded stack and the five services (make run)
   fileshare token --account A --role agent --sub agent-1
+  fileshare open agent|consumer --account A --conversation C [--conversation C2] [--sub S]
   fileshare forget --account A --consumer C
   fileshare conversation opened --account A --conversation C1 --consumer U1 [--channel web]
   fileshare retention status         stored files per account, oldest file age, next expiry
@@ -45,6 +46,17 @@ def _settings():
 
 def cmd_token(args) -> int:
     print(mint_token(_auth_secret(), args.account, args.role, args.sub, args.ttl))
+    return 0
+
+
+def cmd_open(args) -> int:
+    from shared.settings import Settings
+    from shared.webpages import page_url
+    settings = Settings()
+    base, role = ((settings.public_upload_url, "agent") if args.page == "agent"
+                  else (settings.public_delivery_url, "consumer"))
+    token = mint_token(_auth_secret(), args.account, role, args.sub or f"{role}-1", args.ttl)
+    print(page_url(base, args.page, token, args.account, args.conversation))
     return 0
 
 
@@ -167,6 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sub", required=True, help="user id (the consumer id for role consumer)")
     p.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     p.set_defaults(fn=cmd_token)
+    p = sub.add_parser("open", help="print the address of the agent workspace or the consumer view, with a fresh "
+                       "development token in its fragment")
+    p.add_argument("page", choices=["agent", "consumer"])
+    p.add_argument("--account", required=True)
+    p.add_argument("--conversation", required=True, action="append",
+                   help="repeat to list several conversations in the agent workspace")
+    p.add_argument("--sub", help="user id (the consumer id for the consumer view); default agent-1 / consumer-1")
+    p.add_argument("--ttl", type=int, default=8 * 3600, help="token lifetime in seconds (default 8 hours)")
+    p.set_defaults(fn=cmd_open)
     p = sub.add_parser("forget", help="publish a right-to-be-forgotten request (gdpr.forget)")
     p.add_argument("--account", required=True)
     p.add_argument("--consumer", required=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     bind_host: str = "127.0.0.1"
     upload_port: int = 8080
     delivery_port: int = 8081
+    # How the web pages reach the services (origin, no trailing slash); default http://127.0.0.1:{port}.
+    public_upload_url: str = ""
+    public_delivery_url: str = ""
     max_upload_bytes: int = 5 * 1024 * 1024
     # Upload bodies being read at one time share this many bytes; more wait in line (then 503).
     upload_buffer_bytes: int = 32 * 1024 * 1024
@@ -68,6 +71,12 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, v):
         return v or None
+
+    @model_validator(mode="after")
+    def _public_urls(self):
+        self.public_upload_url = (self.public_upload_url or f"http://127.0.0.1:{self.upload_port}").rstrip("/")
+        self.public_delivery_url = (self.public_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip("/")
+        return self
 
     @property
     def file_channel_set(self) -> frozenset[str]:

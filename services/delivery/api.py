@@ -21,6 +21,7 @@ from shared.storage.objectstore import StorageUnavailable
 from services.delivery.handlers import (DeliveryDeps, Denied, StoredMessage, authorize_conversation,
                                        authorize_file_access, deleted_account, find_message, transcript_of)
 from services.delivery.metrics import DeliveryMetrics
+from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
     metrics: DeliveryMetrics = deps.metrics
     add_health_routes(app, ready, metrics.exposition)
+    mount_consumer_pages(app, settings)
 
     async def find(file_id: str, principal: Principal) -> StoredMessage:
         async with deps.db.pool.connection() as conn:

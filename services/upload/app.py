@@ -20,6 +20,7 @@ from services.upload.handlers import UploadDeps
 from services.upload.http_accounts import accounts_router
 from services.upload.http_files import files_router
 from services.upload.metrics import UploadMetrics
+from services.upload.pages import mount_agent_pages
 from services.upload.redrive import recovery_job
 from services.upload.status import record_event
 
@@ -52,6 +53,7 @@ def build_api(deps: UploadDeps, service: Service) -> FastAPI:
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
     add_health_routes(app, service.ready, deps.metrics.exposition)
+    mount_agent_pages(app, deps.settings)
     app.include_router(files_router(deps))
     app.include_router(accounts_router(deps))
     contract_openapi(app)

@@ -1,0 +1,13 @@
+"""The agent workspace (`/agent/`) and the custom widget SDK (`/agent/widget-sdk.js`): plain files
+from static/, served with a strict Content-Security-Policy (shared/webpages.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shared.webpages import mount_pages
+
+
+def mount_agent_pages(app: FastAPI, settings) -> None:
+    mount_pages(app, "agent", Path(__file__).parent / "static", settings)
