@@ -19,7 +19,7 @@ from shared.storage import ObjectKey
 from shared.storage.objectstore import StorageUnavailable
 
 from services.delivery.handlers import (DeliveryDeps, Denied, StoredMessage, authorize_conversation,
-                                       authorize_file_access, deleted_account, find_message, transcript_of)
+                                       authorize_file_access, find_deletion, find_message, transcript_of)
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.pages import mount_consumer_pages
 
@@ -61,9 +61,9 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
     async def find(file_id: str, principal: Principal) -> StoredMessage:
         async with deps.db.pool.connection() as conn:
             message = await find_message(conn, file_id)
-            deleted_from = None if message is not None else await deleted_account(conn, file_id)
+            deletion = None if message is not None else await find_deletion(conn, file_id)
         if message is None:
-            if deleted_from == principal.account_id and principal.role != "consumer":
+            if deletion is not None and deletion.account_id == principal.account_id and principal.role != "consumer":
                 raise ApiError(410, "gone", "the file was deleted")
             raise ApiError(404, "not_found", "no such file")
         try:

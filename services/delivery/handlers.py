@@ -66,10 +66,17 @@ async def find_message(conn: Connection, file_id: str) -> StoredMessage | None:
     return StoredMessage(**row) if row else None
 
 
-async def deleted_account(conn: Connection, file_id: str) -> str | None:
-    """The account of a deleted file (its receipt), or None."""
-    row = await (await conn.execute("SELECT account_id FROM deleted_files WHERE file_id = %s", (file_id,))).fetchone()
-    return row["account_id"] if row else None
+@dataclass(frozen=True)
+class Deletion:
+    """What delivery keeps of a deleted file: its receipt."""
+    account_id: str
+    reason: str  # expired | gdpr
+
+
+async def find_deletion(conn: Connection, file_id: str) -> Deletion | None:
+    row = await (await conn.execute("SELECT account_id, reason FROM deleted_files WHERE file_id = %s",
+                                    (file_id,))).fetchone()
+    return Deletion(**row) if row else None
 
 
 async def transcript_of(conn: Connection, conversation_id: str) -> list[dict]:
@@ -85,21 +92,18 @@ async def record_deletion(conn: Connection, event: ev.FileDeleted) -> None:
                        "ON CONFLICT (file_id) DO NOTHING", (event.file_id, event.account_id, event.reason))
 
 
-async def _already_done(deps: DeliveryDeps, event: ev.FileResized) -> bool:
-    async with deps.db.pool.connection() as conn:
-        if await deleted_account(conn, event.file_id) is not None:
-            log.info("file.resized of a deleted file: not published", **file_ctx(event))
-            return True
-        if await find_message(conn, event.file_id) is not None:
-            log.info("duplicate file.resized: message already published", **file_ctx(event))
-            if deps.metrics is not None:
-                deps.metrics.duplicates.inc()
-            return True
-    return False
-
-
 async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Outgoing]:
-    if await _already_done(deps, event):
+    async with deps.db.pool.connection() as conn:
+        deletion = await find_deletion(conn, event.file_id)
+        published = deletion is None and await find_message(conn, event.file_id) is not None
+    if deletion is not None:  # forgotten or expired before its message: never published
+        if deletion.reason == "gdpr":
+            return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
+        return [reject(event, STAGE, "processing_failed", f"the file was deleted ({deletion.reason}) first")]
+    if published:
+        log.info("duplicate file.resized: message already published", **file_ctx(event))
+        if deps.metrics is not None:
+            deps.metrics.duplicates.inc()
         return []
     async with deps.db.pool.connection() as conn:
         conversation = await get_conversation(conn, event.conversation_id)

@@ -245,9 +245,10 @@ def test_deleted_file_is_gone(client):
     assert r.status_code == 410 and error_code(r) == "gone"
     assert follow(client, link).status_code == 410
     assert make_link(client, p.file_id, auth).status_code == 410
-    # Still not revealed across accounts or to another consumer.
+    # Still not revealed across accounts, nor to consumers: delivery kept only the receipt (file,
+    # account, reason), not whose conversation it was.
     assert get_content(client, p.file_id, client.auth(unique("acct"), "agent", "a")).status_code == 404
-    assert get_content(client, p.file_id, client.auth(p.account, "consumer", unique("c"))).status_code == 403
+    assert get_content(client, p.file_id, client.auth(p.account, "consumer", unique("c"))).status_code == 404
     transcript = client.http.get(f"{client.delivery_url}/v1/conversations/{p.conversation}/messages", headers=auth)
     assert transcript.json()["messages"] == []
 

@@ -262,6 +262,8 @@ def test_bot_records_hostile_and_malformed(client):
         assert (event.event_type, event.reason, event.stage) == ("file.rejected", reason, "upload"), name
     assert [e.reason for e in outcomes[missing_content]] == ["invalid_request"]
     (uploaded,) = outcomes[good.request_id]
-    assert uploaded.event_type == "file.uploaded" and uploaded.caption == "from a bot"
+    assert uploaded.event_type == "file.uploaded" and uploaded.caption_sealed and "caption" not in \
+        uploaded.model_dump()
+    assert client.status(uploaded.file_id, account)["caption"] == "from a bot"
     assert uploaded.sender.role == "bot" and uploaded.sender.id == "bot-1"
     assert client.wait_status(uploaded.file_id, account)["status"] == "published"

@@ -145,8 +145,8 @@ def test_openapi_lists_every_endpoint_with_its_error_codes(client):
 
     # The spec holds exactly the upload service's public routes (the app's own list, health and
     # metrics endpoints excepted: they are not part of the API) ...
-    from services.upload.app import build_app  # builds routes only: nothing connects before its lifespan
-    app = build_app(Settings(**{k[3:].lower(): v for k, v in client.env.items() if k.startswith("FS_")}))
+    from services.upload.app import bootstrap  # builds the service only: nothing connects before it serves
+    app = bootstrap(Settings(**{k[3:].lower(): v for k, v in client.env.items() if k.startswith("FS_")})).http
     public = {(method.lower(), route.path) for route in app.routes
               if isinstance(route, APIRoute) and route.include_in_schema for method in route.methods}
     assert operations == public == set(UPLOAD_ROUTES)
