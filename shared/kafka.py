@@ -107,11 +107,21 @@ class Publisher:
         self.producer = make_producer(self.settings)
         await start_with_retry(self.producer, f"{self.name} producer", stop)
 
-    async def send(self, outgoing: Iterable[Outgoing]) -> None:
-        """Produce and wait until the broker acknowledged every event."""
+    async def send(self, outgoing: Iterable[Outgoing], attempts: int = 3) -> None:
+        """Produce and wait until the broker acknowledged every event. A failed produce is tried again
+        a few times (Tansu answers a produce that races another producer on its partition with an
+        error); at-least-once: the handlers downstream are idempotent."""
         if self.producer is None:
             raise TransientError("the producer is not started yet")
-        await send_all(self.producer, outgoing)
+        outgoing = list(outgoing)
+        for attempt in range(attempts):
+            try:
+                return await send_all(self.producer, outgoing)
+            except KafkaError as e:
+                if attempt == attempts - 1:
+                    raise
+                log.info("%s: produce failed (%s); trying again", self.name, e)
+                await asyncio.sleep(0.2 * 2 ** attempt)
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -168,6 +178,8 @@ class _RevocationFence(ConsumerRebalanceListener):
 
 # Below the consumer's rebalance timeout, so a slow record does not get this member expelled.
 REVOKE_WAIT_SECONDS = 8.0
+# How often a processor compares its positions with the partitions' ends (a broker that lost its log).
+LOG_CHECK_SECONDS = 2.0
 
 
 class StreamProcessor:
@@ -232,9 +244,13 @@ class StreamProcessor:
         conversation's partition, never the rest. Raises what a partition task could not handle.
         """
         log.info("%s: consuming %s as group %s", self.name, ",".join(self.topics), self.group_id)
+        next_log_check = time.monotonic() + LOG_CHECK_SECONDS
         while not self.stopping.is_set():
             if self._failure is not None:
                 raise self._failure
+            if time.monotonic() >= next_log_check:
+                next_log_check = time.monotonic() + LOG_CHECK_SECONDS
+                await self._reread_partitions_whose_log_was_lost()
             try:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=50)
             except KafkaError as e:
@@ -246,6 +262,25 @@ class StreamProcessor:
                     self._start_partition(tp, records)
         if self._failure is not None:
             raise self._failure
+
+    async def _reread_partitions_whose_log_was_lost(self) -> None:
+        """A broker that lost its log (the embedded one after a restart) starts every partition again
+        at offset 0. A member whose position (or a committed offset that reached the new broker) is
+        past the new end would skip everything written there until the log grows past it: such a
+        partition is read again from its beginning (handlers are idempotent)."""
+        idle = [tp for tp in self.consumer.assignment() if tp not in self._in_flight]
+        if not idle:
+            return
+        try:
+            ends = await self.consumer.end_offsets(idle)
+            for tp in idle:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+                if position > ends[tp]:
+                    log.warning("%s: %s ends at %d, before our position %d (a broker that lost its log): "
+                                "reading it again from its beginning", self.name, tp, ends[tp], position)
+                    await self.consumer.seek_to_beginning(tp)
+        except (KafkaError, asyncio.TimeoutError, AssertionError) as e:  # AssertionError: unassigned meanwhile
+            log.debug("%s: log check skipped (%s)", self.name, e)
 
     def _start_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         self.consumer.pause(tp)

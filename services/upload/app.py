@@ -17,8 +17,8 @@ from shared.topics import FILE_SHARE_REQUESTED, FILE_TOPICS
 from services.upload import bots
 from services.upload.forms import install_upload_body_limits
 from services.upload.handlers import UploadDeps
-from services.upload.http_accounts import accounts_router
-from services.upload.http_files import files_router
+from services.upload.http_accounts import add_account_routes
+from services.upload.http_files import add_file_routes
 from services.upload.metrics import UploadMetrics
 from services.upload.pages import mount_agent_pages
 from services.upload.redrive import recovery_job
@@ -54,7 +54,7 @@ def build_api(deps: UploadDeps, service: Service) -> FastAPI:
     install_upload_body_limits(app, deps.settings)
     add_health_routes(app, service.ready, deps.metrics.exposition)
     mount_agent_pages(app, deps.settings)
-    app.include_router(files_router(deps))
-    app.include_router(accounts_router(deps))
+    add_file_routes(app, deps)
+    add_account_routes(app, deps)
     contract_openapi(app)
     return app

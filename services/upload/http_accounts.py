@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Query, Request
+from fastapi import FastAPI, Query, Request
 from pydantic import ValidationError
 
 from shared import events as ev
@@ -37,8 +37,7 @@ def parse_settings_document(body: bytes) -> ev.AccountSettingsDocument:
     return document
 
 
-def accounts_router(deps: UploadDeps) -> APIRouter:
-    router = APIRouter()
+def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings = deps.settings
 
     @router.get("/v1/accounts/{account_id}/settings", response_model=ev.AccountSettingsDocument,
@@ -97,5 +96,3 @@ def accounts_router(deps: UploadDeps) -> APIRouter:
                                 await get_conversation(conn, conversation_id), settings.file_channel_set, source)
         return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
                 "accepted_types": ["image/jpeg", "image/png", "image/gif"], "max_bytes": settings.max_upload_bytes}
-
-    return router

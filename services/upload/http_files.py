@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import FastAPI, Header, Path, Request
 from starlette.datastructures import UploadFile
 
 from shared.account_settings import get_document
@@ -43,8 +43,7 @@ def refused(r: Refused) -> ApiError:
     return ApiError(r.status, r.code, r.message)
 
 
-def files_router(deps: UploadDeps) -> APIRouter:
-    router = APIRouter()
+def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings, metrics = deps.settings, deps.metrics
 
     @router.post("/v1/accounts/{account_id}/conversations/{conversation_id}/files", status_code=202,
@@ -137,5 +136,3 @@ def files_router(deps: UploadDeps) -> APIRouter:
                 principal.role == "consumer" and principal.sub != status.consumer_id):
             raise ApiError(404, "not_found", "no such file")
         return status.public()
-
-    return router

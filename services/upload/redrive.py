@@ -5,6 +5,12 @@ resized) whose stage has not moved for `FS_REDRIVE_SECONDS`, emits their last pi
 and marks them moved; handlers are idempotent, so a file that was only slow is done twice, never
 lost. `FOR UPDATE SKIP LOCKED`: several instances share the work, none emits a file twice per round.
 
+One case re-drive cannot mend: delivery published the file, and the broker lost the
+message.published before this service read it. Delivery then ignores the re-driven file.resized
+(at most one message per file), so a `resized` file that was re-driven before is first looked up
+with delivery's own API (`POST /v1/files/{id}/link` answers only for a published file): when it
+is published, its status says so and nothing is emitted.
+
 Also here: account.settings is re-published from the database when the topic is empty (a broker
 that restarted on its memory engine), so the services that follow it keep their settings.
 """
@@ -12,39 +18,78 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable
 
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import events as ev
 from shared.account_settings import all_documents
-from shared.db import Database
+from shared.auth import mint_token
+from shared.db import Connection, Database
 from shared.kafka import Outgoing, Publisher, start_with_retry
 from shared.topics import ACCOUNT_SETTINGS, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED
+
+from services.upload import status as file_status
 
 log = logging.getLogger(__name__)
 TOPIC_OF_EVENT = {"file.uploaded": FILE_UPLOADED, "file.sanitized": FILE_SANITIZED, "file.resized": FILE_RESIZED}
 BATCH = 200
 
 
-async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: float, metrics=None) -> int:
+Delivered = Callable[[ev.FileResized], Awaitable[bool]]
+
+
+async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: float, metrics=None,
+                          delivered: Delivered | None = None) -> int:
     """One round; returns how many files were re-driven."""
     async with db.transaction() as conn:
         rows = await (await conn.execute(
-            "SELECT file_id, pending_event FROM files WHERE pending_event IS NOT NULL "
+            "SELECT file_id, pending_event, redrives FROM files WHERE pending_event IS NOT NULL "
             "AND moved_at < now() - make_interval(secs => %s) ORDER BY moved_at LIMIT %s FOR UPDATE SKIP LOCKED",
             (idle_seconds, BATCH))).fetchall()
         if not rows:
             return 0
-        events = [ev.parse_event(r["pending_event"]) for r in rows]
+        events = []
+        for row in rows:
+            event = ev.parse_event(row["pending_event"])
+            if row["redrives"] and delivered is not None and isinstance(event, ev.FileResized) and \
+                    await delivered(event):
+                await confirm_published(conn, event)
+            else:
+                events.append(event)
         await publisher.send([Outgoing(TOPIC_OF_EVENT[e.event_type], e.conversation_id, e) for e in events])
         await conn.execute("UPDATE files SET moved_at = now(), redrives = redrives + 1 WHERE file_id = ANY(%s)",
-                           ([r["file_id"] for r in rows],))
+                           ([e.file_id for e in events],))
     for e in events:
         log.warning("re-drove %s: no progress for %.0fs", e.event_type, idle_seconds,
                     extra={"ctx": {"file_id": e.file_id, "conversation_id": e.conversation_id}})
         if metrics is not None:
             metrics.redriven.labels(e.event_type).inc()
     return len(events)
+
+
+async def confirm_published(conn: Connection, event: ev.FileResized) -> None:
+    status = await file_status.load(conn, event.file_id, for_update=True)
+    if status is not None and status.confirm_published():
+        await file_status.save(conn, status, moved=True)
+        log.warning("delivery had published it; its message.published was lost with the broker's log",
+                    extra={"ctx": {"file_id": event.file_id, "conversation_id": event.conversation_id}})
+
+
+def delivery_lookup(settings, http: httpx.AsyncClient) -> Delivered:
+    """Asks delivery's API whether it published the file (an account-team token of the file's account)."""
+
+    async def delivered(event: ev.FileResized) -> bool:
+        token = mint_token(settings.auth_secret, event.account_id, "platform", "fileshare-upload-redrive", 60)
+        try:
+            r = await http.post(f"{settings.public_delivery_url}/v1/files/{event.file_id}/link",
+                                headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError:
+            return False  # delivery unreachable: re-drive as usual
+        return r.status_code == 200
+
+    return delivered
 
 
 async def reseed_settings_if_empty(db: Database, publisher: Publisher, consumer: AIOKafkaConsumer) -> int:
@@ -73,12 +118,14 @@ def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
     async def recover(stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
         await start_with_retry(consumer, "upload recovery", stop)
+        http = httpx.AsyncClient(timeout=5)
+        delivered = delivery_lookup(settings, http)
         interval = max(0.5, min(settings.redrive_seconds / 4, 15))
         try:
             while not stop.is_set():
                 for step, what in ((lambda: reseed_settings_if_empty(db, publisher, consumer), "settings re-seed"),
-                                   (lambda: redrive_stalled(db, publisher, settings.redrive_seconds, metrics),
-                                    "re-drive")):
+                                   (lambda: redrive_stalled(db, publisher, settings.redrive_seconds, metrics,
+                                                            delivered), "re-drive")):
                     try:
                         await step()
                     except Exception as e:  # the next round retries; a dead job would stop all recovery
@@ -88,6 +135,7 @@ def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
                 except asyncio.TimeoutError:
                     pass
         finally:
+            await http.aclose()
             await consumer.stop()
 
     return recover

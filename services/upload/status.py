@@ -107,6 +107,16 @@ class FileStatus:
             self.erase()
         return self.status != before
 
+    def confirm_published(self) -> bool:
+        """Delivery confirmed it published the file, whose message.published this service never read
+        (a broker that lost its log): the file is finished. True when the status changed."""
+        if self.deletion is not None or "published" in self.history:
+            return False
+        self.history.append("published")
+        self.settle()
+        self.pending_event = None
+        return True
+
     def describe(self, stage: str, event: ev.Event) -> None:
         """What the status shows about the file: the latest stage's description, ids, sender."""
         described = event.content if isinstance(event, ev.MessagePublished) else event

@@ -74,6 +74,26 @@ def assert_each_once_in_transcripts(client: Client, account: str, sent: dict[str
         assert sorted(ids) == sorted(f for f, c in sent.items() if c == conversation), conversation
 
 
+def test_every_event_topic_has_a_finite_retention_read_back_from_the_broker(rclient):
+    # First in this module: topics the embedded broker auto-creates for a producer in the instant
+    # between its restart and the topic creation have no configs (README, known limits).
+    async def read_back():
+        admin = AIOKafkaAdminClient(bootstrap_servers=rclient.env["FS_KAFKA_BOOTSTRAP"])
+        await admin.start()
+        try:
+            answer = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)
+                                                   for name in topic_configs(1)])
+        finally:
+            await admin.close()
+        return {r[3]: {e[0]: e[1] for e in r[4]} for response in answer for r in response.resources}
+
+    configs = asyncio.run(read_back())
+    for name, wanted in topic_configs(168).items():
+        if "retention.ms" in wanted:
+            assert 0 < int(configs[name]["retention.ms"]) <= 168 * 3600 * 1000, name
+    assert configs["account.settings"]["cleanup.policy"] == "compact"
+
+
 def test_broker_killed_with_20_photos_in_flight_loses_none_and_publishes_each_once(recovery_stack, rclient):
     account = unique("acct")
     rclient.enable_account(account)
@@ -178,21 +198,3 @@ def test_forget_and_expiry_with_two_retention_instances_give_one_receipt_per_fil
                interval=0.5, what="a receipt for every file")
     done = receipts()
     assert len(done) == 12 and {e.reason for e in done if e.file_id in to_expire} == {"expired"}
-
-
-def test_every_event_topic_has_a_finite_retention_read_back_from_the_broker(rclient):
-    async def read_back():
-        admin = AIOKafkaAdminClient(bootstrap_servers=rclient.env["FS_KAFKA_BOOTSTRAP"])
-        await admin.start()
-        try:
-            answer = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)
-                                                   for name in topic_configs(1)])
-        finally:
-            await admin.close()
-        return {r[3]: {e[0]: e[1] for e in r[4]} for response in answer for r in response.resources}
-
-    configs = asyncio.run(read_back())
-    for name, wanted in topic_configs(168).items():
-        if "retention.ms" in wanted:
-            assert 0 < int(configs[name]["retention.ms"]) <= 168 * 3600 * 1000, name
-    assert configs["account.settings"]["cleanup.policy"] == "compact"

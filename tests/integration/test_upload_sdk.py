@@ -50,7 +50,7 @@ def test_sdk_sends_over_http_and_kafka(client, tmp_path):
     request_id = publish_file_request(client.env["FS_KAFKA_BOOTSTRAP"], token, account, conversation,
                                       png_bytes(), caption="over Kafka")
     (outcome,) = bot_outcomes(client, {request_id})[request_id]
-    assert outcome.event_type == "file.uploaded" and outcome.caption == "over Kafka"
+    assert outcome.event_type == "file.uploaded" and client.status(outcome.file_id, account)["caption"] == "over Kafka"
 
 
 def test_example_bot_answers_a_new_conversation_with_a_photo(client, stack):
