@@ -40,7 +40,8 @@ def _settings():
     if not settings.database_url:
         from shared.embedded import embedded_database_url, load_or_create_secrets
         password = load_or_create_secrets(settings.data_dir)["FS_DATABASE_PASSWORD"]
-        settings = settings.model_copy(update={"database_url": embedded_database_url(password)})
+        settings = settings.model_copy(update={"database_url": embedded_database_url(
+            password, settings.embedded_database_port)})
     return settings
 
 

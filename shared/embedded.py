@@ -29,7 +29,6 @@ log = logging.getLogger("fileshare.stack")
 
 SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
 SECRETS_FILE = "secrets.env"
-EMBEDDED_DATABASE_PORT = 5433  # `make run`'s PostgreSQL; 5432 is left to a server the machine may have
 DATABASE_USER = DATABASE_NAME = "fileshare"
 # PostgreSQL refuses to run as root: as root, the embedded server runs as this system user.
 POSTGRES_OS_USER = "fileshare-pg"
@@ -39,6 +38,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port_block(n: int) -> int:
@@ -69,7 +77,7 @@ def isolated_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def embedded_database_url(password: str, port: int = EMBEDDED_DATABASE_PORT) -> str:
+def embedded_database_url(password: str, port: int) -> str:
     return f"postgresql://{DATABASE_USER}:{password}@127.0.0.1:{port}/{DATABASE_NAME}"
 
 
@@ -200,6 +208,9 @@ class EmbeddedStack:
         (so it is supervised and stopped like the others), listening on loopback only."""
         from urllib.parse import urlsplit
         url = urlsplit(self.env["FS_DATABASE_URL"])
+        if not port_is_free(url.hostname, url.port):
+            raise RuntimeError(f"cannot start the embedded PostgreSQL: {url.hostname}:{url.port} is in use (another "
+                               "server?); set FS_EMBEDDED_DATABASE_PORT, or FS_DATABASE_URL to use that server")
         data, bin_dir, user = self.data_dir / "postgres", postgres_bin_dir(), postgres_os_user()
         if not (data / "PG_VERSION").exists():
             data.mkdir(parents=True, exist_ok=True)
@@ -372,7 +383,7 @@ def default_env(data_dir: Path) -> dict[str, str]:
     defaults = Settings()
     secrets = load_or_create_secrets(data_dir)
     env = {
-        "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"]),
+        "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"], defaults.embedded_database_port),
         "FS_KAFKA_BOOTSTRAP": defaults.kafka_bootstrap, "FS_S3_ENDPOINT": defaults.s3_endpoint,
         "FS_DATA_DIR": str(data_dir), "FS_UPLOAD_PORT": str(defaults.upload_port),
         "FS_DELIVERY_PORT": str(defaults.delivery_port), "FS_METRICS_PORT_BASE": str(defaults.metrics_port_base),

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     kafka_enable_idempotence: bool = False
     # PostgreSQL, the system of record (`make run` points it at its embedded server).
     database_url: str = ""
+    # Where `make run` starts its own PostgreSQL when FS_DATABASE_URL is not set.
+    embedded_database_port: int = 5433
     # Connections each service instance keeps at most.
     database_pool_size: int = 10
     # Retention of every event topic (transport, not storage).
