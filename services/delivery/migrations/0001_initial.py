@@ -5,21 +5,14 @@ Revises:
 """
 from alembic import op
 
+from shared.migrations.tables import create_conversations_v1
+
 revision = "0001"
 down_revision = None
 
 
 def upgrade() -> None:
-    op.execute("""
-        CREATE TABLE conversations (
-            conversation_id text PRIMARY KEY,
-            account_id text NOT NULL,
-            consumer_id text NOT NULL,
-            channel text,
-            authenticated boolean NOT NULL DEFAULT false,
-            open boolean NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )""")
+    create_conversations_v1()
     # At most one message per file, ever: the primary key, held from before the produce until after
     # the broker's ack (services.delivery.handlers).
     op.execute("""

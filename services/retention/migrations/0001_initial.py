@@ -6,17 +6,14 @@ Revises:
 """
 from alembic import op
 
+from shared.migrations.tables import create_account_settings_v1
+
 revision = "0001"
 down_revision = None
 
 
 def upgrade() -> None:
-    op.execute("""
-        CREATE TABLE account_settings (
-            account_id text PRIMARY KEY,
-            document jsonb NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )""")
+    create_account_settings_v1()
     # One row per stored file, from file.uploaded; the expiry sweep is an indexed range scan.
     op.execute("""
         CREATE TABLE files (

@@ -6,27 +6,15 @@ Revises:
 """
 from alembic import op
 
+from shared.migrations.tables import create_account_settings_v1, create_conversations_v1
+
 revision = "0001"
 down_revision = None
 
 
 def upgrade() -> None:
-    op.execute("""
-        CREATE TABLE account_settings (
-            account_id text PRIMARY KEY,
-            document jsonb NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )""")
-    op.execute("""
-        CREATE TABLE conversations (
-            conversation_id text PRIMARY KEY,
-            account_id text NOT NULL,
-            consumer_id text NOT NULL,
-            channel text,
-            authenticated boolean NOT NULL DEFAULT false,
-            open boolean NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )""")
+    create_account_settings_v1()
+    create_conversations_v1()
     # One row per file id: an Idempotency-Key maps to a file id, so the primary key is what makes two
     # requests with one key (on any instance) create one file. A deleted file's row keeps only its
     # receipt columns (file_id, account_id, status, reason, deletion, updated_at).
