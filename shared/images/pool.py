@@ -34,7 +34,10 @@ _PRELOAD = ["shared.images"]
 
 def _worker_main(conn: Connection, memory_bytes: int | None) -> None:
     """Worker loop: receive (fn, args), send back ("ok", result) | ("error", exc) | ("memory", detail)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    # The parent decides when workers stop: a SIGTERM or Ctrl-C sent to the service's whole process
+    # group must not kill a decode in flight (its photo would be rejected as processing_failed).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     while True:
