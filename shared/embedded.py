@@ -21,9 +21,9 @@ import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from functools import partial
 from typing import Callable, Iterator
 
 log = logging.getLogger("fileshare.stack")
@@ -268,18 +268,18 @@ class EmbeddedStack:
         needs its own ports in `env`."""
         key = f"{name}-{instance}" if instance else name
         self.service_env[key] = {**self.env, **(env or {})}
-        return self._spawn(key, [sys.executable, "-m", f"services.{name}"], env)
+        return self._run_service(key)
 
-    def restart_service(self, key: str) -> None:
-        """Start a service process again with the environment it had; not waiting for it to be ready
-        (it waits for its dependencies itself)."""
-        self._spawn(key, [sys.executable, "-m", f"services.{key.split('-', 1)[0]}"], self.service_env[key])
+    def _run_service(self, key: str) -> subprocess.Popen:
+        """A service process with the environment its key was started with; not waiting for it to be
+        ready (it waits for its dependencies itself)."""
+        return self._spawn(key, [sys.executable, "-m", f"services.{key.split('-', 1)[0]}"], self.service_env[key])
 
     def restarters(self) -> dict[str, Callable[[], object]]:
         """How to start again each component this stack started (shared.supervisor)."""
         servers = {"s3": self.start_s3, "postgres": self.start_postgres, "kafka": self.start_kafka,
                    "clamd": lambda: self.start_clamd(self.clamd_db_dir)}
-        return {name: servers[name] if name in servers else partial(self.restart_service, name)
+        return {name: servers[name] if name in servers else partial(self._run_service, name)
                 for name in self.procs}
 
     def reap(self, name: str) -> None:

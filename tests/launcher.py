@@ -3,9 +3,12 @@ start, its readiness, and the processes of its components."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import psutil
@@ -31,11 +34,22 @@ def run_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def start_run(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """`fileshare run` (what `make run` runs) in its own session, its output in log_path."""
+FILESHARE_RUN = (sys.executable, "-m", "shared.cli", "run")
+
+
+@contextmanager
+def launched(env: dict[str, str], log_path: Path, command: tuple[str, ...] = FILESHARE_RUN,
+             cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+    """`fileshare run` (or `command`, e.g. make run) in its own session, its output in log_path;
+    whatever of it still runs at the end of the block is killed."""
     with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_all_ready(proc, log_path: Path, env: dict[str, str]) -> None:

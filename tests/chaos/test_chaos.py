@@ -11,7 +11,6 @@ once, every download works, no blob is an orphan, no blob is plaintext, and the 
 from __future__ import annotations
 
 import io
-import os
 import signal
 import threading
 import time
@@ -26,7 +25,7 @@ from PIL import Image
 
 from shared.topics import MESSAGE_PUBLISHED
 from tests import imagecorpus as corpus
-from tests.launcher import all_ready, client_of, component, restarted, run_env, start_run, wait_all_ready
+from tests.launcher import all_ready, client_of, component, launched, restarted, run_env, wait_all_ready
 from tests.support import Client, unique, wait_until
 
 CONVERSATIONS = 12
@@ -149,8 +148,7 @@ def looks_like_an_image(path: Path) -> bool:
 def test_chaos(tmp_path):
     env = run_env(tmp_path, FS_REDRIVE_SECONDS="5")
     data_dir, log_path = Path(env["FS_DATA_DIR"]), tmp_path / "run.log"
-    proc = start_run(env, log_path)
-    try:
+    with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         client = client_of(env)
         account = unique("chaos")
@@ -218,6 +216,3 @@ def test_chaos(tmp_path):
         assert all_ready(env) and proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,7 +12,7 @@ import psutil
 
 from shared.settings import METRICS_PORT_OFFSETS
 from tests import imagecorpus as corpus
-from tests.launcher import all_ready, client_of, component, restarted, run_env, start_run, wait_all_ready
+from tests.launcher import all_ready, client_of, component, launched, restarted, run_env, wait_all_ready
 from tests.support import sample, scrape, unique, wait_until
 
 
@@ -38,24 +36,17 @@ def test_make_run_comes_up_and_ctrl_c_stops_everything(tmp_path):
     """The README's command itself, through make and uv, as a person runs it in a terminal."""
     env = run_env(tmp_path)
     log_path = tmp_path / "make-run.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with launched(env, log_path, ("make", "--no-print-directory", "run"), cwd=REPO) as proc:
         wait_all_ready(proc, log_path, env)
         # what the terminal sends on Ctrl-C: SIGINT to the whole foreground group
         stop_and_check_no_orphans(proc, log_path, lambda: os.killpg(proc.pid, signal.SIGINT))
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
     env = run_env(tmp_path)
     data_dir = Path(env["FS_DATA_DIR"])
     log_path = tmp_path / "run.log"
-    proc = start_run(env, log_path)
-    try:
+    with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         assert "malware scanner ready: clamd" in log_path.read_text()
         # Secrets were generated into the data folder, private to the user.
@@ -64,9 +55,6 @@ def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
         assert "FS_MASTER_KEY=" in secrets.read_text()
 
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path):
@@ -74,8 +62,7 @@ def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path
     would refuse to start), a loud warning, and the sanitizer's /readyz and metric telling it."""
     env = {**run_env(tmp_path), "FS_CLAMAV_DB_DIR": str(tmp_path / "no-signatures")}
     log_path = tmp_path / "run.log"
-    proc = start_run(env, log_path)
-    try:
+    with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         text = log_path.read_text()
         assert "no ClamAV signatures" in text and "MALWARE SCANNING IS DISABLED" in text
@@ -86,9 +73,6 @@ def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path
         assert (readyz.status_code, readyz.json()) == (200, {"ready": True, "scanner": "disabled"})
         assert sample(scrape(env, "sanitizer"), "fileshare_scanner_enabled") == 0.0
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM), clamd=False) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def worker_cpu_seconds(service: psutil.Process) -> dict[int, float]:
@@ -112,8 +96,7 @@ def test_a_killed_service_is_restarted_and_a_stop_mid_decode_still_publishes_the
     # Scans allowed up to 1000 so that a valid 900-scan JPEG keeps a worker decoding for a while.
     env = run_env(tmp_path, FS_MAX_JPEG_SCANS="1000")
     log_path = tmp_path / "run.log"
-    proc = start_run(env, log_path)
-    try:
+    with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         resizer = component(proc.pid, "resizer")
         resizer.kill()
@@ -136,16 +119,12 @@ def test_a_killed_service_is_restarted_and_a_stop_mid_decode_still_publishes_the
         wait_until(lambda: "sanitizer exited with 0; restarting" in log_path.read_text(),
                    what="the stopped sanitizer to be restarted")
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_run_stops_everything_and_exits_non_zero_when_a_component_keeps_dying(tmp_path):
     env = run_env(tmp_path)
     log_path = tmp_path / "run.log"
-    proc = start_run(env, log_path)
-    try:
+    with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         descendants = psutil.Process(proc.pid).children(recursive=True)
         victim = component(proc.pid, "retention")
@@ -158,6 +137,3 @@ def test_run_stops_everything_and_exits_non_zero_when_a_component_keeps_dying(tm
             log_path.read_text()
         gone, alive = psutil.wait_procs(descendants, timeout=10)
         assert not alive, f"orphans left: {[p.pid for p in alive]}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
