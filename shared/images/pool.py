@@ -96,6 +96,11 @@ class _Worker:
         self.kill()
 
 
+class PoolClosed(RuntimeError):
+    """The pool closed (the service is stopping) while a call ran: no verdict on the image, so the
+    record must be handed back uncommitted and redone, never rejected."""
+
+
 class ImageWorkerPool:
     """`await pool.run(fn, *args)` runs a picklable module-level function in a worker process.
 
@@ -183,6 +188,8 @@ class ImageWorkerPool:
                 if not healthy:
                     worker = self._replace(worker)
                 idle.put_nowait(worker)
+        if self._idle is not idle and status != "ok":
+            raise PoolClosed("the image worker pool closed during the call")
         return self._outcome(status, value)
 
     def _outcome(self, status: str, value: Any) -> Any:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
+from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, PoolClosed, sanitize_image
 from shared.settings import Settings
 from tests import imagecorpus as corpus
 from tests.imagecorpus import (die_abruptly, fail_plainly, finish_when_told, hang_after_touching, hang_forever, hog_memory,
@@ -147,3 +147,19 @@ async def test_a_stop_signal_does_not_interrupt_a_decode_in_flight(pool, tmp_pat
     go.touch()
 
     assert await call == "finished"
+
+
+async def test_a_call_cut_off_by_closing_the_pool_is_no_rejection(tmp_path):
+    """The service stops its workers after its record in flight, or after a wait: a decode cut off
+    that way says nothing about the image, so the record is redone after the restart."""
+    pool = await ImageWorkerPool(workers=1, timeout_seconds=20.0, memory_bytes=MEMORY_LIMIT).start()
+    marker = tmp_path / "decoding"
+    call = asyncio.ensure_future(pool.run(finish_when_told, str(marker), str(tmp_path / "never")))
+    while not marker.exists():
+        assert not call.done(), call
+        await asyncio.sleep(0.01)
+
+    await pool.close()
+
+    with pytest.raises(PoolClosed):
+        await call
