@@ -278,9 +278,13 @@ class EmbeddedStack:
     def restarters(self) -> dict[str, Callable[[], object]]:
         """How to start again each component this stack started (shared.supervisor)."""
         servers = {"s3": self.start_s3, "postgres": self.start_postgres, "kafka": self.start_kafka,
-                   "clamd": lambda: self.start_clamd(self.clamd_db_dir)}
+                   "clamd": self._restart_clamd}
         return {name: servers[name] if name in servers else partial(self._run_service, name)
                 for name in self.procs}
+
+    def _restart_clamd(self) -> None:
+        if not self.start_clamd(self.clamd_db_dir):  # it warned why (e.g. the signatures are gone)
+            raise RuntimeError(f"clamd cannot start again with the signatures in {self.clamd_db_dir}")
 
     def reap(self, name: str) -> None:
         """Kill what an exited component left in its session (PostgreSQL backends, image workers)."""
