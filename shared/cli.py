@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -117,6 +116,7 @@ def cmd_retention_status(args) -> int:
 def cmd_run(args) -> int:
     from shared.embedded import SERVICES, EmbeddedStack, default_env
     from shared.logs import setup_logging
+    from shared.supervisor import Supervisor
     setup_logging("stack")
     log = logging.getLogger("fileshare.stack")
     data_dir = Path(os.environ.get("FS_DATA_DIR", ".data")).resolve()
@@ -154,14 +154,11 @@ def cmd_run(args) -> int:
             log.info("%s ready", name)
         log.info("all services ready: upload http://127.0.0.1:%s  delivery http://127.0.0.1:%s  (logs in %s)",
                  env["FS_UPLOAD_PORT"], env["FS_DELIVERY_PORT"], stack.log_dir)
-        while not stopping["flag"]:
-            for name, proc in list(stack.procs.items()):
-                if proc.poll() is not None:
-                    log.error("%s exited with %s; stopping everything (see %s)", name, proc.returncode,
-                              stack.log_dir / f"{name}.log")
-                    stopping["flag"] = True
-            time.sleep(0.2)
-        return 0
+        supervisor = Supervisor(stack.restarters(), stack.procs, stack.reap)
+        code = supervisor.run(lambda: stopping["flag"])
+        if supervisor.gave_up:
+            log.error("see %s", stack.log_dir / f"{supervisor.gave_up}.log")
+        return code
     except Exception as e:
         log.error("%s", e)
         return 1

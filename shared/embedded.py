@@ -21,9 +21,10 @@ import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 log = logging.getLogger("fileshare.stack")
 
@@ -176,6 +177,7 @@ class EmbeddedStack:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    clamd_db_dir: Path | None = None  # set once this stack started clamd
 
     @property
     def log_dir(self) -> Path:
@@ -258,9 +260,10 @@ class EmbeddedStack:
         if not embedded_clamd.has_signatures(db_dir):
             log.warning("no ClamAV signatures in %s: MALWARE SCANNING IS DISABLED", db_dir)
             return False
-        port = free_port()
+        # A restart keeps the port: the sanitizer's FS_CLAMD names it.
+        port = split_hostport(self.env["FS_CLAMD"])[1] if self.clamd_db_dir is not None else free_port()
         self.procs["clamd"] = embedded_clamd.start_clamd(self.data_dir / "clamd", db_dir, port)
-        self.env["FS_CLAMD"] = f"127.0.0.1:{port}"
+        self.env["FS_CLAMD"], self.clamd_db_dir = f"127.0.0.1:{port}", db_dir
         return True
 
     def bootstrap(self) -> None:
@@ -276,7 +279,27 @@ class EmbeddedStack:
         needs its own ports in `env`."""
         key = f"{name}-{instance}" if instance else name
         self.service_env[key] = {**self.env, **(env or {})}
-        return self._spawn(key, [sys.executable, "-m", f"services.{name}"], env)
+        return self._run_service(key)
+
+    def _run_service(self, key: str) -> subprocess.Popen:
+        """A service process with the environment its key was started with; not waiting for it to be
+        ready (it waits for its dependencies itself)."""
+        return self._spawn(key, [sys.executable, "-m", f"services.{key.split('-', 1)[0]}"], self.service_env[key])
+
+    def restarters(self) -> dict[str, Callable[[], object]]:
+        """How to start again each component this stack started (shared.supervisor)."""
+        servers = {"s3": self.start_s3, "postgres": self.start_postgres, "kafka": self.start_kafka,
+                   "clamd": self._restart_clamd}
+        return {name: servers[name] if name in servers else partial(self._run_service, name)
+                for name in self.procs}
+
+    def _restart_clamd(self) -> None:
+        if not self.start_clamd(self.clamd_db_dir):  # it warned why (e.g. the signatures are gone)
+            raise RuntimeError(f"clamd cannot start again with the signatures in {self.clamd_db_dir}")
+
+    def reap(self, name: str) -> None:
+        """Kill what an exited component left in its session (PostgreSQL backends, image workers)."""
+        _kill_leftovers(name, self.procs.get(name))
 
     def service_ready_url(self, key: str) -> str:
         env, name = self.service_env.get(key, self.env), key.split("-", 1)[0]
@@ -307,13 +330,19 @@ class EmbeddedStack:
         if proc is None:
             return None
         if proc.poll() is None:
-            _signal_tree(proc, sig)
+            # A service is asked alone: its image workers must finish the decode in flight (the
+            # service stops them once its record is done); the servers stop as a whole group.
+            if name.split("-", 1)[0] in SERVICES:
+                proc.send_signal(sig)
+            else:
+                _signal_tree(proc, sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in %ss; killing", name, timeout)
                 _signal_tree(proc, signal.SIGKILL)
                 proc.wait()
+        _kill_leftovers(name, proc)
         return proc.returncode
 
     def stop(self) -> None:
@@ -377,6 +406,16 @@ def _signal_tree(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def _kill_leftovers(name: str, proc: subprocess.Popen | None) -> None:
+    """SIGKILL the session of a component whose main process exited. The kernel does not reuse a pid
+    while it names a process group, so this reaches only what that process left behind."""
+    if proc is not None and name != "clamd":  # clamd is not started in a session of its own
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def default_env(data_dir: Path) -> dict[str, str]:
     """The FS_* environment for `make run`: the caller's values win, secrets come from data_dir."""
     from shared.settings import Settings
@@ -418,11 +457,8 @@ def _started(stack: EmbeddedStack, embedded: bool, clamd_signatures: Path | None
             stack.start_s3()
             stack.start_postgres()
             stack.start_kafka()
-        if clamd_signatures is not None:
-            from shared.embedded_clamd import start_clamd
-            port = free_port()
-            stack.procs["clamd"] = start_clamd(stack.data_dir / "clamd", clamd_signatures, port)
-            stack.env["FS_CLAMD"] = f"127.0.0.1:{port}"
+        if clamd_signatures is not None and not stack.start_clamd(clamd_signatures):
+            raise RuntimeError(f"clamd could not start with the signatures in {clamd_signatures}")
         stack.env.setdefault("FS_CLAMD", "disabled")  # no clamd: the explicit opt-out (unset fails closed)
         stack.bootstrap()
         for name in SERVICES:

@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from shared.crypto import UnknownMasterKey
 from shared.db import DB_TRANSIENT
 from shared.events import Event
+from shared.outages import note_transient
 from shared.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ async def start_with_retry(client, what: str, stop: asyncio.Event | None = None,
         except KafkaError as e:
             if stop is not None and stop.is_set():
                 raise
-            log.warning("%s: Kafka not ready (%s); retrying in %.1fs", what, e, delay)
+            if not note_transient(e, what):
+                log.warning("%s: Kafka not ready (%s); retrying in %.1fs", what, e, delay)
             try:
                 await client.stop()
             except Exception:
@@ -141,7 +143,8 @@ async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tup
                 raise
             if on_retry:
                 on_retry(e)
-            log.warning("%s: transient error (%s: %s); retrying in %.1fs", what, type(e).__name__, e, delay)
+            if not note_transient(e, what):  # a dependency's outage is logged once, not per retry
+                log.warning("%s: transient error (%s: %s); retrying in %.1fs", what, type(e).__name__, e, delay)
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, max_delay)
 
@@ -254,7 +257,8 @@ class StreamProcessor:
             try:
                 batches = await self.consumer.getmany(timeout_ms=500, max_records=50)
             except KafkaError as e:
-                log.warning("%s: fetch failed (%s); retrying", self.name, e)
+                if not note_transient(e, f"{self.name} fetch"):
+                    log.warning("%s: fetch failed (%s); retrying", self.name, e)
                 await asyncio.sleep(0.5)
                 continue
             for tp, records in batches.items():

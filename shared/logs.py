@@ -12,6 +12,8 @@ import logging
 import re
 import sys
 
+from shared.outages import ClientRetryFilter
+
 # C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -44,6 +46,7 @@ class _ContextFormatter(logging.Formatter):
 def setup_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_ContextFormatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ClientRetryFilter())  # a dependency outage: one line when it starts, one when it ends
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

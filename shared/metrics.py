@@ -8,6 +8,8 @@ from typing import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from shared.outages import OUTAGES
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -30,6 +32,10 @@ class ServiceMetrics:
                              ["variant"], registry=self.registry)
         self.retries = Counter("fileshare_transient_retries_total", "Retries after a transient error",
                                ["kind"], registry=self.registry)
+        self.dependency_errors = Counter("fileshare_dependency_errors_total",
+                                         "Errors of a dependency (kafka, database, s3, clamd), logged once per outage",
+                                         ["dependency"], registry=self.registry)
+        OUTAGES.count_into(self.dependency_errors)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

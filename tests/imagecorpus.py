@@ -464,13 +464,27 @@ def hang_forever() -> None:
         time.sleep(60)
 
 
-def hang_after_touching(path: str) -> None:
-    """Hang like hang_forever, after writing this worker's pid to `path`: the test can wait
-    for "the task is running in a worker" instead of guessing with sleeps."""
+def touch_with_pid(path: str) -> None:
+    """Write this worker's pid to `path`: the test can wait for "the task is running in a worker"
+    instead of guessing with sleeps."""
     with open(path + ".tmp", "w") as f:
         f.write(str(os.getpid()))
     os.replace(path + ".tmp", path)  # appears complete or not at all
+
+
+def hang_after_touching(path: str) -> None:
+    """Hang like hang_forever, after touch_with_pid(path)."""
+    touch_with_pid(path)
     hang_forever()
+
+
+def finish_when_told(path: str, go: str) -> str:
+    """touch_with_pid(path), then return "finished" once the file `go` exists (a decode the test
+    can interrupt in the middle)."""
+    touch_with_pid(path)
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    return "finished"
 
 
 def hog_memory(nbytes: int) -> int:

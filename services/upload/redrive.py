@@ -28,6 +28,7 @@ from shared.account_settings import all_documents
 from shared.auth import mint_token
 from shared.db import Connection, Database
 from shared.kafka import Outgoing, Publisher, start_with_retry
+from shared.outages import note_transient
 from shared.topics import ACCOUNT_SETTINGS, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED
 
 from services.upload import status as file_status
@@ -129,7 +130,9 @@ def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
                     try:
                         await step()
                     except Exception as e:  # the next round retries; a dead job would stop all recovery
-                        log.warning("%s failed (%s: %s); next round in %.1fs", what, type(e).__name__, e, interval)
+                        if not note_transient(e, what):
+                            log.warning("%s failed (%s: %s); next round in %.1fs", what, type(e).__name__, e,
+                                        interval)
                 try:
                     await asyncio.wait_for(stop.wait(), interval)
                 except asyncio.TimeoutError:

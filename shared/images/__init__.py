@@ -2,7 +2,7 @@
 from .errors import REJECTION_REASONS, ImageRejected
 from .formats import ACCEPTED_TYPES, EXTENSIONS, PILLOW_FORMATS, sniff_content_type
 from .limits import ImageLimits
-from .pool import ImageWorkerPool
+from .pool import ImageWorkerPool, PoolClosed
 from .resize import ResizeResult, resize_image
 from .sanitize import ImageResult, sanitize_image
 
@@ -15,6 +15,7 @@ __all__ = [
     "ImageRejected",
     "ImageResult",
     "ImageWorkerPool",
+    "PoolClosed",
     "ResizeResult",
     "resize_image",
     "sanitize_image",

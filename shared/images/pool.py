@@ -34,7 +34,10 @@ _PRELOAD = ["shared.images"]
 
 def _worker_main(conn: Connection, memory_bytes: int | None) -> None:
     """Worker loop: receive (fn, args), send back ("ok", result) | ("error", exc) | ("memory", detail)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    # The parent decides when workers stop: a SIGTERM or Ctrl-C sent to the service's whole process
+    # group must not kill a decode in flight (its photo would be rejected as processing_failed).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     while True:
@@ -91,6 +94,11 @@ class _Worker:
             pass
         self.process.join(2)
         self.kill()
+
+
+class PoolClosed(RuntimeError):
+    """The pool closed (the service is stopping) while a call ran: no verdict on the image, so the
+    record must be handed back uncommitted and redone, never rejected."""
 
 
 class ImageWorkerPool:
@@ -180,6 +188,8 @@ class ImageWorkerPool:
                 if not healthy:
                     worker = self._replace(worker)
                 idle.put_nowait(worker)
+        if self._idle is not idle and status != "ok":
+            raise PoolClosed("the image worker pool closed during the call")
         return self._outcome(status, value)
 
     def _outcome(self, status: str, value: Any) -> Any:

@@ -1,53 +1,22 @@
 """Issue 2: `make run` (fileshare run) brings the whole system up and stops it cleanly on SIGTERM,
-and on Ctrl-C in a terminal (SIGINT to the foreground process group)."""
+and on Ctrl-C in a terminal (SIGINT to the foreground process group). Issue 10: it restarts what
+dies, and gives up with a non-zero exit when a component keeps dying."""
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import psutil
 
-from shared.embedded import free_port, free_port_block
-from shared.embedded_clamd import write_test_signatures
 from shared.settings import METRICS_PORT_OFFSETS
-from tests.support import sample, scrape, wait_until
+from tests import imagecorpus as corpus
+from tests.launcher import all_ready, client_of, component, launched, restarted, run_env, wait_all_ready
+from tests.support import sample, scrape, unique, wait_until
 
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def run_env(tmp_path) -> dict[str, str]:
-    data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
-    env.update({
-        "FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
-        "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
-        "FS_EMBEDDED_DATABASE_PORT": str(free_port()),
-        "FS_CLAMAV_DB_DIR": str(write_test_signatures(tmp_path / "clamav").parent),
-    })
-    return env
-
-
-def start_run(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """`fileshare run` (what `make run` runs) in its own session, its output in log_path."""
-    with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_all_ready(proc, log_path: Path, env: dict[str, str]) -> None:
-    wait_until(lambda: proc.poll() is not None or b"all services ready" in log_path.read_bytes(),
-               timeout=180, what="the system to report ready")
-    assert proc.poll() is None, log_path.read_text()
-    for name in ("upload", "sanitizer", "resizer", "delivery", "retention"):
-        assert f"{name} ready" in log_path.read_text()
-    assert httpx.get(f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}/readyz").status_code == 200
-    assert httpx.get(f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}/readyz").status_code == 200
 
 
 def stop_and_check_no_orphans(proc, log_path: Path, send_stop, clamd: bool = True) -> int:
@@ -67,24 +36,17 @@ def test_make_run_comes_up_and_ctrl_c_stops_everything(tmp_path):
     """The README's command itself, through make and uv, as a person runs it in a terminal."""
     env = run_env(tmp_path)
     log_path = tmp_path / "make-run.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with launched(env, log_path, ("make", "--no-print-directory", "run"), cwd=REPO) as proc:
         wait_all_ready(proc, log_path, env)
         # what the terminal sends on Ctrl-C: SIGINT to the whole foreground group
         stop_and_check_no_orphans(proc, log_path, lambda: os.killpg(proc.pid, signal.SIGINT))
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
     env = run_env(tmp_path)
     data_dir = Path(env["FS_DATA_DIR"])
     log_path = tmp_path / "run.log"
-    proc = start_run(env, log_path)
-    try:
+    with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         assert "malware scanner ready: clamd" in log_path.read_text()
         # Secrets were generated into the data folder, private to the user.
@@ -93,9 +55,6 @@ def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
         assert "FS_MASTER_KEY=" in secrets.read_text()
 
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path):
@@ -103,8 +62,7 @@ def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path
     would refuse to start), a loud warning, and the sanitizer's /readyz and metric telling it."""
     env = {**run_env(tmp_path), "FS_CLAMAV_DB_DIR": str(tmp_path / "no-signatures")}
     log_path = tmp_path / "run.log"
-    proc = start_run(env, log_path)
-    try:
+    with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         text = log_path.read_text()
         assert "no ClamAV signatures" in text and "MALWARE SCANNING IS DISABLED" in text
@@ -115,6 +73,67 @@ def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path
         assert (readyz.status_code, readyz.json()) == (200, {"ready": True, "scanner": "disabled"})
         assert sample(scrape(env, "sanitizer"), "fileshare_scanner_enabled") == 0.0
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM), clamd=False) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def worker_cpu_seconds(service: psutil.Process) -> dict[int, float]:
+    """CPU time used so far by each process under a service (its image workers)."""
+    used = {}
+    for p in service.children(recursive=True):
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        used[p.pid] = times.user + times.system
+    return used
+
+
+def decoding(service: psutil.Process, before: dict[int, float]) -> bool:
+    """An image worker of the service is busy: it used CPU since `before`."""
+    return any(seconds - before.get(pid, 0.0) > 0.05 for pid, seconds in worker_cpu_seconds(service).items())
+
+
+def test_a_killed_service_is_restarted_and_a_stop_mid_decode_still_publishes_the_photo(tmp_path):
+    # Scans allowed up to 1000 so that a valid 900-scan JPEG keeps a worker decoding for a while.
+    env = run_env(tmp_path, FS_MAX_JPEG_SCANS="1000")
+    log_path = tmp_path / "run.log"
+    with launched(env, log_path) as proc:
+        wait_all_ready(proc, log_path, env)
+        resizer = component(proc.pid, "resizer")
+        resizer.kill()
+        wait_until(lambda: restarted(proc.pid, "resizer", resizer.pid), what="the resizer to be restarted")
+        assert "resizer exited with -9; restarting in 0.5s (restart 1 in the last 60s)" in log_path.read_text()
+        wait_until(lambda: all_ready(env), timeout=120, what="the stack to be ready again")
+
+        client = client_of(env)
+        account, conversation = unique("acct"), unique("conv")
+        client.enable_account(account)
+        client.open_conversation(account, conversation, unique("consumer"))
+        sanitizer = component(proc.pid, "sanitizer")
+        before = worker_cpu_seconds(sanitizer)
+        slow = corpus.progressive_scan_bomb(scans=900, width=4096, height=4096)
+        file_id = client.upload(account, conversation, slow, filename="slow.jpg").json()["file_id"]
+        wait_until(lambda: decoding(sanitizer, before), timeout=60, what="the sanitizer to be decoding the photo")
+        os.killpg(sanitizer.pid, signal.SIGTERM)  # the whole group, as an operator or systemd would
+
+        assert client.wait_status(file_id, account, timeout=180)["status"] == "published"
+        wait_until(lambda: "sanitizer exited with 0; restarting" in log_path.read_text(),
+                   what="the stopped sanitizer to be restarted")
+        assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
+
+
+def test_run_stops_everything_and_exits_non_zero_when_a_component_keeps_dying(tmp_path):
+    env = run_env(tmp_path)
+    log_path = tmp_path / "run.log"
+    with launched(env, log_path) as proc:
+        wait_all_ready(proc, log_path, env)
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        victim = component(proc.pid, "retention")
+        for _ in range(5):  # killed each time it is back: 5 exits within a minute
+            victim.kill()
+            victim = wait_until(lambda: proc.poll() is not None or restarted(proc.pid, "retention", victim.pid),
+                                what="retention to be restarted or the launcher to give up")
+        assert proc.wait(timeout=120) == 1
+        assert "retention exited with -9: 5 exits in the last 60s, it keeps dying; stopping everything" in \
+            log_path.read_text()
+        gone, alive = psutil.wait_procs(descendants, timeout=10)
+        assert not alive, f"orphans left: {[p.pid for p in alive]}"

@@ -15,7 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from shared.embedded import free_port, free_port_block, running_stack
 from shared.topics import FILE_DELETED, FILE_UPLOADED, MESSAGE_PUBLISHED, topic_configs
 from tests.integration.test_walking_skeleton import camera_photo
-from tests.support import Client, unique, wait_until
+from tests.support import Client, sample, scrape, unique, wait_until
 
 PARTITIONS = 4
 
@@ -126,6 +126,38 @@ def test_database_restarted_mid_pipeline_loses_nothing_and_services_recover_on_t
     for name in services:
         assert recovery_stack.procs[name].pid == pids[name], f"{name} was restarted"
         recovery_stack.wait_ready(name)
+
+
+def log_since(stack, name: str, offset: int = 0) -> str:
+    return (stack.log_dir / f"{name}.log").read_bytes()[offset:].decode(errors="replace")
+
+
+def outages_closed(text: str, dependency: str) -> bool:
+    return text.count(f"{dependency} unavailable (") == text.count(f"{dependency} available again:")
+
+
+def records_in(text: str) -> list[str]:
+    """Log records; the indented lines of a traceback belong to the record above."""
+    return [line for line in text.splitlines() if line and not line[0].isspace()]
+
+
+def test_a_broker_outage_logs_a_line_when_it_starts_and_one_when_it_ends_and_counts_the_rest(recovery_stack,
+                                                                                             rclient):
+    services = ("upload", "sanitizer", "resizer", "delivery", "retention")
+    wait_until(lambda: all(outages_closed(log_since(recovery_stack, n), "kafka") for n in services), timeout=60,
+               what="earlier outages to be over")
+    offsets = {n: (recovery_stack.log_dir / f"{n}.log").stat().st_size for n in services}
+    recovery_stack.stop_process("kafka", signal.SIGKILL)
+    wait_until(lambda: all("kafka unavailable (" in log_since(recovery_stack, n, offsets[n]) for n in services),
+               what="every service to notice the outage")
+    recovery_stack.start_kafka()
+    wait_until(lambda: all("kafka available again" in log_since(recovery_stack, n, offsets[n]) for n in services),
+               timeout=60, what="every service to log the end of the outage")
+    for name in services:
+        records = records_in(log_since(recovery_stack, name, offsets[name]))
+        print(f"{name}: {len(records)} log records for the outage")
+        assert len(records) <= 6, "\n".join(records)
+        assert sample(scrape(rclient.env, name), "fileshare_dependency_errors_total", dependency="kafka") > 0
 
 
 @pytest.fixture(scope="module")

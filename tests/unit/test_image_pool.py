@@ -1,14 +1,16 @@
 """ImageWorkerPool: hard time and memory limits per task, and the pool keeps serving."""
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
+from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, PoolClosed, sanitize_image
 from shared.settings import Settings
 from tests import imagecorpus as corpus
-from tests.imagecorpus import die_abruptly, fail_plainly, hang_after_touching, hang_forever, hog_memory, worker_pid
+from tests.imagecorpus import (die_abruptly, fail_plainly, finish_when_told, hang_after_touching, hang_forever, hog_memory,
+                               worker_pid)
 
 MEMORY_LIMIT = 768 * 1024 * 1024
 
@@ -129,3 +131,35 @@ def test_sized_from_settings():
     pool = ImageWorkerPool.from_settings(settings)
     assert (pool.size, pool.timeout_seconds, pool.memory_bytes) == (3, 4.0, 2**29)
     assert ImageWorkerPool.from_settings(Settings(image_workers=0)).size == os.cpu_count()
+
+
+async def test_a_stop_signal_does_not_interrupt_a_decode_in_flight(pool, tmp_path):
+    """SIGTERM or SIGINT to a service's whole process group reaches its workers too: the decode in
+    flight must finish (the service stops its workers after its record), not die as processing_failed."""
+    marker, go = tmp_path / "decoding", tmp_path / "go"
+    call = asyncio.ensure_future(pool.run(finish_when_told, str(marker), str(go)))
+    while not marker.exists():
+        assert not call.done(), call
+        await asyncio.sleep(0.01)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        os.kill(int(marker.read_text()), sig)
+    go.touch()
+
+    assert await call == "finished"
+
+
+async def test_a_call_cut_off_by_closing_the_pool_is_no_rejection(tmp_path):
+    """The service stops its workers after its record in flight, or after a wait: a decode cut off
+    that way says nothing about the image, so the record is redone after the restart."""
+    pool = await ImageWorkerPool(workers=1, timeout_seconds=20.0, memory_bytes=MEMORY_LIMIT).start()
+    marker = tmp_path / "decoding"
+    call = asyncio.ensure_future(pool.run(finish_when_told, str(marker), str(tmp_path / "never")))
+    while not marker.exists():
+        assert not call.done(), call
+        await asyncio.sleep(0.01)
+
+    await pool.close()
+
+    with pytest.raises(PoolClosed):
+        await call
