@@ -69,10 +69,19 @@ def free_port_block(n: int) -> int:
 def isolated_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     """FS_* for a private stack (tests, benches): free ports, fresh secrets in data_dir/secrets."""
     secrets = load_or_create_secrets(data_dir / "secrets")
-    env = {"FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
-           "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"], free_port()),
-           "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
-           "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5))}
+    metrics_base = free_port_block(5)
+    taken = set(range(metrics_base, metrics_base + 5))
+
+    def port() -> int:  # free now, and none picked twice (nothing is bound until the servers start)
+        while (candidate := free_port()) in taken:
+            pass
+        taken.add(candidate)
+        return candidate
+
+    env = {"FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{port()}",
+           "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"], port()),
+           "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{port()}", "FS_UPLOAD_PORT": str(port()),
+           "FS_DELIVERY_PORT": str(port()), "FS_METRICS_PORT_BASE": str(metrics_base)}
     env.update(overrides)
     env.update(secrets)
     return env
