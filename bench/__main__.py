@@ -1,10 +1,12 @@
 """`make bench`: image CPU cost against naive Pillow and pyvips; end-to-end pipeline throughput and
 latency on the embedded stack, ours against the same pipeline with pyvips image stages (plus
 CPU-only baselines); on that same stack, the delivery download of a 5 MB-class final image and
-the GDPR forget latency. Results in bench/out/*.json and *.png."""
-from bench import delivery_download, forget, images, pipeline
+the GDPR forget latency; then, on a stack of its own, start-up, memory and status latency with a
+year of history (1,000,000 files) against an empty database. Results in bench/out/*.json and *.png."""
+from bench import delivery_download, forget, history, images, pipeline
 
 if __name__ == "__main__":
     images.main()
     pipeline.main([], extras={"delivery_download": delivery_download.measure, "forget": forget.measure},
                   reports={"delivery_download": delivery_download.report, "forget": forget.report})
+    history.main([])

@@ -258,7 +258,7 @@ def copy_table(conn, table: str, columns: tuple[str, ...], rows: Iterator[tuple]
 
 def bulk_load(url: str, h: History) -> dict:
     """COPY every table (one transaction each), then what a restore ends with: the sequence past the
-    loaded rows, VACUUM ANALYZE."""
+    loaded rows, VACUUM ANALYZE, a CHECKPOINT."""
     import psycopg
     out: dict = {"tables": {}}
     print(f"  bulk load: {h.files:,} files, {h.conversations:,} conversations, {h.accounts:,} accounts", flush=True)
@@ -275,10 +275,14 @@ def bulk_load(url: str, h: History) -> dict:
         for table in out["tables"]:
             conn.execute(f"VACUUM ANALYZE {table}")
         out["vacuum_analyze_seconds"] = round(time.perf_counter() - vacuum_started, 2)
+        checkpoint_started = time.perf_counter()
+        conn.execute("CHECKPOINT")  # the restore is done when it is on disk, not while the server still writes it
+        out["checkpoint_seconds"] = round(time.perf_counter() - checkpoint_started, 2)
         out["table_bytes"] = {table: conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
                               for table in out["tables"]}
     out["seconds"] = round(time.perf_counter() - started, 2)
     print(f"  bulk load done: COPY {out['copy_seconds']:.1f}s, VACUUM ANALYZE {out['vacuum_analyze_seconds']:.1f}s, "
+          f"CHECKPOINT {out['checkpoint_seconds']:.1f}s, "
           f"database {sum(out['table_bytes'].values()) / 1e9:.2f} GB", flush=True)
     return out
 
@@ -340,15 +344,18 @@ def restart_services(stack, database_url: str, timeout: float = 300) -> dict[str
     return ready
 
 
-def probe(http: httpx.Client, urls: list[tuple[str, dict]]) -> tuple[list[float], dict[int, int]]:
-    """Sequential GETs (no queueing in the figures): latencies in ms and a count per status code."""
-    latencies, codes = [], {}
+def probe(http: httpx.Client, urls: list[tuple[str, dict]]) -> dict:
+    """Sequential GETs (no queueing in the figures): latencies in ms, a count per answer code and,
+    for answers with a `status` (upload's file status), a count per status."""
+    latencies, codes, statuses = [], {}, {}
     for url, headers in urls:
         t = time.perf_counter()
         r = http.get(url, headers=headers)
         latencies.append((time.perf_counter() - t) * 1000)
         codes[r.status_code] = codes.get(r.status_code, 0) + 1
-    return latencies, codes
+        if r.status_code == 200 and "status" in (body := r.json()):
+            statuses[body["status"]] = statuses.get(body["status"], 0) + 1
+    return {"latencies_ms": [round(x, 2) for x in latencies], "codes": codes, "statuses": statuses}
 
 
 def probe_urls(stack, h: History, sample: list[int]) -> dict[str, list[tuple[str, dict]]]:
@@ -377,11 +384,8 @@ def measure_once(stack, database_url: str, urls: dict[str, list[tuple[str, dict]
     from shared.embedded import SERVICES
     load_before = os.getloadavg()[0]
     services = restart_services(stack, database_url)
-    probes = {}
     with httpx.Client(timeout=30) as http:
-        for what, targets in urls.items():
-            latencies, codes = probe(http, targets)
-            probes[what] = {"latencies_ms": [round(x, 2) for x in latencies], "codes": codes}
+        probes = {what: probe(http, targets) for what, targets in urls.items()}
     for name in SERVICES:
         services[name].update({f"{k}_after_probes": v for k, v in rss_mb(stack.procs[name].pid).items()})
     return {"services": services, "probes": probes, "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
@@ -406,12 +410,15 @@ def summarize_state(runs: list[dict]) -> dict:
     probes = {}
     for what in runs[0]["probes"]:
         latencies = [x for r in runs for x in r["probes"][what]["latencies_ms"]]
-        codes: dict[str, int] = {}
+        counts: dict[str, dict[str, int]] = {"codes": {}, "statuses": {}}
         for r in runs:
-            for code, count in r["probes"][what]["codes"].items():
-                codes[str(code)] = codes.get(str(code), 0) + count
+            for kind, seen in counts.items():
+                for value, count in r["probes"][what][kind].items():
+                    seen[str(value)] = seen.get(str(value), 0) + count
         probes[what] = {"p50_ms": round(percentile(latencies, 50), 2), "p99_ms": round(percentile(latencies, 99), 2),
-                        "max_ms": round(max(latencies), 2), "requests": len(latencies), "codes": codes}
+                        "max_ms": round(max(latencies), 2), "requests": len(latencies), **counts,
+                        "p50_ms_runs": [round(percentile(r["probes"][what]["latencies_ms"], 50), 2) for r in runs],
+                        "p99_ms_runs": [round(percentile(r["probes"][what]["latencies_ms"], 99), 2) for r in runs]}
     return {"restarts": len(runs), "services": services, "probes": probes, "runs": runs}
 
 
@@ -470,7 +477,7 @@ def report(result: dict) -> None:
     load = result["load"]
     print(f"history: {result['files']:,} files, {result['conversations']:,} conversations, {result['accounts']:,} "
           f"accounts; bulk load {load['seconds']:.0f}s (COPY {load['copy_seconds']:.0f}s + VACUUM ANALYZE "
-          f"{load['vacuum_analyze_seconds']:.0f}s), {sum(load['table_bytes'].values()) / 1e9:.2f} GB; "
+          f"{load['vacuum_analyze_seconds']:.0f}s + CHECKPOINT {load['checkpoint_seconds']:.0f}s), {sum(load['table_bytes'].values()) / 1e9:.2f} GB; "
           f"medians of {e['restarts']} restarts")
     print(f"{'service':12}{'ready empty':>12}{'loaded':>9}{'ratio':>7}{'RSS MB empty':>14}{'loaded':>9}{'delta':>8}")
     for name in SERVICES:
@@ -480,7 +487,9 @@ def report(result: dict) -> None:
     for what, label in (("status", "upload GET /v1/files/{id}"), ("transcript", "delivery transcript")):
         ep, lp = e["probes"][what], l["probes"][what]
         print(f"{label}: empty p50 {ep['p50_ms']:.1f} ms p99 {ep['p99_ms']:.1f} ms {ep['codes']}; "
-              f"loaded p50 {lp['p50_ms']:.1f} ms p99 {lp['p99_ms']:.1f} ms {lp['codes']}")
+              f"loaded p50 {lp['p50_ms']:.1f} ms p99 {lp['p99_ms']:.1f} ms {lp['codes']}; p99 per restart "
+              f"empty {', '.join(f'{x:.1f}' for x in ep['p99_ms_runs'])}, "
+              f"loaded {', '.join(f'{x:.1f}' for x in lp['p99_ms_runs'])} ms")
     t = cmp["targets"]
     print(f"targets: ready ≤ {TARGET_READY_RATIO}x empty: worst {cmp['worst_ready_ratio']:.2f}x "
           f"{'met' if t['ready_ratio'] else 'NOT met'}; RSS ≤ +{TARGET_RSS_DELTA_MB} MB: worst "
