@@ -12,18 +12,16 @@ service is ready within 1.5x the time it takes with none, and its memory grows b
    same way (shared.db.migrate), then the history is bulk-loaded into it as a restore would:
    PostgreSQL COPY (psycopg 3 `cursor.copy()`) straight into every service's tables, rows streamed
    from generators (the bench's own memory stays flat), then VACUUM ANALYZE of the loaded tables
-   (what a restore runbook does next). The load is timed.
-2. `--restarts` rounds per state, in ABBA order (empty, loaded, loaded, empty, ...) so that the load
-   other work puts on the machine hits both alike: the five services are stopped and started
-   together (the servers keep running), on the empty or on the loaded database. Per service: time
-   from process start to /readyz 200 and RSS (psutil) after ready; then `--probes` sequential
-   `GET /v1/files/{id}` on upload for random loaded files (on the empty database they answer 404),
-   the transcripts of their conversations on delivery, and the RSS again.
-
-Both databases share the broker: the first loaded start re-publishes the loaded accounts' settings
-to the empty account.settings topic (upload's re-seed), and the settings followers of that start
-consume them; the empty starts after it resume past them (same consumer groups), so the empty
-database never holds history.
+   and a CHECKPOINT (what a restore runbook does next). The load is timed.
+2. A second set of the five services beside the first, on the loaded database, with a broker and
+   ports of its own (the same PostgreSQL server, object storage and secrets). Other work on this
+   machine moves its load a lot within a minute, so both sets are measured at the same time:
+   `--restarts` times, all ten services are stopped and started together (the servers keep
+   running); per service, time from process start to /readyz 200 and RSS (psutil) after ready;
+   then `--probes` sequential `GET /v1/files/{id}` on each upload for random loaded files (the
+   empty one answers 404), the transcripts of their conversations on each delivery, the two sets'
+   requests alternating, and the RSS again. Ready times, RSS: medians over the restarts; latency
+   percentiles over every probe of every restart.
 
 The history: `--accounts` accounts (every schema's account_settings), `--conversations`
 conversations (one consumer each, in upload and delivery), `--files` published photos spread over
@@ -46,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -311,93 +310,107 @@ def rss_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": round(own / 2**20, 1), "rss_tree_mb": round((own + children) / 2**20, 1)}
 
 
-def restart_services(stack, database_url: str, timeout: float = 300) -> dict[str, dict]:
-    """Stop the five services, start them together on `database_url` (as `make run` starts them) and
-    time each from its process start to /readyz 200 (polled every 20 ms)."""
+STATES = ("empty", "loaded")
+
+
+def restart_services(stacks: dict[str, object], timeout: float = 300) -> dict[str, dict[str, dict]]:
+    """Stop every service of both stacks, start all ten together (as `make run` starts five) and time
+    each from its process start to /readyz 200 (polled every 20 ms). {state: {service: figures}}"""
     from shared.embedded import SERVICES, tail
-    for name in SERVICES:
-        stack.stop_process(name)
+    for stack in stacks.values():
+        for name in SERVICES:
+            stack.stop_process(name)
     started = {}
     for name in SERVICES:
-        started[name] = time.perf_counter()
-        stack.start_service(name, {"FS_DATABASE_URL": database_url})
-    ready: dict[str, dict] = {}
+        for state, stack in stacks.items():
+            started[state, name] = time.perf_counter()
+            stack.start_service(name)
+    ready: dict[tuple[str, str], float] = {}
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=1) as http:
-        while len(ready) < len(SERVICES):
+        while len(ready) < len(started):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"not ready within {timeout}s: {sorted(set(SERVICES) - set(ready))}")
-            for name in [n for n in SERVICES if n not in ready]:
+                raise RuntimeError(f"not ready within {timeout}s: {sorted(set(started) - set(ready))}")
+            for state, name in [k for k in started if k not in ready]:
+                stack = stacks[state]
                 proc = stack.procs[name]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n"
+                    raise RuntimeError(f"{state} {name} exited with {proc.returncode}:\n"
                                        f"{tail(stack.log_dir / f'{name}.log', 30)}")
                 try:
                     answered = http.get(stack.service_ready_url(name)).status_code == 200
                 except httpx.HTTPError:
                     answered = False
                 if answered:
-                    ready[name] = {"ready_seconds": round(time.perf_counter() - started[name], 3)}
+                    ready[state, name] = round(time.perf_counter() - started[state, name], 3)
             time.sleep(0.02)
-    for name in SERVICES:
-        ready[name].update(rss_mb(stack.procs[name].pid))
-    return ready
+    return {state: {name: {"ready_seconds": ready[state, name], **rss_mb(stack.procs[name].pid)}
+                    for name in SERVICES} for state, stack in stacks.items()}
 
 
-def probe(http: httpx.Client, urls: list[tuple[str, dict]]) -> dict:
-    """Sequential GETs (no queueing in the figures): latencies in ms, a count per answer code and,
-    for answers with a `status` (upload's file status), a count per status."""
-    latencies, codes, statuses = [], {}, {}
-    for url, headers in urls:
+def probe(http: httpx.Client, targets: list[tuple[str, str, dict]]) -> dict[str, dict]:
+    """Sequential GETs, the two states' requests alternating (no queueing in the figures, and the
+    same machine load on both): per state, latencies in ms, a count per answer code and, for answers
+    with a `status` (upload's file status), a count per status."""
+    out = {state: {"latencies_ms": [], "codes": {}, "statuses": {}} for state in STATES}
+    for state, url, headers in targets:
         t = time.perf_counter()
         r = http.get(url, headers=headers)
-        latencies.append((time.perf_counter() - t) * 1000)
-        codes[r.status_code] = codes.get(r.status_code, 0) + 1
+        seen = out[state]
+        seen["latencies_ms"].append(round((time.perf_counter() - t) * 1000, 2))
+        seen["codes"][r.status_code] = seen["codes"].get(r.status_code, 0) + 1
         if r.status_code == 200 and "status" in (body := r.json()):
-            statuses[body["status"]] = statuses.get(body["status"], 0) + 1
-    return {"latencies_ms": [round(x, 2) for x in latencies], "codes": codes, "statuses": statuses}
+            seen["statuses"][body["status"]] = seen["statuses"].get(body["status"], 0) + 1
+    return out
 
 
-def probe_urls(stack, h: History, sample: list[int]) -> dict[str, list[tuple[str, dict]]]:
+def probe_targets(stacks: dict[str, object], h: History, sample: list[int]) -> dict[str, list[tuple[str, str, dict]]]:
     """upload `GET /v1/files/{id}` of the sampled files and delivery transcripts of their
-    conversations, each as an agent of the file's account."""
+    conversations, each as an agent of the file's account, on both stacks in turn."""
     from shared.auth import mint_token
     tokens: dict[str, dict] = {}
 
     def auth(account: str) -> dict:
         if account not in tokens:
-            tokens[account] = {"Authorization": f"Bearer {mint_token(stack.env['FS_AUTH_SECRET'], account, 'agent', 'bench-agent')}"}
+            secret = stacks["loaded"].env["FS_AUTH_SECRET"]
+            tokens[account] = {"Authorization": f"Bearer {mint_token(secret, account, 'agent', 'bench-agent')}"}
         return tokens[account]
 
-    upload = f"http://127.0.0.1:{stack.env['FS_UPLOAD_PORT']}"
-    delivery = f"http://127.0.0.1:{stack.env['FS_DELIVERY_PORT']}"
-    status, transcripts = [], []
+    targets: dict[str, list] = {"status": [], "transcript": []}
     for i in sample:
         c = h.conversation_of(i)
-        status.append((f"{upload}/v1/files/{h.file_id(i)}", auth(h.account(c))))
-        transcripts.append((f"{delivery}/v1/conversations/{h.conversation_id(c)}/messages", auth(h.account(c))))
-    return {"status": status, "transcript": transcripts}
+        for state, stack in stacks.items():
+            upload = f"http://127.0.0.1:{stack.env['FS_UPLOAD_PORT']}"
+            delivery = f"http://127.0.0.1:{stack.env['FS_DELIVERY_PORT']}"
+            targets["status"].append((state, f"{upload}/v1/files/{h.file_id(i)}", auth(h.account(c))))
+            targets["transcript"].append((state, f"{delivery}/v1/conversations/{h.conversation_id(c)}/messages",
+                                          auth(h.account(c))))
+    return targets
 
 
-def measure_once(stack, database_url: str, urls: dict[str, list[tuple[str, dict]]]) -> dict:
-    """One restart of the five services on the database, then the probes, then RSS again."""
+def measure_once(stacks: dict[str, object], targets: dict[str, list]) -> dict[str, dict]:
+    """One restart of both stacks' services, then the probes, then RSS again. {state: run}"""
     from shared.embedded import SERVICES
     load_before = os.getloadavg()[0]
-    services = restart_services(stack, database_url)
+    services = restart_services(stacks)
     with httpx.Client(timeout=30) as http:
-        probes = {what: probe(http, targets) for what, targets in urls.items()}
-    for name in SERVICES:
-        services[name].update({f"{k}_after_probes": v for k, v in rss_mb(stack.procs[name].pid).items()})
-    return {"services": services, "probes": probes, "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+        probes = {what: probe(http, of_what) for what, of_what in targets.items()}
+    loadavg = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    for state, stack in stacks.items():
+        for name in SERVICES:
+            services[state][name].update({f"{k}_after_probes": v for k, v in rss_mb(stack.procs[name].pid).items()})
+    return {state: {"services": services[state], "probes": {what: probes[what][state] for what in probes},
+                    "loadavg_1m": loadavg} for state in stacks}
 
 
-def print_run(label: str, n: int, total: int, run: dict) -> None:
+def print_run(n: int, total: int, runs: dict[str, dict]) -> None:
     from shared.embedded import SERVICES
-    status = run["probes"]["status"]
-    print(f"  {label} restart {n}/{total}: ready " +
-          ", ".join(f"{s} {run['services'][s]['ready_seconds']:.2f}s" for s in SERVICES) +
-          f"; status p50 {percentile(status['latencies_ms'], 50):.1f} ms p99 {percentile(status['latencies_ms'], 99):.1f}"
-          f" ms {status['codes']}; load average {run['loadavg_1m'][0]:.1f}", flush=True)
+    print(f"  restart {n}/{total}, load average {runs['empty']['loadavg_1m'][0]:.1f}:")
+    for state, run in runs.items():
+        status = run["probes"]["status"]
+        print(f"    {state:7} ready " + ", ".join(f"{s} {run['services'][s]['ready_seconds']:.2f}s" for s in SERVICES) +
+              f"; status p50 {percentile(status['latencies_ms'], 50):.1f} ms "
+              f"p99 {percentile(status['latencies_ms'], 99):.1f} ms {status['codes']}", flush=True)
 
 
 def summarize_state(runs: list[dict]) -> dict:
@@ -438,14 +451,30 @@ def compare(empty: dict, loaded: dict) -> dict:
                         "status_p99": status_p99 <= TARGET_STATUS_P99_MS}}
 
 
+@contextmanager
+def twin_stack(stack, data_dir: Path, **env: str):
+    """A second set of the five services beside `stack`: the same PostgreSQL server (another
+    database), object storage and secrets, its own broker and ports (consumer groups of its own)."""
+    from shared.embedded import EmbeddedStack, free_port, free_port_block
+    twin = EmbeddedStack(data_dir, {**stack.env, "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+                                    "FS_UPLOAD_PORT": str(free_port()), "FS_DELIVERY_PORT": str(free_port()),
+                                    "FS_METRICS_PORT_BASE": str(free_port_block(5)), **env})
+    try:
+        twin.start_kafka()
+        twin.bootstrap()
+        yield twin
+    finally:
+        twin.stop()
+
+
 def run(files: int, conversations: int, accounts: int = 1000, restarts: int = 3, probes: int = 2000) -> dict:
-    """The whole bench on its own stack; returns the result (see the module docstring)."""
+    """The whole bench on its own servers; returns the result (see the module docstring)."""
     from shared.db import migrate
     from shared.embedded import SERVICES, create_database, running_stack
     h = History(files, conversations, min(accounts, conversations))
     sample = h.sample(probes)
     with tempfile.TemporaryDirectory(prefix="fsbench-history-") as tmp:
-        with running_stack(Path(tmp), FS_LOG_LEVEL="WARNING") as stack:
+        with running_stack(Path(tmp) / "empty", FS_LOG_LEVEL="WARNING") as stack:
             empty_url = stack.env["FS_DATABASE_URL"]  # migrated by the services' first start
             loaded_url = empty_url.rsplit("/", 1)[0] + "/history"
             create_database(loaded_url)
@@ -454,21 +483,21 @@ def run(files: int, conversations: int, accounts: int = 1000, restarts: int = 3,
             for name in SERVICES:
                 stack.stop_process(name)  # idle, but not in the way of the load
             load = bulk_load(loaded_url, h)
-            urls = probe_urls(stack, h, sample)
-            # ABBA: empty, loaded, loaded, empty, ... so a drift in the machine's load hits both alike.
-            order = [state for k in range(restarts)
-                     for state in (("empty", "loaded") if k % 2 == 0 else ("loaded", "empty"))]
-            print(f"history bench: {restarts} restart(s) of the five services per state, in the order {order}, "
-                  f"{len(sample)} probes each", flush=True)
-            runs: dict[str, list[dict]] = {"empty": [], "loaded": []}
-            for state in order:
-                runs[state].append(measure_once(stack, empty_url if state == "empty" else loaded_url, urls))
-                print_run(state, len(runs[state]), restarts, runs[state][-1])
+            with twin_stack(stack, Path(tmp) / "loaded", FS_DATABASE_URL=loaded_url) as twin:
+                stacks = {"empty": stack, "loaded": twin}
+                targets = probe_targets(stacks, h, sample)
+                print(f"history bench: {restarts} restart(s) of the five services on each database, both sets "
+                      f"together, {len(sample)} probes of each kind per set", flush=True)
+                runs: list[dict[str, dict]] = []
+                for n in range(restarts):
+                    runs.append(measure_once(stacks, targets))
+                    print_run(n + 1, restarts, runs[-1])
             empty_rows = row_counts(empty_url, h)
-    empty, loaded = summarize_state(runs["empty"]), summarize_state(runs["loaded"])
+    empty, loaded = (summarize_state([r[state] for r in runs]) for state in STATES)
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
             "files": files, "conversations": conversations, "accounts": h.accounts, "probes": len(sample),
-            "order": order, "empty_database_rows": empty_rows, "load": load, "empty": empty, "loaded": loaded, "comparison": compare(empty, loaded)}
+            "empty_database_rows": empty_rows, "load": load, "empty": empty, "loaded": loaded,
+            "comparison": compare(empty, loaded)}
 
 
 def report(result: dict) -> None:
