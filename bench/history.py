@@ -53,6 +53,8 @@ from typing import Callable, Iterator
 
 import httpx
 
+from bench.pipeline import percentile
+
 OUT = Path(__file__).parent / "out"
 TARGET_READY_RATIO, TARGET_RSS_DELTA_MB, TARGET_STATUS_P99_MS = 1.5, 50, 20
 HISTORY_DAYS = 365
@@ -60,11 +62,6 @@ RETENTION_MONTHS = 13  # P13M, the default retention
 PREVIEW_BYTES = 768  # 1,024 characters of base64
 PROGRESS_EVERY = 100_000
 SAMPLE_SEED = 20261130
-
-
-def percentile(values: list[float], p: float) -> float:
-    from bench.pipeline import percentile as pct
-    return pct(values, p)
 
 
 # --- the history ---------------------------------------------------------------------------------
@@ -506,8 +503,8 @@ def report(result: dict) -> None:
     load = result["load"]
     print(f"history: {result['files']:,} files, {result['conversations']:,} conversations, {result['accounts']:,} "
           f"accounts; bulk load {load['seconds']:.0f}s (COPY {load['copy_seconds']:.0f}s + VACUUM ANALYZE "
-          f"{load['vacuum_analyze_seconds']:.0f}s + CHECKPOINT {load['checkpoint_seconds']:.0f}s), {sum(load['table_bytes'].values()) / 1e9:.2f} GB; "
-          f"medians of {e['restarts']} restarts")
+          f"{load['vacuum_analyze_seconds']:.0f}s + CHECKPOINT {load['checkpoint_seconds']:.0f}s), "
+          f"{sum(load['table_bytes'].values()) / 1e9:.2f} GB; medians of {e['restarts']} restarts")
     print(f"{'service':12}{'ready empty':>12}{'loaded':>9}{'ratio':>7}{'RSS MB empty':>14}{'loaded':>9}{'delta':>8}")
     for name in SERVICES:
         es, ls, c = e["services"][name], l["services"][name], cmp["services"][name]
@@ -542,7 +539,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set_xticks(range(len(SERVICES)), SERVICES, fontsize=8)
         ax.set_ylabel(label)
         ax.legend()
-    axes[0].set_title(f"start-up, worst {result['comparison']['worst_ready_ratio']:.2f}x (target ≤ {TARGET_READY_RATIO}x)")
+    axes[0].set_title(f"start-up, worst {result['comparison']['worst_ready_ratio']:.2f}x "
+                      f"(target ≤ {TARGET_READY_RATIO}x)")
     axes[1].set_title(f"memory, worst {result['comparison']['worst_rss_delta_mb']:+.0f} MB "
                       f"(target ≤ +{TARGET_RSS_DELTA_MB} MB)")
     ax = axes[2]
