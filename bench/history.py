@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -277,8 +278,9 @@ def bulk_load(url: str, h: History) -> dict:
         out["table_bytes"] = {table: conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
                               for table in out["tables"]}
     out["seconds"] = round(time.perf_counter() - started, 2)
+    out["bench_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
     print(f"  bulk load done: COPY {out['copy_seconds']:.1f}s, VACUUM ANALYZE {out['vacuum_analyze_seconds']:.1f}s, "
-          f"CHECKPOINT {out['checkpoint_seconds']:.1f}s, "
+          f"CHECKPOINT {out['checkpoint_seconds']:.1f}s, bench process peak RSS {out['bench_max_rss_mb']:.0f} MB, "
           f"database {sum(out['table_bytes'].values()) / 1e9:.2f} GB", flush=True)
     return out
 
