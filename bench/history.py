@@ -286,8 +286,8 @@ def bulk_load(url: str, h: History) -> dict:
 
 
 def row_counts(url: str, h: History) -> dict[str, int]:
-    """Rows in the tables the history fills (the empty database's, at the end: all zero but the
-    settings the broker's re-seed may have brought)."""
+    """Rows in the tables the history fills (of the empty database, at the end: all zero, since the
+    loaded set has a broker of its own)."""
     import psycopg
     with psycopg.connect(url, autocommit=True) as conn:
         return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table, *_ in tables(h)}
