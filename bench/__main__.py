@@ -2,8 +2,9 @@
 latency on the embedded stack, ours against the same pipeline with pyvips image stages (plus
 CPU-only baselines); on that same stack, the delivery download of a 5 MB-class final image and
 the GDPR forget latency; on a stack of its own, upload's peak memory under a burst of 50 concurrent
-5 MB uploads. Results in bench/out/*.json and *.png."""
-from bench import delivery_download, forget, images, pipeline, upload_burst
+5 MB uploads; then, on a stack of its own, start-up, memory and status latency with a year of history
+(1,000,000 files) against an empty database. Results in bench/out/*.json and *.png."""
+from bench import delivery_download, forget, history, images, pipeline, upload_burst
 
 if __name__ == "__main__":
     images.main()
@@ -11,3 +12,4 @@ if __name__ == "__main__":
                   reports={"delivery_download": delivery_download.report, "forget": forget.report})
     # Own stack: the burst leaves 50 photos for the stages behind upload, which must not slow the rounds above.
     upload_burst.main([])
+    history.main([])
