@@ -42,7 +42,10 @@ def free_port() -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """No server listens there. SO_REUSEADDR, as servers set it: connections a killed server left in
+    TIME_WAIT do not count."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
