@@ -275,16 +275,19 @@ class StreamProcessor:
         idle = [tp for tp in self.consumer.assignment() if tp not in self._in_flight]
         if not idle:
             return
+        rewound = []
         try:
             ends = await self.consumer.end_offsets(idle)
             for tp in idle:
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
                 if position > ends[tp]:
-                    log.warning("%s: %s ends at %d, before our position %d (a broker that lost its log): "
-                                "reading it again from its beginning", self.name, tp, ends[tp], position)
                     await self.consumer.seek_to_beginning(tp)
+                    rewound.append(f"{tp.topic}[{tp.partition}] {position}→{ends[tp]}")
         except (KafkaError, asyncio.TimeoutError, AssertionError) as e:  # AssertionError: unassigned meanwhile
             log.debug("%s: log check skipped (%s)", self.name, e)
+        if rewound:
+            log.warning("%s: %d partition(s) end before our position (a broker that lost its log); reading them "
+                        "again from their beginning: %s", self.name, len(rewound), ", ".join(rewound))
 
     def _start_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         self.consumer.pause(tp)
