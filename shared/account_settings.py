@@ -21,7 +21,13 @@ log = logging.getLogger(__name__)
 
 
 async def get_document(conn: Connection, account_id: str, for_update: bool = False) -> ev.AccountSettingsDocument:
-    """The account's settings; the defaults (everything off) until one is stored."""
+    """The account's settings; the defaults (everything off) until one is stored. for_update: locked
+    until the transaction ends, also the first time (the defaults are stored first, so there is a row
+    to lock and two first writers cannot both read "nothing")."""
+    if for_update:
+        await conn.execute("INSERT INTO account_settings (account_id, document) VALUES (%s, %s) "
+                           "ON CONFLICT (account_id) DO NOTHING",
+                           (account_id, Jsonb(ev.AccountSettingsDocument().model_dump())))
     row = await (await conn.execute(
         "SELECT document FROM account_settings WHERE account_id = %s" + (" FOR UPDATE" if for_update else ""),
         (account_id,))).fetchone()

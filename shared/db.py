@@ -65,6 +65,13 @@ class Database:
             return False
 
 
+async def lock_files(conn: Connection, *file_ids: str) -> None:
+    """Serialise, until this transaction ends, every transaction of this schema that locks one of these
+    files (e.g. a deletion and a publish of the same file); always in one order, so never a deadlock."""
+    for file_id in sorted(set(file_ids)):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (file_id,))
+
+
 def sqlalchemy_url(url: str) -> str:
     """Alembic runs on SQLAlchemy: the same DSN with the psycopg 3 dialect."""
     for prefix in ("postgresql://", "postgres://"):

@@ -115,15 +115,20 @@ class Publisher:
         error); at-least-once: the handlers downstream are idempotent."""
         if self.producer is None:
             raise TransientError("the producer is not started yet")
-        outgoing = list(outgoing)
+        pending = list(outgoing)
         for attempt in range(attempts):
-            try:
-                return await send_all(self.producer, outgoing)
-            except KafkaError as e:
-                if attempt == attempts - 1:
-                    raise
-                log.info("%s: produce failed (%s); trying again", self.name, e)
-                await asyncio.sleep(0.2 * 2 ** attempt)
+            futures = [await self.producer.send(o.topic, o.event.to_bytes(), key=o.key.encode()) for o in pending]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, BaseException)]
+            if not failed:
+                return
+            error = failed[0][1]
+            if attempt == attempts - 1 or not all(isinstance(r, KafkaError) for _, r in failed):
+                raise error
+            log.info("%s: %d of %d events not acknowledged (%s); sending those again", self.name, len(failed),
+                     len(pending), error)
+            pending = [o for o, _ in failed]  # the acknowledged ones are not sent twice
+            await asyncio.sleep(0.2 * 2 ** attempt)
 
     async def stop(self) -> None:
         if self.producer is not None:

@@ -127,8 +127,13 @@ class Client:
                 out = []
                 async def behind():
                     return [tp for tp in tps if await c.position(tp) < ends[tp]]
-                while await behind():
-                    out += [e for e in events_of(await c.getmany(timeout_ms=500)) if match(e)]
+                # Tansu can report an end offset past the last record it serves (after a restart, for
+                # a batch whose produce failed): reading stops once fetches come back empty.
+                empty_fetches = 0
+                while empty_fetches < 6 and await behind():
+                    batch = await c.getmany(timeout_ms=500)
+                    empty_fetches = 0 if any(batch.values()) else empty_fetches + 1
+                    out += [e for e in events_of(batch) if match(e)]
                 return out
             finally:
                 await c.stop()

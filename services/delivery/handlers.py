@@ -24,7 +24,7 @@ from shared import events as ev
 from shared.auth import Principal
 from shared.conversations import get_conversation
 from shared.crypto import EncryptedFileStore
-from shared.db import Connection, Database
+from shared.db import Connection, Database, lock_files
 from shared.kafka import Outgoing, Publisher
 from shared.logs import file_ctx
 from shared.pipeline import StageRejection, carry, companion_of, open_caption, open_for_file, read_variant, reject
@@ -86,20 +86,28 @@ async def transcript_of(conn: Connection, conversation_id: str) -> list[dict]:
 
 
 async def record_deletion(conn: Connection, event: ev.FileDeleted) -> None:
-    """file.deleted: the message row goes (caption, sender, preview); a receipt stays for the 410."""
+    """file.deleted: the message row goes (caption, sender, preview); a receipt stays for the 410.
+    Under the file's lock: a publish of the same file in flight commits first (and is deleted here)
+    or finds the receipt (and publishes nothing)."""
+    await lock_files(conn, event.file_id)
     await conn.execute("DELETE FROM messages WHERE file_id = %s", (event.file_id,))
     await conn.execute("INSERT INTO deleted_files (file_id, account_id, reason) VALUES (%s, %s, %s) "
                        "ON CONFLICT (file_id) DO NOTHING", (event.file_id, event.account_id, event.reason))
+
+
+def rejected_as_deleted(event: ev.FileResized, deletion: Deletion) -> list[Outgoing]:
+    """A file forgotten or expired before its message: never published."""
+    if deletion.reason == "gdpr":
+        return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
+    return [reject(event, STAGE, "processing_failed", f"the file was deleted ({deletion.reason}) first")]
 
 
 async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Outgoing]:
     async with deps.db.pool.connection() as conn:
         deletion = await find_deletion(conn, event.file_id)
         published = deletion is None and await find_message(conn, event.file_id) is not None
-    if deletion is not None:  # forgotten or expired before its message: never published
-        if deletion.reason == "gdpr":
-            return [reject(event, STAGE, "consumer_forgotten", "the consumer's files were erased")]
-        return [reject(event, STAGE, "processing_failed", f"the file was deleted ({deletion.reason}) first")]
+    if deletion is not None:
+        return rejected_as_deleted(event, deletion)
     if published:
         log.info("duplicate file.resized: message already published", **file_ctx(event))
         if deps.metrics is not None:
@@ -125,6 +133,10 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
             caption=caption, download_path=f"/v1/files/{event.file_id}/content",
             preview=base64.b64encode(preview).decode()))
     async with deps.db.transaction() as conn:
+        await lock_files(conn, event.file_id)  # against record_deletion of the same file
+        deletion = await find_deletion(conn, event.file_id)
+        if deletion is not None:  # deleted while we opened it
+            return rejected_as_deleted(event, deletion)
         claimed = await (await conn.execute(
             "INSERT INTO messages (file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, message) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING RETURNING file_id",

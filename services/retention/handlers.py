@@ -32,7 +32,7 @@ from typing import Callable
 from shared import events as ev
 from shared.account_settings import get_document
 from shared.crypto import BlobIntegrityError, ConsumerKeyStore, parse_header
-from shared.db import Connection, Database
+from shared.db import Connection, Database, lock_files
 from shared.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
 from shared.kafka import Outgoing, Send
 from shared.storage import ObjectInfo, ObjectStore, consumer_prefix
@@ -104,6 +104,7 @@ async def index_file(conn: Connection, event: ev.FileUploaded | ev.FileSanitized
     """A pipeline stage event: the file enters the index with its expiry time (a receipted file never
     does). Every stage indexes, not only file.uploaded: after a broker lost its log, re-drive emits a
     file's latest stage event, which may be the first this index sees of it."""
+    await lock_files(conn, event.file_id)  # an erasure of this file in flight commits first (receipt seen)
     retention = (await get_document(conn, event.account_id)).retention
     created = getattr(event, "uploaded_at", None) or event.occurred_at
     await conn.execute(
@@ -127,8 +128,12 @@ async def retention_changed(conn: Connection, event: ev.AccountSettings) -> None
 
 async def erase_files(conn: Connection, files: list[StoredFile], reason: str, request_id: str | None,
                       deps: RetentionDeps) -> Erased:
-    """Objects (listed now when not given), then receipts for files without one (acknowledged),
-    then the index rows; the caller's transaction holds the rows' locks and commits."""
+    """Under the files' locks: the index rows, the objects (listed now when not given), then receipts
+    for files without one (acknowledged); the caller's transaction commits. Everything that can wait
+    on another transaction (a sweep, a forget, an in-flight rejection of the same file) comes before
+    the receipts are sent, so a deadlock retried never sends a receipt twice."""
+    await lock_files(conn, *(f.file_id for f in files))
+    await conn.execute("DELETE FROM files WHERE file_id = ANY(%s)", ([f.file_id for f in files],))
     objects = freed = 0
     for f in files:
         for o in f.objects or await deps.blobs.list(file_prefix(f.account_id, f.consumer_id, f.conversation_id,
@@ -146,12 +151,29 @@ async def erase_files(conn: Connection, files: list[StoredFile], reason: str, re
             new.append(f)
     if new:
         await deps.send([receipt(f, reason, request_id) for f in new])
-    await conn.execute("DELETE FROM files WHERE file_id = ANY(%s)", ([f.file_id for f in files],))
     if deps.metrics is not None:
         if new:
             deps.metrics.deleted.labels(reason).inc(len(new))
         deps.metrics.freed.inc(freed)
     return Erased(new, objects, freed)
+
+
+async def remember(deps: RetentionDeps, files: list[StoredFile]) -> None:
+    """Files found in the store but not (yet) in the index join it, committed before their objects are
+    deleted: if the erasure that follows fails after the deletion, its retry still knows them (and
+    gives their receipt) although the store no longer lists them."""
+    if not files:
+        return
+    async with deps.db.transaction() as conn:
+        for f in files:
+            await conn.execute(
+                "INSERT INTO files (file_id, account_id, consumer_id, conversation_id, created_at, expires_at) "
+                "SELECT %(file_id)s, %(account_id)s, %(consumer_id)s, %(conversation_id)s, now(), "
+                "now() + interval '1 day' "  # the erasure retries until it is done; expiry is the backstop
+                "WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE file_id = %(file_id)s) "
+                "ON CONFLICT (file_id) DO NOTHING",
+                {"file_id": f.file_id, "account_id": f.account_id, "consumer_id": f.consumer_id,
+                 "conversation_id": f.conversation_id})
 
 
 def _indexed(rows: list[dict]) -> list[StoredFile]:
@@ -217,14 +239,13 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
     prefix = consumer_prefix(request.account_id, request.consumer_id)
     shredded = await deps.keys.destroy(request.account_id, request.consumer_id)
     shredded_at = deps.clock()
+    await remember(deps, group_files(await deps.blobs.list(prefix)))
     async with deps.db.transaction() as conn:
         rows = await (await conn.execute(
             "SELECT file_id, account_id, consumer_id, conversation_id FROM files "
-            "WHERE account_id = %s AND consumer_id = %s FOR UPDATE", (request.account_id, request.consumer_id))).fetchall()
-        files = {f.file_id: f for f in _indexed(rows)}
-        for f in group_files(await deps.blobs.list(prefix)):
-            files[f.file_id] = f  # with its listed objects
-        erased = await erase_files(conn, list(files.values()), "gdpr", request.request_id, deps)
+            "WHERE account_id = %s AND consumer_id = %s", (request.account_id, request.consumer_id))).fetchall()
+        files = _indexed(rows)
+        erased = await erase_files(conn, files, "gdpr", request.request_id, deps)
         await conn.execute("UPDATE forget_requests SET done_at = now() WHERE request_id = %s AND account_id = %s "
                            "AND consumer_id = %s", (request.request_id, request.account_id, request.consumer_id))
     done_at = deps.clock()
@@ -267,6 +288,7 @@ async def clean_forgotten_file(event: ev.FileRejected, deps: RetentionDeps) -> E
     if await _still_readable(f, deps):
         log.warning("file rejected as consumer_forgotten still opens with a live key; kept", **f.ctx)
         return None
+    await remember(deps, files)
     async with deps.db.transaction() as conn:
         row = await (await conn.execute(
             "SELECT request_id FROM forget_requests WHERE account_id = %s AND consumer_id = %s "

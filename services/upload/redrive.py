@@ -43,25 +43,29 @@ Delivered = Callable[[ev.FileResized], Awaitable[bool]]
 
 async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: float, metrics=None,
                           delivered: Delivered | None = None) -> int:
-    """One round; returns how many files were re-driven."""
+    """One round; returns how many files were re-driven. A short transaction claims the stalled files
+    (marks them moved: the next round of any instance leaves them alone); asking delivery and
+    producing happen outside it, so no row stays locked behind a slow dependency. A file re-driven
+    again waits twice as long each time (up to 64×): a backlog is not re-emitted over and over."""
     async with db.transaction() as conn:
         rows = await (await conn.execute(
             "SELECT file_id, pending_event, redrives FROM files WHERE pending_event IS NOT NULL "
-            "AND moved_at < now() - make_interval(secs => %s) ORDER BY moved_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (idle_seconds, BATCH))).fetchall()
+            "AND moved_at < now() - make_interval(secs => %s * power(2, least(redrives, 6))) "
+            "ORDER BY moved_at LIMIT %s FOR UPDATE SKIP LOCKED", (idle_seconds, BATCH))).fetchall()
         if not rows:
             return 0
-        events = []
-        for row in rows:
-            event = ev.parse_event(row["pending_event"])
-            if row["redrives"] and delivered is not None and isinstance(event, ev.FileResized) and \
-                    await delivered(event):
-                await confirm_published(conn, event)
-            else:
-                events.append(event)
-        await publisher.send([Outgoing(TOPIC_OF_EVENT[e.event_type], e.conversation_id, e) for e in events])
         await conn.execute("UPDATE files SET moved_at = now(), redrives = redrives + 1 WHERE file_id = ANY(%s)",
-                           ([e.file_id for e in events],))
+                           ([r["file_id"] for r in rows],))
+    events = []
+    for row in rows:
+        event = ev.parse_event(row["pending_event"])
+        if row["redrives"] and delivered is not None and isinstance(event, ev.FileResized) and \
+                await delivered(event):
+            async with db.transaction() as conn:
+                await confirm_published(conn, event)
+        else:
+            events.append(event)
+    await publisher.send([Outgoing(TOPIC_OF_EVENT[e.event_type], e.conversation_id, e) for e in events])
     for e in events:
         log.warning("re-drove %s: no progress for %.0fs", e.event_type, idle_seconds,
                     extra={"ctx": {"file_id": e.file_id, "conversation_id": e.conversation_id}})

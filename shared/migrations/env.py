@@ -18,5 +18,6 @@ with engine.connect() as connection:
             context.run_migrations()
         connection.commit()
     finally:
+        connection.rollback()  # a failed migration left its transaction aborted: unlock outside it
         connection.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": f"fileshare-migrate-{schema}"})
         connection.commit()
