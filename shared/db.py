@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -42,8 +44,8 @@ class Database:
     async def open(self, stop: asyncio.Event | None = None) -> None:
         """Apply migrations (waiting for the server to answer), then open the pool."""
         from shared.kafka import retry_transient
-        await retry_transient(lambda: asyncio.to_thread(migrate, self.url, self.schema),
-                              f"database migrations of {self.schema}", DB_TRANSIENT + (OSError,), stop, max_delay=5)
+        await retry_transient(lambda: migrate_in_child(self.url, self.schema), f"database migrations of {self.schema}",
+                              (MigrationFailed,), stop, max_delay=5)
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
@@ -72,6 +74,22 @@ async def lock_files(conn: Connection, *file_ids: str) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (file_id,))
 
 
+class MigrationFailed(Exception):
+    """The migration process failed (the server did not answer yet, or a migration failed): its output."""
+
+
+async def migrate_in_child(url: str, schema: str) -> None:
+    """migrate() in a child process: Alembic and SQLAlchemy (about 30 MB) never stay in a service's
+    memory. The DSN travels in the environment, not on the command line."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.db", schema, env={**os.environ, "FS_MIGRATE_URL": url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await child.communicate()
+    if child.returncode != 0:
+        lines = output.decode(errors="replace").strip().splitlines()
+        raise MigrationFailed(lines[-1] if lines else f"exit {child.returncode}")
+
+
 def sqlalchemy_url(url: str) -> str:
     """Alembic runs on SQLAlchemy: the same DSN with the psycopg 3 dialect."""
     for prefix in ("postgresql://", "postgres://"):
@@ -97,3 +115,7 @@ def migrate(url: str, schema: str) -> None:
     config.set_main_option("path_separator", "os")
     config.attributes.update(url=sqlalchemy_url(url), schema=schema)
     command.upgrade(config, "head")
+
+
+if __name__ == "__main__":  # the child of migrate_in_child
+    migrate(os.environ["FS_MIGRATE_URL"], sys.argv[1])
