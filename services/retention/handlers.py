@@ -132,8 +132,12 @@ async def erase_files(conn: Connection, files: list[StoredFile], reason: str, re
     for files without one (acknowledged); the caller's transaction commits. Everything that can wait
     on another transaction (a sweep, a forget, an in-flight rejection of the same file) comes before
     the receipts are sent, so a deadlock retried never sends a receipt twice."""
-    await lock_files(conn, *(f.file_id for f in files))
-    await conn.execute("DELETE FROM files WHERE file_id = ANY(%s)", ([f.file_id for f in files],))
+    ids = sorted({f.file_id for f in files})
+    # Rows first, in one order, then the files' locks: a sweep holds its batch's rows before it asks for
+    # their locks, so taking the locks first here could close a cycle with it.
+    await conn.execute("SELECT file_id FROM files WHERE file_id = ANY(%s) ORDER BY file_id FOR UPDATE", (ids,))
+    await lock_files(conn, *ids)
+    await conn.execute("DELETE FROM files WHERE file_id = ANY(%s)", (ids,))
     objects = freed = 0
     for f in files:
         for o in f.objects or await deps.blobs.list(file_prefix(f.account_id, f.consumer_id, f.conversation_id,
