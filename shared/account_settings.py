@@ -35,10 +35,24 @@ async def get_document(conn: Connection, account_id: str, for_update: bool = Fal
 
 
 async def put_document(conn: Connection, account_id: str, document: ev.AccountSettingsDocument) -> None:
+    """The settings API's write (upload keeps the system of record)."""
     await conn.execute(
         "INSERT INTO account_settings (account_id, document) VALUES (%s, %s) "
         "ON CONFLICT (account_id) DO UPDATE SET document = EXCLUDED.document, updated_at = now()",
         (account_id, Jsonb(document.model_dump())))
+
+
+async def follow_document(conn: Connection, event: ev.AccountSettings) -> bool:
+    """A follower's write: False (nothing changed) when the row came from a newer event already, so a
+    redelivered older document (at-least-once, a partition read again) never comes back."""
+    row = await (await conn.execute(
+        "INSERT INTO account_settings (account_id, document, event_at) VALUES (%s, %s, %s) "
+        "ON CONFLICT (account_id) DO UPDATE SET document = EXCLUDED.document, event_at = EXCLUDED.event_at, "
+        "  updated_at = now() "
+        "WHERE account_settings.event_at IS NULL OR account_settings.event_at <= EXCLUDED.event_at "
+        "RETURNING account_id",
+        (event.account_id, Jsonb(event.document().model_dump()), event.occurred_at))).fetchone()
+    return row is not None
 
 
 async def all_documents(conn: Connection) -> dict[str, ev.AccountSettingsDocument]:
@@ -55,7 +69,10 @@ def settings_follower(settings, service: str, db: Database, metrics=None, on_cha
     transaction (retention moves its files' expiry times)."""
 
     async def apply(conn: Connection, event: ev.AccountSettings) -> None:
-        await put_document(conn, event.account_id, event.document())
+        if not await follow_document(conn, event):
+            log.info("%s: settings of %s from %s are older than the ones applied; ignored", service,
+                     event.account_id, event.occurred_at.isoformat())
+            return
         if on_change is not None:
             await on_change(conn, event)
 

@@ -33,20 +33,32 @@ async def get_conversation(conn: Connection, conversation_id: str) -> Conversati
 
 async def apply_conversation_event(conn: Connection, event: ev.ConversationEvent) -> bool:
     """Fold one event in; False when another account already owns the conversation id (ignored).
-    An event without a channel keeps the channel already known."""
+    An event without a channel keeps the channel already known. An event older than the one the row
+    was last folded from (delivered again: at-least-once, a partition read again) changes nothing,
+    so a conversation's state never moves back, not even for a moment."""
     row = await (await conn.execute(
-        "INSERT INTO conversations (conversation_id, account_id, consumer_id, channel, authenticated, open) "
-        "VALUES (%s, %s, %s, %s, %s, %s) "
+        "INSERT INTO conversations (conversation_id, account_id, consumer_id, channel, authenticated, open, "
+        "  event_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (conversation_id) DO UPDATE SET consumer_id = EXCLUDED.consumer_id, "
         "  channel = COALESCE(EXCLUDED.channel, conversations.channel), "
-        "  authenticated = EXCLUDED.authenticated, open = EXCLUDED.open, updated_at = now() "
-        "WHERE conversations.account_id = EXCLUDED.account_id RETURNING conversation_id",
+        "  authenticated = EXCLUDED.authenticated, open = EXCLUDED.open, event_at = EXCLUDED.event_at, "
+        "  updated_at = now() "
+        "WHERE conversations.account_id = EXCLUDED.account_id "
+        "  AND (conversations.event_at IS NULL OR conversations.event_at <= EXCLUDED.event_at) "
+        "RETURNING conversation_id",
         (event.conversation_id, event.account_id, event.consumer_id, event.channel, event.authenticated,
-         event.event_type != "conversation.closed"))).fetchone()
-    if row is None:
-        log.warning("conversation %s claimed by account %s, already owned by another account; ignored",
-                    event.conversation_id, event.account_id)
-    return row is not None
+         event.event_type != "conversation.closed", event.occurred_at))).fetchone()
+    if row is not None:
+        return True
+    owner = await (await conn.execute("SELECT account_id FROM conversations WHERE conversation_id = %s",
+                                      (event.conversation_id,))).fetchone()
+    if owner["account_id"] == event.account_id:
+        log.info("conversation %s: %s of %s is older than its known state; ignored", event.conversation_id,
+                 event.event_type, event.occurred_at.isoformat())
+        return True
+    log.warning("conversation %s claimed by account %s, already owned by another account; ignored",
+                event.conversation_id, event.account_id)
+    return False
 
 
 def conversation_follower(settings, service: str, db: Database, metrics=None) -> StreamProcessor:

@@ -276,20 +276,24 @@ class StreamProcessor:
         """A broker that lost its log (the embedded one after a restart) starts every partition again
         at offset 0. A member whose position (or a committed offset that reached the new broker) is
         past the new end would skip everything written there until the log grows past it: such a
-        partition is read again from its beginning (handlers are idempotent)."""
-        idle = [tp for tp in self.consumer.assignment() if tp not in self._in_flight]
-        if not idle:
-            return
+        partition is read again from its beginning (handlers are idempotent).
+
+        The end is the high watermark of the partition's last fetch, never ListOffsets: Tansu answers
+        ListOffsets(latest) with the base offset of the last record batch + 1, which is below our
+        position after every batch of more than one record (a healthy partition would be re-read
+        every time, and its old events would be folded in again)."""
         rewound = []
-        try:
-            ends = await self.consumer.end_offsets(idle)
-            for tp in idle:
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if tp in self._in_flight or end is None:
+                continue
+            try:
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
-                if position > ends[tp]:
+                if position > end:
                     await self.consumer.seek_to_beginning(tp)
-                    rewound.append(f"{tp.topic}[{tp.partition}] {position}→{ends[tp]}")
-        except (KafkaError, asyncio.TimeoutError, AssertionError) as e:  # AssertionError: unassigned meanwhile
-            log.debug("%s: log check skipped (%s)", self.name, e)
+                    rewound.append(f"{tp.topic}[{tp.partition}] {position}→{end}")
+            except (KafkaError, asyncio.TimeoutError, AssertionError) as e:  # AssertionError: unassigned meanwhile
+                log.debug("%s: log check of %s skipped (%s)", self.name, tp, e)
         if rewound:
             log.warning("%s: %d partition(s) end before our position (a broker that lost its log); reading them "
                         "again from their beginning: %s", self.name, len(rewound), ", ".join(rewound))
@@ -375,6 +379,11 @@ class StreamProcessor:
         and returns: a lagging group must slow the caller down, never stop it."""
         tps = [TopicPartition(t, p) for t in self.topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
         ends = await self.consumer.end_offsets(tps)
+        for tp in tps:
+            # Tansu's ListOffsets can fall short by the last batch's size (see above); the high
+            # watermark of our own partitions' fetches does not.
+            if tp in self.consumer.assignment():
+                ends[tp] = max(ends[tp], self.consumer.highwater(tp) or 0)
         deadline = time.monotonic() + timeout
         while True:
             behind = [tp for tp in tps if ends[tp] > ((await self.consumer.committed(tp)) or 0)]

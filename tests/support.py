@@ -123,11 +123,13 @@ class Client:
                 tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
                 c.assign(tps)
                 await c.seek_to_beginning(*tps)
-                ends = await c.end_offsets(tps)
                 out = []
+
                 async def behind():
-                    return [tp for tp in tps if await c.position(tp) < ends[tp]]
-                # Tansu can report an end offset past the last record it serves (after a restart, for
+                    # The fetches' high watermark, not ListOffsets: Tansu's end offset can fall short
+                    # of the last batch (shared.kafka, StreamProcessor._reread_partitions_whose_log_was_lost).
+                    return [tp for tp in tps if c.highwater(tp) is None or await c.position(tp) < c.highwater(tp)]
+                # Tansu can report a high watermark past the last record it serves (after a restart, for
                 # a batch whose produce failed): reading stops once fetches come back empty.
                 empty_fetches = 0
                 while empty_fetches < 6 and await behind():

@@ -25,3 +25,10 @@ def create_conversations_v1() -> None:
             open boolean NOT NULL,
             updated_at timestamptz NOT NULL DEFAULT now()
         )""")
+
+
+def add_event_at_v2(*tables: str) -> None:
+    """The occurred_at of the event a row was last folded from: an older event delivered again (a
+    re-read partition, an at-least-once redelivery) must not move the row back in time."""
+    for table in tables:
+        op.execute(f"ALTER TABLE {table} ADD COLUMN event_at timestamptz")

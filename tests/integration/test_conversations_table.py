@@ -38,3 +38,18 @@ async def test_another_account_cannot_take_over_a_conversation_id(open_database)
             consumer_id="consumer-2", channel="web"))
         known = await get_conversation(conn, conversation)
     assert not taken and (known.account_id, known.consumer_id, known.open) == ("acct-owner", "consumer-1", True)
+
+
+async def test_an_older_event_delivered_again_does_not_move_a_conversation_back(open_database):
+    """At-least-once: a partition read again replays opened and closed after resumed; the conversation
+    stays open (it answered conversation_closed for a moment before)."""
+    db, account, conversation = await open_database("upload"), unique("acct"), unique("conv")
+    history = [ev.ConversationEvent(event_type=kind, account_id=account, conversation_id=conversation,
+                                    consumer_id="consumer-1", channel="web")
+               for kind in ("conversation.opened", "conversation.closed", "conversation.resumed")]
+    states = []
+    for event in [*history, *history[:2]]:
+        async with db.transaction() as conn:
+            await apply_conversation_event(conn, event)
+            states.append((await get_conversation(conn, conversation)).open)
+    assert states == [True, False, True, True, True]
