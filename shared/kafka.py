@@ -197,13 +197,19 @@ class StreamProcessor:
                  on_poison: PoisonHandler, metrics=None,
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
-                 on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None):
+                 on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
+                 concurrency: int = 1):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
-        the next record of the partition (state that must only follow a real publish)."""
+        the next record of the partition (state that must only follow a real publish);
+        concurrency: how many records of one partition are handled side by side (the image stages:
+        a burst into one conversation would otherwise wait in line). Outputs are still produced,
+        and offsets committed, in record order: a conversation's photos stay in send order."""
+        if concurrency > 1 and before_partition is not None:
+            raise ValueError("before_partition runs before a batch; records handled ahead would skip it")
         self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
         self.handle, self.on_poison, self.metrics, self.transient = handle, on_poison, metrics, transient
-        self.before_partition, self.on_produced = before_partition, on_produced
+        self.before_partition, self.on_produced, self.concurrency = before_partition, on_produced, concurrency
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
@@ -216,7 +222,9 @@ class StreamProcessor:
         self._idle.set()
         self._generation = 0
         self._abandon_below = 0  # records fetched in a generation below this outlived their fence
-        self._in_flight: dict[TopicPartition, asyncio.Future] = {}
+        self._in_flight: dict[TopicPartition, asyncio.Future] = {}  # each partition's newest batch
+        self._unfinished: dict[TopicPartition, int] = {}  # records fetched and not yet committed
+        self._handler_slots: dict[TopicPartition, asyncio.Semaphore] = {}
         self._failure: BaseException | None = None
 
     async def start(self) -> None:
@@ -299,17 +307,32 @@ class StreamProcessor:
                         "again from their beginning: %s", self.name, len(rewound), ", ".join(rewound))
 
     def _start_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        self.consumer.pause(tp)
+        """Paused once `concurrency` records of the partition are unfinished: the next fetches serve
+        the others, and one slow record holds up its own conversation's partition, never the rest."""
         self._idle.clear()
-        # A task still running for this partition (it outlived a rebalance fence and the partition
-        # came back) goes first: records of one partition are never handled side by side.
+        self._unfinished[tp] = self._unfinished.get(tp, 0) + len(records)
+        if self._unfinished[tp] >= self.concurrency:
+            self.consumer.pause(tp)
+        # A batch still running for this partition (the one before, or one that outlived a rebalance
+        # fence and the partition came back) produces and commits first: record order is kept.
         previous = self._in_flight.get(tp)
+        handled = self._handle_ahead(tp, records) if self.concurrency > 1 else None
         # Not awaited by run(): cancelling run() (shutdown) lets the record in flight finish; stop() waits.
-        task = asyncio.ensure_future(self._process_partition(tp, records, self._generation, previous))
+        task = asyncio.ensure_future(self._process_partition(tp, records, self._generation, previous, handled))
         self._in_flight[tp] = task
-        task.add_done_callback(lambda t: self._partition_done(tp, t))
+        task.add_done_callback(lambda t: self._partition_done(tp, t, len(records)))
 
-    def _partition_done(self, tp: TopicPartition, task: asyncio.Future) -> None:
+    def _handle_ahead(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[asyncio.Future]:
+        """Start handling the batch's records now, at most `concurrency` of the partition at a time."""
+        slots = self._handler_slots.setdefault(tp, asyncio.Semaphore(self.concurrency))
+
+        async def handle(record: ConsumerRecord):
+            async with slots:
+                return await self._handle_one(record)
+        return [asyncio.ensure_future(handle(r)) for r in records]
+
+    def _partition_done(self, tp: TopicPartition, task: asyncio.Future, fetched: int) -> None:
+        self._unfinished[tp] -= fetched
         if self._in_flight.get(tp) is task:
             del self._in_flight[tp]
         if not self._in_flight:
@@ -319,8 +342,8 @@ class StreamProcessor:
         if task.exception() is not None:
             self._failure = self._failure or task.exception()
             return
-        if tp in self._in_flight or self.stopping.is_set():
-            return  # a newer batch of this partition is queued behind, or we are leaving
+        if self.stopping.is_set():
+            return
         unfinished = task.result()
         try:
             if tp not in self.consumer.assignment():
@@ -329,30 +352,44 @@ class StreamProcessor:
                 # The fetch position is past the batch: go back so no record is skipped (handlers
                 # are idempotent: a record done twice is harmless, one never done is a lost photo).
                 self.consumer.seek(tp, unfinished)
+            if tp in self._in_flight and (unfinished is not None or self._unfinished[tp] >= self.concurrency):
+                return  # the batches behind resume it (after stopping early too: they were fetched past it)
             self.consumer.resume(tp)
         except Exception:
             log.warning("%s: cannot resume %s; it is redelivered after the next rebalance", self.name, tp,
                         exc_info=True)
 
     async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int,
-                                 previous: asyncio.Future | None = None) -> int | None:
-        """Handle, produce, commit each record in order; returns the offset of the first record
-        left undone (stopping, a rebalance, a failed commit), or None when all are done."""
-        if previous is not None:
-            await asyncio.wait([previous])
-        if self.before_partition is not None:
-            await retry_transient(lambda: self.before_partition(tp), f"{self.name} prepare {tp}",
-                                  self.transient, self.stopping)
-        for record in records:
+                                 previous: asyncio.Future | None = None,
+                                 handled: list[asyncio.Future] | None = None) -> int | None:
+        """Produce and commit each record's outputs in record order (handling them one by one, or
+        awaiting `handled`, started ahead); returns the offset of the first record left undone
+        (stopping, a rebalance, a failed commit, a batch before it left undone), or None."""
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+                if not previous.cancelled() and previous.exception() is None and previous.result() is not None:
+                    return previous.result()  # the batch before stopped early: all from there is redone
+            if self.before_partition is not None:
+                await retry_transient(lambda: self.before_partition(tp), f"{self.name} prepare {tp}",
+                                      self.transient, self.stopping)
+            return await self._produce_in_order(tp, records, generation, handled)
+        finally:
+            for work in handled or ():
+                work.cancel()  # records left undone: redone by whoever reads them next (idempotent)
+
+    async def _produce_in_order(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int,
+                                handled: list[asyncio.Future] | None) -> int | None:
+        uncommitted: int | None = None  # the first record produced but not committed yet
+        for i, record in enumerate(records):
             if self.stopping.is_set() or generation != self._generation:
                 # Stopping, or the group rebalanced: the rest is redelivered from the committed offset.
-                return record.offset
-            started = time.perf_counter()
-            outputs, outcome = await self._handle_one(record)
+                return record.offset if uncommitted is None else uncommitted
+            outputs, outcome = await (handled[i] if handled else self._handle_one(record))
             if generation < self._abandon_below:
                 log.warning("%s: %s@%d finished after its partition was handed over; outputs dropped, the "
                             "owner redoes it", self.name, tp, record.offset)
-                return record.offset
+                return record.offset if uncommitted is None else uncommitted
             await retry_transient(lambda: send_all(self.producer, outputs), f"{self.name} produce",
                                   self.transient, self.stopping)
             if self.on_produced is not None and outputs:
@@ -362,15 +399,19 @@ class StreamProcessor:
             if self._crash_after_produce:
                 log.error("%s: FS_TEST_CRASH_AFTER_PRODUCE set: exiting before commit", self.name)
                 os._exit(17)
+            if self.metrics is not None:
+                self.metrics.records.labels(tp.topic, outcome).inc()
+            uncommitted = record.offset if uncommitted is None else uncommitted
+            if handled and i + 1 < len(records) and handled[i + 1].done():
+                continue  # the next record is ready: one commit covers both
             try:
                 await self.consumer.commit({tp: record.offset + 1})
             except (CommitFailedError, KafkaError) as e:
-                # Partition moved to another member: it will redo this record (handlers are idempotent).
-                log.warning("%s: commit of %s@%d failed (%s); record will be redelivered", self.name, tp, record.offset, e)
-                return record.offset
-            if self.metrics is not None:
-                self.metrics.records.labels(tp.topic, outcome).inc()
-                self.metrics.handle_seconds.labels(tp.topic).observe(time.perf_counter() - started)
+                # Partition moved to another member: it will redo these records (handlers are idempotent).
+                log.warning("%s: commit of %s@%d failed (%s); records from @%d will be redelivered", self.name,
+                            tp, record.offset, e, uncommitted)
+                return uncommitted
+            uncommitted = None
         return None
 
     async def wait_caught_up(self, timeout: float = 10.0) -> None:
@@ -405,9 +446,12 @@ class StreamProcessor:
         def count_retry(e: BaseException):
             if self.metrics is not None:
                 self.metrics.retries.labels(type(e).__name__).inc()
+        started = time.perf_counter()
         try:
             outputs = await retry_transient(lambda: self.handle(record), f"{self.name} handle {record.topic}@{record.offset}",
                                             self.transient, self.stopping, on_retry=count_retry)
+            if self.metrics is not None:
+                self.metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
             return outputs, "ok"
         except Exception as exc:
             if self.stopping.is_set():

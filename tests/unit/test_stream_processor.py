@@ -118,3 +118,62 @@ _real_sleep = asyncio.sleep
 
 async def _no_wait(delay, *args):
     await _real_sleep(0)
+
+
+def numbered(offset: int) -> list[Outgoing]:
+    return [Outgoing("file.resized", "conv", GdprForget(request_id=str(offset), account_id="a", consumer_id="u"))]
+
+
+async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in_order():
+    """A burst into one conversation: three photos decode at once, the last finishing first; the
+    transcript still gets them in send order, and each offset is committed only after its outputs."""
+    release = {offset: asyncio.Event() for offset in (1, 2, 3)}
+    running = set()
+
+    async def handle(rec):
+        running.add(rec.offset)
+        await release[rec.offset].wait()
+        return numbered(rec.offset)
+
+    p, produced = processor(handle)
+    p.concurrency = 3
+    records = [record(1), record(2), record(3)]
+    work = asyncio.ensure_future(p._process_partition(TP, records, p._generation, None, p._handle_ahead(TP, records)))
+    while len(running) < 3:
+        await asyncio.sleep(0)
+    for offset in (3, 2, 1):
+        release[offset].set()
+    assert await work is None
+    assert [outputs[0].event.request_id for outputs in produced] == ["1", "2", "3"]
+    assert p.consumer.commits[-1] == {TP: 4} and len(p.consumer.commits) < 3, "one commit covers ready records"
+
+
+async def test_at_most_concurrency_records_of_a_partition_are_handled_at_once():
+    running, most = 0, 0
+
+    async def handle(rec):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0)
+        running -= 1
+        return numbered(rec.offset)
+
+    p, produced = processor(handle)
+    p.concurrency = 2
+    records = [record(o) for o in range(10, 16)]
+    assert await p._process_partition(TP, records, p._generation, None, p._handle_ahead(TP, records)) is None
+    assert most == 2 and len(produced) == 6
+
+
+async def test_a_batch_behind_one_that_stopped_early_leaves_everything_from_there_undone():
+    """No record is skipped: the partition is read again from the first record left undone."""
+    p, produced = processor(lambda rec: _outputs_of(rec))
+    earlier = asyncio.get_running_loop().create_future()
+    earlier.set_result(7)  # the batch before stopped at offset 7 (a failed commit)
+    assert await p._process_partition(TP, [record(9), record(10)], p._generation, earlier) == 7
+    assert produced == [] and p.consumer.commits == []
+
+
+async def _outputs_of(rec):
+    return numbered(rec.offset)
