@@ -220,9 +220,17 @@ class ConsumerKeyStore:
 class EncryptedFileStore:
     """Reads and writes file variants; plaintext never leaves the process."""
 
-    def __init__(self, store: ObjectStore, keys: ConsumerKeyStore):
+    def __init__(self, store: ObjectStore, keys: ConsumerKeyStore, metrics=None):
+        """metrics: a ServiceMetrics (decrypts counted), or None."""
         self.store = store
         self.keys = keys
+        self._metrics = metrics
+
+    async def _decrypt(self, what: str, blob: bytes, bound_to: str, consumer_key: bytes) -> bytes:
+        if self._metrics is not None:
+            self._metrics.decrypts.labels(what).inc()
+            self._metrics.decrypted_bytes.labels(what).inc(len(blob))
+        return await asyncio.to_thread(decrypt_blob, blob, bound_to, consumer_key)
 
     async def put(self, key, plaintext: bytes) -> str:
         """key: an ObjectKey; returns the consumer key id it was encrypted under (creates a key if needed)."""
@@ -249,11 +257,11 @@ class EncryptedFileStore:
         """The plaintext of seal(..., bound_to, ...). ConsumerForgotten, BlobIntegrityError."""
         header = parse_header(sealed)
         consumer_key = await self.keys.load(account_id, consumer_id, header.key_id)
-        return await asyncio.to_thread(decrypt_blob, sealed, bound_to, consumer_key)
+        return await self._decrypt("sealed", sealed, bound_to, consumer_key)
 
     async def get(self, key) -> tuple[bytes, str]:
         """Returns (plaintext, consumer key id). FileNotFoundError, ConsumerForgotten, BlobIntegrityError."""
         blob = await self.store.get(str(key))
         header = parse_header(blob)
         consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
-        return await asyncio.to_thread(decrypt_blob, blob, str(key), consumer_key), header.key_id
+        return await self._decrypt("file", blob, str(key), consumer_key), header.key_id
