@@ -161,6 +161,18 @@ class ConsumerKeyStore:
     def __init__(self, store: ObjectStore, master: MasterKeyRing):
         self._store = store
         self._master = master
+        self._memo: dict[str, bytes] | None = None
+
+    def scoped(self) -> "ConsumerKeyStore":
+        """A view for ONE record or request that fetches each consumer key at most once (a stage reads
+        its input, writes its output and seals a preview under the same key: one GET, not three).
+        Never kept longer: the next record must see a forget. Within the record, a forget between the
+        read and the write no longer stops the write; the blob written is under a destroyed key, so
+        the next stage (at the latest delivery, see EncryptedFileStore.check) rejects the file as
+        consumer_forgotten and retention removes it, as for a forget landing between a load and a put."""
+        view = ConsumerKeyStore(self._store, self._master)
+        view._memo = {}
+        return view
 
     @staticmethod
     def _prefix(account_id: str, consumer_id: str) -> str:
@@ -183,15 +195,22 @@ class ConsumerKeyStore:
         secret = AESGCM.generate_key(bit_length=256)
         record = self._master.wrap(secret, (prefix + key_id).encode())
         await self._store.put(prefix + key_id, json.dumps(record).encode())
+        if self._memo is not None:
+            self._memo[prefix + key_id] = secret
         return key_id, secret
 
     async def load(self, account_id: str, consumer_id: str, key_id: str) -> bytes:
         name = self._prefix(account_id, consumer_id) + key_id
+        if self._memo is not None and name in self._memo:
+            return self._memo[name]
         try:
             record = json.loads(await self._store.get(name))
         except FileNotFoundError:
             raise ConsumerForgotten(f"consumer {account_id}/{consumer_id} has no key {key_id}") from None
-        return self._master.unwrap(record, name.encode())
+        secret = self._master.unwrap(record, name.encode())
+        if self._memo is not None:
+            self._memo[name] = secret
+        return secret
 
     async def has_any(self, account_id: str, consumer_id: str) -> bool:
         return bool(await self._store.list(self._prefix(account_id, consumer_id)))
@@ -225,6 +244,10 @@ class EncryptedFileStore:
         self.store = store
         self.keys = keys
         self._metrics = metrics
+
+    def scoped(self) -> "EncryptedFileStore":
+        """The same store for one record or request: each consumer key fetched once (ConsumerKeyStore.scoped)."""
+        return EncryptedFileStore(self.store, self.keys.scoped(), self._metrics)
 
     async def _decrypt(self, what: str, blob: bytes, bound_to: str, consumer_key: bytes) -> bytes:
         if self._metrics is not None:
@@ -265,3 +288,4 @@ class EncryptedFileStore:
         header = parse_header(blob)
         consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
         return await self._decrypt("file", blob, str(key), consumer_key), header.key_id
+
