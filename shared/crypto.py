@@ -29,6 +29,8 @@ MAGIC = b"FSB"
 FORMAT_VERSION = 1
 NONCE_BYTES = 12
 KEY_BYTES = 32
+# The longest header parse_header accepts: magic, version, two length bytes, key id, wrapped key, nonce.
+HEADER_MAX = len(MAGIC) + 1 + 1 + 255 + 1 + 255 + NONCE_BYTES
 
 
 class BlobIntegrityError(Exception):
@@ -289,3 +291,12 @@ class EncryptedFileStore:
         consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
         return await self._decrypt("file", blob, str(key), consumer_key), header.key_id
 
+    async def check(self, key) -> str:
+        """Proves, from the blob's header alone (one ranged GET, no decrypt of the body), that the blob
+        is stored, names a live consumer key and carries a data key bound to this object key and key
+        id. Returns the key id. FileNotFoundError, ConsumerForgotten, BlobIntegrityError.
+        The body's own authentication is checked where it is decrypted (a download)."""
+        header = parse_header(await self.store.get_head(str(key), HEADER_MAX))
+        consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
+        unwrap_data_key(consumer_key, header.wrapped_data_key, str(key), header.key_id)  # 32 bytes: inline
+        return header.key_id

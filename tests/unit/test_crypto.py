@@ -203,3 +203,21 @@ async def test_a_scoped_store_fetches_each_consumer_key_once_and_only_for_its_ow
     assert (await files.scoped().get(key))[0] == PHOTO
     assert key_blobs.gets == 2, "the next record fetches the key again (it may have been destroyed since)"
 
+
+async def test_check_proves_a_blob_from_its_header_without_decrypting_it():
+    from shared.crypto import ConsumerForgotten
+    from shared.storage import ObjectKey
+    files, _ = file_store()
+    key = ObjectKey.parse(KEY)
+    key_id = await files.put(key, PHOTO)
+    assert await files.check(key) == key_id
+
+    with pytest.raises(FileNotFoundError):
+        await files.check(key.with_variant("final"))
+    moved = key.with_variant("final")  # the blob copied to another object key: its data key is bound to the first
+    await files.store.put(str(moved), await files.store.get(str(key)))
+    with pytest.raises(BlobIntegrityError):
+        await files.check(moved)
+    await files.keys.destroy("acct-1", "consumer-1")
+    with pytest.raises(ConsumerForgotten):
+        await files.check(key)
