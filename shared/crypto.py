@@ -29,6 +29,8 @@ MAGIC = b"FSB"
 FORMAT_VERSION = 1
 NONCE_BYTES = 12
 KEY_BYTES = 32
+# The longest header parse_header accepts: magic, version, two length bytes, key id, wrapped key, nonce.
+HEADER_MAX = len(MAGIC) + 1 + 1 + 255 + 1 + 255 + NONCE_BYTES
 
 
 class BlobIntegrityError(Exception):
@@ -161,6 +163,18 @@ class ConsumerKeyStore:
     def __init__(self, store: ObjectStore, master: MasterKeyRing):
         self._store = store
         self._master = master
+        self._memo: dict[str, bytes] | None = None
+
+    def scoped(self) -> "ConsumerKeyStore":
+        """A view for ONE record or request that fetches each consumer key at most once (a stage reads
+        its input, writes its output and seals a preview under the same key: one GET, not three).
+        Never kept longer: the next record must see a forget. Within the record, a forget between the
+        read and the write no longer stops the write; the blob written is under a destroyed key, so
+        the next stage (at the latest delivery, see EncryptedFileStore.check) rejects the file as
+        consumer_forgotten and retention removes it, as for a forget landing between a load and a put."""
+        view = ConsumerKeyStore(self._store, self._master)
+        view._memo = {}
+        return view
 
     @staticmethod
     def _prefix(account_id: str, consumer_id: str) -> str:
@@ -183,15 +197,22 @@ class ConsumerKeyStore:
         secret = AESGCM.generate_key(bit_length=256)
         record = self._master.wrap(secret, (prefix + key_id).encode())
         await self._store.put(prefix + key_id, json.dumps(record).encode())
+        if self._memo is not None:
+            self._memo[prefix + key_id] = secret
         return key_id, secret
 
     async def load(self, account_id: str, consumer_id: str, key_id: str) -> bytes:
         name = self._prefix(account_id, consumer_id) + key_id
+        if self._memo is not None and name in self._memo:
+            return self._memo[name]
         try:
             record = json.loads(await self._store.get(name))
         except FileNotFoundError:
             raise ConsumerForgotten(f"consumer {account_id}/{consumer_id} has no key {key_id}") from None
-        return self._master.unwrap(record, name.encode())
+        secret = self._master.unwrap(record, name.encode())
+        if self._memo is not None:
+            self._memo[name] = secret
+        return secret
 
     async def has_any(self, account_id: str, consumer_id: str) -> bool:
         return bool(await self._store.list(self._prefix(account_id, consumer_id)))
@@ -220,9 +241,21 @@ class ConsumerKeyStore:
 class EncryptedFileStore:
     """Reads and writes file variants; plaintext never leaves the process."""
 
-    def __init__(self, store: ObjectStore, keys: ConsumerKeyStore):
+    def __init__(self, store: ObjectStore, keys: ConsumerKeyStore, metrics=None):
+        """metrics: a ServiceMetrics (decrypts counted), or None."""
         self.store = store
         self.keys = keys
+        self._metrics = metrics
+
+    def scoped(self) -> "EncryptedFileStore":
+        """The same store for one record or request: each consumer key fetched once (ConsumerKeyStore.scoped)."""
+        return EncryptedFileStore(self.store, self.keys.scoped(), self._metrics)
+
+    async def _decrypt(self, what: str, blob: bytes, bound_to: str, consumer_key: bytes) -> bytes:
+        if self._metrics is not None:
+            self._metrics.decrypts.labels(what).inc()
+            self._metrics.decrypted_bytes.labels(what).inc(len(blob))
+        return await asyncio.to_thread(decrypt_blob, blob, bound_to, consumer_key)
 
     async def put(self, key, plaintext: bytes) -> str:
         """key: an ObjectKey; returns the consumer key id it was encrypted under (creates a key if needed)."""
@@ -249,11 +282,21 @@ class EncryptedFileStore:
         """The plaintext of seal(..., bound_to, ...). ConsumerForgotten, BlobIntegrityError."""
         header = parse_header(sealed)
         consumer_key = await self.keys.load(account_id, consumer_id, header.key_id)
-        return await asyncio.to_thread(decrypt_blob, sealed, bound_to, consumer_key)
+        return await self._decrypt("sealed", sealed, bound_to, consumer_key)
 
     async def get(self, key) -> tuple[bytes, str]:
         """Returns (plaintext, consumer key id). FileNotFoundError, ConsumerForgotten, BlobIntegrityError."""
         blob = await self.store.get(str(key))
         header = parse_header(blob)
         consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
-        return await asyncio.to_thread(decrypt_blob, blob, str(key), consumer_key), header.key_id
+        return await self._decrypt("file", blob, str(key), consumer_key), header.key_id
+
+    async def check(self, key) -> str:
+        """Proves, from the blob's header alone (one ranged GET, no decrypt of the body), that the blob
+        is stored, names a live consumer key and carries a data key bound to this object key and key
+        id. Returns the key id. FileNotFoundError, ConsumerForgotten, BlobIntegrityError.
+        The body's own authentication is checked where it is decrypted (a download)."""
+        header = parse_header(await self.store.get_head(str(key), HEADER_MAX))
+        consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
+        unwrap_data_key(consumer_key, header.wrapped_data_key, str(key), header.key_id)  # 32 bytes: inline
+        return header.key_id

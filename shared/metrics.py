@@ -35,6 +35,15 @@ class ServiceMetrics:
         self.dependency_errors = Counter("fileshare_dependency_errors_total",
                                          "Errors of a dependency (kafka, database, s3, clamd), logged once per outage",
                                          ["dependency"], registry=self.registry)
+        # The cost around the image work: S3 round trips and decrypts, per operation (issue 11).
+        self.storage_requests = Counter("fileshare_storage_requests_total",
+                                        "HTTP requests to the object store, by bucket and operation",
+                                        ["bucket", "op"], registry=self.registry)
+        self.decrypts = Counter("fileshare_decrypts_total",
+                                "Decryptions: a stored file variant, or a sealed preview/caption",
+                                ["what"], registry=self.registry)
+        self.decrypted_bytes = Counter("fileshare_decrypted_bytes_total", "Ciphertext bytes decrypted",
+                                       ["what"], registry=self.registry)
         OUTAGES.count_into(self.dependency_errors)
 
     def exposition(self) -> bytes:

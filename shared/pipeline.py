@@ -39,10 +39,20 @@ async def read_variant(event: ev.FileEvent, files: EncryptedFileStore) -> tuple[
     A destroyed key is consumer_forgotten even if the consumer has a newer key (a conversation
     after the forget): the file belongs to the forgotten past. Forget destroys keys first, then
     blobs, so a missing blob with no key left is a forget too."""
+    return await _open_variant(event, files, files.get)
+
+
+async def check_variant(event: ev.FileEvent, files: EncryptedFileStore) -> str:
+    """Like read_variant, from the blob's header alone (EncryptedFileStore.check): the blob is there,
+    under a live consumer key, bound to its object key. Returns the consumer key id."""
+    return await _open_variant(event, files, files.check)
+
+
+async def _open_variant(event: ev.FileEvent, files: EncryptedFileStore, open_):
     key = ObjectKey.parse(event.object_key)
     with _stage_errors(event, key.variant):
         try:
-            return await files.get(key)
+            return await open_(key)
         except FileNotFoundError:
             if not await files.keys.has_any(event.account_id, event.consumer_id):
                 raise StageRejection("consumer_forgotten", "the consumer's files were erased") from None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from shared.kafka import retry_transient
 from shared.topics import ensure_topics
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
+from shared.metrics import ServiceMetrics
 from shared.settings import Settings
 from shared.storage import S3ObjectStore
 
@@ -25,11 +26,13 @@ class Storage:
         return await self.blobs.ping() and await self.key_blobs.ping()
 
 
-def build_storage(settings: Settings) -> Storage:
-    blobs = S3ObjectStore.from_settings(settings, settings.s3_bucket)
-    key_blobs = S3ObjectStore.from_settings(settings, settings.s3_key_bucket)
+def build_storage(settings: Settings, metrics: ServiceMetrics | None = None) -> Storage:
+    """metrics: where the storage requests and decrypts are counted."""
+    requests = metrics.storage_requests if metrics is not None else None
+    blobs = S3ObjectStore.from_settings(settings, settings.s3_bucket, requests)
+    key_blobs = S3ObjectStore.from_settings(settings, settings.s3_key_bucket, requests)
     keys = ConsumerKeyStore(key_blobs, MasterKeyRing.from_settings(settings))
-    return Storage(blobs, key_blobs, keys, EncryptedFileStore(blobs, keys))
+    return Storage(blobs, key_blobs, keys, EncryptedFileStore(blobs, keys, metrics))
 
 
 async def wait_for_dependencies(settings: Settings, storage: Storage, stop: asyncio.Event | None = None) -> None:

@@ -23,6 +23,9 @@ class MemoryStore:
             raise FileNotFoundError(key)
         return self.objects[key][0]
 
+    async def get_head(self, key, length):
+        return (await self.get(key))[:length]
+
     async def exists(self, key):
         return key in self.objects
 

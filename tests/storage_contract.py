@@ -12,6 +12,8 @@ async def check_object_store_contract(store: ObjectStore, prefix: str) -> None:
     await store.put(prefix + "a/2", b"two")
     await store.put(prefix + "b/1", b"three")
     assert await store.get(prefix + "a/1") == b"one"
+    assert await store.get_head(prefix + "a/1", 2) == b"on"
+    assert await store.get_head(prefix + "a/1", 100) == b"one"  # a shorter object: all of it
     assert await store.exists(prefix + "a/2")
     assert not await store.exists(prefix + "nope")
     listed = sorted(o.key for o in await store.list(prefix + "a/"))
@@ -23,4 +25,6 @@ async def check_object_store_contract(store: ObjectStore, prefix: str) -> None:
     assert not await store.exists(prefix + "a/1")
     with pytest.raises(FileNotFoundError):
         await store.get(prefix + "a/1")
+    with pytest.raises(FileNotFoundError):
+        await store.get_head(prefix + "a/1", 2)
     await store.delete(prefix + "a/1")  # deleting twice is fine

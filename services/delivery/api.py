@@ -93,7 +93,13 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
             return Response(status_code=304, headers=headers)
         key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, file_id, "final")
         try:
-            data, _ = await deps.files.get(key)
+            if request.method == "HEAD":
+                # A HEAD answers like a GET (410 once forgotten or deleted, 500 for a forged header) from
+                # the blob's header alone: decrypting the body only to drop it costs a whole decrypt.
+                await deps.files.check(key)
+                data = None
+            else:
+                data, _ = await deps.files.get(key)
         except (ConsumerForgotten, FileNotFoundError):
             metrics.downloads.labels("gone").inc()
             raise ApiError(410, "gone", "the file was deleted") from None
@@ -115,7 +121,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
         if request.method == "HEAD":
             metrics.downloads.labels("head").inc()
             return Response(status_code=200, media_type=message.content_type,
-                            headers={**headers, "Content-Length": str(len(data))})
+                            headers={**headers, "Content-Length": str(message.size_bytes)})
         metrics.downloads.labels("ok").inc()
         metrics.served.inc(len(data))
         return Response(data, media_type=message.content_type, headers=headers)

@@ -19,7 +19,7 @@ from services.delivery.metrics import DeliveryMetrics
 
 def bootstrap(settings) -> Service:
     metrics = DeliveryMetrics()
-    storage = build_storage(settings)
+    storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "delivery", settings.database_pool_size)
     publisher = Publisher(settings, "delivery")
     deps = DeliveryDeps(db=db, files=storage.files, publisher=publisher, metrics=metrics)

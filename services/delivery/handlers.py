@@ -27,7 +27,7 @@ from shared.crypto import EncryptedFileStore
 from shared.db import Connection, Database, lock_files
 from shared.kafka import Outgoing, Publisher
 from shared.logs import file_ctx
-from shared.pipeline import StageRejection, carry, companion_of, open_caption, open_for_file, read_variant, reject
+from shared.pipeline import StageRejection, carry, check_variant, companion_of, open_caption, open_for_file, reject
 from shared.topics import MESSAGE_PUBLISHED
 
 log = logging.getLogger(__name__)
@@ -117,12 +117,13 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
         conversation = await get_conversation(conn, event.conversation_id)
     if conversation is not None and not conversation.open:
         return [reject(event, STAGE, "conversation_closed", "the conversation closed before the photo was published")]
+    files = deps.files.scoped()  # the final's header, the preview and the caption share one key fetch
     try:
-        # Proves the final blob is there and opens with a live consumer key before anyone is told about it.
-        await read_variant(event, deps.files)
-        preview = await open_for_file(event, deps.files, companion_of(event.object_key, "preview"),
-                                      event.preview_sealed)
-        caption = await open_caption(event, deps.files)
+        # Proves the final blob is there, under a live consumer key and bound to its object key, before
+        # anyone is told about it: its header is enough, nobody needs its pixels here (a download decrypts).
+        await check_variant(event, files)
+        preview = await open_for_file(event, files, companion_of(event.object_key, "preview"), event.preview_sealed)
+        caption = await open_caption(event, files)
     except StageRejection as r:
         return [reject(event, STAGE, r.reason, r.detail)]
 

@@ -17,7 +17,7 @@ from services.resizer.handlers import STAGE, ResizerDeps, resize_sanitized
 
 def bootstrap(settings) -> Service:
     metrics = ServiceMetrics("resizer")
-    storage = build_storage(settings)
+    storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "resizer", settings.database_pool_size)
     pool = ImageWorkerPool.from_settings(settings)
     deps = ResizerDeps(files=storage.files, pool=pool, settings_of=settings_reader(db), metrics=metrics)

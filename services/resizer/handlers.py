@@ -30,11 +30,12 @@ class ResizerDeps:
 
 async def resize_sanitized(event: ev.FileSanitized, deps: ResizerDeps) -> list[Outgoing]:
     max_dimension = (await deps.settings_of(event.account_id)).max_image_dimension
+    files = deps.files.scoped()  # the read, the write and the preview's seal share one key fetch
     try:
-        data, key_id = await read_variant(event, deps.files)
+        data, key_id = await read_variant(event, files)
         result = await deps.pool.run(resize_image, data, event.content_type, max_dimension)
-        final_key = await write_variant(event, deps.files, "final", result.data, key_id)
-        preview_sealed = await seal_for_file(event, deps.files, companion_of(final_key, "preview"), result.preview,
+        final_key = await write_variant(event, files, "final", result.data, key_id)
+        preview_sealed = await seal_for_file(event, files, companion_of(final_key, "preview"), result.preview,
                                              key_id)
     except (StageRejection, ImageRejected) as r:
         return [reject(event, STAGE, r.reason, r.detail)]

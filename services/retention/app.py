@@ -50,7 +50,7 @@ class RetentionMetrics(ServiceMetrics):
 
 def bootstrap(settings) -> Service:
     metrics = RetentionMetrics()
-    storage = build_storage(settings)
+    storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "retention", settings.database_pool_size)
     publisher = Publisher(settings, "retention")
     deps = RetentionDeps(db=db, blobs=storage.blobs, keys=storage.keys, send=publisher.send, metrics=metrics)

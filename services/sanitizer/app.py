@@ -18,7 +18,7 @@ from services.sanitizer.handlers import STAGE, SanitizerDeps, sanitize_uploaded
 
 def bootstrap(settings, scanner=None) -> Service:
     metrics = ServiceMetrics("sanitizer")
-    storage = build_storage(settings)
+    storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "sanitizer", settings.database_pool_size)
     pool = ImageWorkerPool.from_settings(settings)
     scanner = scanner or scanner_from_settings(settings)  # FS_CLAMD unset: ScannerNotConfigured, no start

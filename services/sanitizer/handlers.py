@@ -32,15 +32,16 @@ class SanitizerDeps:
 
 
 async def sanitize_uploaded(event: ev.FileUploaded, deps: SanitizerDeps) -> list[Outgoing]:
+    files = deps.files.scoped()  # the read and the write share one key fetch
     try:
-        original, key_id = await read_variant(event, deps.files)
+        original, key_id = await read_variant(event, files)
         verdict = await deps.scanner.scan(original)  # ScannerUnavailable is transient: retried, never "clean"
         if not verdict.clean:
             log.warning("malware detected: %s", verdict.signature, **file_ctx(event))
             raise StageRejection("malware_detected", verdict.signature or "malware")
         target = (await deps.settings_of(event.account_id)).max_image_dimension
         result = await deps.pool.run(sanitize_image, original, event.content_type, deps.limits, target)
-        sanitized_key = await write_variant(event, deps.files, "sanitized", result.data, key_id)
+        sanitized_key = await write_variant(event, files, "sanitized", result.data, key_id)
     except (StageRejection, ImageRejected) as r:
         return [reject(event, STAGE, r.reason, r.detail)]
     if deps.metrics is not None:

@@ -27,7 +27,7 @@ from services.upload.status import record_event
 
 def bootstrap(settings) -> Service:
     metrics = UploadMetrics()
-    storage = build_storage(settings)
+    storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "upload", settings.database_pool_size)
     publisher = Publisher(settings, "upload")
     deps = UploadDeps(settings=settings, db=db, files=storage.files, publisher=publisher, metrics=metrics)

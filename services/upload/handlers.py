@@ -147,11 +147,12 @@ async def accept_file(req: UploadRequest, deps: UploadDeps, via: str = "http") -
 async def _store_original(event: ev.FileUploaded, key: ObjectKey, data: bytes, caption: str | None,
                           deps: UploadDeps) -> ev.FileUploaded:
     """Encrypt and store the original; the event gains the caption sealed under the same consumer key."""
+    files = deps.files.scoped()  # the caption is sealed under the key the original was: one key fetch
     try:
-        key_id = await deps.files.put(key, data)
+        key_id = await files.put(key, data)
         if caption is None:
             return event
-        sealed = await seal_for_file(event, deps.files, caption_binding(event.file_id), caption.encode(), key_id)
+        sealed = await seal_for_file(event, files, caption_binding(event.file_id), caption.encode(), key_id)
         return event.model_copy(update={"caption_sealed": sealed})
     except Exception as e:
         log.error("storing original failed: %s", e, extra={"ctx": {"file_id": event.file_id}})

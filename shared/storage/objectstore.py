@@ -2,10 +2,13 @@
 
 Vendor errors are translated here: a missing object is FileNotFoundError, an
 unreachable server is StorageUnavailable (transient: callers retry).
+Every HTTP request to the server is counted (`fileshare_storage_requests_total{bucket, op}`), at
+the HTTP layer so the client's own requests (a region lookup, a delete's version listing) count too.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import logging
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str) -> bytes: ...
+    async def get_head(self, key: str, length: int) -> bytes: ...
     async def exists(self, key: str) -> bool: ...
     async def delete(self, key: str) -> None: ...
     async def list(self, prefix: str = "") -> list[ObjectInfo]: ...
@@ -40,27 +44,47 @@ class ObjectStore(Protocol):
 
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject", "NoSuchVersion"}
+# The adapter operation an HTTP request belongs to (set in the worker thread that makes it).
+_op: contextvars.ContextVar[str] = contextvars.ContextVar("fileshare_storage_op", default="other")
+
+
+class _CountingPool(urllib3.PoolManager):
+    """Counts each request the minio client sends, labelled with the adapter operation."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self._count = count
+
+    def urlopen(self, method, url, redirect=True, **kw):
+        self._count(_op.get())
+        return super().urlopen(method, url, redirect, **kw)
 
 
 class S3ObjectStore:
     """One bucket of an S3-compatible server (MinIO in production, rclone serve s3 embedded)."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False):
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False,
+                 requests=None):
+        """requests: a Counter labelled (bucket, op), or None."""
         self.bucket = bucket
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=3, read=30), maxsize=16,
+        count = (lambda op: requests.labels(bucket, op).inc()) if requests is not None else (lambda op: None)
+        http = _CountingPool(
+            count, timeout=urllib3.Timeout(connect=3, read=30), maxsize=16,
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]))
         self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
                              http_client=http)
 
     @classmethod
-    def from_settings(cls, settings, bucket: str | None = None) -> "S3ObjectStore":
+    def from_settings(cls, settings, bucket: str | None = None, requests=None) -> "S3ObjectStore":
         return cls(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-                   bucket or settings.s3_bucket, settings.s3_secure)
+                   bucket or settings.s3_bucket, settings.s3_secure, requests)
 
-    async def _call(self, fn, *args, **kwargs):
+    async def _call(self, op: str, fn, *args, **kwargs):
+        def labelled():
+            _op.set(op)  # to_thread runs this in a copy of the context: nothing leaks to the caller
+            return fn(*args, **kwargs)
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await asyncio.to_thread(labelled)
         except S3Error as e:
             if e.code in _NOT_FOUND:
                 raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
@@ -78,34 +102,42 @@ class S3ObjectStore:
             raise StorageUnavailable(f"object store {self._client._base_url.host}: {e}") from e
 
     async def ensure_bucket(self) -> None:
-        if not await self._call(self._client.bucket_exists, self.bucket):
+        if not await self._call("ensure_bucket", self._client.bucket_exists, self.bucket):
             try:
-                await self._call(self._client.make_bucket, self.bucket)
+                await self._call("ensure_bucket", self._client.make_bucket, self.bucket)
             except S3Error as e:
                 if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
     async def put(self, key: str, data: bytes) -> None:
         # A single PUT is atomic on S3: readers see the old object or the whole new one.
-        await self._call(self._client.put_object, self.bucket, key, io.BytesIO(data), len(data),
+        await self._call("put", self._client.put_object, self.bucket, key, io.BytesIO(data), len(data),
                          content_type="application/octet-stream")
 
     async def get(self, key: str) -> bytes:
+        return await self._read("get", key)
+
+    async def get_head(self, key: str, length: int) -> bytes:
+        """The first `length` bytes (all of a shorter object), in one ranged GET: what a check of the
+        blob's header needs, without transferring its body."""
+        return await self._read("get_head", key, length=length)
+
+    async def _read(self, op: str, key: str, **kwargs) -> bytes:
         def read():
-            resp = self._client.get_object(self.bucket, key)
+            resp = self._client.get_object(self.bucket, key, **kwargs)
             try:
                 return resp.read()
             finally:
                 resp.close()
                 resp.release_conn()
         try:
-            return await self._call(read)
+            return await self._call(op, read)
         except FileNotFoundError:
             raise FileNotFoundError(key) from None
 
     async def exists(self, key: str) -> bool:
         try:
-            await self._call(self._client.stat_object, self.bucket, key)
+            await self._call("stat", self._client.stat_object, self.bucket, key)
             return True
         except FileNotFoundError:
             return False
@@ -125,14 +157,14 @@ class S3ObjectStore:
                 versions = []  # servers without versioning support (rclone answers 501)
             for o in versions:
                 self._client.remove_object(self.bucket, key, version_id=o.version_id)
-        await self._call(remove_all_versions)
+        await self._call("delete", remove_all_versions)
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         def collect():
             return [ObjectInfo(o.object_name, o.size or 0, o.last_modified)
                     for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
                     if not o.is_dir]
-        return await self._call(collect)
+        return await self._call("list", collect)
 
     async def set_expiry_days(self, days: int, rule_id: str = "fileshare-retention-safety-net") -> bool:
         """Bucket lifecycle rule: objects older than `days` expire, and versions hidden behind a
@@ -144,7 +176,7 @@ class S3ObjectStore:
                                        expiration=Expiration(days=days),
                                        noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1))])
         try:
-            await self._call(self._client.set_bucket_lifecycle, self.bucket, config)
+            await self._call("lifecycle", self._client.set_bucket_lifecycle, self.bucket, config)
             return True
         except (S3Error, InvalidResponseError) as e:
             # rclone has no lifecycle API (it answers 409 without an S3 error body): a no-op there.
@@ -153,6 +185,6 @@ class S3ObjectStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._call(self._client.bucket_exists, self.bucket))
+            return bool(await self._call("ping", self._client.bucket_exists, self.bucket))
         except Exception:
             return False

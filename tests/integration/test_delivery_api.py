@@ -260,6 +260,37 @@ def test_blob_removed_from_storage_is_gone(client):
     asyncio.run(store.delete(f"{p.account}/{p.consumer}/{p.conversation}/{p.file_id}/final"))
     r = get_content(client, p.file_id, client.auth(p.account, "agent", "agent-1"))
     assert r.status_code == 410 and error_code(r) == "gone"
+    head = client.http.head(content_url(client, p.file_id), headers=client.auth(p.account, "agent", "agent-1"))
+    assert head.status_code == 410
+
+
+def test_head_refuses_a_forgotten_consumers_file_and_a_forged_header_without_decrypting(client, stack):
+    """HEAD answers from the final blob's header: still 410 once the consumer key is gone, 500 when the
+    header's wrapped data key was edited, and the body is never decrypted for it."""
+    forged = publish_photo(client)
+    auth = client.auth(forged.account, "agent", "agent-1")
+    blob = final_blob(client, forged)
+    data = bytearray(blob.read_bytes())
+    kid_len = data[4]
+    data[4 + 1 + kid_len + 1 + 20] ^= 0x01  # inside the wrapped data key
+    blob.write_bytes(bytes(data))
+    before = scrape(stack.env)
+    head = client.http.head(content_url(client, forged.file_id), headers=auth)
+    assert head.status_code == 500, head.headers
+    assert sample(scrape(stack.env), "fileshare_decrypts_total", what="file") == \
+        sample(before, "fileshare_decrypts_total", what="file")
+
+    p = publish_photo(client)
+    auth = client.auth(p.account, "agent", "agent-1")
+    env = client.env
+    keys = S3ObjectStore(env["FS_S3_ENDPOINT"], env["FS_S3_ACCESS_KEY"], env["FS_S3_SECRET_KEY"],
+                         env.get("FS_S3_KEY_BUCKET", "fileshare-keys"))
+    listed = asyncio.run(keys.list(f"{p.account}/{p.consumer}/"))
+    assert listed
+    for o in listed:  # the keys are shredded, the blobs not yet erased (a forget half-way)
+        asyncio.run(keys.delete(o.key))
+    assert client.http.head(content_url(client, p.file_id), headers=auth).status_code == 410
+    assert get_content(client, p.file_id, auth).status_code == 410
 
 
 # --- transcript ---

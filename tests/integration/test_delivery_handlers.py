@@ -8,7 +8,7 @@ import os
 import pytest
 
 from shared import events as ev
-from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
+from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, parse_header
 from shared.pipeline import caption_binding, companion_of, seal_for_file
 from shared.storage import ObjectKey
 from shared.topics import FILE_REJECTED, MESSAGE_PUBLISHED
@@ -115,12 +115,30 @@ async def test_forgotten_consumer_gets_no_message(world):
     assert out.event.reason == "consumer_forgotten"
 
 
-async def test_tampered_final_is_not_published(world):
+async def test_a_final_with_a_forged_header_or_under_another_key_is_not_published(world):
+    """Publish authenticates the final's header (its data key, bound to the object key and key id), not
+    its body: that is decrypted, and authenticated, by each download (test_tampered_blob_is_never_served)."""
     deps, blobs = world
     event = await resized(deps)
     blob = bytearray(blobs.objects[event.object_key][0])
-    blob[-5] ^= 0x01
+    blob[4 + 1 + blob[4] + 1 + 20] ^= 0x01  # inside the wrapped data key
     blobs.objects[event.object_key] = (bytes(blob), blobs.objects[event.object_key][1])
+    [out] = await publish_resized(event, deps)
+    assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
+
+    # A valid blob of the same consumer under another object key, copied over the final.
+    other = ObjectKey.parse(event.object_key).with_variant("sanitized")
+    await deps.files.put_existing_key(other, b"\xff\xd8\xff other", parse_header(bytes(blob)).key_id)
+    blobs.objects[event.object_key] = blobs.objects[str(other)]
+    [out] = await publish_resized(event, deps)
+    assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
+    assert [m.file_id for m in published(deps)] == []
+
+
+async def test_a_missing_final_is_not_published(world):
+    deps, blobs = world
+    event = await resized(deps)
+    del blobs.objects[event.object_key]
     [out] = await publish_resized(event, deps)
     assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
 

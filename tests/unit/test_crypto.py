@@ -160,3 +160,64 @@ def test_an_upload_racing_a_forget_gets_no_fresh_key():
     assert store.objects == {}, "no key was created for the upload in the forget's way"
     key_id, _ = asyncio.run(keys.get_or_create("acct", "cons"))  # after the forget: a new key
     assert store.objects == {f"acct/cons/{key_id}": store.objects[f"acct/cons/{key_id}"]}
+
+
+class CountingStore:
+    """A MemoryStore that counts its gets (the round trips a real store would make)."""
+
+    def __init__(self):
+        from tests.memory_store import MemoryStore
+        self.inner, self.gets = MemoryStore(), 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def get(self, key):
+        self.gets += 1
+        return await self.inner.get(key)
+
+    async def get_head(self, key, length):
+        self.gets += 1
+        return await self.inner.get_head(key, length)
+
+
+def file_store():
+    from shared.crypto import ConsumerKeyStore, EncryptedFileStore
+    key_blobs = CountingStore()
+    return EncryptedFileStore(CountingStore(), ConsumerKeyStore(key_blobs, MasterKeyRing(os.urandom(32)))), key_blobs
+
+
+async def test_a_scoped_store_fetches_each_consumer_key_once_and_only_for_its_own_lifetime():
+    from shared.storage import ObjectKey
+    files, key_blobs = file_store()
+    key = ObjectKey.parse(KEY)
+    key_id = await files.put(key, PHOTO)
+    key_blobs.gets = 0
+
+    record = files.scoped()
+    assert (await record.get(key))[0] == PHOTO
+    await record.put_existing_key(key.with_variant("sanitized"), PHOTO, key_id)
+    await record.seal("acct-1", "consumer-1", KEY + "#preview", b"preview", key_id)
+    assert key_blobs.gets == 1, "one record: one fetch of its consumer key"
+
+    assert (await files.scoped().get(key))[0] == PHOTO
+    assert key_blobs.gets == 2, "the next record fetches the key again (it may have been destroyed since)"
+
+
+async def test_check_proves_a_blob_from_its_header_without_decrypting_it():
+    from shared.crypto import ConsumerForgotten
+    from shared.storage import ObjectKey
+    files, _ = file_store()
+    key = ObjectKey.parse(KEY)
+    key_id = await files.put(key, PHOTO)
+    assert await files.check(key) == key_id
+
+    with pytest.raises(FileNotFoundError):
+        await files.check(key.with_variant("final"))
+    moved = key.with_variant("final")  # the blob copied to another object key: its data key is bound to the first
+    await files.store.put(str(moved), await files.store.get(str(key)))
+    with pytest.raises(BlobIntegrityError):
+        await files.check(moved)
+    await files.keys.destroy("acct-1", "consumer-1")
+    with pytest.raises(ConsumerForgotten):
+        await files.check(key)
