@@ -380,11 +380,30 @@ class StreamProcessor:
 
     async def _produce_in_order(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int,
                                 handled: list[asyncio.Future] | None) -> int | None:
+        """One commit covers the records produced until the next one is not ready (or the batch
+        ends): a crash redoes at most those (handlers are idempotent), and a burst costs one
+        commit round trip instead of one per record."""
         uncommitted: int | None = None  # the first record produced but not committed yet
+
+        async def commit(upto: ConsumerRecord) -> bool:
+            nonlocal uncommitted
+            try:
+                await self.consumer.commit({tp: upto.offset + 1})
+            except (CommitFailedError, KafkaError) as e:
+                # Partition moved to another member: it will redo these records (handlers are idempotent).
+                log.warning("%s: commit of %s@%d failed (%s); records from @%d will be redelivered", self.name,
+                            tp, upto.offset, e, uncommitted)
+                return False
+            uncommitted = None
+            return True
+
         for i, record in enumerate(records):
             if self.stopping.is_set() or generation != self._generation:
-                # Stopping, or the group rebalanced: the rest is redelivered from the committed offset.
-                return record.offset if uncommitted is None else uncommitted
+                # Stopping, or the group rebalanced (inside the fence: this member may still commit):
+                # what is produced is committed, the rest is redelivered from there.
+                if uncommitted is not None and not await commit(records[i - 1]):
+                    return uncommitted
+                return record.offset
             outputs, outcome = await (handled[i] if handled else self._handle_one(record))
             if generation < self._abandon_below:
                 log.warning("%s: %s@%d finished after its partition was handed over; outputs dropped, the "
@@ -402,16 +421,9 @@ class StreamProcessor:
             if self.metrics is not None:
                 self.metrics.records.labels(tp.topic, outcome).inc()
             uncommitted = record.offset if uncommitted is None else uncommitted
-            if handled and i + 1 < len(records) and handled[i + 1].done():
-                continue  # the next record is ready: one commit covers both
-            try:
-                await self.consumer.commit({tp: record.offset + 1})
-            except (CommitFailedError, KafkaError) as e:
-                # Partition moved to another member: it will redo these records (handlers are idempotent).
-                log.warning("%s: commit of %s@%d failed (%s); records from @%d will be redelivered", self.name,
-                            tp, record.offset, e, uncommitted)
+            next_ready = i + 1 < len(records) and (handled is None or handled[i + 1].done())
+            if not next_ready and not await commit(record):
                 return uncommitted
-            uncommitted = None
         return None
 
     async def wait_caught_up(self, timeout: float = 10.0) -> None:

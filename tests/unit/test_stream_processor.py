@@ -177,3 +177,9 @@ async def test_a_batch_behind_one_that_stopped_early_leaves_everything_from_ther
 
 async def _outputs_of(rec):
     return numbered(rec.offset)
+
+
+async def test_a_batch_handled_one_by_one_is_committed_once_after_its_last_record():
+    p, produced = processor(_outputs_of)
+    assert await p._process_partition(TP, [record(3), record(4), record(5)], p._generation) is None
+    assert len(produced) == 3 and p.consumer.commits == [{TP: 6}]
