@@ -168,6 +168,8 @@ def plot(result: dict, path: Path) -> None:
     bars = a.bar(range(4), rates, color=colours)
     a.bar_label(bars, fmt="%.1f", fontsize=8)
     for i, (phase, target) in enumerate((("burst", TARGET_BURST), ("spread", TARGET_SPREAD))):
+        a.plot([2 * i + 1] * 2, result[phase]["libvips_before_after"], "k_", markersize=14,
+               label="libvips before / after" if i == 0 else None)
         goal = target * result[phase]["libvips_photos_per_second"]
         a.hlines(goal, 2 * i - 0.4, 2 * i + 0.4, colors="#c44e52", linestyles="dashed",
                  label="target" if i == 0 else None)
