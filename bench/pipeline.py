@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -65,42 +66,73 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, conversations: int = 8) -> dict:
+@dataclass
+class Target:
+    """An enabled account with open conversations, as the bench's agent posts to it."""
+    upload_url: str
+    headers: dict[str, str]
+    urls: list[str]  # one upload URL per conversation
+
+
+def open_target(env: dict, conversations: int = 8) -> Target:
     from shared.auth import mint_token
     from tests.support import Client, unique
     client = Client(env=env, data_dir=Path(env["FS_DATA_DIR"]))
-    # Photos of one conversation are processed in order (one partition); a brand has many
-    # conversations at once, so the load is spread over several.
     account = unique("bench")
     client.enable_account(account)
     convs = [unique("conv") for _ in range(conversations)]
     for conv in convs:
-        await asyncio.to_thread(client.open_conversation, account, conv, unique("consumer"))
+        client.open_conversation(account, conv, unique("consumer"))
     headers = {"Authorization": f"Bearer {mint_token(env['FS_AUTH_SECRET'], account, 'agent', 'bench-agent')}"}
-    urls = [f"{client.upload_url}/v1/accounts/{account}/conversations/{conv}/files" for conv in convs]
+    return Target(client.upload_url, headers,
+                  [f"{client.upload_url}/v1/accounts/{account}/conversations/{conv}/files" for conv in convs])
+
+
+async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, conversations: int = 8,
+                         target: Target | None = None, poll: float = 0.02) -> dict:
+    """Upload the photos (photo i into conversation i mod conversations, at most `concurrency` requests
+    at a time; a 503 with Retry-After is sent again after that wait with the same Idempotency-Key),
+    and poll `GET /v1/files/{id}` every `poll` s until each is published. seconds: from the first
+    request to the last `published`; latency of a photo: from its request to its `published`."""
+    from tests.support import unique
+    # Photos of one conversation are processed in order (one partition); a brand has many
+    # conversations at once, so the load is spread over several.
+    if target is None:
+        target = await asyncio.to_thread(open_target, env, conversations)
+    urls, headers = target.urls, target.headers
     sent: dict[str, float] = {}
     done: dict[str, float] = {}
     rejected: dict[str, dict] = {}
+    retries = 0
     gate = asyncio.Semaphore(concurrency)
 
-    async with httpx.AsyncClient(timeout=120) as http:
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=max(concurrency, 10))) as http:
         async def upload(i: int, data: bytes):
+            nonlocal retries
             async with gate:
                 t = time.perf_counter()
-                r = await http.post(urls[i % len(urls)], files={"file": ("p.jpg", data, "image/jpeg")}, headers=headers)
-                r.raise_for_status()
+                key = {"Idempotency-Key": unique("bench")}
+                while True:
+                    r = await http.post(urls[i % len(urls)], files={"file": ("p.jpg", data, "image/jpeg")},
+                                        headers={**headers, **key})
+                    if r.status_code == 503 and "retry-after" in r.headers:
+                        retries += 1
+                        await asyncio.sleep(float(r.headers["retry-after"]))
+                        continue
+                    r.raise_for_status()
+                    break
                 sent[r.json()["file_id"]] = t
 
         async def watch():
             while len(done) < len(photos):
                 for fid in [f for f in sent if f not in done]:
-                    r = await http.get(f"{client.upload_url}/v1/files/{fid}", headers=headers)
+                    r = await http.get(f"{target.upload_url}/v1/files/{fid}", headers=headers)
                     status = r.json()
                     if status["status"] in ("published", "rejected"):
                         done[fid] = time.perf_counter()
                         if status["status"] != "published":
                             rejected[fid] = status
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(poll)
 
         started = time.perf_counter()
         watcher = asyncio.create_task(watch())
@@ -114,21 +146,15 @@ async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, c
     latencies = [done[f] - sent[f] for f in done]
     return {"photos": len(photos), "seconds": elapsed, "photos_per_second": len(photos) / elapsed,
             "latency_p50": percentile(latencies, 50), "latency_p95": percentile(latencies, 95),
-            "latency_p99": percentile(latencies, 99), "latencies": [round(x, 3) for x in latencies]}
+            "latency_p99": percentile(latencies, 99), "latencies": [round(x, 3) for x in latencies],
+            "retries_after_503": retries}
 
 
 def cpu_by_process(stack) -> dict[str, float]:
-    """CPU seconds (user+system) of every server and service, including their worker processes."""
-    import psutil
-    out = {}
-    for name, proc in stack.procs.items():
-        try:
-            p = psutil.Process(proc.pid)
-            total = sum(sum(q.cpu_times()[:2]) for q in [p, *p.children(recursive=True)])
-        except psutil.NoSuchProcess:
-            continue
-        out[name] = total
-    return out
+    """CPU seconds (user+system) of every server and service, including their worker processes
+    (live and exited: bench.cpu)."""
+    from bench.cpu import cpu_seconds
+    return cpu_seconds({name: proc.pid for name, proc in stack.procs.items()})
 
 
 IMAGE_STAGES = ("sanitizer", "resizer")
