@@ -9,10 +9,10 @@ One embedded stack with a real clamd (bench.pipeline does the same), then:
 1. warm-up: `--warmup` photos over two conversations, unmeasured (workers, connections, group
    assignment, first segments);
 2. burst: `--photos` photos posted at once into ONE conversation; photos/s from the first request to
-   the last `published` (bench.pipeline.drive_pipeline polls `GET /v1/files/{id}`);
+   the last `published` (bench.pipeline.drive_pipeline follows message.published);
 3. spread: the same number of photos posted at once over `--conversations` conversations;
 4. single: `--single` photos one at a time, each after the stack is quiet again; upload→published
-   latency p50 and p90 (status polled every 5 ms).
+   latency p50 and p90 (message.published followed with 10 ms fetches).
 
 Before the burst, between burst and spread and after the spread, libvips `thumbnail_buffer` to
 800 px of the same photos in a process pool of one worker per core
@@ -22,8 +22,8 @@ machine's other load moved during the run (it is shared). Targets: burst >= 0.5x
 
 CPU per stage per photo: CPU seconds (user+system) of each server's and service's whole process
 tree (image workers, PostgreSQL backends; exited ones too: bench.cpu) spent during the burst and
-the spread, divided by their photos. It includes what the bench's status polling costs upload,
-and what the stack uses when idle (measured for 3 s after start, printed beside it). "Quiet" means
+the spread, divided by their photos. It includes what
+the stack uses when idle (measured for 3 s after start, printed beside it). "Quiet" means
 the stack uses at most 0.1 CPU more than that idle figure.
 
 A photo that ends `rejected` fails the run. Writes bench/out/burst.json and bench/out/burst.png.
@@ -113,7 +113,7 @@ def measure(stack, photo: bytes, photos: int, conversations: int, singles: int, 
     latencies, waited = [], []
     for _ in range(singles):
         waited.append(wait_quiet(stack, quiet))
-        one = asyncio.run(drive_pipeline(stack.env, [photo], concurrency=1, target=targets["single"], poll=0.005))
+        one = asyncio.run(drive_pipeline(stack.env, [photo], concurrency=1, target=targets["single"]))
         latencies.append(one["latencies"][0])
     out["single"] = {"photos": singles, "latencies": latencies, "p50": percentile(latencies, 50),
                      "p90": percentile(latencies, 90), "quiet_wait_seconds": [round(w, 2) for w in waited]}
