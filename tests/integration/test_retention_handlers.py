@@ -105,6 +105,25 @@ async def test_forget_shreds_keys_before_anything_else_and_gives_one_receipt_per
         assert (await w.files.get(ObjectKey(account, consumer, conv, fid, "final")))[0] == b"photo final"
 
 
+async def test_a_consumer_with_many_files_is_erased_a_batch_per_transaction(w, monkeypatch):
+    """Years of photos: rows are not all held locked while every object is deleted; each batch is
+    committed (and visible to others) before the next one starts."""
+    monkeypatch.setattr("services.retention.handlers.SWEEP_BATCH", 2)
+    for i in range(5):
+        await w.store("a", "c1", "conv1", f"f{i}")
+    left_at_each_receipt = []
+
+    async def count_left():
+        left_at_each_receipt.append(len(await w.indexed()))
+    w.topic.before_send = count_left
+
+    summary = await w.forget("a", "c1")
+
+    assert (summary.files_found, summary.receipts, summary.objects_deleted) == (5, 5, 15)
+    assert left_at_each_receipt == [5, 3, 1], "a batch's deletion is committed before the next batch"
+    assert await w.indexed() == [] and not [k for k in w.blobs.objects if k.startswith("a/c1/")]
+
+
 async def test_the_same_request_again_erases_nothing_new_but_another_request_is_carried_out(w):
     await w.store("a", "c1", "conv1", "f1")
     await w.forget("a", "c1")
