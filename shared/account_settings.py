@@ -7,6 +7,7 @@ setting (the resize target, the retention) follow that topic into their own copy
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Awaitable, Callable
 
 from psycopg.types.json import Jsonb
@@ -34,12 +35,18 @@ async def get_document(conn: Connection, account_id: str, for_update: bool = Fal
     return ev.AccountSettingsDocument.model_validate(row["document"]) if row else ev.AccountSettingsDocument()
 
 
-async def put_document(conn: Connection, account_id: str, document: ev.AccountSettingsDocument) -> None:
-    """The settings API's write (upload keeps the system of record)."""
-    await conn.execute(
-        "INSERT INTO account_settings (account_id, document) VALUES (%s, %s) "
-        "ON CONFLICT (account_id) DO UPDATE SET document = EXCLUDED.document, updated_at = now()",
-        (account_id, Jsonb(document.model_dump())))
+async def put_document(conn: Connection, account_id: str, document: ev.AccountSettingsDocument) -> datetime:
+    """The settings API's write (upload keeps the system of record); returns the time to publish it
+    with. Taken from the database's clock under the row's lock and always after the row's previous
+    write, so the followers (which ignore an older document) never drop a newer one because two
+    upload instances' clocks disagree."""
+    row = await (await conn.execute(
+        "INSERT INTO account_settings (account_id, document, updated_at) VALUES (%s, %s, clock_timestamp()) "
+        "ON CONFLICT (account_id) DO UPDATE SET document = EXCLUDED.document, "
+        "  updated_at = greatest(clock_timestamp(), account_settings.updated_at + interval '1 microsecond') "
+        "RETURNING updated_at",
+        (account_id, Jsonb(document.model_dump())))).fetchone()
+    return row["updated_at"]
 
 
 async def follow_document(conn: Connection, event: ev.AccountSettings) -> bool:

@@ -3,6 +3,7 @@ own schema, filled from the messaging platform's conversation.events."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from dataclasses import dataclass
 
 from shared import events as ev
@@ -35,7 +36,9 @@ async def apply_conversation_event(conn: Connection, event: ev.ConversationEvent
     """Fold one event in; False when another account already owns the conversation id (ignored).
     An event without a channel keeps the channel already known. An event older than the one the row
     was last folded from (delivered again: at-least-once, a partition read again) changes nothing,
-    so a conversation's state never moves back, not even for a moment."""
+    so a conversation's state never moves back. The platform's clock is not ours: a time in the
+    future counts as now, so one mis-stamped event cannot make every later one look old."""
+    when = min(event.occurred_at, datetime.now(timezone.utc))
     row = await (await conn.execute(
         "INSERT INTO conversations (conversation_id, account_id, consumer_id, channel, authenticated, open, "
         "  event_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
@@ -47,7 +50,7 @@ async def apply_conversation_event(conn: Connection, event: ev.ConversationEvent
         "  AND (conversations.event_at IS NULL OR conversations.event_at <= EXCLUDED.event_at) "
         "RETURNING conversation_id",
         (event.conversation_id, event.account_id, event.consumer_id, event.channel, event.authenticated,
-         event.event_type != "conversation.closed", event.occurred_at))).fetchone()
+         event.event_type != "conversation.closed", when))).fetchone()
     if row is not None:
         return True
     owner = await (await conn.execute("SELECT account_id FROM conversations WHERE conversation_id = %s",

@@ -198,18 +198,23 @@ class StreamProcessor:
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
                  on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
-                 concurrency: int = 1):
+                 concurrency: int = 1, commit_per_batch: bool = False):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
         the next record of the partition (state that must only follow a real publish);
         concurrency: how many records of one partition are handled side by side (the image stages:
-        a burst into one conversation would otherwise wait in line). Outputs are still produced,
-        and offsets committed, in record order: a conversation's photos stay in send order."""
+        a burst into one conversation would otherwise wait in line; at most this many in the whole
+        processor, so as many originals are in memory at once). Outputs are still produced, and
+        offsets committed, in record order: a conversation's photos stay in send order;
+        commit_per_batch: records handled one by one are committed once at the end of their batch
+        (projections: redoing a few upserts after a crash costs nothing; elsewhere each record is
+        committed, so a rebalance or crash redoes one record, not a batch)."""
         if concurrency > 1 and before_partition is not None:
             raise ValueError("before_partition runs before a batch; records handled ahead would skip it")
         self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
         self.handle, self.on_poison, self.metrics, self.transient = handle, on_poison, metrics, transient
         self.before_partition, self.on_produced, self.concurrency = before_partition, on_produced, concurrency
+        self.commit_per_batch = commit_per_batch
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
@@ -224,7 +229,7 @@ class StreamProcessor:
         self._abandon_below = 0  # records fetched in a generation below this outlived their fence
         self._in_flight: dict[TopicPartition, asyncio.Future] = {}  # each partition's newest batch
         self._unfinished: dict[TopicPartition, int] = {}  # records fetched and not yet committed
-        self._handler_slots: dict[TopicPartition, asyncio.Semaphore] = {}
+        self._handler_slots = asyncio.Semaphore(concurrency)
         self._failure: BaseException | None = None
 
     async def start(self) -> None:
@@ -275,7 +280,7 @@ class StreamProcessor:
                 await asyncio.sleep(0.5)
                 continue
             for tp, records in batches.items():
-                if records and not self.stopping.is_set():
+                if records and not self.stopping.is_set() and self._failure is None:
                     self._start_partition(tp, records)
         if self._failure is not None:
             raise self._failure
@@ -292,10 +297,10 @@ class StreamProcessor:
         every time, and its old events would be folded in again)."""
         rewound = []
         for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if tp in self._in_flight or end is None:
-                continue
             try:
+                end = self.consumer.highwater(tp)
+                if tp in self._in_flight or end is None:
+                    continue
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
                 if position > end:
                     await self.consumer.seek_to_beginning(tp)
@@ -323,11 +328,11 @@ class StreamProcessor:
         task.add_done_callback(lambda t: self._partition_done(tp, t, len(records)))
 
     def _handle_ahead(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[asyncio.Future]:
-        """Start handling the batch's records now, at most `concurrency` of the partition at a time."""
-        slots = self._handler_slots.setdefault(tp, asyncio.Semaphore(self.concurrency))
+        """Start handling the batch's records now, at most `concurrency` in the processor at a time
+        (first come, first served: a batch's records in order)."""
 
         async def handle(record: ConsumerRecord):
-            async with slots:
+            async with self._handler_slots:
                 return await self._handle_one(record)
         return [asyncio.ensure_future(handle(r)) for r in records]
 
@@ -342,8 +347,8 @@ class StreamProcessor:
         if task.exception() is not None:
             self._failure = self._failure or task.exception()
             return
-        if self.stopping.is_set():
-            return
+        if self.stopping.is_set() or self._failure is not None:
+            return  # leaving: the next owner starts from the committed offset
         unfinished = task.result()
         try:
             if tp not in self.consumer.assignment():
@@ -368,7 +373,11 @@ class StreamProcessor:
         try:
             if previous is not None:
                 await asyncio.wait([previous])
-                if not previous.cancelled() and previous.exception() is None and previous.result() is not None:
+                if previous.cancelled() or previous.exception() is not None:
+                    # The batch before failed (the service stops on it) or was cancelled (stopping):
+                    # nothing after its undone records may be committed.
+                    return records[0].offset
+                if previous.result() is not None:
                     return previous.result()  # the batch before stopped early: all from there is redone
             if self.before_partition is not None:
                 await retry_transient(lambda: self.before_partition(tp), f"{self.name} prepare {tp}",
@@ -376,13 +385,16 @@ class StreamProcessor:
             return await self._produce_in_order(tp, records, generation, handled)
         finally:
             for work in handled or ():
-                work.cancel()  # records left undone: redone by whoever reads them next (idempotent)
+                if not work.done():
+                    work.cancel()  # records left undone: redone by whoever reads them next (idempotent)
+                elif not work.cancelled():
+                    work.exception()  # retrieved: a record's failure is reported once, by its own await
 
     async def _produce_in_order(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int,
                                 handled: list[asyncio.Future] | None) -> int | None:
-        """One commit covers the records produced until the next one is not ready (or the batch
-        ends): a crash redoes at most those (handlers are idempotent), and a burst costs one
-        commit round trip instead of one per record."""
+        """One commit covers the records produced until the next one is not ready yet (or, with
+        commit_per_batch, the batch ends): a crash redoes at most those (handlers are idempotent),
+        and a burst costs one commit round trip instead of one per record."""
         uncommitted: int | None = None  # the first record produced but not committed yet
 
         async def commit(upto: ConsumerRecord) -> bool:
@@ -398,6 +410,8 @@ class StreamProcessor:
             return True
 
         for i, record in enumerate(records):
+            if self._failure is not None:
+                return record.offset if uncommitted is None else uncommitted  # the service stops
             if self.stopping.is_set() or generation != self._generation:
                 # Stopping, or the group rebalanced (inside the fence: this member may still commit):
                 # what is produced is committed, the rest is redelivered from there.
@@ -421,7 +435,10 @@ class StreamProcessor:
             if self.metrics is not None:
                 self.metrics.records.labels(tp.topic, outcome).inc()
             uncommitted = record.offset if uncommitted is None else uncommitted
-            next_ready = i + 1 < len(records) and (handled is None or handled[i + 1].done())
+            if handled is None:
+                next_ready = self.commit_per_batch and i + 1 < len(records)
+            else:
+                next_ready = i + 1 < len(records) and handled[i + 1].done()
             if not next_ready and not await commit(record):
                 return uncommitted
         return None
@@ -429,7 +446,9 @@ class StreamProcessor:
     async def wait_caught_up(self, timeout: float = 10.0) -> None:
         """Return once this consumer group (every instance of it) has committed every record that was
         in its topics when called, e.g. conversation closes before a publish. After `timeout` it logs
-        and returns: a lagging group must slow the caller down, never stop it."""
+        and returns: a lagging group must slow the caller down, never stop it. Limit: the end of a
+        partition another instance owns comes from ListOffsets, which Tansu under-reports by its
+        last batch's other records (exact for one-record produces; Apache Kafka is exact)."""
         tps = [TopicPartition(t, p) for t in self.topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
         ends = await self.consumer.end_offsets(tps)
         for tp in tps:

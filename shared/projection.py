@@ -38,4 +38,5 @@ def projection(settings, service: str, what: str, topics: list[str], parse: Call
         log.error("%s: skipping %s record @%d (%s)", name, record.topic, record.offset, type(exc).__name__)
         return []
 
-    return StreamProcessor(settings, name, f"fileshare-{name}", topics, handle, on_poison, metrics)
+    return StreamProcessor(settings, name, f"fileshare-{name}", topics, handle, on_poison, metrics,
+                           commit_per_batch=True)

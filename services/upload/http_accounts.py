@@ -70,8 +70,8 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
                 if "feature_enabled" in document.model_fields_set and document.feature_enabled != current.feature_enabled:
                     raise ApiError(403, "permission_denied", "only the account team can change feature_enabled")
                 document = document.model_copy(update={"feature_enabled": current.feature_enabled})
-            await put_document(conn, account_id, document)
-            event = ev.AccountSettings(account_id=account_id, **document.model_dump())
+            written_at = await put_document(conn, account_id, document)
+            event = ev.AccountSettings(account_id=account_id, occurred_at=written_at, **document.model_dump())
             try:
                 await deps.publisher.send([Outgoing(ACCOUNT_SETTINGS, account_id, event)])
             except Exception as e:

@@ -2,8 +2,9 @@
 
 Vendor errors are translated here: a missing object is FileNotFoundError, an
 unreachable server is StorageUnavailable (transient: callers retry).
-Every HTTP request to the server is counted (`fileshare_storage_requests_total{bucket, op}`), at
-the HTTP layer so the client's own requests (a region lookup, a delete's version listing) count too.
+Every HTTP request the client sends is counted (`fileshare_storage_requests_total{bucket, op}`), at
+the HTTP layer so its own requests (a region lookup, a delete's version listing) count too; urllib3's
+retries of one request (a 5xx, a dropped connection) count once.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Protocol
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error
+from minio.helpers import MIN_PART_SIZE
 
 _log = logging.getLogger(__name__)
 
@@ -110,9 +112,11 @@ class S3ObjectStore:
                     raise
 
     async def put(self, key: str, data: bytes) -> None:
-        # A single PUT is atomic on S3: readers see the old object or the whole new one.
+        # A single PUT is atomic on S3: readers see the old object or the whole new one. The part size is
+        # the blob's own, so the client never turns a 5 MB photo (over its 5 MiB part) into a multipart
+        # upload: not atomic, and parts sent from the client's own threads would escape the count.
         await self._call("put", self._client.put_object, self.bucket, key, io.BytesIO(data), len(data),
-                         content_type="application/octet-stream")
+                         content_type="application/octet-stream", part_size=max(len(data), MIN_PART_SIZE))
 
     async def get(self, key: str) -> bytes:
         return await self._read("get", key)

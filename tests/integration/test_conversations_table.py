@@ -1,6 +1,8 @@
 """Conversations as upload and delivery keep them (shared.conversations), on a real PostgreSQL."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from shared import events as ev
@@ -44,12 +46,26 @@ async def test_an_older_event_delivered_again_does_not_move_a_conversation_back(
     """At-least-once: a partition read again replays opened and closed after resumed; the conversation
     stays open (it answered conversation_closed for a moment before)."""
     db, account, conversation = await open_database("upload"), unique("acct"), unique("conv")
+    start = datetime.now(timezone.utc) - timedelta(minutes=1)
     history = [ev.ConversationEvent(event_type=kind, account_id=account, conversation_id=conversation,
-                                    consumer_id="consumer-1", channel="web")
-               for kind in ("conversation.opened", "conversation.closed", "conversation.resumed")]
+                                    consumer_id="consumer-1", channel="web", occurred_at=start + timedelta(seconds=i))
+               for i, kind in enumerate(("conversation.opened", "conversation.closed", "conversation.resumed"))]
     states = []
     for event in [*history, *history[:2]]:
         async with db.transaction() as conn:
             await apply_conversation_event(conn, event)
             states.append((await get_conversation(conn, conversation)).open)
     assert states == [True, False, True, True, True]
+
+
+async def test_an_event_stamped_in_the_future_does_not_hide_the_events_after_it(open_database):
+    """A platform clock an hour ahead (or a local time read as UTC): the close that follows still counts."""
+    db, account, conversation = await open_database("delivery"), unique("acct"), unique("conv")
+    opened = ev.ConversationEvent(event_type="conversation.opened", account_id=account, conversation_id=conversation,
+                                  consumer_id="consumer-1", channel="web",
+                                  occurred_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    async with db.transaction() as conn:
+        await apply_conversation_event(conn, opened)
+    await announce(db, account, conversation, "consumer-1", "conversation.closed")
+    async with db.pool.connection() as conn:
+        assert not (await get_conversation(conn, conversation)).open

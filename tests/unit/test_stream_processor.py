@@ -125,8 +125,9 @@ def numbered(offset: int) -> list[Outgoing]:
 
 
 async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in_order():
-    """A burst into one conversation: three photos decode at once, the last finishing first; the
-    transcript still gets them in send order, and each offset is committed only after its outputs."""
+    """A burst into one conversation: three photos decode at once, the later ones finishing first;
+    nothing goes out until the first is done, then all in send order, each offset committed only
+    after its outputs."""
     release = {offset: asyncio.Event() for offset in (1, 2, 3)}
     running = set()
 
@@ -136,16 +137,33 @@ async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in
         return numbered(rec.offset)
 
     p, produced = processor(handle)
-    p.concurrency = 3
+    p.concurrency, p._handler_slots = 3, asyncio.Semaphore(3)
+    sent_at_commit = []
+    commit = p.consumer.commit
+
+    async def commit_after_sends(offsets):
+        sent_at_commit.append(len(p.producer.sent))
+        await commit(offsets)
+    p.consumer.commit = commit_after_sends
     records = [record(1), record(2), record(3)]
     work = asyncio.ensure_future(p._process_partition(TP, records, p._generation, None, p._handle_ahead(TP, records)))
-    while len(running) < 3:
+    await asyncio.wait_for(_until(lambda: running == {1, 2, 3}), 5)
+    release[3].set()
+    release[2].set()
+    for _ in range(5):
         await asyncio.sleep(0)
-    for offset in (3, 2, 1):
-        release[offset].set()
-    assert await work is None
+    assert produced == [] and p.consumer.commits == [], "photo 1 is still being handled: nothing overtakes it"
+    release[1].set()
+    assert await asyncio.wait_for(work, 5) is None
     assert [outputs[0].event.request_id for outputs in produced] == ["1", "2", "3"]
     assert p.consumer.commits[-1] == {TP: 4} and len(p.consumer.commits) < 3, "one commit covers ready records"
+    assert all(sent == int(c[TP]) - 1 for sent, c in zip(sent_at_commit, p.consumer.commits)), \
+        "an offset is committed only after its record's outputs were sent"
+
+
+async def _until(condition):
+    while not condition():
+        await asyncio.sleep(0)
 
 
 async def test_at_most_concurrency_records_of_a_partition_are_handled_at_once():
@@ -160,7 +178,7 @@ async def test_at_most_concurrency_records_of_a_partition_are_handled_at_once():
         return numbered(rec.offset)
 
     p, produced = processor(handle)
-    p.concurrency = 2
+    p.concurrency, p._handler_slots = 2, asyncio.Semaphore(2)
     records = [record(o) for o in range(10, 16)]
     assert await p._process_partition(TP, records, p._generation, None, p._handle_ahead(TP, records)) is None
     assert most == 2 and len(produced) == 6
@@ -179,7 +197,54 @@ async def _outputs_of(rec):
     return numbered(rec.offset)
 
 
-async def test_a_batch_handled_one_by_one_is_committed_once_after_its_last_record():
+async def test_records_handled_one_by_one_are_committed_each_or_once_per_batch_for_projections():
     p, produced = processor(_outputs_of)
     assert await p._process_partition(TP, [record(3), record(4), record(5)], p._generation) is None
+    assert p.consumer.commits == [{TP: 4}, {TP: 5}, {TP: 6}], "a rebalance or crash redoes one record"
+    p, produced = processor(_outputs_of)
+    p.commit_per_batch = True
+    assert await p._process_partition(TP, [record(3), record(4), record(5)], p._generation) is None
     assert len(produced) == 3 and p.consumer.commits == [{TP: 6}]
+
+
+async def test_a_batch_behind_one_that_failed_commits_nothing():
+    """The batch before raised (the service is about to stop on it): its undone records must not be
+    skipped by a commit of the records after them."""
+    p, produced = processor(_outputs_of)
+    failed = asyncio.get_running_loop().create_future()
+    failed.set_exception(RuntimeError("the broker refused a record for good"))
+    assert await p._process_partition(TP, [record(9), record(10)], p._generation, failed) == 9
+    assert produced == [] and p.consumer.commits == []
+
+
+class LogCheckConsumer:
+    """Positions and fetch high watermarks of two partitions, as aiokafka keeps them."""
+
+    def __init__(self, positions: dict, highwaters: dict):
+        self.positions, self.highwaters, self.rewound = positions, highwaters, []
+
+    def assignment(self):
+        return set(self.positions)
+
+    def highwater(self, tp):
+        return self.highwaters[tp]
+
+    async def position(self, tp):
+        return self.positions[tp]
+
+    async def seek_to_beginning(self, tp):
+        self.rewound.append(tp)
+
+
+async def test_only_a_partition_whose_fetched_end_lies_before_the_position_is_read_again():
+    """Tansu's ListOffsets answers the last batch's base offset + 1, short of the real end: only the
+    fetch high watermark tells a healthy partition (position 68, end 68) from a lost log (end 3)."""
+    healthy, lost, unfetched = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t", 2)
+    p, _ = processor(_outputs_of)
+    p.consumer = LogCheckConsumer({healthy: 68, lost: 12, unfetched: 5}, {healthy: 68, lost: 3, unfetched: None})
+    await p._reread_partitions_whose_log_was_lost()
+    assert p.consumer.rewound == [lost]
+
+
+async def _outputs_of(rec):
+    return numbered(rec.offset)
