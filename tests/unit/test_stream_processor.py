@@ -245,6 +245,3 @@ async def test_only_a_partition_whose_fetched_end_lies_before_the_position_is_re
     await p._reread_partitions_whose_log_was_lost()
     assert p.consumer.rewound == [lost]
 
-
-async def _outputs_of(rec):
-    return numbered(rec.offset)
