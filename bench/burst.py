@@ -197,7 +197,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, out: Path = OUT) -> dict:
     from shared.embedded import running_stack
     from shared.embedded_clamd import write_test_signatures
     from tests import imagecorpus
@@ -222,10 +222,10 @@ def main(argv: list[str] | None = None) -> dict:
                              "spread": result["spread"]["ratio_vs_libvips"] >= TARGET_SPREAD,
                              "single": result["single"]["p50"] <= TARGET_SINGLE_P50}
     report(result)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "burst.json").write_text(json.dumps(result, indent=2))
-    plot(result, OUT / "burst.png")
-    print(f"wrote {OUT / 'burst.json'} and {OUT / 'burst.png'}")
+    out.mkdir(exist_ok=True)
+    (out / "burst.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "burst.png")
+    print(f"wrote {out / 'burst.json'} and {out / 'burst.png'}")
     return result
 
 
