@@ -90,11 +90,17 @@ async def start_with_retry(client, what: str, stop: asyncio.Event | None = None,
             delay = min(delay * 2, max_wait)
 
 
+async def _produce(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> list:
+    """Send every event; the broker's answer to each, in order: its record metadata or the error."""
+    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode()) for o in outgoing]
+    return await asyncio.gather(*futures, return_exceptions=True)
+
+
 async def send_all(producer: AIOKafkaProducer, outgoing: Iterable[Outgoing]) -> None:
     """Produce events and wait until the broker acknowledged every one of them."""
-    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode()) for o in outgoing]
-    if futures:
-        await asyncio.gather(*futures)
+    for answer in await _produce(producer, list(outgoing)):
+        if isinstance(answer, BaseException):
+            raise answer
 
 
 class Publisher:
@@ -117,8 +123,7 @@ class Publisher:
             raise TransientError("the producer is not started yet")
         pending = list(outgoing)
         for attempt in range(attempts):
-            futures = [await self.producer.send(o.topic, o.event.to_bytes(), key=o.key.encode()) for o in pending]
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            results = await _produce(self.producer, pending)
             failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, BaseException)]
             if not failed:
                 return
@@ -321,13 +326,13 @@ class StreamProcessor:
         # A batch still running for this partition (the one before, or one that outlived a rebalance
         # fence and the partition came back) produces and commits first: record order is kept.
         previous = self._in_flight.get(tp)
-        handled = self._handle_ahead(tp, records) if self.concurrency > 1 else None
+        handled = self._handle_ahead(records) if self.concurrency > 1 else None
         # Not awaited by run(): cancelling run() (shutdown) lets the record in flight finish; stop() waits.
         task = asyncio.ensure_future(self._process_partition(tp, records, self._generation, previous, handled))
         self._in_flight[tp] = task
         task.add_done_callback(lambda t: self._partition_done(tp, t, len(records)))
 
-    def _handle_ahead(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[asyncio.Future]:
+    def _handle_ahead(self, records: list[ConsumerRecord]) -> list[asyncio.Future]:
         """Start handling the batch's records now, at most `concurrency` in the processor at a time
         (first come, first served: a batch's records in order)."""
 

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     decode_timeout_seconds: float = 10.0
     decode_memory_bytes: int = 1024 * 1024 * 1024
     image_workers: int = Field(default=0, description="0 = one per CPU core")
-    # Photos of one conversation (one partition) that an image stage handles at once: while some
+    # Photos an image stage handles at once, also of one conversation (one partition): while some
     # wait on storage or the scanner, others use the cores. Published in send order regardless.
     records_in_flight: int = Field(default=4, ge=1)
     link_ttl_seconds: int = 300

@@ -146,7 +146,7 @@ async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in
         await commit(offsets)
     p.consumer.commit = commit_after_sends
     records = [record(1), record(2), record(3)]
-    work = asyncio.ensure_future(p._process_partition(TP, records, p._generation, None, p._handle_ahead(TP, records)))
+    work = asyncio.ensure_future(p._process_partition(TP, records, p._generation, None, p._handle_ahead(records)))
     await asyncio.wait_for(_until(lambda: running == {1, 2, 3}), 5)
     release[3].set()
     release[2].set()
@@ -180,7 +180,7 @@ async def test_at_most_concurrency_records_of_a_partition_are_handled_at_once():
     p, produced = processor(handle)
     p.concurrency, p._handler_slots = 2, asyncio.Semaphore(2)
     records = [record(o) for o in range(10, 16)]
-    assert await p._process_partition(TP, records, p._generation, None, p._handle_ahead(TP, records)) is None
+    assert await p._process_partition(TP, records, p._generation, None, p._handle_ahead(records)) is None
     assert most == 2 and len(produced) == 6
 
 
