@@ -143,9 +143,15 @@ def encrypt_blob(plaintext: bytes, object_key: str, key_id: str, consumer_key: b
     return header + AESGCM(data_key).encrypt(nonce, plaintext, object_key.encode())
 
 
-def decrypt_blob(blob: bytes, object_key: str, consumer_key: bytes) -> bytes:
-    header = parse_header(blob)
-    data_key = unwrap_data_key(consumer_key, header.wrapped_data_key, object_key, header.key_id)
+def data_key_of(header: BlobHeader, object_key: str, consumer_key: bytes) -> bytes:
+    """The blob's data key; BlobIntegrityError unless it was wrapped for this object key and key id."""
+    return unwrap_data_key(consumer_key, header.wrapped_data_key, object_key, header.key_id)
+
+
+def decrypt_blob(blob: bytes, object_key: str, consumer_key: bytes, header: BlobHeader | None = None) -> bytes:
+    """header: the blob's, when the caller parsed it already (to learn its key id)."""
+    header = header or parse_header(blob)
+    data_key = data_key_of(header, object_key, consumer_key)
     try:
         # memoryview: one pass over the ciphertext without copying the 5 MB body first.
         return AESGCM(data_key).decrypt(header.nonce, memoryview(blob)[header.body_offset:], object_key.encode())
@@ -163,7 +169,6 @@ class ConsumerKeyStore:
     def __init__(self, store: ObjectStore, master: MasterKeyRing):
         self._store = store
         self._master = master
-        self._memo: dict[str, bytes] | None = None
 
     def scoped(self) -> "ConsumerKeyStore":
         """A view for ONE record or request that fetches each consumer key at most once (a stage reads
@@ -172,9 +177,7 @@ class ConsumerKeyStore:
         read and the write no longer stops the write; the blob written is under a destroyed key, so
         the next stage (at the latest delivery, see EncryptedFileStore.check) rejects the file as
         consumer_forgotten and retention removes it, as for a forget landing between a load and a put."""
-        view = ConsumerKeyStore(self._store, self._master)
-        view._memo = {}
-        return view
+        return _KeysOfOneRecord(self._store, self._master)
 
     @staticmethod
     def _prefix(account_id: str, consumer_id: str) -> str:
@@ -197,22 +200,15 @@ class ConsumerKeyStore:
         secret = AESGCM.generate_key(bit_length=256)
         record = self._master.wrap(secret, (prefix + key_id).encode())
         await self._store.put(prefix + key_id, json.dumps(record).encode())
-        if self._memo is not None:
-            self._memo[prefix + key_id] = secret
         return key_id, secret
 
     async def load(self, account_id: str, consumer_id: str, key_id: str) -> bytes:
         name = self._prefix(account_id, consumer_id) + key_id
-        if self._memo is not None and name in self._memo:
-            return self._memo[name]
         try:
             record = json.loads(await self._store.get(name))
         except FileNotFoundError:
             raise ConsumerForgotten(f"consumer {account_id}/{consumer_id} has no key {key_id}") from None
-        secret = self._master.unwrap(record, name.encode())
-        if self._memo is not None:
-            self._memo[name] = secret
-        return secret
+        return self._master.unwrap(record, name.encode())
 
     async def has_any(self, account_id: str, consumer_id: str) -> bool:
         return bool(await self._store.list(self._prefix(account_id, consumer_id)))
@@ -238,6 +234,25 @@ class ConsumerKeyStore:
         return done
 
 
+class _KeysOfOneRecord(ConsumerKeyStore):
+    """ConsumerKeyStore.scoped(): each key fetched (or created) at most once."""
+
+    def __init__(self, store: ObjectStore, master: MasterKeyRing):
+        super().__init__(store, master)
+        self._known: dict[str, bytes] = {}
+
+    async def get_or_create(self, account_id: str, consumer_id: str) -> tuple[str, bytes]:
+        key_id, secret = await super().get_or_create(account_id, consumer_id)
+        self._known[self._prefix(account_id, consumer_id) + key_id] = secret
+        return key_id, secret
+
+    async def load(self, account_id: str, consumer_id: str, key_id: str) -> bytes:
+        name = self._prefix(account_id, consumer_id) + key_id
+        if name not in self._known:
+            self._known[name] = await super().load(account_id, consumer_id, key_id)
+        return self._known[name]
+
+
 class EncryptedFileStore:
     """Reads and writes file variants; plaintext never leaves the process."""
 
@@ -251,11 +266,11 @@ class EncryptedFileStore:
         """The same store for one record or request: each consumer key fetched once (ConsumerKeyStore.scoped)."""
         return EncryptedFileStore(self.store, self.keys.scoped(), self._metrics)
 
-    async def _decrypt(self, what: str, blob: bytes, bound_to: str, consumer_key: bytes) -> bytes:
+    async def _decrypt(self, what: str, blob: bytes, header: BlobHeader, bound_to: str, consumer_key: bytes) -> bytes:
         if self._metrics is not None:
             self._metrics.decrypts.labels(what).inc()
             self._metrics.decrypted_bytes.labels(what).inc(len(blob))
-        return await asyncio.to_thread(decrypt_blob, blob, bound_to, consumer_key)
+        return await asyncio.to_thread(decrypt_blob, blob, bound_to, consumer_key, header)
 
     async def put(self, key, plaintext: bytes) -> str:
         """key: an ObjectKey; returns the consumer key id it was encrypted under (creates a key if needed)."""
@@ -282,14 +297,14 @@ class EncryptedFileStore:
         """The plaintext of seal(..., bound_to, ...). ConsumerForgotten, BlobIntegrityError."""
         header = parse_header(sealed)
         consumer_key = await self.keys.load(account_id, consumer_id, header.key_id)
-        return await self._decrypt("sealed", sealed, bound_to, consumer_key)
+        return await self._decrypt("sealed", sealed, header, bound_to, consumer_key)
 
     async def get(self, key) -> tuple[bytes, str]:
         """Returns (plaintext, consumer key id). FileNotFoundError, ConsumerForgotten, BlobIntegrityError."""
         blob = await self.store.get(str(key))
         header = parse_header(blob)
         consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
-        return await self._decrypt("file", blob, str(key), consumer_key), header.key_id
+        return await self._decrypt("file", blob, header, str(key), consumer_key), header.key_id
 
     async def check(self, key) -> str:
         """Proves, from the blob's header alone (one ranged GET, no decrypt of the body), that the blob
@@ -298,5 +313,5 @@ class EncryptedFileStore:
         The body's own authentication is checked where it is decrypted (a download)."""
         header = parse_header(await self.store.get_head(str(key), HEADER_MAX))
         consumer_key = await self.keys.load(key.account_id, key.consumer_id, header.key_id)
-        unwrap_data_key(consumer_key, header.wrapped_data_key, str(key), header.key_id)  # 32 bytes: inline
+        data_key_of(header, str(key), consumer_key)  # 32 bytes: inline
         return header.key_id
