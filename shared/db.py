@@ -42,10 +42,15 @@ class Database:
                     "connect_timeout": 5})
 
     async def open(self, stop: asyncio.Event | None = None) -> None:
-        """Apply migrations (waiting for the server to answer), then open the pool."""
+        """Wait for the server to answer (a connection, counted as a database outage while it does not),
+        apply migrations once (a migration that fails stops the service: retrying cannot mend it), then
+        open the pool."""
         from shared.kafka import retry_transient
-        await retry_transient(lambda: migrate_in_child(self.url, self.schema), f"database migrations of {self.schema}",
-                              (MigrationFailed,), stop, max_delay=5)
+
+        async def server_answers() -> None:
+            await (await psycopg.AsyncConnection.connect(self.url, connect_timeout=5)).close()
+        await retry_transient(server_answers, f"database of {self.schema}", DB_TRANSIENT, stop, max_delay=5)
+        await migrate_in_child(self.url, self.schema)
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
@@ -70,12 +75,13 @@ class Database:
 async def lock_files(conn: Connection, *file_ids: str) -> None:
     """Serialise, until this transaction ends, every transaction of this schema that locks one of these
     files (e.g. a deletion and a publish of the same file); always in one order, so never a deadlock."""
-    for file_id in sorted(set(file_ids)):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (file_id,))
+    # One batch, not a round trip per file (psycopg pipelines executemany); still in one order.
+    await conn.cursor().executemany("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                                    [(file_id,) for file_id in sorted(set(file_ids))])
 
 
 class MigrationFailed(Exception):
-    """The migration process failed (the server did not answer yet, or a migration failed): its output."""
+    """The migration process failed: the last line of its output."""
 
 
 async def migrate_in_child(url: str, schema: str) -> None:
