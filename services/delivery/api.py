@@ -92,12 +92,12 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
             metrics.downloads.labels("not_modified").inc()
             return Response(status_code=304, headers=headers)
         key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, file_id, "final")
+        head = request.method == "HEAD"
         try:
-            if request.method == "HEAD":
+            if head:
                 # A HEAD answers like a GET (410 once forgotten or deleted, 500 for a forged header) from
                 # the blob's header alone: decrypting the body only to drop it costs a whole decrypt.
                 await deps.files.check(key)
-                data = None
             else:
                 data, _ = await deps.files.get(key)
         except (ConsumerForgotten, FileNotFoundError):
@@ -118,7 +118,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
             log.error("stored final image failed authentication: refusing to serve it",
                       extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
             raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
-        if request.method == "HEAD":
+        if head:
             metrics.downloads.labels("head").inc()
             return Response(status_code=200, media_type=message.content_type,
                             headers={**headers, "Content-Length": str(message.size_bytes)})

@@ -31,7 +31,7 @@ from typing import Callable
 
 from shared import events as ev
 from shared.account_settings import get_document
-from shared.crypto import BlobIntegrityError, ConsumerKeyStore, parse_header
+from shared.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
 from shared.db import Connection, Database, lock_files
 from shared.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
 from shared.kafka import Outgoing, Send
@@ -279,7 +279,7 @@ async def _still_readable(f: StoredFile, deps: RetentionDeps) -> bool:
         return False
     for o in f.objects:
         try:
-            key_id = parse_header(await deps.blobs.get(o.key)).key_id
+            key_id = parse_header(await deps.blobs.get_head(o.key, HEADER_MAX)).key_id
         except (FileNotFoundError, BlobIntegrityError):
             continue
         if await deps.keys.has_key(f.account_id, f.consumer_id, key_id):
