@@ -146,7 +146,6 @@ def cmd_run(args) -> int:
             log.info("malware scanner ready: clamd on %s", stack.env["FS_CLAMD"])
         else:  # start_clamd warned why; unset, the sanitizer would refuse to start (fail closed)
             stack.env["FS_CLAMD"] = "disabled"
-        stack.bootstrap()
         for name in SERVICES:
             stack.start_service(name)
         for name in SERVICES:

@@ -421,7 +421,7 @@ def _signal_tree(proc: subprocess.Popen, sig: int) -> None:
 def _kill_leftovers(name: str, proc: subprocess.Popen | None) -> None:
     """SIGKILL the session of a component whose main process exited. The kernel does not reuse a pid
     while it names a process group, so this reaches only what that process left behind."""
-    if proc is not None and name != "clamd":  # clamd is not started in a session of its own
+    if proc is not None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -468,11 +468,12 @@ def _started(stack: EmbeddedStack, embedded: bool, clamd_signatures: Path | None
         if embedded:
             stack.start_s3()
             stack.start_postgres()
-            stack.start_kafka()
+            stack.start_kafka()  # and its topics
+        else:
+            stack.bootstrap()
         if clamd_signatures is not None and not stack.start_clamd(clamd_signatures):
             raise RuntimeError(f"clamd could not start with the signatures in {clamd_signatures}")
         stack.env.setdefault("FS_CLAMD", "disabled")  # no clamd: the explicit opt-out (unset fails closed)
-        stack.bootstrap()
         for name in SERVICES:
             stack.start_service(name)
         for name in SERVICES:

@@ -190,6 +190,7 @@ def start_clamd(
             stdout=out,
             stderr=subprocess.STDOUT,
             close_fds=True,
+            start_new_session=True,  # like every component: its leftovers die with its session
         )
     deadline = started + ready_timeout
     delay = 0.02
