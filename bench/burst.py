@@ -41,10 +41,10 @@ from pathlib import Path
 
 from bench.cpu import delta
 from bench.pipeline import baseline_throughput, cpu_by_process, drive_pipeline, open_target, percentile, pyvips_thumbnail
+from shared.embedded import SERVICES
 
 OUT = Path(__file__).parent / "out"
 TARGET_BURST, TARGET_SPREAD, TARGET_SINGLE_P50 = 0.5, 0.8, 0.400
-SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
 SERVERS = ("kafka", "s3", "clamd", "postgres")
 
 

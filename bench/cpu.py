@@ -46,13 +46,18 @@ def read_stats(proc: Path = Path("/proc")) -> dict[int, Stat]:
     return stats
 
 
-def tree_ticks(root: int, stats: dict[int, Stat]) -> int | None:
-    """Clock ticks of root and all its descendants, live and reaped; None when root is gone."""
-    if root not in stats:
-        return None
+def children_of(stats: dict[int, Stat]) -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for s in stats.values():
         children.setdefault(s.ppid, []).append(s.pid)
+    return children
+
+
+def tree_ticks(root: int, stats: dict[int, Stat], children: dict[int, list[int]] | None = None) -> int | None:
+    """Clock ticks of root and all its descendants, live and reaped; None when root is gone."""
+    if root not in stats:
+        return None
+    children = children_of(stats) if children is None else children
     total, todo, seen = 0, [root], set()
     while todo:
         pid = todo.pop()
@@ -68,9 +73,10 @@ def tree_ticks(root: int, stats: dict[int, Stat]) -> int | None:
 def cpu_seconds(roots: dict[str, int], stats: dict[int, Stat] | None = None) -> dict[str, float]:
     """name -> CPU seconds (user+system) of the process tree of each root pid still running."""
     stats = read_stats() if stats is None else stats
+    children = children_of(stats)
     out = {}
     for name, pid in roots.items():
-        ticks = tree_ticks(pid, stats)
+        ticks = tree_ticks(pid, stats, children)
         if ticks is not None:
             out[name] = ticks / TICKS
     return out

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import calendar
 import hashlib
 import json
 import os
@@ -48,31 +47,27 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
 import httpx
 
+from bench.cpu import cpu_seconds
 from bench.pipeline import percentile
+from shared.durations import parse_duration
+from shared.embedded import (SERVICES, EmbeddedStack, create_database, free_port, free_port_block, running_stack,
+                             tail)
 
 OUT = Path(__file__).parent / "out"
 TARGET_READY_RATIO, TARGET_RSS_DELTA_MB, TARGET_STATUS_P99_MS = 1.5, 50, 20
 HISTORY_DAYS = 365
-RETENTION_MONTHS = 13  # P13M, the default retention
+RETENTION = parse_duration("P13M")  # the default retention, in the retention service's calendar terms
 PREVIEW_BYTES = 768  # 1,024 characters of base64
 PROGRESS_EVERY = 100_000
 SAMPLE_SEED = 20261130
 
 
 # --- the history ---------------------------------------------------------------------------------
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """PostgreSQL's `+ make_interval(months => n)`: the same day, clamped to the month's last."""
-    month = moment.month - 1 + months
-    year, month = moment.year + month // 12, month % 12 + 1
-    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
-
 
 @dataclass(frozen=True)
 class History:
@@ -128,16 +123,6 @@ class History:
             feature_enabled=True, file_sharing_enabled=True,
             permissions={"agent": ["send_files_local", "send_files_widget"], "agent_manager": ["send_files_local"],
                          "bot": ["send_files_local"]}).model_dump_json()
-
-
-@lru_cache(maxsize=4096)
-def _expiry(created_day: datetime) -> datetime:
-    return add_months(created_day, RETENTION_MONTHS)
-
-
-def expires_at(created: datetime) -> datetime:
-    day = created.replace(hour=0, minute=0, second=0, microsecond=0)
-    return _expiry(day) + (created - day)
 
 
 def fake_uuid(kind: bytes, i: int) -> str:
@@ -212,7 +197,7 @@ def retention_file_rows(h: History) -> Iterator[tuple]:
         c = h.conversation_of(i)
         created = h.created_at(i)
         yield (h.file_id(i), h.account(c), h.consumer_id(c), h.conversation_id(c), h.shape(i)[2], created,
-               expires_at(created))
+               created + RETENTION)
 
 
 SETTINGS_COLUMNS = ("account_id", "document", "updated_at")
@@ -315,7 +300,6 @@ STATES = ("empty", "loaded")
 def restart_services(stacks: dict[str, object], timeout: float = 300) -> dict[str, dict[str, dict]]:
     """Stop every service of both stacks, start all ten together (as `make run` starts five) and time
     each from its process start to /readyz 200 (polled every 20 ms). {state: {service: figures}}"""
-    from shared.embedded import SERVICES, tail
     for stack in stacks.values():
         for name in SERVICES:
             stack.stop_process(name)
@@ -388,20 +372,9 @@ def probe_targets(stacks: dict[str, object], h: History, sample: list[int]) -> d
 
 
 def services_cpu_seconds(stacks: dict[str, object]) -> float:
-    """CPU time used so far by every service of both stacks, image workers included."""
-    import psutil
-    from shared.embedded import SERVICES
-    total = 0.0
-    for stack in stacks.values():
-        for name in SERVICES:
-            try:
-                proc = psutil.Process(stack.procs[name].pid)
-                for p in [proc, *proc.children(recursive=True)]:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-    return total
+    """CPU time used so far by every service of both stacks, image workers included (one read of /proc)."""
+    return sum(cpu_seconds({f"{state}/{name}": stack.procs[name].pid for state, stack in stacks.items()
+                            for name in SERVICES}).values())
 
 
 def wait_until_settled(stacks: dict[str, object], timeout: float = 60.0) -> float:
@@ -424,7 +397,6 @@ def wait_until_settled(stacks: dict[str, object], timeout: float = 60.0) -> floa
 def measure_once(stacks: dict[str, object], targets: dict[str, list]) -> dict[str, dict]:
     """One restart of both stacks' services, then (once they settled) the probes, then RSS again.
     {state: run}"""
-    from shared.embedded import SERVICES
     load_before = os.getloadavg()[0]
     services = restart_services(stacks)
     settled = wait_until_settled(stacks)
@@ -439,7 +411,6 @@ def measure_once(stacks: dict[str, object], targets: dict[str, list]) -> dict[st
 
 
 def print_run(n: int, total: int, runs: dict[str, dict]) -> None:
-    from shared.embedded import SERVICES
     print(f"  restart {n}/{total}, load average {runs['empty']['loadavg_1m'][0]:.1f}, probes "
           f"{runs['empty']['settled_seconds']:.0f} s after ready (once the services' CPU use settled):")
     for state, run in runs.items():
@@ -491,13 +462,11 @@ def compare(empty: dict, loaded: dict) -> dict:
 def twin_stack(stack, data_dir: Path, **env: str):
     """A second set of the five services beside `stack`: the same PostgreSQL server (another
     database), object storage and secrets, its own broker and ports (consumer groups of its own)."""
-    from shared.embedded import EmbeddedStack, free_port, free_port_block
     twin = EmbeddedStack(data_dir, {**stack.env, "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
                                     "FS_UPLOAD_PORT": str(free_port()), "FS_DELIVERY_PORT": str(free_port()),
                                     "FS_METRICS_PORT_BASE": str(free_port_block(5)), **env})
     try:
         twin.start_kafka()
-        twin.bootstrap()
         yield twin
     finally:
         twin.stop()
@@ -506,7 +475,6 @@ def twin_stack(stack, data_dir: Path, **env: str):
 def run(files: int, conversations: int, accounts: int = 1000, restarts: int = 3, probes: int = 2000) -> dict:
     """The whole bench on its own servers; returns the result (see the module docstring)."""
     from shared.db import migrate
-    from shared.embedded import SERVICES, create_database, running_stack
     h = History(files, conversations, min(accounts, conversations))
     sample = h.sample(probes)
     with tempfile.TemporaryDirectory(prefix="fsbench-history-") as tmp:
@@ -537,7 +505,6 @@ def run(files: int, conversations: int, accounts: int = 1000, restarts: int = 3,
 
 
 def report(result: dict) -> None:
-    from shared.embedded import SERVICES
     e, l, cmp = result["empty"], result["loaded"], result["comparison"]
     load = result["load"]
     print(f"history: {result['files']:,} files, {result['conversations']:,} conversations, {result['accounts']:,} "
@@ -566,7 +533,6 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from shared.embedded import SERVICES
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     width = 0.38
     states = (("empty", "#4c72b0"), ("loaded", "#dd8452"))

@@ -88,6 +88,20 @@ def open_target(env: dict, conversations: int = 8) -> Target:
                   [f"{client.upload_url}/v1/accounts/{account}/conversations/{conv}/files" for conv in convs])
 
 
+async def post_until_accepted(http: httpx.AsyncClient, url: str, headers: dict, data: bytes) -> tuple[httpx.Response, int]:
+    """POST one photo with an Idempotency-Key; a 503 with Retry-After is sent again after that wait
+    with the same key (no photo twice). The final answer, and how many 503s came before it."""
+    from tests.support import unique
+    headers = {**headers, "Idempotency-Key": unique("bench")}
+    retries = 0
+    while True:
+        r = await http.post(url, files={"file": ("p.jpg", data, "image/jpeg")}, headers=headers)
+        if r.status_code != 503 or "retry-after" not in r.headers:
+            return r, retries
+        retries += 1
+        await asyncio.sleep(float(r.headers["retry-after"]))
+
+
 class OutcomeWatcher:
     """Follows message.published and file.rejected from their ends, as the messaging platform would:
     unlike polling each file's status, it costs the stack nothing but the broker's fetches (polling
@@ -140,7 +154,6 @@ async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, c
     at a time; a 503 with Retry-After is sent again after that wait with the same Idempotency-Key),
     and follow message.published until each is published (OutcomeWatcher). seconds: from the first
     request to the last `published`; latency of a photo: from its request to its `published`."""
-    from tests.support import unique
     # Photos of one conversation are processed in order (one partition); a brand has many
     # conversations at once, so the load is spread over several.
     if target is None:
@@ -155,16 +168,9 @@ async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, c
             nonlocal retries
             async with gate:
                 t = time.perf_counter()
-                key = {"Idempotency-Key": unique("bench")}
-                while True:
-                    r = await http.post(urls[i % len(urls)], files={"file": ("p.jpg", data, "image/jpeg")},
-                                        headers={**headers, **key})
-                    if r.status_code == 503 and "retry-after" in r.headers:
-                        retries += 1
-                        await asyncio.sleep(float(r.headers["retry-after"]))
-                        continue
-                    r.raise_for_status()
-                    break
+                r, resent = await post_until_accepted(http, urls[i % len(urls)], headers, data)
+                retries += resent
+                r.raise_for_status()
                 sent[r.json()["file_id"]] = t
 
         async with OutcomeWatcher(env) as outcomes:

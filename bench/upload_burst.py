@@ -20,8 +20,9 @@ from pathlib import Path
 
 import httpx
 
+from bench.pipeline import Target, open_target, post_until_accepted
 from tests import imagecorpus as corpus
-from tests.support import Client, PeakRss, unique
+from tests.support import PeakRss
 
 OUT = Path(__file__).parent / "out"
 TARGET_BYTES = 250 * 10**6
@@ -34,33 +35,15 @@ def five_mb_photo() -> bytes:
     return corpus.padded_jpeg(corpus.jpeg_12mp(), PHOTO_BYTES)
 
 
-def new_account(client: Client) -> tuple[str, list[str]]:
-    account = unique("acct")
-    client.enable_account(account)
-    conversations = [unique("conv") for _ in range(10)]
-    for conversation in conversations:
-        client.open_conversation(account, conversation, unique("consumer"))
-    return account, conversations
-
-
-async def send_all(client: Client, where: tuple[str, list[str]], photo: bytes, uploads: int) -> dict:
-    account, conversations = where
-    auth = client.auth(account, "agent", "agent-1")
+async def send_all(target: Target, photo: bytes, uploads: int) -> dict:
     outcomes: dict[str, int] = {}
     retries = 0
 
     async def one(http: httpx.AsyncClient, i: int) -> None:
         nonlocal retries
-        url = f"{client.upload_url}/v1/accounts/{account}/conversations/{conversations[i % 10]}/files"
-        headers = {**auth, "Idempotency-Key": unique("burst")}
-        while True:
-            r = await http.post(url, headers=headers, files={"file": ("photo.jpg", photo, "image/jpeg")})
-            if r.status_code == 503 and "retry-after" in r.headers:
-                retries += 1
-                await asyncio.sleep(float(r.headers["retry-after"]))
-                continue
-            outcomes[str(r.status_code)] = outcomes.get(str(r.status_code), 0) + 1
-            return
+        r, resent = await post_until_accepted(http, target.urls[i % len(target.urls)], target.headers, photo)
+        retries += resent
+        outcomes[str(r.status_code)] = outcomes.get(str(r.status_code), 0) + 1
 
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=uploads)) as http:
         started = time.perf_counter()
@@ -71,12 +54,11 @@ async def send_all(client: Client, where: tuple[str, list[str]], photo: bytes, u
 
 def measure(stack, uploads: int = 50) -> dict:
     """On a running stack: the burst, with the upload process's peak RSS around it."""
-    client = Client(env=stack.env, data_dir=Path(stack.env["FS_DATA_DIR"]))
     photo = five_mb_photo()
-    where = new_account(client)
-    asyncio.run(send_all(client, where, photo, 2))  # warm-up: connections, first keys, code paths
+    target = open_target(stack.env, 10)
+    asyncio.run(send_all(target, photo, 2))  # warm-up: connections, first keys, code paths
     with PeakRss(stack.procs["upload"].pid) as rss:
-        result = asyncio.run(send_all(client, where, photo, uploads))
+        result = asyncio.run(send_all(target, photo, uploads))
     return {**result, "uploads": uploads, "photo_bytes": len(photo), "rss_baseline_bytes": rss.baseline,
             "rss_peak_bytes": rss.peak, "vmhwm_reset": rss.hwm_reset, "target_bytes": TARGET_BYTES,
             "target_met": rss.peak <= TARGET_BYTES and result["outcomes"] == {"202": uploads}}
