@@ -53,6 +53,16 @@ def events_of(batches: dict) -> list[Event]:
     return out
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (`clock.now += 5`)."""
+
+    def __init__(self, now: float = 100.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def wait_until(check, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
     """Poll an observable state until `check()` returns a truthy value (never a blind sleep)."""
     deadline = time.monotonic() + timeout
@@ -185,6 +195,18 @@ class Client:
                     timeout: float = 60) -> dict:
         return wait_until(lambda: (s := self.status(file_id, account)).get("status") in statuses and s,
                           timeout=timeout, what=f"file {file_id} to reach {statuses}")
+
+    def wait_published(self, account: str, file_ids, timeout: float = 180, interval: float = 0.5) -> None:
+        def unpublished():
+            return [f for f in file_ids if self.status(f, account).get("status") != "published"]
+        wait_until(lambda: not unpublished(), timeout=timeout, interval=interval, what="every photo published")
+
+    def transcript_ids(self, account: str, conversation: str, delivery_url: str | None = None) -> list[str]:
+        """The file ids of the conversation's transcript, in order (as an agent of the account)."""
+        r = self.http.get(f"{delivery_url or self.delivery_url}/v1/conversations/{conversation}/messages",
+                          headers=self.auth(account, "agent"))
+        assert r.status_code == 200, r.text
+        return [m["file_id"] for m in r.json()["messages"]]
 
     def download(self, file_id: str, account: str, role: str = "agent", sub: str = "agent-1") -> httpx.Response:
         return self.http.get(f"{self.delivery_url}/v1/files/{file_id}/content", headers=self.auth(account, role, sub))

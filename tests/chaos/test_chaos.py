@@ -51,8 +51,7 @@ class Sent:
 @dataclass
 class Tally:
     """What the clients saw."""
-    sent: list[Sent] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent: list[Sent] = field(default_factory=list)  # appended by the main thread only
 
     def accepted(self) -> list[Sent]:
         return [s for s in self.sent if s.file_id]
@@ -89,8 +88,7 @@ def start_round(client: Client, account: str, conversations: list[str], tally: T
     threads = []
     for i, conversation in enumerate(conversations):
         item = Sent(conversation, f"chaos-{n}-{i}-{uuid.uuid4().hex[:8]}", photo(n * 100 + i))
-        with tally.lock:
-            tally.sent.append(item)
+        tally.sent.append(item)
         thread = threading.Thread(target=send_until_accepted, args=(Client(env=client.env, data_dir=client.data_dir),
                                                                    account, item), daemon=True)
         thread.start()
@@ -108,13 +106,6 @@ def kill(launcher_pid: int, name: str) -> int:
 def published_records(client: Client, files: set[str]) -> list[str]:
     """The file ids of the message.published records on the broker's log now."""
     return [e.file_id for e in client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id in files)]
-
-
-def transcript(client: Client, account: str, conversation: str) -> list[str]:
-    answer = client.http.get(f"{client.delivery_url}/v1/conversations/{conversation}/messages",
-                             headers=client.auth(account, "agent"))
-    assert answer.status_code == 200, answer.text
-    return [m["file_id"] for m in answer.json()["messages"]]
 
 
 def download_works(client: Client, account: str, file_id: str) -> bool:
@@ -179,12 +170,10 @@ def test_chaos(tmp_path):
 
         accepted = {s.file_id: s for s in tally.accepted()}
 
-        def unpublished():
-            return [f for f, s in accepted.items() if client.status(f, account).get("status") != "published"]
-        wait_until(lambda: not unpublished(), timeout=300, interval=1, what="every accepted photo published")
+        client.wait_published(account, accepted, timeout=300, interval=1)
         settled = time.monotonic()
 
-        in_transcripts = Counter(f for c in conversations for f in transcript(client, account, c))
+        in_transcripts = Counter(f for c in conversations for f in client.transcript_ids(account, c))
         on_topic = Counter(before_broker_loss + published_records(client, set(accepted)))
         duplicates = sum(n - 1 for n in (in_transcripts | on_topic).values() if n > 1)
         lost = [f for f in accepted if f not in in_transcripts]

@@ -55,22 +55,9 @@ def send(client: Client, account: str, convs: list[tuple[str, str]], n: int, **k
     return sent
 
 
-def wait_published(client: Client, account: str, sent: dict[str, str], timeout: float = 180) -> None:
-    def unfinished():
-        return [f for f in sent if client.status(f, account).get("status") != "published"]
-    wait_until(lambda: not unfinished(), timeout=timeout, interval=0.5, what="every photo published")
-
-
-def transcript_ids(client: Client, account: str, conversation: str, delivery_url: str | None = None) -> list[str]:
-    r = client.http.get(f"{delivery_url or client.delivery_url}/v1/conversations/{conversation}/messages",
-                        headers=client.auth(account, "agent"))
-    assert r.status_code == 200, r.text
-    return [m["file_id"] for m in r.json()["messages"]]
-
-
 def assert_each_once_in_transcripts(client: Client, account: str, sent: dict[str, str]) -> None:
     for conversation in set(sent.values()):
-        ids = transcript_ids(client, account, conversation)
+        ids = client.transcript_ids(account, conversation)
         assert sorted(ids) == sorted(f for f, c in sent.items() if c == conversation), conversation
 
 
@@ -101,14 +88,14 @@ def test_broker_killed_with_20_photos_in_flight_loses_none_and_publishes_each_on
     sent = send(rclient, account, convs, 20)
     recovery_stack.stop_process("kafka", signal.SIGKILL)  # its log (in memory) is gone
     recovery_stack.start_kafka()  # empty, with the topics created at once
-    wait_published(rclient, account, sent)
+    rclient.wait_published(account, sent)
     assert_each_once_in_transcripts(rclient, account, sent)
     # The broker's new log holds at most one message per file (the earlier log is gone with the broker).
     messages = rclient.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id in sent)
     assert len(messages) == len({m.file_id for m in messages})
     # Settings and conversations came from the databases, not from the lost log: new photos still flow.
     more = send(rclient, account, convs, 2)
-    wait_published(rclient, account, more)
+    rclient.wait_published(account, more)
 
 
 def test_database_restarted_mid_pipeline_loses_nothing_and_services_recover_on_their_own(recovery_stack, rclient):
@@ -121,7 +108,7 @@ def test_database_restarted_mid_pipeline_loses_nothing_and_services_recover_on_t
     sent = send(rclient, account, convs, 10)
     recovery_stack.stop_process("postgres", signal.SIGKILL)
     recovery_stack.start_postgres()
-    wait_published(rclient, account, sent)
+    rclient.wait_published(account, sent)
     assert_each_once_in_transcripts(rclient, account, sent)
     for name in services:
         assert recovery_stack.procs[name].pid == pids[name], f"{name} was restarted"
@@ -196,7 +183,7 @@ def test_one_idempotency_key_sent_to_two_upload_instances_at_once_is_one_file(rc
     assert [a.status_code for a in answers] == [202] * 4, [a.text for a in answers]
     assert len({a.json()["file_id"] for a in answers}) == 1
     file_id = answers[0].json()["file_id"]
-    wait_published(rclient, account, {file_id: conversation})
+    rclient.wait_published(account, {file_id: conversation})
     assert len({e.event_id for e in rclient.read_topic(FILE_UPLOADED, lambda e: e.file_id == file_id)}) == 1
 
 
@@ -205,12 +192,12 @@ def test_50_photos_through_two_delivery_instances_give_exactly_50_messages(rclie
     rclient.enable_account(account)
     convs = conversations(rclient, account, 10)
     sent = send(rclient, account, convs, 50)
-    wait_published(rclient, account, sent, timeout=300)
+    rclient.wait_published(account, sent, timeout=300)
     messages = rclient.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id in sent)
     assert sorted(m.file_id for m in messages) == sorted(sent)
     for conversation in set(sent.values()):  # both instances serve the same transcripts
-        assert transcript_ids(rclient, account, conversation) == \
-            transcript_ids(rclient, account, conversation, second_instances["delivery"])
+        assert rclient.transcript_ids(account, conversation) == \
+            rclient.transcript_ids(account, conversation, second_instances["delivery"])
 
 
 def test_forget_and_expiry_with_two_retention_instances_give_one_receipt_per_file(rclient, second_instances):
@@ -220,7 +207,7 @@ def test_forget_and_expiry_with_two_retention_instances_give_one_receipt_per_fil
     forget_convs, expiry_convs = conversations(rclient, forgotten, 3), conversations(rclient, expiring, 3)
     to_forget = send(rclient, forgotten, forget_convs, 6)
     to_expire = send(rclient, expiring, expiry_convs, 6)
-    wait_published(rclient, forgotten, to_forget)
+    rclient.wait_published(forgotten, to_forget)
     for _, consumer in forget_convs:
         rclient.forget(forgotten, consumer)
 

@@ -21,9 +21,11 @@ async def pool():
         yield started
 
 
-async def running_in_a_worker(pool: ImageWorkerPool, marker: Path) -> tuple[asyncio.Future, int]:
-    """Start a call that hangs; return it once it is really running in a worker, with that worker's pid."""
-    call = asyncio.ensure_future(pool.run(hang_after_touching, str(marker)))
+async def running_in_a_worker(pool: ImageWorkerPool, marker: Path, fn=hang_after_touching,
+                              *args: str) -> tuple[asyncio.Future, int]:
+    """Start a call (by default one that hangs) that touches `marker`; return it once it is really
+    running in a worker, with that worker's pid."""
+    call = asyncio.ensure_future(pool.run(fn, str(marker), *args))
     while not marker.exists():  # an observable state, not a guess at how long starting takes
         assert not call.done(), call
         await asyncio.sleep(0.01)
@@ -137,13 +139,10 @@ async def test_a_stop_signal_does_not_interrupt_a_decode_in_flight(pool, tmp_pat
     """SIGTERM or SIGINT to a service's whole process group reaches its workers too: the decode in
     flight must finish (the service stops its workers after its record), not die as processing_failed."""
     marker, go = tmp_path / "decoding", tmp_path / "go"
-    call = asyncio.ensure_future(pool.run(finish_when_told, str(marker), str(go)))
-    while not marker.exists():
-        assert not call.done(), call
-        await asyncio.sleep(0.01)
+    call, pid = await running_in_a_worker(pool, marker, finish_when_told, str(go))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        os.kill(int(marker.read_text()), sig)
+        os.kill(pid, sig)
     go.touch()
 
     assert await call == "finished"
@@ -153,11 +152,7 @@ async def test_a_call_cut_off_by_closing_the_pool_is_no_rejection(tmp_path):
     """The service stops its workers after its record in flight, or after a wait: a decode cut off
     that way says nothing about the image, so the record is redone after the restart."""
     pool = await ImageWorkerPool(workers=1, timeout_seconds=20.0, memory_bytes=MEMORY_LIMIT).start()
-    marker = tmp_path / "decoding"
-    call = asyncio.ensure_future(pool.run(finish_when_told, str(marker), str(tmp_path / "never")))
-    while not marker.exists():
-        assert not call.done(), call
-        await asyncio.sleep(0.01)
+    call, _ = await running_in_a_worker(pool, tmp_path / "decoding", finish_when_told, str(tmp_path / "never"))
 
     await pool.close()
 

@@ -11,14 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 from shared.outages import ClientRetryFilter, DependencyOutages, dependency_of, note_transient
 from shared.scanner import ScannerUnavailable
 from shared.storage.objectstore import StorageUnavailable
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import FakeClock
 
 
 @pytest.fixture

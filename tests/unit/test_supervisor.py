@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from shared.supervisor import Backoff, Supervisor
-from tests.support import wait_until
+from tests.support import FakeClock, wait_until
 
 QUICK = Backoff(first=0.01, longest=0.05)
 
@@ -40,14 +40,6 @@ def components():
     made = Components()
     yield made
     made.stop_all()
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_component_that_exits_is_restarted_and_the_others_keep_running(components, caplog):
@@ -85,7 +77,7 @@ def test_a_component_that_keeps_dying_makes_the_supervisor_give_up(components, c
 
 
 def test_exits_older_than_the_window_are_forgotten(components):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     supervisor = Supervisor({"resizer": components.starter("resizer")}, components.procs, max_exits=3,
                             window=60, backoff=QUICK, clock=clock)
     for _ in range(2):
