@@ -115,7 +115,8 @@ def measure(stack, photo: bytes, photos: int, conversations: int, singles: int, 
     latencies, waited = [], []
     for _ in range(singles):
         waited.append(wait_quiet(stack, quiet))
-        one = asyncio.run(drive_pipeline(stack.env, [photo], concurrency=1, target=targets["single"]))
+        one = asyncio.run(drive_pipeline(stack.env, [photo], concurrency=1, target=targets["single"],
+                                         watch_wait_ms=10))
         latencies.append(one["latencies"][0])
     out["single"] = {"photos": singles, "latencies": latencies, "p50": percentile(latencies, 50),
                      "p90": percentile(latencies, 90), "quiet_wait_seconds": [round(w, 2) for w in waited]}

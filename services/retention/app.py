@@ -12,7 +12,7 @@ from prometheus_client import Counter, Histogram
 from shared import events as ev
 from shared.account_settings import all_documents, settings_follower
 from shared.db import Database
-from shared.kafka import Publisher, StreamProcessor, TransientError
+from shared.kafka import BACKGROUND_FETCH_WAIT_MS, Publisher, StreamProcessor, TransientError
 from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
 from shared.projection import projection
 from shared.runtime import build_storage
@@ -83,12 +83,15 @@ def bootstrap(settings) -> Service:
         log.error("skipping unusable %s record @%d: %s", record.topic, record.offset, type(exc).__name__)
         return []
 
+    # Nobody waits on retention's lag (a forget's receipts come within a second, an expiry is days
+    # away): its consumers poll the broker less often.
+    background = BACKGROUND_FETCH_WAIT_MS
     processors = [
         StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
-                        on_poison, metrics),
+                        on_poison, metrics, fetch_wait_ms=background),
         projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], ev.parse_event,
-                   index_file, db, metrics),
-        settings_follower(settings, "retention", db, metrics, on_change=retention_changed),
+                   index_file, db, metrics, fetch_wait_ms=background),
+        settings_follower(settings, "retention", db, metrics, on_change=retention_changed, fetch_wait_ms=background),
     ]
     safety_net = {"days": None}
 
