@@ -21,9 +21,9 @@ libvips figures right before and right after it; both are printed, and far apart
 machine's other load moved during the run (it is shared). Targets: burst >= 0.5x libvips, spread >= 0.8x, single p50 <= 400 ms.
 
 CPU per stage per photo: CPU seconds (user+system) of each server's and service's whole process
-tree (image workers, PostgreSQL backends; exited ones too: bench.cpu) spent during the burst and
-the spread, divided by their photos. It includes what
-the stack uses when idle (measured for 3 s after start, printed beside it). "Quiet" means
+tree (image workers, PostgreSQL backends; exited ones too: bench.cpu) spent from the first request of the
+burst and of the spread until the stack is quiet again (the last photos' follow-up work, such as
+retention's index, counts), divided by their photos. It includes what the stack uses when idle (measured for 3 s after start, printed beside it). "Quiet" means
 the stack uses at most 0.1 CPU more than that idle figure.
 
 A photo that ends `rejected` fails the run. Writes bench/out/burst.json and bench/out/burst.png.
@@ -73,11 +73,14 @@ def pids(stack) -> dict[str, int]:
     return {name: proc.pid for name, proc in stack.procs.items()}
 
 
-def run_measured(stack, photos: list[bytes], target, concurrency: int) -> dict:
-    """One batch posted at once, with the stack's CPU around it."""
+def run_measured(stack, photos: list[bytes], target, concurrency: int, quiet: float) -> dict:
+    """One batch posted at once, with the stack's CPU around it: until the stack is quiet again, so
+    the follow-up work of the last photos (retention's index, status, commits) is counted too."""
     who, before, t0, own = pids(stack), cpu_by_process(stack), time.perf_counter(), time.process_time()
     result = asyncio.run(drive_pipeline(stack.env, photos, concurrency=concurrency, target=target))
-    after, t1, own = cpu_by_process(stack), time.perf_counter(), time.process_time() - own
+    own = time.process_time() - own
+    wait_quiet(stack, quiet)
+    after, t1 = cpu_by_process(stack), time.perf_counter()
     restarted = sorted(name for name, pid in pids(stack).items() if who.get(name) != pid)
     if restarted:
         raise RuntimeError(f"{restarted} restarted during the run: their CPU cannot be counted")
@@ -104,7 +107,7 @@ def measure(stack, photo: bytes, photos: int, conversations: int, singles: int, 
     before = libvips()
     for phase in ("burst", "spread"):
         wait_quiet(stack, quiet)
-        run = run_measured(stack, batch, targets[phase], concurrency=photos)
+        run = run_measured(stack, batch, targets[phase], concurrency=photos, quiet=quiet)
         after = libvips()
         run["libvips_before_after"] = [before, after]
         run["libvips_photos_per_second"] = (before + after) / 2

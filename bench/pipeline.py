@@ -147,13 +147,18 @@ class OutcomeWatcher:
         deadline = time.perf_counter() + timeout
         while not file_ids <= self.seen.keys():
             self.news.clear()
-            try:
-                await asyncio.wait_for(self.news.wait(), max(0.0, deadline - time.perf_counter()))
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"{len(file_ids - self.seen.keys())} photos never published or rejected") from None
+            news = asyncio.ensure_future(self.news.wait())
+            done, _ = await asyncio.wait({news, self.task}, timeout=max(0.0, deadline - time.perf_counter()),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            news.cancel()
+            if self.task in done:  # the follower died (broker error, a record it cannot read): say why
+                raise RuntimeError("stopped following message.published") from self.task.exception()
+            if not done:
+                raise TimeoutError(f"{len(file_ids - self.seen.keys())} photos never published or rejected")
 
     async def __aexit__(self, *exc) -> None:
         self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
         await self.consumer.stop()
 
 

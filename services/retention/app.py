@@ -83,12 +83,13 @@ def bootstrap(settings) -> Service:
         log.error("skipping unusable %s record @%d: %s", record.topic, record.offset, type(exc).__name__)
         return []
 
-    # Nobody waits on retention's lag (a forget's receipts come within a second, an expiry is days
-    # away): its consumers poll the broker less often.
+    # A forget is waited on (every file unreadable within ~0.1 s); the index and the settings copy are
+    # not (an expiry is days away; a forget also lists the store, and index_file waits for a settings
+    # change in flight), so those two poll the broker less often.
     background = BACKGROUND_FETCH_WAIT_MS
     processors = [
         StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
-                        on_poison, metrics, fetch_wait_ms=background),
+                        on_poison, metrics),
         projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], ev.parse_event,
                    index_file, db, metrics, fetch_wait_ms=background),
         settings_follower(settings, "retention", db, metrics, on_change=retention_changed, fetch_wait_ms=background),

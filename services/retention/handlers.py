@@ -105,7 +105,11 @@ async def index_file(conn: Connection, event: ev.FileUploaded | ev.FileSanitized
     does). Every stage indexes, not only file.uploaded: after a broker lost its log, re-drive emits a
     file's latest stage event, which may be the first this index sees of it."""
     await lock_files(conn, event.file_id)  # an erasure of this file in flight commits first (receipt seen)
-    retention = (await get_document(conn, event.account_id)).retention
+    # The account's row locked (created with the defaults if none yet): a new retention being applied
+    # by the settings follower (another consumer, its own transaction) commits first and is read here.
+    # Read without the lock, the old retention would be stored, and that transaction's update of the
+    # account's files, blind to this uncommitted row, would leave the file with it for good.
+    retention = (await get_document(conn, event.account_id, for_update=True)).retention
     created = getattr(event, "uploaded_at", None) or event.occurred_at
     await conn.execute(
         "INSERT INTO files (file_id, account_id, consumer_id, conversation_id, size_bytes, created_at, expires_at) "

@@ -282,8 +282,11 @@ def test_retention_status_cli_reports_files_per_account(client):
     for file_id in files:
         assert client.wait_status(file_id, account)["status"] == "published"
 
-    status = json.loads(run_cli(client, "retention", "status").stdout)
-    row = next(r for r in status["accounts"] if r["account_id"] == account)
+    def both_indexed():  # retention's index follows the pipeline's events on its own (it may lag)
+        status = json.loads(run_cli(client, "retention", "status").stdout)
+        row = next((r for r in status["accounts"] if r["account_id"] == account), None)
+        return row is not None and row["files"] == 2 and (status, row)
+    status, row = wait_until(both_indexed, what="both files in retention's index")
     assert (row["files"], row["consumers"], row["retention"]) == (2, 1, "P13M")
     assert row["bytes"] > 0 and row["oldest_file_age_seconds"] >= 0 and not row["next_expiry_overdue"]
     assert row["next_expiry"][:4] in {str(int(status["generated_at"][:4]) + 1), str(int(status["generated_at"][:4]) + 2)}

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from shared import events as ev
-from shared.account_settings import put_document
+from shared.account_settings import follow_document, put_document
 from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, encrypt_blob
 from shared.db import Database
 from shared.storage import ObjectKey
@@ -184,6 +184,29 @@ async def test_a_shorter_retention_applies_to_existing_files(w):
     assert await sweep(w.deps) == 0
     await w.settings("acct", "P30D")
     assert await sweep(w.deps) == 1
+
+
+async def test_a_file_indexed_while_a_new_retention_is_being_applied_gets_the_new_retention(w):
+    # The settings follower and the index are two consumers with transactions of their own.
+    event = ev.AccountSettings(account_id="acct", retention="P30D", occurred_at=NOW)
+    async with w.db.transaction() as conn:  # the follower, between its update and its commit
+        await follow_document(conn, event)
+        await retention_changed(conn, event)
+        indexing = asyncio.create_task(w.store("acct", "c", "conv", "f"))
+        while not await waiting_for_a_lock(w.db) and not indexing.done():
+            await asyncio.sleep(0.01)
+        assert not indexing.done(), "the file was indexed without waiting for the new retention"
+    await indexing
+    w.now = NOW + timedelta(days=31)
+    assert await sweep(w.deps) == 1  # with the old retention (13 months) it would stay
+
+
+async def waiting_for_a_lock(db: Database) -> bool:
+    async with db.pool.connection() as conn:
+        row = await (await conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).fetchone()
+    return row["n"] > 0
 
 
 async def test_two_instances_sweeping_and_forgetting_at_once_give_one_receipt_per_file(w):
