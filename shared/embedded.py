@@ -26,6 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
+from shared.child_processes import die_with_launcher
+
 log = logging.getLogger("fileshare.stack")
 
 SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
@@ -208,7 +210,7 @@ class EmbeddedStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **(env or {})},
-                                start_new_session=True, preexec_fn=_die_with_parent, user=user)
+                                start_new_session=True, preexec_fn=die_with_launcher(), user=user)
         logf.close()
         self.procs[name] = proc
         return proc
@@ -394,25 +396,6 @@ def create_database(url: str) -> None:
     with conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def _load_libc():
-    try:
-        import ctypes
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-# Loaded here, in the parent: a child that dropped to another user may not read Python's own files.
-_LIBC = _load_libc()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the launcher dies, even by SIGKILL (Linux), so a
-    crashed `make run` or test session never leaves servers behind."""
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_tree(proc: subprocess.Popen, sig: int) -> None:

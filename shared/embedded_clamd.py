@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from shared.child_processes import die_with_launcher
 from shared.scanner import CLAMD_MAX_SCAN_SECONDS
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ def start_clamd(
             stderr=subprocess.STDOUT,
             close_fds=True,
             start_new_session=True,  # like every component: its leftovers die with its session
+            preexec_fn=die_with_launcher(),  # and it dies with its launcher
         )
     deadline = started + ready_timeout
     delay = 0.02
