@@ -37,7 +37,8 @@ def retention_metrics(env: dict) -> dict[str, float]:
 
 
 async def forget_once(client, photos: int) -> dict:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from bench.pipeline import read_from_now
 
     from shared import events as ev
     from shared.topics import FILE_DELETED, GDPR_FORGET
@@ -64,12 +65,7 @@ async def forget_once(client, photos: int) -> dict:
     await producer.start()
     await receipts_consumer.start()
     try:
-        await receipts_consumer.topics()
-        tps = [TopicPartition(FILE_DELETED, p) for p in receipts_consumer.partitions_for_topic(FILE_DELETED) or ()]
-        receipts_consumer.assign(tps)
-        await receipts_consumer.seek_to_end(*tps)
-        for tp in tps:
-            await receipts_consumer.position(tp)  # resolve the end offsets now, before the request
+        await read_from_now(receipts_consumer, FILE_DELETED)  # before the request: no receipt is missed
         async with httpx.AsyncClient(timeout=30) as http:
             before = await asyncio.gather(*(http.get(u, headers=auth) for u in urls))
             if any(r.status_code != 200 for r in before):

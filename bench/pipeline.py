@@ -33,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.cpu import delta
 from shared.kafka import FETCH_WAIT_MS
 
 OUT = Path(__file__).parent / "out"
@@ -71,7 +72,6 @@ def percentile(values: list[float], p: float) -> float:
 @dataclass
 class Target:
     """An enabled account with open conversations, as the bench's agent posts to it."""
-    upload_url: str
     headers: dict[str, str]
     urls: list[str]  # one upload URL per conversation
 
@@ -86,8 +86,7 @@ def open_target(env: dict, conversations: int = 8) -> Target:
     for conv in convs:
         client.open_conversation(account, conv, unique("consumer"))
     headers = {"Authorization": f"Bearer {mint_token(env['FS_AUTH_SECRET'], account, 'agent', 'bench-agent')}"}
-    return Target(client.upload_url, headers,
-                  [f"{client.upload_url}/v1/accounts/{account}/conversations/{conv}/files" for conv in convs])
+    return Target(headers, [f"{client.upload_url}/v1/accounts/{account}/conversations/{conv}/files" for conv in convs])
 
 
 async def post_until_accepted(http: httpx.AsyncClient, url: str, headers: dict, data: bytes) -> tuple[httpx.Response, int]:
@@ -104,6 +103,18 @@ async def post_until_accepted(http: httpx.AsyncClient, url: str, headers: dict, 
         await asyncio.sleep(float(r.headers["retry-after"]))
 
 
+async def read_from_now(consumer, *topics: str) -> None:
+    """Assign a started consumer every partition of the topics at their current ends, resolved now:
+    nothing produced after this returns is missed."""
+    from aiokafka import TopicPartition
+    await consumer.topics()
+    tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+
+
 class OutcomeWatcher:
     """Follows message.published and file.rejected from their ends, as the messaging platform would:
     unlike polling each file's status, it costs the stack nothing but the broker's fetches (polling
@@ -117,18 +128,12 @@ class OutcomeWatcher:
         self.news = asyncio.Event()
 
     async def __aenter__(self) -> "OutcomeWatcher":
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
         from shared.topics import FILE_REJECTED, MESSAGE_PUBLISHED
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"], enable_auto_commit=False,
                                          fetch_max_wait_ms=self.fetch_wait_ms, fetch_max_bytes=64 * 2**20)
         await self.consumer.start()
-        await self.consumer.topics()
-        tps = [TopicPartition(t, p) for t in (MESSAGE_PUBLISHED, FILE_REJECTED)
-               for p in self.consumer.partitions_for_topic(t) or ()]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
-        for tp in tps:
-            await self.consumer.position(tp)  # resolved now: nothing sent after this is missed
+        await read_from_now(self.consumer, MESSAGE_PUBLISHED, FILE_REJECTED)
         self.task = asyncio.create_task(self._follow())
         return self
 
@@ -206,11 +211,15 @@ async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, c
             "retries_after_503": retries}
 
 
+def pids(stack) -> dict[str, int]:
+    return {name: proc.pid for name, proc in stack.procs.items()}
+
+
 def cpu_by_process(stack) -> dict[str, float]:
     """CPU seconds (user+system) of every server and service, including their worker processes
     (live and exited: bench.cpu)."""
     from bench.cpu import cpu_seconds
-    return cpu_seconds({name: proc.pid for name, proc in stack.procs.items()})
+    return cpu_seconds(pids(stack))
 
 
 IMAGE_STAGES = ("sanitizer", "resizer")
@@ -249,8 +258,7 @@ def run_pipeline(stack, photos: list[bytes]) -> dict:
     before = cpu_by_process(stack)
     result = asyncio.run(drive_pipeline(stack.env, photos))
     after = cpu_by_process(stack)
-    result["cpu_seconds_per_photo"] = {name: round((after[name] - before.get(name, 0)) / len(photos), 4)
-                                       for name in after}
+    result["cpu_seconds_per_photo"] = {name: round(spent / len(photos), 4) for name, spent in delta(before, after).items()}
     result["libvips_in_image_stages"] = {name: libvips_loaded(stack, name) for name in IMAGE_STAGES}
     return result
 
