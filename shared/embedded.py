@@ -321,7 +321,7 @@ class EmbeddedStack:
 
     def reap(self, name: str) -> None:
         """Kill what an exited component left in its session (PostgreSQL backends, image workers)."""
-        _kill_leftovers(name, self.procs.get(name))
+        _kill_leftovers(self.procs.get(name))
 
     def service_ready_url(self, key: str) -> str:
         env, name = self.service_env.get(key, self.env), key.split("-", 1)[0]
@@ -364,7 +364,7 @@ class EmbeddedStack:
                 log.warning("%s did not stop in %ss; killing", name, timeout)
                 _signal_tree(proc, signal.SIGKILL)
                 proc.wait()
-        _kill_leftovers(name, proc)
+        _kill_leftovers(proc)
         return proc.returncode
 
     def stop(self) -> None:
@@ -409,7 +409,7 @@ def _signal_tree(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _kill_leftovers(name: str, proc: subprocess.Popen | None) -> None:
+def _kill_leftovers(proc: subprocess.Popen | None) -> None:
     """SIGKILL the session of a component whose main process exited. The kernel does not reuse a pid
     while it names a process group, so this reaches only what that process left behind."""
     if proc is not None:
