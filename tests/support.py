@@ -252,3 +252,11 @@ class PeakRss:
     @property
     def growth(self) -> int:
         return self.peak - self.baseline
+
+
+def with_forged_data_key(blob: bytes) -> bytes:
+    """The blob with one bit flipped inside its header's wrapped data key (shared.crypto.parse_header's
+    layout: magic and version, key id length and key id, wrapped key length and wrapped key, nonce)."""
+    data = bytearray(blob)
+    data[4 + 1 + data[4] + 1 + 20] ^= 0x01
+    return bytes(data)

@@ -19,7 +19,7 @@ from shared.links import sign_link
 from shared.storage.objectstore import S3ObjectStore
 from shared.topics import FILE_DELETED
 from tests.integration.delivery_support import delivery_log, new_conversation, publish_photo, small_photo
-from tests.support import sample, scrape, unique, wait_until
+from tests.support import sample, scrape, unique, wait_until, with_forged_data_key
 
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8")
 
@@ -270,10 +270,7 @@ def test_head_refuses_a_forgotten_consumers_file_and_a_forged_header_without_dec
     forged = publish_photo(client)
     auth = client.auth(forged.account, "agent", "agent-1")
     blob = final_blob(client, forged)
-    data = bytearray(blob.read_bytes())
-    kid_len = data[4]
-    data[4 + 1 + kid_len + 1 + 20] ^= 0x01  # inside the wrapped data key
-    blob.write_bytes(bytes(data))
+    blob.write_bytes(with_forged_data_key(blob.read_bytes()))
     before = scrape(stack.env)
     head = client.http.head(content_url(client, forged.file_id), headers=auth)
     assert head.status_code == 500, head.headers

@@ -14,7 +14,7 @@ from shared.storage import ObjectKey
 from shared.topics import FILE_REJECTED, MESSAGE_PUBLISHED
 from tests.dbsupport import RecordingPublisher, announce
 from tests.memory_store import MemoryStore
-from tests.support import unique
+from tests.support import unique, with_forged_data_key
 from services.delivery.handlers import (DeliveryDeps, find_message, message_id_for, publish_resized, record_deletion,
                                         transcript_of)
 from services.delivery.metrics import DeliveryMetrics
@@ -120,9 +120,8 @@ async def test_a_final_with_a_forged_header_or_under_another_key_is_not_publishe
     its body: that is decrypted, and authenticated, by each download (test_tampered_blob_is_never_served)."""
     deps, blobs = world
     event = await resized(deps)
-    blob = bytearray(blobs.objects[event.object_key][0])
-    blob[4 + 1 + blob[4] + 1 + 20] ^= 0x01  # inside the wrapped data key
-    blobs.objects[event.object_key] = (bytes(blob), blobs.objects[event.object_key][1])
+    blob, stored_at = blobs.objects[event.object_key]
+    blobs.objects[event.object_key] = (with_forged_data_key(blob), stored_at)
     [out] = await publish_resized(event, deps)
     assert out.topic == FILE_REJECTED and out.event.reason == "processing_failed"
 

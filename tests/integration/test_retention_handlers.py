@@ -193,12 +193,16 @@ async def test_a_file_indexed_while_a_new_retention_is_being_applied_gets_the_ne
         await follow_document(conn, event)
         await retention_changed(conn, event)
         indexing = asyncio.create_task(w.store("acct", "c", "conv", "f"))
-        while not await waiting_for_a_lock(w.db) and not indexing.done():
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(blocked_or_done(w.db, indexing), 30)
         assert not indexing.done(), "the file was indexed without waiting for the new retention"
     await indexing
     w.now = NOW + timedelta(days=31)
     assert await sweep(w.deps) == 1  # with the old retention (13 months) it would stay
+
+
+async def blocked_or_done(db: Database, task: asyncio.Task) -> None:
+    while not await waiting_for_a_lock(db) and not task.done():
+        await asyncio.sleep(0.01)
 
 
 async def waiting_for_a_lock(db: Database) -> bool:

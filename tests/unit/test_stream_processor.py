@@ -39,20 +39,21 @@ def record(offset: int) -> ConsumerRecord:
     return ConsumerRecord(TP.topic, TP.partition, offset, 0, 0, b"k", b"{}", None, 2, 2, [])
 
 
-def processor(handle) -> tuple[StreamProcessor, list]:
+def processor(handle, **options) -> tuple[StreamProcessor, list]:
+    """options: StreamProcessor's (concurrency, commit_per_batch)."""
     produced: list = []
 
     async def on_produced(outputs):
         produced.append(outputs)
 
     p = StreamProcessor(SimpleNamespace(), "test", "group", [TP.topic], handle, on_poison=lambda r, e: [],
-                        on_produced=on_produced)
+                        on_produced=on_produced, **options)
     p.producer, p.consumer = FakeProducer(), FakeConsumer()
     return p, produced
 
 
-def output() -> list[Outgoing]:
-    return [Outgoing("message.published", "conv", GdprForget(request_id="r", account_id="a", consumer_id="u"))]
+def output(request_id: str = "r") -> list[Outgoing]:
+    return [Outgoing("message.published", "conv", GdprForget(request_id=request_id, account_id="a", consumer_id="u"))]
 
 
 async def run_with_rebalance(monkeypatch, fence_wait: float, release_after_fence: bool):
@@ -120,10 +121,6 @@ async def _no_wait(delay, *args):
     await _real_sleep(0)
 
 
-def numbered(offset: int) -> list[Outgoing]:
-    return [Outgoing("file.resized", "conv", GdprForget(request_id=str(offset), account_id="a", consumer_id="u"))]
-
-
 async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in_order():
     """A burst into one conversation: three photos decode at once, the later ones finishing first;
     nothing goes out until the first is done, then all in send order, each offset committed only
@@ -134,10 +131,9 @@ async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in
     async def handle(rec):
         running.add(rec.offset)
         await release[rec.offset].wait()
-        return numbered(rec.offset)
+        return output(str(rec.offset))
 
-    p, produced = processor(handle)
-    p.concurrency, p._handler_slots = 3, asyncio.Semaphore(3)
+    p, produced = processor(handle, concurrency=3)
     sent_at_commit = []
     commit = p.consumer.commit
 
@@ -146,11 +142,13 @@ async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in
         await commit(offsets)
     p.consumer.commit = commit_after_sends
     records = [record(1), record(2), record(3)]
-    work = asyncio.ensure_future(p._process_partition(TP, records, p._generation, None, p._handle_ahead(records)))
+    handled = p._handle_ahead(records)
+    work = asyncio.ensure_future(p._process_partition(TP, records, p._generation, None, handled))
     await asyncio.wait_for(_until(lambda: running == {1, 2, 3}), 5)
     release[3].set()
     release[2].set()
-    for _ in range(5):
+    await asyncio.wait_for(asyncio.gather(handled[1], handled[2]), 5)  # photos 2 and 3 are done
+    for _ in range(3):  # turns in which a producing side that did not wait for photo 1 would send
         await asyncio.sleep(0)
     assert produced == [] and p.consumer.commits == [], "photo 1 is still being handled: nothing overtakes it"
     release[1].set()
@@ -175,10 +173,9 @@ async def test_at_most_concurrency_records_of_a_partition_are_handled_at_once():
         most = max(most, running)
         await asyncio.sleep(0)
         running -= 1
-        return numbered(rec.offset)
+        return output(str(rec.offset))
 
-    p, produced = processor(handle)
-    p.concurrency, p._handler_slots = 2, asyncio.Semaphore(2)
+    p, produced = processor(handle, concurrency=2)
     records = [record(o) for o in range(10, 16)]
     assert await p._process_partition(TP, records, p._generation, None, p._handle_ahead(records)) is None
     assert most == 2 and len(produced) == 6
@@ -186,7 +183,7 @@ async def test_at_most_concurrency_records_of_a_partition_are_handled_at_once():
 
 async def test_a_batch_behind_one_that_stopped_early_leaves_everything_from_there_undone():
     """No record is skipped: the partition is read again from the first record left undone."""
-    p, produced = processor(lambda rec: _outputs_of(rec))
+    p, produced = processor(_outputs_of)
     earlier = asyncio.get_running_loop().create_future()
     earlier.set_result(7)  # the batch before stopped at offset 7 (a failed commit)
     assert await p._process_partition(TP, [record(9), record(10)], p._generation, earlier) == 7
@@ -194,15 +191,14 @@ async def test_a_batch_behind_one_that_stopped_early_leaves_everything_from_ther
 
 
 async def _outputs_of(rec):
-    return numbered(rec.offset)
+    return output(str(rec.offset))
 
 
 async def test_records_handled_one_by_one_are_committed_each_or_once_per_batch_for_projections():
     p, produced = processor(_outputs_of)
     assert await p._process_partition(TP, [record(3), record(4), record(5)], p._generation) is None
     assert p.consumer.commits == [{TP: 4}, {TP: 5}, {TP: 6}], "a rebalance or crash redoes one record"
-    p, produced = processor(_outputs_of)
-    p.commit_per_batch = True
+    p, produced = processor(_outputs_of, commit_per_batch=True)
     assert await p._process_partition(TP, [record(3), record(4), record(5)], p._generation) is None
     assert len(produced) == 3 and p.consumer.commits == [{TP: 6}]
 
