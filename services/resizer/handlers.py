@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from shared import events as ev
 from shared.crypto import EncryptedFileStore
-from shared.images import ImageRejected, resize_image
+from shared.images import ImageRejected, ImageWorkerPool, resize_image
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
+from shared.metrics import ServiceMetrics
 from shared.pipeline import StageRejection, carry, read_variant, reject, companion_of, seal_for_file, write_variant
 from shared.account_settings import SettingsOf
 from shared.topics import FILE_RESIZED
@@ -23,9 +24,9 @@ STAGE = "resizer"
 @dataclass
 class ResizerDeps:
     files: EncryptedFileStore
-    pool: object  # shared.images.ImageWorkerPool
+    pool: ImageWorkerPool
     settings_of: SettingsOf
-    metrics: object = None
+    metrics: ServiceMetrics | None = None
 
 
 async def resize_sanitized(event: ev.FileSanitized, deps: ResizerDeps) -> list[Outgoing]:

@@ -7,13 +7,10 @@ import asyncio
 import logging
 import time
 
-from prometheus_client import Counter, Histogram
-
 from shared import events as ev
 from shared.account_settings import all_documents, settings_follower
 from shared.db import Database
 from shared.kafka import BACKGROUND_FETCH_WAIT_MS, Publisher, StreamProcessor, TransientError
-from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
 from shared.projection import projection
 from shared.runtime import build_storage
 from shared.service import Service
@@ -22,30 +19,9 @@ from shared.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLO
 
 from services.retention.handlers import (RetentionDeps, clean_forgotten_file, forget_consumer, index_file,
                                          retention_changed, safety_net_days, sweep)
+from services.retention.metrics import RetentionMetrics
 
 log = logging.getLogger(__name__)
-
-FORGET_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-
-
-class RetentionMetrics(ServiceMetrics):
-    def __init__(self):
-        super().__init__("retention")
-        r = self.registry
-        self.deleted = Counter("fileshare_files_deleted_total", "Files deleted (one receipt each), by reason",
-                               ["reason"], registry=r)
-        self.freed = Counter("fileshare_freed_bytes", "Bytes of stored objects deleted", registry=r)
-        self.sweep_seconds = Histogram("fileshare_sweep_seconds", "Duration of one expiry sweep",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.forget_seconds = Histogram("fileshare_forget_seconds",
-                                        "From gdpr.forget occurred_at until every file is receipted and deleted",
-                                        buckets=FORGET_BUCKETS, registry=r)
-        self.shred_seconds = Histogram("fileshare_forget_shred_seconds",
-                                       "From gdpr.forget occurred_at until the consumer's keys are destroyed "
-                                       "(every file unreadable)", buckets=FORGET_BUCKETS, registry=r)
-        self.forget_requests = Counter("fileshare_forget_requests_total",
-                                       "Forget requests handled, by outcome (erased | nothing_left | repeated | invalid)",
-                                       ["outcome"], registry=r)
 
 
 def bootstrap(settings) -> Service:

@@ -39,6 +39,8 @@ from shared.storage import ObjectInfo, ObjectStore, consumer_prefix
 from shared.storage.keys import file_prefix
 from shared.topics import FILE_DELETED
 
+from services.retention.metrics import RetentionMetrics
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = ev.AccountSettingsDocument().retention
@@ -81,7 +83,7 @@ class RetentionDeps:
     blobs: ObjectStore
     keys: ConsumerKeyStore
     send: Send  # produce and wait for the broker's acknowledgement
-    metrics: object = None
+    metrics: RetentionMetrics | None = None
     clock: Callable[[], datetime] = utcnow
 
 

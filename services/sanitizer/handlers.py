@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 from shared import events as ev
 from shared.crypto import EncryptedFileStore
-from shared.images import ImageLimits, ImageRejected, sanitize_image
+from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
 from shared.kafka import Outgoing
 from shared.logs import file_ctx
+from shared.metrics import ServiceMetrics
 from shared.pipeline import StageRejection, carry, read_variant, reject, write_variant
 from shared.account_settings import SettingsOf
+from shared.scanner import Scanner
 from shared.topics import FILE_SANITIZED
 
 log = logging.getLogger(__name__)
@@ -24,11 +26,11 @@ STAGE = "sanitizer"
 @dataclass
 class SanitizerDeps:
     files: EncryptedFileStore
-    scanner: object  # shared.scanner.Scanner
-    pool: object     # shared.images.ImageWorkerPool
+    scanner: Scanner
+    pool: ImageWorkerPool
     settings_of: SettingsOf
     limits: ImageLimits
-    metrics: object = None
+    metrics: ServiceMetrics | None = None
 
 
 async def sanitize_uploaded(event: ev.FileUploaded, deps: SanitizerDeps) -> list[Outgoing]:

@@ -25,8 +25,11 @@ from shared.db import Connection, Database
 from shared.images.formats import sniff_content_type
 from shared.kafka import Outgoing, Publisher
 from shared.pipeline import caption_binding, seal_for_file
+from shared.settings import Settings
 from shared.storage import ObjectKey
 from shared.topics import FILE_UPLOADED
+
+from services.upload.metrics import UploadMetrics
 
 from services.upload import status as file_status
 from services.upload.policy import Refused, check_caption, check_sender
@@ -51,11 +54,11 @@ def file_id_for_request(account_id: str, sender: str, request_id: str) -> str:
 
 @dataclass
 class UploadDeps:
-    settings: object  # shared.settings.Settings
+    settings: Settings
     db: Database
     files: EncryptedFileStore
     publisher: Publisher
-    metrics: object = None
+    metrics: UploadMetrics | None = None
 
 
 @dataclass
