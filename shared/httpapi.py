@@ -15,12 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.auth import AuthError, Principal, bearer_token, verify_token
 from shared.db import DB_TRANSIENT
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
+from shared.errors import ApiError
 
 
 def error_body(code: str, message: str) -> dict:

@@ -18,7 +18,7 @@ from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, s
 from shared.storage import ObjectKey
 from shared.storage.objectstore import StorageUnavailable
 
-from services.delivery.handlers import (DeliveryDeps, Denied, StoredMessage, authorize_conversation,
+from services.delivery.handlers import (DeliveryDeps, StoredMessage, authorize_conversation,
                                        authorize_file_access, find_deletion, find_message, transcript_of)
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.pages import mount_consumer_pages
@@ -66,10 +66,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
             if deletion is not None and deletion.account_id == principal.account_id and principal.role != "consumer":
                 raise ApiError(410, "gone", "the file was deleted")
             raise ApiError(404, "not_found", "no such file")
-        try:
-            authorize_file_access(principal, message)
-        except Denied as d:
-            raise ApiError(d.status, d.code, d.message) from None
+        authorize_file_access(principal, message)
         return message
 
     @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
@@ -152,10 +149,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
             ((items[0]["account_id"], items[0]["consumer_id"]) if items else None)
         if owner is None:
             raise ApiError(404, "not_found", "no such conversation")
-        try:
-            authorize_conversation(principal, *owner)
-        except Denied as d:
-            raise ApiError(d.status, d.code, d.message) from None
+        authorize_conversation(principal, *owner)
         return {"conversation_id": conversation_id, "messages": items}
 
     contract_openapi(app)

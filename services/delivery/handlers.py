@@ -25,10 +25,13 @@ from shared.auth import Principal
 from shared.conversations import get_conversation
 from shared.crypto import EncryptedFileStore
 from shared.db import Connection, Database, lock_files
+from shared.errors import ApiError
 from shared.kafka import Outgoing, Publisher
 from shared.logs import file_ctx
 from shared.pipeline import StageRejection, carry, check_variant, companion_of, open_caption, open_for_file, reject
 from shared.topics import MESSAGE_PUBLISHED
+
+from services.delivery.metrics import DeliveryMetrics
 
 log = logging.getLogger(__name__)
 STAGE = "delivery"
@@ -45,7 +48,7 @@ class DeliveryDeps:
     db: Database
     files: EncryptedFileStore
     publisher: Publisher
-    metrics: object = None
+    metrics: DeliveryMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -156,10 +159,8 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
     return []
 
 
-class Denied(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class Denied(ApiError):
+    """Not this principal's file or conversation."""
 
 
 def authorize_file_access(principal: Principal, message: StoredMessage) -> None:

@@ -14,7 +14,7 @@ from services.upload import status as file_status
 from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, MalformedForm, read_form_limited
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       already_accepted, file_id_for)
-from services.upload.policy import Refused, check_conversation, check_may_send_at_all
+from services.upload.policy import check_conversation, check_may_send_at_all
 
 UPLOAD_ERRORS = ((401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
                  (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
@@ -37,10 +37,6 @@ SOURCES = ("local", "widget")
 
 def accepted_body(file_id: str) -> dict:
     return {"file_id": file_id, "status": "uploaded", "status_url": f"/v1/files/{file_id}"}
-
-
-def refused(r: Refused) -> ApiError:
-    return ApiError(r.status, r.code, r.message)
 
 
 def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
@@ -77,28 +73,22 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
             raise ApiError(422, "invalid_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
         file_id = file_id_for(principal, idempotency_key)
-        try:
-            # A replay answers first (the original answer, even if a setting changed since), but only on
-            # the caller's own account: another account's path is 403 in contract order, not a key clash.
-            if idempotency_key and principal.account_id == account_id and \
-                    await already_accepted(deps, file_id, account_id, conversation_id):
-                metrics.uploads.labels("http", "replayed").inc()
-                return accepted_body(file_id)
-            # Everything that does not need the body, before reading it.
-            async with deps.db.transaction() as conn:
-                check_may_send_at_all(principal, account_id, await get_document(conn, account_id))
-                conversation = await get_conversation(conn, conversation_id)
-        except Refused as r:
-            raise refused(r) from None
+        # A replay answers first (the original answer, even if a setting changed since), but only on
+        # the caller's own account: another account's path is 403 in contract order, not a key clash.
+        if idempotency_key and principal.account_id == account_id and \
+                await already_accepted(deps, file_id, account_id, conversation_id):
+            metrics.uploads.labels("http", "replayed").inc()
+            return accepted_body(file_id)
+        # Everything that does not need the body, before reading it.
+        async with deps.db.transaction() as conn:
+            check_may_send_at_all(principal, account_id, await get_document(conn, account_id))
+            conversation = await get_conversation(conn, conversation_id)
         try:
             form = await read_form_limited(request, settings.max_upload_bytes + MULTIPART_SLACK)
         except BodyTooLarge:
             # The conversation's state outranks the size (contract order) and needs no body; the
             # source-specific permission would need the unread `source` field, so it is not checked here.
-            try:
-                check_conversation(account_id, conversation, settings.file_channel_set)
-            except Refused as r:
-                raise refused(r) from None
+            check_conversation(account_id, conversation, settings.file_channel_set)
             raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
         except MalformedForm as e:  # malformed multipart, or not multipart at all
             raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
@@ -115,8 +105,6 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         try:
             event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, caption, source,
                                                     file_id), deps)
-        except Refused as r:
-            raise refused(r) from None
         except Replayed as r:  # a concurrent request with the same key won
             metrics.uploads.labels("http", "replayed").inc()
             return accepted_body(r.file_id)

@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from shared.auth import SENDER_ROLES, Principal
+from shared.errors import ApiError
 from shared.events import AccountSettingsDocument
 from shared.conversations import Conversation
 
@@ -23,12 +24,8 @@ VIAS = ("http", "topic")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-class Refused(Exception):
+class Refused(ApiError):
     """A rule said no: the contract's HTTP status and error code."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def check_account_gates(principal: Principal, account_id: str, settings: AccountSettingsDocument) -> None:
