@@ -230,7 +230,7 @@ def use_image_stages(stack, which: str) -> None:
     for name in IMAGE_STAGES:
         stack.stop_process(name)
         if which == "pyvips":
-            stack._spawn(name, [sys.executable, "-m", "bench.vips_stage", name], {"VIPS_CONCURRENCY": "1"})
+            stack.spawn(name, [sys.executable, "-m", "bench.vips_stage", name], {"VIPS_CONCURRENCY": "1"})
         else:
             stack.start_service(name)
     for name in IMAGE_STAGES:

@@ -205,8 +205,10 @@ class EmbeddedStack:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
                user: str | None = None) -> subprocess.Popen:
+        """Start a process as one of the stack's: its output in logs/{name}.log, the stack's environment
+        plus `env`, its own session, killed when the launcher dies; stopped with the stack."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **(env or {})},
@@ -221,7 +223,7 @@ class EmbeddedStack:
         for bucket in (self.env.get("FS_S3_BUCKET", "fileshare"), self.env.get("FS_S3_KEY_BUCKET", "fileshare-keys")):
             (root / bucket).mkdir(parents=True, exist_ok=True)
         addr = self.env["FS_S3_ENDPOINT"]
-        proc = self._spawn("s3", [rclone_binary(), "serve", "s3", "--addr", addr,
+        proc = self.spawn("s3", [rclone_binary(), "serve", "s3", "--addr", addr,
                                   "--auth-key", f"{self.env['FS_S3_ACCESS_KEY']},{self.env['FS_S3_SECRET_KEY']}",
                                   "--vfs-cache-mode", "off", *RCLONE_NO_HASHING, str(root)])
         wait_for_port(addr, proc, "rclone serve s3", log_path=self.log_dir / "s3.log")
@@ -256,7 +258,7 @@ class EmbeddedStack:
                     raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
             finally:
                 pwfile.unlink(missing_ok=True)
-        proc = self._spawn("postgres", [str(bin_dir / "postgres"), "-D", str(data), "-h", url.hostname,
+        proc = self.spawn("postgres", [str(bin_dir / "postgres"), "-D", str(data), "-h", url.hostname,
                                         "-p", str(url.port), "-c", "unix_socket_directories=",
                                         "-c", "max_connections=300", "-c", "listen_addresses=" + url.hostname],
                            user=user)
@@ -267,7 +269,7 @@ class EmbeddedStack:
     def start_kafka(self) -> None:
         addr = self.env["FS_KAFKA_BOOTSTRAP"]
         url = f"tcp://{addr}"
-        proc = self._spawn("kafka", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        proc = self.spawn("kafka", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                                      "--storage-engine", "memory://tansu/"],
                            env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
         wait_for_port(addr, proc, "tansu", log_path=self.log_dir / "kafka.log")
@@ -306,7 +308,7 @@ class EmbeddedStack:
     def _run_service(self, key: str) -> subprocess.Popen:
         """A service process with the environment its key was started with; not waiting for it to be
         ready (it waits for its dependencies itself)."""
-        return self._spawn(key, [sys.executable, "-m", f"services.{key.split('-', 1)[0]}"], self.service_env[key])
+        return self.spawn(key, [sys.executable, "-m", f"services.{key.split('-', 1)[0]}"], self.service_env[key])
 
     def restarters(self) -> dict[str, Callable[[], object]]:
         """How to start again each component this stack started (shared.supervisor)."""

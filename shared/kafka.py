@@ -182,15 +182,7 @@ class _RevocationFence(ConsumerRebalanceListener):
         self.processor = processor
 
     async def on_partitions_revoked(self, revoked) -> None:
-        self.processor._generation += 1  # batches fetched before the rebalance stop after the current record
-        try:
-            await asyncio.wait_for(self.processor._idle.wait(), REVOKE_WAIT_SECONDS)
-        except asyncio.TimeoutError:
-            # The next owner starts now and redoes that record: whatever it yields here is dropped
-            # (never produced), so the two members cannot both publish it.
-            self.processor._abandon_below = self.processor._generation
-            log.warning("%s: record still in flight at rebalance; its outputs will be dropped and the next "
-                        "owner redoes it", self.processor.name)
+        await self.processor.hand_over()
 
     async def on_partitions_assigned(self, assigned) -> None:
         pass
@@ -245,6 +237,18 @@ class StreamProcessor:
         self._unfinished: dict[TopicPartition, int] = {}  # records fetched and not yet committed
         self._handler_slots = asyncio.Semaphore(concurrency)
         self._failure: BaseException | None = None
+
+    async def hand_over(self) -> None:
+        """Before this member gives its partitions away: wait for the record in flight (bounded)."""
+        self._generation += 1  # batches fetched before the rebalance stop after the current record
+        try:
+            await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            # The next owner starts now and redoes that record: whatever it yields here is dropped
+            # (never produced), so the two members cannot both publish it.
+            self._abandon_below = self._generation
+            log.warning("%s: record still in flight at rebalance; its outputs will be dropped and the next "
+                        "owner redoes it", self.name)
 
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create them here, not in __init__.

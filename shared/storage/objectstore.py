@@ -62,13 +62,20 @@ class _CountingPool(urllib3.PoolManager):
         return super().urlopen(method, url, redirect, **kw)
 
 
+def _status_and_body(e: InvalidResponseError) -> tuple[int, str]:
+    """minio keeps an unparsed answer's status and body private; its pickling protocol hands out the
+    arguments the error was built with (code, content type, body)."""
+    _, (status, _content_type, body) = e.__reduce__()
+    return status, body or ""
+
+
 class S3ObjectStore:
     """One bucket of an S3-compatible server (MinIO in production, rclone serve s3 embedded)."""
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False,
                  requests=None):
         """requests: a Counter labelled (bucket, op), or None."""
-        self.bucket = bucket
+        self.bucket, self.endpoint = bucket, endpoint
         count = (lambda op: requests.labels(bucket, op).inc()) if requests is not None else (lambda op: None)
         http = _CountingPool(
             count, timeout=urllib3.Timeout(connect=3, read=30), maxsize=16,
@@ -93,15 +100,16 @@ class S3ObjectStore:
             raise
         except InvalidResponseError as e:
             # rclone serve s3 answers errors as text/xml, which minio does not parse: read the status.
-            if e._code == 404 and any(code in (e._body or "") for code in _NOT_FOUND):
+            status, body = _status_and_body(e)
+            if status == 404 and any(code in body for code in _NOT_FOUND):
                 raise FileNotFoundError(kwargs.get("object_name") or (args[1] if len(args) > 1 else "")) from e
-            if e._code >= 500:
-                raise StorageUnavailable(f"object store {self._client._base_url.host}: HTTP {e._code}") from e
+            if status >= 500:
+                raise StorageUnavailable(f"object store {self.endpoint}: HTTP {status}") from e
             raise
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if isinstance(e, FileNotFoundError):
                 raise
-            raise StorageUnavailable(f"object store {self._client._base_url.host}: {e}") from e
+            raise StorageUnavailable(f"object store {self.endpoint}: {e}") from e
 
     async def ensure_bucket(self) -> None:
         if not await self._call("ensure_bucket", self._client.bucket_exists, self.bucket):

@@ -92,7 +92,7 @@ class ExtraDelivery:
     def start(cls, stack: EmbeddedStack, name: str = "delivery-2", env: dict[str, str] | None = None) -> "ExtraDelivery":
         port, metrics = free_port(), free_port()
         extra = cls(stack, name, port, metrics - 3)  # delivery's metrics port is base + 3
-        stack._spawn(name, [sys.executable, "-m", "services.delivery"],
+        stack.spawn(name, [sys.executable, "-m", "services.delivery"],
                      {"FS_DELIVERY_PORT": str(port), "FS_METRICS_PORT_BASE": str(extra.metrics_base), **(env or {})})
         return extra
 

@@ -17,7 +17,7 @@ LAUNCHER = textwrap.dedent("""
     from shared.embedded_clamd import start_clamd, write_test_signatures
     data = Path(sys.argv[1])
     stack = EmbeddedStack(data, {})
-    sleeper = stack._spawn("sleeper", ["sleep", "300"])
+    sleeper = stack.spawn("sleeper", ["sleep", "300"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

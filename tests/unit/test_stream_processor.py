@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from shared import kafka
 from shared.events import GdprForget
-from shared.kafka import Outgoing, StreamProcessor, _RevocationFence
+from shared.kafka import Outgoing, StreamProcessor
 
 TP = TopicPartition("file.resized", 0)
 
@@ -70,7 +70,7 @@ async def run_with_rebalance(monkeypatch, fence_wait: float, release_after_fence
     work = asyncio.ensure_future(p._process_partition(TP, [record(5), record(6)], p._generation))
     work.add_done_callback(lambda _: p._idle.set())
     await started.wait()
-    fence = asyncio.ensure_future(_RevocationFence(p).on_partitions_revoked({TP}))
+    fence = asyncio.ensure_future(p.hand_over())
     if release_after_fence:
         await fence  # times out: the next owner may start now
         release.set()
