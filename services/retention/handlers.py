@@ -24,17 +24,19 @@ the forget's listing, with the consumer's latest forget request id.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Awaitable, Callable
 
 from shared import events as ev
-from shared.account_settings import get_document
+from shared.account_settings import all_documents, get_document
 from shared.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
 from shared.db import Connection, Database, lock_files
 from shared.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
-from shared.kafka import Outgoing, Send
+from shared.kafka import Outgoing, Send, TransientError
 from shared.storage import ObjectInfo, ObjectStore, consumer_prefix
 from shared.storage.keys import file_prefix
 from shared.topics import FILE_DELETED
@@ -279,6 +281,24 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
     return summary
 
 
+async def handle_forget_request(request: ev.GdprForget, deps: RetentionDeps) -> ForgetSummary | None:
+    """A gdpr.forget record: None when its ids cannot name any stored file (nothing to erase; retrying
+    would block its partition forever). Otherwise it is never dropped: any failure is a TransientError,
+    retried with backoff (counted in fileshare_transient_retries_total) until the erasure is done."""
+    try:
+        consumer_prefix(request.account_id, request.consumer_id)
+    except ValueError as e:
+        log.error("forget request %r names ids no file can have (%s); nothing to erase, skipped",
+                  request.request_id, e)
+        if deps.metrics is not None:
+            deps.metrics.forget_requests.labels("invalid").inc()
+        return None
+    try:
+        return await forget_consumer(request, deps)
+    except Exception as e:
+        raise TransientError(f"forget {request.request_id!r}: {type(e).__name__}: {e}") from e
+
+
 async def _still_readable(f: StoredFile, deps: RetentionDeps) -> bool:
     """True when some object of the file opens with a live consumer key (then it was not forgotten)."""
     if not await deps.keys.has_any(f.account_id, f.consumer_id):
@@ -328,3 +348,42 @@ def safety_net_days(documents: dict[str, ev.AccountSettingsDocument], now: datet
     seconds = (longest - now).total_seconds()
     # +1 day: the sweep (which gives the receipt) always comes first; the rule only catches what it missed.
     return max(1, -(-int(seconds) // 86400)) + 1
+
+
+class SafetyNet:
+    """The bucket lifecycle rule at the longest retention in use (MinIO/S3), set again only when that
+    changes; a store that cannot set one (rclone) says so once, not at every sweep."""
+
+    def __init__(self, db: Database, set_expiry_days: Callable[[int], Awaitable[bool]],
+                 clock: Callable[[], datetime] = utcnow):
+        self.db, self.set_expiry_days, self.clock = db, set_expiry_days, clock
+        self.days: int | None = None
+
+    async def apply(self) -> None:
+        async with self.db.pool.connection() as conn:
+            days = safety_net_days(await all_documents(conn), self.clock())
+        if days != self.days:
+            if await self.set_expiry_days(days):
+                log.info("lifecycle safety net set to expire objects after %d days", days)
+            self.days = days
+
+
+async def sweep_every(seconds: float, deps: RetentionDeps, safety_net: SafetyNet, stop: asyncio.Event) -> None:
+    """The expiry sweep and the safety net, now and then every `seconds` until `stop`; a failed round
+    is logged and the next one tries again."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            await sweep(deps)
+        except Exception:
+            log.exception("expiry sweep failed; the next sweep retries")
+        try:
+            await safety_net.apply()
+        except Exception:
+            log.exception("lifecycle safety net not applied; the next sweep retries")
+        if deps.metrics is not None:
+            deps.metrics.sweep_seconds.observe(time.perf_counter() - started)
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
