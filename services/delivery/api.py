@@ -20,7 +20,6 @@ from shared.storage.objectstore import StorageUnavailable
 
 from services.delivery.handlers import (DeliveryDeps, StoredMessage, authorize_conversation,
                                        authorize_file_access, find_deletion, find_message, transcript_of)
-from services.delivery.metrics import DeliveryMetrics
 from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
@@ -54,20 +53,66 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
-    metrics: DeliveryMetrics = deps.metrics
-    add_health_routes(app, ready, metrics.exposition)
+    add_health_routes(app, ready, deps.metrics.exposition)
     mount_consumer_pages(app, settings)
+    add_file_routes(app, settings, deps)
+    add_conversation_routes(app, settings, deps)
+    contract_openapi(app)
+    return app
 
-    async def find(file_id: str, principal: Principal) -> StoredMessage:
-        async with deps.db.pool.connection() as conn:
-            message = await find_message(conn, file_id)
-            deletion = None if message is not None else await find_deletion(conn, file_id)
-        if message is None:
-            if deletion is not None and deletion.account_id == principal.account_id and principal.role != "consumer":
-                raise ApiError(410, "gone", "the file was deleted")
-            raise ApiError(404, "not_found", "no such file")
-        authorize_file_access(principal, message)
-        return message
+
+async def find_file(deps: DeliveryDeps, file_id: str, principal: Principal) -> StoredMessage:
+    """The published file, if the principal may see it; 410 for a deleted one (to its account's users)."""
+    async with deps.db.pool.connection() as conn:
+        message = await find_message(conn, file_id)
+        deletion = None if message is not None else await find_deletion(conn, file_id)
+    if message is None:
+        if deletion is not None and deletion.account_id == principal.account_id and principal.role != "consumer":
+            raise ApiError(410, "gone", "the file was deleted")
+        raise ApiError(404, "not_found", "no such file")
+    authorize_file_access(principal, message)
+    return message
+
+
+def content_headers(message: StoredMessage) -> dict[str, str]:
+    etag = '"' + hashlib.sha256(f"{message.file_id}:{message.size_bytes}".encode()).hexdigest()[:32] + '"'
+    extension = EXTENSIONS.get(message.content_type, "bin")
+    return {"ETag": etag, "Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'inline; filename="{message.file_id}.{extension}"'}
+
+
+async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> bytes | None:
+    """The final image's bytes, decrypted; for a HEAD only its header is checked (None): it answers
+    like a GET (410 once forgotten or deleted, 500 for a forged header) without a whole decrypt.
+    Every failure is the contract's error, counted by outcome."""
+    metrics = deps.metrics
+    key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, message.file_id, "final")
+    ctx = {"ctx": {"file_id": message.file_id, "conversation_id": message.conversation_id}}
+    try:
+        if head:
+            await deps.files.check(key)
+            return None
+        data, _ = await deps.files.get(key)
+        return data
+    except (ConsumerForgotten, FileNotFoundError):
+        metrics.downloads.labels("gone").inc()
+        raise ApiError(410, "gone", "the file was deleted") from None
+    except StorageUnavailable:
+        metrics.downloads.labels("unavailable").inc()
+        raise ApiError(503, "unavailable", "the file store did not answer; try again", {"Retry-After": "1"}) from None
+    except UnknownMasterKey as e:
+        metrics.downloads.labels("unavailable").inc()
+        log.error("cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e, extra=ctx)
+        raise ApiError(503, "unavailable", "the file cannot be opened right now") from None
+    except BlobIntegrityError:
+        metrics.integrity_failures.inc()
+        metrics.downloads.labels("integrity_error").inc()
+        log.error("stored final image failed authentication: refusing to serve it", extra=ctx)
+        raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
+
+
+def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
+    metrics = deps.metrics
 
     @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
                    responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
@@ -77,45 +122,16 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
         try:
-            principal = _principal_from(request, settings, file_id, exp, aud, sig)
-            message = await find(file_id, principal)
+            message = await find_file(deps, file_id, _principal_from(request, settings, file_id, exp, aud, sig))
         except ApiError as e:
             metrics.downloads.labels(e.code).inc()
             raise
-        etag = '"' + hashlib.sha256(f"{file_id}:{message.size_bytes}".encode()).hexdigest()[:32] + '"'
-        headers = {"ETag": etag, "Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
-                   "Content-Disposition": f'inline; filename="{file_id}.{EXTENSIONS.get(message.content_type, "bin")}"'}
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        headers = content_headers(message)
+        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
             metrics.downloads.labels("not_modified").inc()
             return Response(status_code=304, headers=headers)
-        key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, file_id, "final")
-        head = request.method == "HEAD"
-        try:
-            if head:
-                # A HEAD answers like a GET (410 once forgotten or deleted, 500 for a forged header) from
-                # the blob's header alone: decrypting the body only to drop it costs a whole decrypt.
-                await deps.files.check(key)
-            else:
-                data, _ = await deps.files.get(key)
-        except (ConsumerForgotten, FileNotFoundError):
-            metrics.downloads.labels("gone").inc()
-            raise ApiError(410, "gone", "the file was deleted") from None
-        except StorageUnavailable:
-            metrics.downloads.labels("unavailable").inc()
-            raise ApiError(503, "unavailable", "the file store did not answer; try again",
-                           {"Retry-After": "1"}) from None
-        except UnknownMasterKey as e:
-            metrics.downloads.labels("unavailable").inc()
-            log.error("cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e,
-                      extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
-            raise ApiError(503, "unavailable", "the file cannot be opened right now") from None
-        except BlobIntegrityError:
-            metrics.integrity_failures.inc()
-            metrics.downloads.labels("integrity_error").inc()
-            log.error("stored final image failed authentication: refusing to serve it",
-                      extra={"ctx": {"file_id": file_id, "conversation_id": message.conversation_id}})
-            raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
-        if head:
+        data = await open_final(deps, message, head=request.method == "HEAD")
+        if data is None:
             metrics.downloads.labels("head").inc()
             return Response(status_code=200, media_type=message.content_type,
                             headers={**headers, "Content-Length": str(message.size_bytes)})
@@ -131,12 +147,14 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
         principal = _principal_from(request, settings, None, None, None, None)
         ttl_seconds = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
-        message = await find(file_id, principal)
+        message = await find_file(deps, file_id, principal)
         query, expires = sign_link(settings.auth_secret, file_id,
                                    audience_of(message.account_id, principal.role, principal.sub), ttl_seconds)
         return {"url": f"/v1/files/{file_id}/content?{query}",
                 "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
 
+
+def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
     @app.get("/v1/conversations/{conversation_id}/messages",
              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found")))
     async def transcript(conversation_id: str, request: Request):
@@ -151,6 +169,3 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
             raise ApiError(404, "not_found", "no such conversation")
         authorize_conversation(principal, *owner)
         return {"conversation_id": conversation_id, "messages": items}
-
-    contract_openapi(app)
-    return app
