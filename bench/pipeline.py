@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from bench.cpu import delta
-from shared.kafka import FETCH_WAIT_MS
+from shared.settings import Settings
 
 OUT = Path(__file__).parent / "out"
 
@@ -120,10 +120,12 @@ class OutcomeWatcher:
     unlike polling each file's status, it costs the stack nothing but the broker's fetches (polling
     24 files every 20 ms cost upload ~30 ms of CPU per photo, time taken from the pipeline)."""
 
-    def __init__(self, env: dict, fetch_wait_ms: int = FETCH_WAIT_MS):
+    def __init__(self, env: dict, fetch_wait_ms: int | None = None):
         """fetch_wait_ms: as the services' consumers by default; shorter only to time single photos
         precisely (each empty fetch costs the broker CPU that a burst would rather have)."""
-        self.env, self.fetch_wait_ms = env, fetch_wait_ms
+        self.env = env
+        self.fetch_wait_ms = fetch_wait_ms or int(env.get("FS_KAFKA_FETCH_WAIT_MS")
+                                                  or Settings.model_fields["kafka_fetch_wait_ms"].default)
         self.seen: dict[str, tuple[float, str, str | None]] = {}  # file_id: (when, event_type, reason)
         self.news = asyncio.Event()
 
@@ -168,7 +170,7 @@ class OutcomeWatcher:
 
 
 async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, conversations: int = 8,
-                         target: Target | None = None, watch_wait_ms: int = FETCH_WAIT_MS) -> dict:
+                         target: Target | None = None, watch_wait_ms: int | None = None) -> dict:
     """Upload the photos (photo i into conversation i mod conversations, at most `concurrency` requests
     at a time; a 503 with Retry-After is sent again after that wait with the same Idempotency-Key),
     and follow message.published until each is published (OutcomeWatcher). seconds: from the first

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from shared import events as ev
 from shared.db import Connection, Database
-from shared.kafka import FETCH_WAIT_MS, StreamProcessor
+from shared.kafka import StreamProcessor
 from shared.projection import projection
 from shared.topics import ACCOUNT_SETTINGS
 
@@ -71,7 +71,7 @@ OnChange = Callable[[Connection, ev.AccountSettings], Awaitable[None]]
 
 
 def settings_follower(settings, service: str, db: Database, metrics=None, on_change: OnChange | None = None,
-                      fetch_wait_ms: int = FETCH_WAIT_MS) -> StreamProcessor:
+                      background: bool = False) -> StreamProcessor:
     """Keeps this service's account_settings table equal to the topic. on_change runs in the same
     transaction (retention moves its files' expiry times)."""
 
@@ -84,7 +84,7 @@ def settings_follower(settings, service: str, db: Database, metrics=None, on_cha
             await on_change(conn, event)
 
     return projection(settings, service, "settings", [ACCOUNT_SETTINGS], ev.AccountSettings.model_validate_json,
-                      apply, db, metrics, fetch_wait_ms)
+                      apply, db, metrics, background)
 
 
 SettingsOf = Callable[[str], Awaitable[ev.AccountSettingsDocument]]

@@ -30,6 +30,7 @@ def container_servers() -> Iterator[dict[str, str]]:
             "FS_DATABASE_URL": postgres.get_connection_url(),
             "FS_KAFKA_BOOTSTRAP": kafka.get_bootstrap_server(),
             "FS_KAFKA_ENABLE_IDEMPOTENCE": "true",  # Apache Kafka has InitProducerId
+            "FS_KAFKA_FETCH_WAIT_MS": "500",  # and answers a long poll when a record arrives
             "FS_S3_ENDPOINT": s3["endpoint"],
             "FS_S3_ACCESS_KEY": s3["access_key"],
             "FS_S3_SECRET_KEY": s3["secret_key"],

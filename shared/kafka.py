@@ -57,20 +57,29 @@ def make_producer(settings) -> AIOKafkaProducer:
         max_request_size=MAX_MESSAGE_BYTES, linger_ms=2, request_timeout_ms=30000)
 
 
-# Tansu answers an empty fetch only after the full max-wait (it does not wake on new records), so
-# Kafka's default 500 ms would be added at every hop of a photo's way. But each empty fetch also
-# costs Tansu CPU (13 consumers waiting 50 ms: ~0.2 of a core with nothing to do), so a consumer
-# whose lag nobody waits on (retention's index and settings copy) polls less often.
-FETCH_WAIT_MS = 50
 BACKGROUND_FETCH_WAIT_MS = 500
 
 
-def make_consumer(settings, group_id: str | None, *topics: str, fetch_wait_ms: int = FETCH_WAIT_MS,
+def fetch_wait_ms(settings, background: bool = False) -> int:
+    """How long a consumer's empty fetch waits on the broker: FS_KAFKA_FETCH_WAIT_MS, at least
+    BACKGROUND_FETCH_WAIT_MS for a consumer whose lag nobody waits on (retention's index and
+    settings copy).
+
+    Tansu (embedded) answers an empty fetch only after the full wait, even when records arrive
+    meanwhile, so the wait is added at every hop of a photo's way: hence 50 ms by default, not
+    Kafka's 500. Each empty fetch costs Tansu CPU too (13 consumers waiting 50 ms: ~0.2 of a core
+    with nothing to do). Apache Kafka answers as soon as a record arrives, so on Kafka 500 costs no
+    latency and ten times fewer requests (docker-compose.yml sets it)."""
+    wait = settings.kafka_fetch_wait_ms
+    return max(wait, BACKGROUND_FETCH_WAIT_MS) if background else wait
+
+
+def make_consumer(settings, group_id: str | None, *topics: str, background: bool = False,
                   **kwargs) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
         enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=fetch_wait_ms,
+        fetch_max_wait_ms=fetch_wait_ms(settings, background),
         fetch_max_bytes=4 * MAX_MESSAGE_BYTES, max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
         # Low timeouts: Tansu group joins otherwise wait out the full session (DESIGN.md).
         session_timeout_ms=10000, heartbeat_interval_ms=1000, rebalance_timeout_ms=10000,
@@ -202,7 +211,7 @@ class StreamProcessor:
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
                  on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
-                 concurrency: int = 1, commit_per_batch: bool = False, fetch_wait_ms: int = FETCH_WAIT_MS):
+                 concurrency: int = 1, commit_per_batch: bool = False, background: bool = False):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
         the next record of the partition (state that must only follow a real publish);
@@ -213,14 +222,14 @@ class StreamProcessor:
         commit_per_batch: records handled one by one are committed once at the end of their batch
         (projections: redoing a few upserts after a crash costs nothing; elsewhere each record is
         committed, so a rebalance or crash redoes one record, not a batch);
-        fetch_wait_ms: how long an empty fetch waits on the broker (FETCH_WAIT_MS, or
-        BACKGROUND_FETCH_WAIT_MS where a lag of half a second is never noticed)."""
+        background: nobody waits on this consumer's lag (half a second is never noticed), so it polls
+        the broker less often (fetch_wait_ms)."""
         if concurrency > 1 and before_partition is not None:
             raise ValueError("before_partition runs before a batch; records handled ahead would skip it")
         self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
         self.handle, self.on_poison, self.metrics, self.transient = handle, on_poison, metrics, transient
         self.before_partition, self.on_produced, self.concurrency = before_partition, on_produced, concurrency
-        self.commit_per_batch, self.fetch_wait_ms = commit_per_batch, fetch_wait_ms
+        self.commit_per_batch, self.background = commit_per_batch, background
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
@@ -253,7 +262,7 @@ class StreamProcessor:
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create them here, not in __init__.
         self.producer = make_producer(self.settings)
-        self.consumer = make_consumer(self.settings, self.group_id, fetch_wait_ms=self.fetch_wait_ms)
+        self.consumer = make_consumer(self.settings, self.group_id, background=self.background)
         self.consumer.subscribe(self.topics, listener=_RevocationFence(self))
         await start_with_retry(self.producer, f"{self.name} producer", self.stopping)
         await start_with_retry(self.consumer, f"{self.name} consumer", self.stopping)

@@ -9,14 +9,14 @@ from pydantic import ValidationError
 
 from shared.db import Connection, Database
 from shared.events import Event
-from shared.kafka import FETCH_WAIT_MS, StreamProcessor
+from shared.kafka import StreamProcessor
 
 log = logging.getLogger(__name__)
 
 
 def projection(settings, service: str, what: str, topics: list[str], parse: Callable[[bytes], Event],
                apply: Callable[[Connection, Event], Awaitable[object]], db: Database,
-               metrics=None, fetch_wait_ms: int = FETCH_WAIT_MS) -> StreamProcessor:
+               metrics=None, background: bool = False) -> StreamProcessor:
     """One transaction per record (`apply(conn, parse(value))`), committed before the offset. A record
     that does not parse is logged and skipped: an input from outside must never block its partition."""
     name = f"{service}-{what}"
@@ -39,4 +39,4 @@ def projection(settings, service: str, what: str, topics: list[str], parse: Call
         return []
 
     return StreamProcessor(settings, name, f"fileshare-{name}", topics, handle, on_poison, metrics,
-                           commit_per_batch=True, fetch_wait_ms=fetch_wait_ms)
+                           commit_per_batch=True, background=background)

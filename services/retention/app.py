@@ -9,7 +9,7 @@ from functools import partial
 from shared import events as ev
 from shared.account_settings import settings_follower
 from shared.db import Database
-from shared.kafka import BACKGROUND_FETCH_WAIT_MS, Publisher, StreamProcessor
+from shared.kafka import Publisher, StreamProcessor
 from shared.projection import projection
 from shared.runtime import build_storage
 from shared.service import Service
@@ -43,13 +43,12 @@ def bootstrap(settings) -> Service:
     # A forget is waited on (every file unreadable within ~0.1 s); the index and the settings copy are
     # not (an expiry is days away; a forget also lists the store, and index_file waits for a settings
     # change in flight), so those two poll the broker less often.
-    background = BACKGROUND_FETCH_WAIT_MS
     processors = [
         StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
                         on_poison, metrics),
         projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], ev.parse_event,
-                   index_file, db, metrics, fetch_wait_ms=background),
-        settings_follower(settings, "retention", db, metrics, on_change=retention_changed, fetch_wait_ms=background),
+                   index_file, db, metrics, background=True),
+        settings_follower(settings, "retention", db, metrics, on_change=retention_changed, background=True),
     ]
     sweeps = partial(sweep_every, settings.retention_sweep_seconds, deps,
                      SafetyNet(db, storage.blobs.set_expiry_days, deps.clock))

@@ -241,3 +241,11 @@ async def test_only_a_partition_whose_fetched_end_lies_before_the_position_is_re
     await p._reread_partitions_whose_log_was_lost()
     assert p.consumer.rewound == [lost]
 
+
+
+def test_consumers_wait_on_the_broker_as_configured_and_background_ones_at_least_half_a_second():
+    embedded, on_kafka = SimpleNamespace(kafka_fetch_wait_ms=50), SimpleNamespace(kafka_fetch_wait_ms=500)
+    assert (kafka.fetch_wait_ms(embedded), kafka.fetch_wait_ms(embedded, background=True)) == (50, 500)
+    assert (kafka.fetch_wait_ms(on_kafka), kafka.fetch_wait_ms(on_kafka, background=True)) == (500, 500)
+    slow = SimpleNamespace(kafka_fetch_wait_ms=1000)
+    assert kafka.fetch_wait_ms(slow, background=True) == 1000
