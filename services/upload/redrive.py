@@ -36,6 +36,7 @@ from services.upload import status as file_status
 log = logging.getLogger(__name__)
 TOPIC_OF_EVENT = {"file.uploaded": FILE_UPLOADED, "file.sanitized": FILE_SANITIZED, "file.resized": FILE_RESIZED}
 BATCH = 200
+LOOKUPS_AT_ONCE = 8  # questions to delivery in flight at once (a backlog after a broker loss)
 
 
 Delivered = Callable[[ev.FileResized], Awaitable[bool]]
@@ -44,9 +45,10 @@ Delivered = Callable[[ev.FileResized], Awaitable[bool]]
 async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: float, metrics=None,
                           delivered: Delivered | None = None) -> int:
     """One round; returns how many files were re-driven. A short transaction claims the stalled files
-    (marks them moved: the next round of any instance leaves them alone); asking delivery and
-    producing happen outside it, so no row stays locked behind a slow dependency. A file re-driven
-    again waits twice as long each time (up to 64×): a backlog is not re-emitted over and over."""
+    (marks them moved: the next round of any instance leaves them alone); asking delivery (a few
+    files at once) and producing happen outside it, so no row stays locked behind a slow dependency.
+    A file re-driven again waits twice as long each time (up to 64×): a backlog is not re-emitted
+    over and over."""
     async with db.transaction() as conn:
         rows = await (await conn.execute(
             "SELECT file_id, pending_event, redrives FROM files WHERE pending_event IS NOT NULL "
@@ -56,11 +58,19 @@ async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: floa
             return 0
         await conn.execute("UPDATE files SET moved_at = now(), redrives = redrives + 1 WHERE file_id = ANY(%s)",
                            ([r["file_id"] for r in rows],))
+    stalled = [ev.parse_event(row["pending_event"]) for row in rows]
+    asks = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+    async def published(row, event) -> bool:
+        if not (row["redrives"] and delivered is not None and isinstance(event, ev.FileResized)):
+            return False
+        async with asks:
+            return await delivered(event)
+
+    answers = await asyncio.gather(*(published(row, event) for row, event in zip(rows, stalled)))
     events = []
-    for row in rows:
-        event = ev.parse_event(row["pending_event"])
-        if row["redrives"] and delivered is not None and isinstance(event, ev.FileResized) and \
-                await delivered(event):
+    for event, was_published in zip(stalled, answers):
+        if was_published:
             async with db.transaction() as conn:
                 await confirm_published(conn, event)
         else:

@@ -1,0 +1,64 @@
+"""Re-drive on the real database: a file stuck at `resized` that was re-driven before is first looked
+up with delivery (its message.published may have been lost with the broker's log); only the files
+delivery did not publish are emitted again."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from psycopg.types.json import Jsonb
+
+from shared import events as ev
+from shared.topics import FILE_RESIZED, FILE_SANITIZED
+from services.upload import status as file_status
+from services.upload.redrive import LOOKUPS_AT_ONCE, redrive_stalled
+from tests.dbsupport import RecordingPublisher
+from tests.support import unique
+
+
+def stage_event(kind: type[ev.FileEvent], file_id: str) -> ev.FileEvent:
+    account, conversation, consumer = "acct-redrive", unique("conv"), unique("consumer")
+    key = f"{account}/{consumer}/{conversation}/{file_id}/"
+    return kind(file_id=file_id, account_id=account, conversation_id=conversation, consumer_id=consumer,
+                sender=ev.Sender(id="agent-1", role="agent"), object_key=key + "final", content_type="image/jpeg",
+                size_bytes=2000, width=800, height=533)
+
+
+async def stalled(db, event: ev.FileEvent, redrives: int) -> None:
+    """The file's row as the status projection leaves it, idle for an hour, re-driven `redrives` times."""
+    async with db.transaction() as conn:
+        status = await file_status.claim(conn, event)
+        status.apply(event)
+        await file_status.save(conn, status, moved=True)
+        await conn.execute("UPDATE files SET redrives = %s, moved_at = now() - %s, pending_event = %s "
+                           "WHERE file_id = %s", (redrives, timedelta(hours=1),
+                                                  Jsonb(event.model_dump(mode="json")), event.file_id))
+
+
+async def test_files_delivery_published_are_confirmed_and_only_the_others_are_emitted_again(open_database):
+    db = await open_database("upload", fresh=True)  # re-drive scans every row
+    resized = [stage_event(ev.FileResized, unique("f")) for _ in range(LOOKUPS_AT_ONCE + 4)]
+    first_time = stage_event(ev.FileResized, unique("f"))  # never re-driven yet: not asked about
+    sanitized = stage_event(ev.FileSanitized, unique("f"))  # not at delivery yet: not asked about
+    for event in resized:
+        await stalled(db, event, redrives=1)
+    await stalled(db, first_time, redrives=0)
+    await stalled(db, sanitized, redrives=1)
+    published = {e.file_id for e in resized[:LOOKUPS_AT_ONCE + 1]}
+    asked: list[str] = []
+
+    async def delivered(event: ev.FileResized) -> bool:
+        asked.append(event.file_id)
+        return event.file_id in published
+
+    publisher = RecordingPublisher()
+    emitted = await redrive_stalled(db, publisher, idle_seconds=60, delivered=delivered)
+
+    again = {e.file_id for e in publisher.events(FILE_RESIZED)}
+    assert again == {e.file_id for e in resized[LOOKUPS_AT_ONCE + 1:]} | {first_time.file_id}
+    assert [e.file_id for e in publisher.events(FILE_SANITIZED)] == [sanitized.file_id]
+    assert emitted == len(again) + 1
+    assert sorted(asked) == sorted(e.file_id for e in resized)
+    async with db.pool.connection() as conn:
+        for file_id in published:
+            status = await file_status.load(conn, file_id)
+            assert (status.status, status.pending_event) == ("published", None)
