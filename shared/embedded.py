@@ -206,7 +206,7 @@ class EmbeddedStack:
         return self.data_dir / "logs"
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-               user: str | None = None) -> subprocess.Popen:
+              user: str | None = None) -> subprocess.Popen:
         """Start a process as one of the stack's: its output in logs/{name}.log, the stack's environment
         plus `env`, its own session, killed when the launcher dies; stopped with the stack."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -224,8 +224,8 @@ class EmbeddedStack:
             (root / bucket).mkdir(parents=True, exist_ok=True)
         addr = self.env["FS_S3_ENDPOINT"]
         proc = self.spawn("s3", [rclone_binary(), "serve", "s3", "--addr", addr,
-                                  "--auth-key", f"{self.env['FS_S3_ACCESS_KEY']},{self.env['FS_S3_SECRET_KEY']}",
-                                  "--vfs-cache-mode", "off", *RCLONE_NO_HASHING, str(root)])
+                                 "--auth-key", f"{self.env['FS_S3_ACCESS_KEY']},{self.env['FS_S3_SECRET_KEY']}",
+                                 "--vfs-cache-mode", "off", *RCLONE_NO_HASHING, str(root)])
         wait_for_port(addr, proc, "rclone serve s3", log_path=self.log_dir / "s3.log")
 
     # --- PostgreSQL ---
@@ -259,8 +259,8 @@ class EmbeddedStack:
             finally:
                 pwfile.unlink(missing_ok=True)
         proc = self.spawn("postgres", [str(bin_dir / "postgres"), "-D", str(data), "-h", url.hostname,
-                                        "-p", str(url.port), "-c", "unix_socket_directories=",
-                                        "-c", "max_connections=300", "-c", "listen_addresses=" + url.hostname],
+                                       "-p", str(url.port), "-c", "unix_socket_directories=",
+                                       "-c", "max_connections=300", "-c", "listen_addresses=" + url.hostname],
                            user=user)
         wait_for_port(f"{url.hostname}:{url.port}", proc, "postgres", log_path=self.log_dir / "postgres.log")
         create_database(self.env["FS_DATABASE_URL"])
@@ -270,8 +270,8 @@ class EmbeddedStack:
         addr = self.env["FS_KAFKA_BOOTSTRAP"]
         url = f"tcp://{addr}"
         proc = self.spawn("kafka", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                                     "--storage-engine", "memory://tansu/"],
-                           env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+                                    "--storage-engine", "memory://tansu/"],
+                          env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
         wait_for_port(addr, proc, "tansu", log_path=self.log_dir / "kafka.log")
         self.bootstrap()  # its memory engine starts empty: topics at every start, with their configs
 

@@ -4,7 +4,6 @@ logic lives in handlers.py."""
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from shared import events as ev
 from shared.account_settings import settings_follower
@@ -36,7 +35,7 @@ def bootstrap(settings) -> Service:
             await clean_forgotten_file(event, deps)
         return []  # receipts were produced (and acknowledged) by the handlers themselves
 
-    def on_poison(record, exc):  # a record that does not parse
+    def on_poison(record, exc):  # a record that does not parse, or fails for good
         log.error("skipping unusable %s record @%d: %s", record.topic, record.offset, type(exc).__name__)
         return []
 
@@ -50,7 +49,10 @@ def bootstrap(settings) -> Service:
                    index_file, db, metrics, background=True),
         settings_follower(settings, "retention", db, metrics, on_change=retention_changed, background=True),
     ]
-    sweeps = partial(sweep_every, settings.retention_sweep_seconds, deps,
-                     SafetyNet(db, storage.blobs.set_expiry_days, deps.clock))
-    return Service("retention", settings, metrics, storage, db, processors=processors, background=[sweeps],
+    safety_net = SafetyNet(db, storage.blobs.bucket, storage.blobs.set_expiry_days, deps.clock)
+
+    async def sweep_forever(stop):
+        await sweep_every(settings.retention_sweep_seconds, deps, safety_net, stop)
+
+    return Service("retention", settings, metrics, storage, db, processors=processors, background=[sweep_forever],
                    on_start=[publisher.start], on_stop=[publisher.stop])

@@ -354,9 +354,9 @@ class SafetyNet:
     """The bucket lifecycle rule at the longest retention in use (MinIO/S3), set again only when that
     changes; a store that cannot set one (rclone) says so once, not at every sweep."""
 
-    def __init__(self, db: Database, set_expiry_days: Callable[[int], Awaitable[bool]],
+    def __init__(self, db: Database, bucket: str, set_expiry_days: Callable[[int], Awaitable[bool]],
                  clock: Callable[[], datetime] = utcnow):
-        self.db, self.set_expiry_days, self.clock = db, set_expiry_days, clock
+        self.db, self.bucket, self.set_expiry_days, self.clock = db, bucket, set_expiry_days, clock
         self.days: int | None = None
 
     async def apply(self) -> None:
@@ -364,7 +364,7 @@ class SafetyNet:
             days = safety_net_days(await all_documents(conn), self.clock())
         if days != self.days:
             if await self.set_expiry_days(days):
-                log.info("lifecycle safety net set to expire objects after %d days", days)
+                log.info("bucket %s: lifecycle safety net set to expire objects after %d days", self.bucket, days)
             self.days = days
 
 

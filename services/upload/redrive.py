@@ -67,10 +67,17 @@ async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: floa
         async with asks:
             return await delivered(event)
 
-    answers = await asyncio.gather(*(published(row, event) for row, event in zip(rows, stalled)))
+    # An answer that failed counts as "not published": re-driving a published file is harmless
+    # (delivery publishes once per file), skipping an unpublished one is not.
+    answers = await asyncio.gather(*(published(row, event) for row, event in zip(rows, stalled)),
+                                   return_exceptions=True)
+    failed = [a for a in answers if isinstance(a, Exception)]
+    if failed:
+        log.warning("asking delivery about %d re-driven file(s) failed (%s: %s); re-driving them", len(failed),
+                    type(failed[0]).__name__, failed[0])
     events = []
     for event, was_published in zip(stalled, answers):
-        if was_published:
+        if was_published is True:
             async with db.transaction() as conn:
                 await confirm_published(conn, event)
         else:

@@ -93,7 +93,7 @@ class ExtraDelivery:
         port, metrics = free_port(), free_port()
         extra = cls(stack, name, port, metrics - 3)  # delivery's metrics port is base + 3
         stack.spawn(name, [sys.executable, "-m", "services.delivery"],
-                     {"FS_DELIVERY_PORT": str(port), "FS_METRICS_PORT_BASE": str(extra.metrics_base), **(env or {})})
+                    {"FS_DELIVERY_PORT": str(port), "FS_METRICS_PORT_BASE": str(extra.metrics_base), **(env or {})})
         return extra
 
     def ready(self) -> bool:

@@ -3,6 +3,7 @@ up with delivery (its message.published may have been lost with the broker's log
 delivery did not publish are emitted again."""
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from psycopg.types.json import Jsonb
@@ -45,9 +46,21 @@ async def test_files_delivery_published_are_confirmed_and_only_the_others_are_em
     await stalled(db, sanitized, redrives=1)
     published = {e.file_id for e in resized[:LOOKUPS_AT_ONCE + 1]}
     asked: list[str] = []
+    in_flight, most_in_flight, enough_asked = 0, 0, asyncio.Event()
 
     async def delivered(event: ev.FileResized) -> bool:
+        """Answers once LOOKUPS_AT_ONCE questions are open: asking one after another never gets there."""
+        nonlocal in_flight, most_in_flight
         asked.append(event.file_id)
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        if in_flight == LOOKUPS_AT_ONCE:
+            enough_asked.set()
+        try:
+            await asyncio.wait_for(enough_asked.wait(), 5)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"only {in_flight} question(s) to delivery at once") from None
+        in_flight -= 1
         return event.file_id in published
 
     publisher = RecordingPublisher()
@@ -58,6 +71,7 @@ async def test_files_delivery_published_are_confirmed_and_only_the_others_are_em
     assert [e.file_id for e in publisher.events(FILE_SANITIZED)] == [sanitized.file_id]
     assert emitted == len(again) + 1
     assert sorted(asked) == sorted(e.file_id for e in resized)
+    assert most_in_flight == LOOKUPS_AT_ONCE
     async with db.pool.connection() as conn:
         for file_id in published:
             status = await file_status.load(conn, file_id)
