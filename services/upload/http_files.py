@@ -39,6 +39,56 @@ def accepted_body(file_id: str) -> dict:
     return {"file_id": file_id, "status": "uploaded", "status_url": f"/v1/files/{file_id}"}
 
 
+async def receive_upload(request: Request, deps: UploadDeps, account_id: str, conversation_id: str,
+                         idempotency_key: str | None) -> dict:
+    """The upload's rules in contract order, then the body read within its limit and the file
+    accepted; the 202 body, or the contract's error (ApiError)."""
+    settings, metrics = deps.settings, deps.metrics
+    principal = authenticate(request, settings.auth_secret)
+    if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(422, "invalid_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
+    file_id = file_id_for(principal, idempotency_key)
+    # A replay answers first (the original answer, even if a setting changed since), but only on
+    # the caller's own account: another account's path is 403 in contract order, not a key clash.
+    if idempotency_key and principal.account_id == account_id and \
+            await already_accepted(deps, file_id, account_id, conversation_id):
+        metrics.uploads.labels("http", "replayed").inc()
+        return accepted_body(file_id)
+    # Everything that does not need the body, before reading it.
+    async with deps.db.transaction() as conn:
+        check_may_send_at_all(principal, account_id, await get_document(conn, account_id))
+        conversation = await get_conversation(conn, conversation_id)
+    try:
+        form = await read_form_limited(request, settings.max_upload_bytes + MULTIPART_SLACK)
+    except BodyTooLarge:
+        # The conversation's state outranks the size (contract order) and needs no body; the
+        # source-specific permission would need the unread `source` field, so it is not checked here.
+        check_conversation(account_id, conversation, settings.file_channel_set)
+        raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
+    except MalformedForm as e:  # malformed multipart, or not multipart at all
+        raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
+    try:
+        files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]
+        if len(files) != 1 or any(isinstance(v, UploadFile) for k, v in form.multi_items() if k != "file"):
+            raise ApiError(422, "invalid_request", f"send exactly one file in the `file` field (got {len(files)})")
+        source, caption = form.get("source") or "local", form.get("caption")
+        if source not in SOURCES:
+            raise ApiError(422, "invalid_request", "source must be 'local' or 'widget'")
+        data = await files[0].read(settings.max_upload_bytes + 1)
+    finally:
+        await form.close()
+    try:
+        event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, caption, source,
+                                                file_id), deps)
+    except Replayed as r:  # a concurrent request with the same key won
+        metrics.uploads.labels("http", "replayed").inc()
+        return accepted_body(r.file_id)
+    except StorageFailed as e:
+        raise ApiError(503, "unavailable", f"{e}; retry with the same Idempotency-Key") from None
+    metrics.record_accepted("http", event.size_bytes)
+    return accepted_body(event.file_id)
+
+
 def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings, metrics = deps.settings, deps.metrics
 
@@ -57,7 +107,7 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         started = time.perf_counter()
         outcome = "error"
         try:
-            body = await upload(request, account_id, conversation_id, idempotency_key)
+            body = await receive_upload(request, deps, account_id, conversation_id, idempotency_key)
             outcome = "accepted"
             return body
         except ApiError as e:
@@ -67,51 +117,6 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         finally:
             metrics.request_seconds.labels("accepted" if outcome == "accepted" else "refused").observe(
                 time.perf_counter() - started)
-
-    async def upload(request: Request, account_id: str, conversation_id: str, idempotency_key: str | None) -> dict:
-        principal = authenticate(request, settings.auth_secret)
-        if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise ApiError(422, "invalid_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
-        file_id = file_id_for(principal, idempotency_key)
-        # A replay answers first (the original answer, even if a setting changed since), but only on
-        # the caller's own account: another account's path is 403 in contract order, not a key clash.
-        if idempotency_key and principal.account_id == account_id and \
-                await already_accepted(deps, file_id, account_id, conversation_id):
-            metrics.uploads.labels("http", "replayed").inc()
-            return accepted_body(file_id)
-        # Everything that does not need the body, before reading it.
-        async with deps.db.transaction() as conn:
-            check_may_send_at_all(principal, account_id, await get_document(conn, account_id))
-            conversation = await get_conversation(conn, conversation_id)
-        try:
-            form = await read_form_limited(request, settings.max_upload_bytes + MULTIPART_SLACK)
-        except BodyTooLarge:
-            # The conversation's state outranks the size (contract order) and needs no body; the
-            # source-specific permission would need the unread `source` field, so it is not checked here.
-            check_conversation(account_id, conversation, settings.file_channel_set)
-            raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
-        except MalformedForm as e:  # malformed multipart, or not multipart at all
-            raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
-        try:
-            files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]
-            if len(files) != 1 or any(isinstance(v, UploadFile) for k, v in form.multi_items() if k != "file"):
-                raise ApiError(422, "invalid_request", f"send exactly one file in the `file` field (got {len(files)})")
-            source, caption = form.get("source") or "local", form.get("caption")
-            if source not in SOURCES:
-                raise ApiError(422, "invalid_request", "source must be 'local' or 'widget'")
-            data = await files[0].read(settings.max_upload_bytes + 1)
-        finally:
-            await form.close()
-        try:
-            event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, caption, source,
-                                                    file_id), deps)
-        except Replayed as r:  # a concurrent request with the same key won
-            metrics.uploads.labels("http", "replayed").inc()
-            return accepted_body(r.file_id)
-        except StorageFailed as e:
-            raise ApiError(503, "unavailable", f"{e}; retry with the same Idempotency-Key") from None
-        metrics.record_accepted("http", event.size_bytes)
-        return accepted_body(event.file_id)
 
     @router.get("/v1/files/{file_id}", responses=error_responses((401, "unauthenticated"), (404, "not_found")))
     async def get_status(file_id: str, request: Request):
