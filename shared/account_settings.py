@@ -10,12 +10,13 @@ import logging
 from datetime import datetime
 from typing import Awaitable, Callable
 
+from aiokafka.structs import RecordMetadata
 from psycopg.types.json import Jsonb
 
 from shared import events as ev
 from shared.db import Connection, Database
-from shared.kafka import StreamProcessor
-from shared.projection import projection
+from shared.kafka import GroupOffsets, StreamProcessor
+from shared.projection import projection, projection_group
 from shared.topics import ACCOUNT_SETTINGS
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,24 @@ def settings_follower(settings, service: str, db: Database, metrics=None, on_cha
 
     return projection(settings, service, "settings", [ACCOUNT_SETTINGS], ev.AccountSettings.model_validate_json,
                       apply, db, metrics, background)
+
+
+# The services whose copy of the settings decides how a photo is processed (the resize target). A
+# settings PUT answers once both hold the change, so a photo sent after the answer is processed
+# with it; the others' copies (retention's) may follow later.
+IMAGE_STAGES = ("sanitizer", "resizer")
+APPLY_WAIT_SECONDS = 2.0
+
+
+def follower_group(service: str) -> str:
+    return projection_group(service, "settings")
+
+
+async def wait_applied(offsets: GroupOffsets, record: RecordMetadata, timeout: float = APPLY_WAIT_SECONDS) -> list[str]:
+    """Wait until the image stages' settings followers have applied the settings record (where it
+    landed on account.settings); returns the services still behind after `timeout`."""
+    behind = await offsets.wait_past([follower_group(s) for s in IMAGE_STAGES], record, timeout)
+    return [s for s in IMAGE_STAGES if follower_group(s) in behind]
 
 
 SettingsOf = Callable[[str], Awaitable[ev.AccountSettingsDocument]]

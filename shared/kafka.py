@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import RecordMetadata
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from shared.crypto import UnknownMasterKey
@@ -99,7 +101,8 @@ async def start_with_retry(client, what: str, stop: asyncio.Event | None = None,
             if not note_transient(e, what):
                 log.warning("%s: Kafka not ready (%s); retrying in %.1fs", what, e, delay)
             try:
-                await client.stop()
+                # aiokafka's admin client closes with close(), its producer and consumer with stop().
+                await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
             except Exception:
                 pass
             await asyncio.sleep(delay)
@@ -131,29 +134,76 @@ class Publisher:
         self.producer = make_producer(self.settings)
         await start_with_retry(self.producer, f"{self.name} producer", stop)
 
-    async def send(self, outgoing: Iterable[Outgoing], attempts: int = 3) -> None:
-        """Produce and wait until the broker acknowledged every event. A failed produce is tried again
-        a few times (Tansu answers a produce that races another producer on its partition with an
-        error); at-least-once: the handlers downstream are idempotent."""
+    async def send(self, outgoing: Iterable[Outgoing], attempts: int = 3) -> list[RecordMetadata]:
+        """Produce and wait until the broker acknowledged every event; where each one landed, in
+        order. A failed produce is tried again a few times (Tansu answers a produce that races another
+        producer on its partition with an error); at-least-once: the handlers downstream are idempotent."""
         if self.producer is None:
             raise TransientError("the producer is not started yet")
-        pending = list(outgoing)
+        outgoing = list(outgoing)
+        landed: list[RecordMetadata | None] = [None] * len(outgoing)
+        pending = list(range(len(outgoing)))
         for attempt in range(attempts):
-            results = await _produce(self.producer, pending)
-            failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, BaseException)]
+            results = await _produce(self.producer, [outgoing[i] for i in pending])
+            failed = [(i, r) for i, r in zip(pending, results) if isinstance(r, BaseException)]
+            for i, r in zip(pending, results):
+                if not isinstance(r, BaseException):
+                    landed[i] = r
             if not failed:
-                return
+                return landed
             error = failed[0][1]
             if attempt == attempts - 1 or not all(isinstance(r, KafkaError) for _, r in failed):
                 raise error
             log.info("%s: %d of %d events not acknowledged (%s); sending those again", self.name, len(failed),
                      len(pending), error)
-            pending = [o for o, _ in failed]  # the acknowledged ones are not sent twice
+            pending = [i for i, _ in failed]  # the acknowledged ones are not sent twice
             await asyncio.sleep(0.2 * 2 ** attempt)
 
     async def stop(self) -> None:
         if self.producer is not None:
             await self.producer.stop()
+
+
+class GroupOffsets:
+    """What consumer groups have committed, read with an admin client (it joins no group). Created
+    at start: aiokafka clients bind to the running loop."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.admin: AIOKafkaAdminClient | None = None
+
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await start_with_retry(self.admin, "group offsets reader", stop)
+
+    async def stop(self) -> None:
+        if self.admin is not None:
+            await self.admin.close()
+
+    async def wait_past(self, groups: Iterable[str], record: RecordMetadata, timeout: float,
+                        interval: float = 0.02) -> list[str]:
+        """Wait until every group has committed an offset past `record` (its consumer handled it);
+        returns the groups still behind when `timeout` ran out (a service down or slow: it catches
+        up later). A broker error counts as behind."""
+        tp = TopicPartition(record.topic, record.partition)
+        behind, deadline = list(groups), time.monotonic() + timeout
+        while behind:
+            behind = [group for group in behind if await self._committed(group, tp) <= record.offset]
+            if not behind or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(interval)
+        return behind
+
+    async def _committed(self, group: str, tp: TopicPartition) -> int:
+        """The group's next offset to read on tp; -1 when it committed none (or cannot be asked)."""
+        if self.admin is None:
+            return -1
+        try:
+            committed = (await self.admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
+        except KafkaError as e:
+            log.debug("offsets of %s unreadable: %s", group, e)
+            return -1
+        return committed.offset if committed is not None else -1
 
 
 async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],

@@ -14,6 +14,11 @@ from shared.kafka import StreamProcessor
 log = logging.getLogger(__name__)
 
 
+def projection_group(service: str, what: str) -> str:
+    """The consumer group of a service's projection."""
+    return f"fileshare-{service}-{what}"
+
+
 def projection(settings, service: str, what: str, topics: list[str], parse: Callable[[bytes], Event],
                apply: Callable[[Connection, Event], Awaitable[object]], db: Database,
                metrics=None, background: bool = False) -> StreamProcessor:
@@ -38,5 +43,5 @@ def projection(settings, service: str, what: str, topics: list[str], parse: Call
         log.error("%s: skipping %s record @%d (%s)", name, record.topic, record.offset, type(exc).__name__)
         return []
 
-    return StreamProcessor(settings, name, f"fileshare-{name}", topics, handle, on_poison, metrics,
+    return StreamProcessor(settings, name, projection_group(service, what), topics, handle, on_poison, metrics,
                            commit_per_batch=True, background=background)

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from shared.conversations import conversation_follower
 from shared.db import Database
 from shared.httpapi import add_health_routes, contract_openapi, install_error_handlers
-from shared.kafka import Publisher, StreamProcessor
+from shared.kafka import GroupOffsets, Publisher, StreamProcessor
 from shared.projection import projection
 from shared.runtime import build_storage
 from shared.service import Service
@@ -29,8 +29,9 @@ def bootstrap(settings) -> Service:
     metrics = UploadMetrics()
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "upload", settings.database_pool_size)
-    publisher = Publisher(settings, "upload")
-    deps = UploadDeps(settings=settings, db=db, files=storage.files, publisher=publisher, metrics=metrics)
+    publisher, offsets = Publisher(settings, "upload"), GroupOffsets(settings)
+    deps = UploadDeps(settings=settings, db=db, files=storage.files, publisher=publisher, metrics=metrics,
+                      offsets=offsets)
     processors = [
         StreamProcessor(settings, "upload-bots", bots.GROUP_ID, [FILE_SHARE_REQUESTED],
                         lambda record: bots.handle_share_request(record, deps), bots.on_poison(deps), metrics,
@@ -40,7 +41,8 @@ def bootstrap(settings) -> Service:
     ]
     service = Service("upload", settings, metrics, storage, db, processors=processors,
                       background=[recovery_job(settings, db, publisher, metrics)],
-                      on_start=[publisher.start], on_stop=[publisher.stop], http_port=settings.upload_port)
+                      on_start=[publisher.start, offsets.start], on_stop=[publisher.stop, offsets.stop],
+                      http_port=settings.upload_port)
     service.http = build_api(deps, service)
     return service
 

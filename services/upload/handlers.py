@@ -23,7 +23,7 @@ from shared.conversations import get_conversation
 from shared.crypto import EncryptedFileStore
 from shared.db import Connection, Database
 from shared.images.formats import sniff_content_type
-from shared.kafka import Outgoing, Publisher
+from shared.kafka import GroupOffsets, Outgoing, Publisher
 from shared.pipeline import caption_binding, seal_for_file
 from shared.settings import Settings
 from shared.storage import ObjectKey
@@ -59,6 +59,7 @@ class UploadDeps:
     files: EncryptedFileStore
     publisher: Publisher
     metrics: UploadMetrics | None = None
+    offsets: GroupOffsets | None = None  # to answer a settings change once the image stages hold it
 
 
 @dataclass

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
+from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI, Query, Request
 from pydantic import ValidationError
 
 from shared import events as ev
-from shared.account_settings import get_document, put_document
+from shared.account_settings import APPLY_WAIT_SECONDS, get_document, put_document, wait_applied
 from shared.conversations import get_conversation
 from shared.durations import parse_duration
 from shared.httpapi import ApiError, authenticate, error_responses
@@ -37,6 +39,21 @@ def parse_settings_document(body: bytes) -> ev.AccountSettingsDocument:
     return document
 
 
+async def wait_until_applied(deps: UploadDeps, account_id: str, landed: RecordMetadata) -> None:
+    """A photo sent once the PUT answered must be processed with the new settings: wait (after the
+    commit, holding no lock) until the image stages' copies hold them, at most APPLY_WAIT_SECONDS. A
+    stage down or slow gets them when it catches up; the PUT still answers, and says so in the log."""
+    started = time.perf_counter()
+    behind = await wait_applied(deps.offsets, landed)
+    if deps.metrics is not None:
+        deps.metrics.settings_apply_seconds.labels("timed_out" if behind else "applied").observe(
+            time.perf_counter() - started)
+    if behind:
+        log.warning("settings of account %s not yet applied by %s after %.0fs (down or behind?): photos sent "
+                    "now may still be resized with the previous ones until it catches up", account_id,
+                    ", ".join(behind), APPLY_WAIT_SECONDS)
+
+
 def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings = deps.settings
 
@@ -57,7 +74,9 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
     async def put_settings(account_id: str, request: Request):
         """Replace the settings document. `platform` (the account team) may set everything; the
         account `admin` all but `feature_enabled` (omit it, or send its current value). Stored in the
-        database, then published to the compacted topic `account.settings` for the other services."""
+        database, then published to the compacted topic `account.settings` for the other services;
+        answered once the sanitizer and the resizer hold it (at most 2 s), so a photo sent after the
+        answer is resized with the new settings."""
         principal = authenticate(request, settings.auth_secret)
         if principal.account_id != account_id or principal.role not in ("platform", "admin"):
             raise ApiError(403, "permission_denied", "only the account team or an account admin can change settings")
@@ -73,9 +92,11 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
             written_at = await put_document(conn, account_id, document)
             event = ev.AccountSettings(account_id=account_id, occurred_at=written_at, **document.model_dump())
             try:
-                await deps.publisher.send([Outgoing(ACCOUNT_SETTINGS, account_id, event)])
+                [landed] = await deps.publisher.send([Outgoing(ACCOUNT_SETTINGS, account_id, event)])
             except Exception as e:
                 raise ApiError(503, "unavailable", f"cannot publish the settings: {e}") from None
+        if deps.offsets is not None:
+            await wait_until_applied(deps, account_id, landed)
         return document.model_dump()
 
     @router.get("/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities",

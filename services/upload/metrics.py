@@ -17,6 +17,10 @@ class UploadMetrics(ServiceMetrics):
         self.request_seconds = Histogram("fileshare_upload_request_seconds",
                                          "Latency of POST .../files, every outcome", ["outcome"],
                                          buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.settings_apply_seconds = Histogram(
+            "fileshare_settings_apply_seconds",
+            "From a settings change stored until the image stages hold it (outcome applied), or until the "
+            "PUT stopped waiting (timed_out)", ["outcome"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.redriven = Counter("fileshare_redriven_total",
                                 "Unfinished files whose last stage event was emitted again, by event type",
                                 ["event_type"], registry=self.registry)

@@ -1,10 +1,16 @@
 """Issue 3: account settings (who may change what, validation), capabilities and the OpenAPI page."""
 from __future__ import annotations
 
+import psycopg
 from fastapi.routing import APIRoute
+from psycopg import sql
 
+from shared import events as ev
+from shared.account_settings import IMAGE_STAGES, follower_group
+from shared.kafka import GroupOffsets, Outgoing, Publisher
 from shared.settings import Settings
-from tests.support import unique, wait_until
+from shared.topics import ACCOUNT_SETTINGS
+from tests.support import sample, scrape, unique, wait_until
 
 DOC = {"feature_enabled": True, "file_sharing_enabled": True,
        "permissions": {"agent": ["send_files_local"], "agent_manager": [], "bot": []},
@@ -167,3 +173,42 @@ def test_openapi_lists_every_endpoint_with_its_error_codes(client):
                   ["parameters"] if p["name"] == "source")
     assert source["schema"]["enum"] == ["local", "widget"]
     assert client.http.get(f"{client.upload_url}/docs").status_code == 200
+
+
+def image_stage_copies(client, account) -> dict[str, int | None]:
+    """max_image_dimension in the sanitizer's and the resizer's own copy of the account's settings."""
+    copies = {}
+    with psycopg.connect(client.env["FS_DATABASE_URL"]) as conn:
+        for service in IMAGE_STAGES:
+            row = conn.execute(sql.SQL("SELECT document FROM {}.account_settings WHERE account_id = %s").format(
+                sql.Identifier(service)), (account,)).fetchone()
+            copies[service] = row[0]["max_image_dimension"] if row else None
+    return copies
+
+
+def test_a_settings_change_is_answered_once_the_image_stages_hold_it(client):
+    """So a photo sent right after the answer is resized with the new settings."""
+    account = unique("acct")
+    timed_out = sample(scrape(client.env, "upload"), "fileshare_settings_apply_seconds_count", outcome="timed_out")
+    for dimension in (640, 320):
+        assert put(client, account, {**DOC, "max_image_dimension": dimension}).status_code == 200
+        assert image_stage_copies(client, account) == {"sanitizer": dimension, "resizer": dimension}
+    # Held by the stages' own groups, not by waiting out the timeout (a wrong group name would).
+    assert sample(scrape(client.env, "upload"), "fileshare_settings_apply_seconds_count",
+                  outcome="timed_out") == timed_out
+
+
+async def test_waiting_for_a_consumer_group_that_never_gets_there_ends_at_the_timeout(client):
+    """A stage that is down: the settings PUT stops waiting for it (and names it) instead of hanging."""
+    settings = Settings(kafka_bootstrap=client.env["FS_KAFKA_BOOTSTRAP"])
+    publisher, offsets = Publisher(settings, "test"), GroupOffsets(settings)
+    await publisher.start()
+    await offsets.start()
+    try:
+        account = unique("acct")
+        [landed] = await publisher.send([Outgoing(ACCOUNT_SETTINGS, account, ev.AccountSettings(account_id=account))])
+        behind = await offsets.wait_past([follower_group("sanitizer"), "fileshare-nobody-settings"], landed, 2.0)
+        assert behind == ["fileshare-nobody-settings"]
+    finally:
+        await offsets.stop()
+        await publisher.stop()
