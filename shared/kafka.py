@@ -49,7 +49,7 @@ class TransientError(Exception):
 
 Handler = Callable[[ConsumerRecord], Awaitable[list[Outgoing]]]
 PoisonHandler = Callable[[ConsumerRecord, BaseException], "list[Outgoing] | Awaitable[list[Outgoing]]"]
-Send = Callable[[list[Outgoing]], Awaitable[None]]
+Send = Callable[[list[Outgoing]], Awaitable[object]]
 
 
 def make_producer(settings) -> AIOKafkaProducer:
@@ -101,8 +101,7 @@ async def start_with_retry(client, what: str, stop: asyncio.Event | None = None,
             if not note_transient(e, what):
                 log.warning("%s: Kafka not ready (%s); retrying in %.1fs", what, e, delay)
             try:
-                # aiokafka's admin client closes with close(), its producer and consumer with stop().
-                await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+                await client.stop()
             except Exception:
                 pass
             await asyncio.sleep(delay)
@@ -165,45 +164,60 @@ class Publisher:
 
 
 class GroupOffsets:
-    """What consumer groups have committed, read with an admin client (it joins no group). Created
-    at start: aiokafka clients bind to the running loop."""
+    """What consumer groups have committed, read with an admin client (it joins no group). The client
+    is opened at first use, and opened again after a failure: aiokafka clients bind to the running
+    loop, and a closed admin client cannot be started again."""
 
     def __init__(self, settings):
         self.settings = settings
         self.admin: AIOKafkaAdminClient | None = None
-
-    async def start(self, stop: asyncio.Event | None = None) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-        await start_with_retry(self.admin, "group offsets reader", stop)
+        self._opening = asyncio.Lock()
+        self.last_error: BaseException | None = None  # why the last wait could not read a group
 
     async def stop(self) -> None:
         if self.admin is not None:
-            await self.admin.close()
+            admin, self.admin = self.admin, None
+            await admin.close()
 
     async def wait_past(self, groups: Iterable[str], record: RecordMetadata, timeout: float,
-                        interval: float = 0.02) -> list[str]:
+                        interval: float = 0.05) -> list[str]:
         """Wait until every group has committed an offset past `record` (its consumer handled it);
         returns the groups still behind when `timeout` ran out (a service down or slow: it catches
-        up later). A broker error counts as behind."""
+        up later). A group that cannot be read in time (a broker that does not answer must not hold
+        the caller for aiokafka's 40 s request timeout) counts as behind; last_error says why."""
         tp = TopicPartition(record.topic, record.partition)
         behind, deadline = list(groups), time.monotonic() + timeout
+        self.last_error = None
         while behind:
-            behind = [group for group in behind if await self._committed(group, tp) <= record.offset]
-            if not behind or time.monotonic() >= deadline:
+            try:
+                committed = await asyncio.wait_for(self._committed(behind, tp), deadline - time.monotonic())
+            except Exception as e:  # noqa: BLE001 - whatever the broker did, the caller gets its answer in time
+                self.last_error = e
+                await self.stop()  # opened again next time
+                break
+            behind = [group for group, offset in zip(behind, committed) if offset <= record.offset]
+            if not behind or time.monotonic() + interval >= deadline:
                 break
             await asyncio.sleep(interval)
         return behind
 
-    async def _committed(self, group: str, tp: TopicPartition) -> int:
-        """The group's next offset to read on tp; -1 when it committed none (or cannot be asked)."""
-        if self.admin is None:
-            return -1
-        try:
-            committed = (await self.admin.list_consumer_group_offsets(group, partitions=[tp])).get(tp)
-        except KafkaError as e:
-            log.debug("offsets of %s unreadable: %s", group, e)
-            return -1
-        return committed.offset if committed is not None else -1
+    async def _committed(self, groups: list[str], tp: TopicPartition) -> list[int]:
+        """Each group's next offset to read on tp (-1: none committed)."""
+        admin = await self._client()
+        answers = await asyncio.gather(*(admin.list_consumer_group_offsets(g, partitions=[tp]) for g in groups))
+        return [a[tp].offset if tp in a else -1 for a in answers]
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        async with self._opening:
+            if self.admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+                try:
+                    await admin.start()
+                except BaseException:
+                    await admin.close()
+                    raise
+                self.admin = admin
+            return self.admin
 
 
 async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],

@@ -41,7 +41,7 @@ def bootstrap(settings) -> Service:
     ]
     service = Service("upload", settings, metrics, storage, db, processors=processors,
                       background=[recovery_job(settings, db, publisher, metrics)],
-                      on_start=[publisher.start, offsets.start], on_stop=[publisher.stop, offsets.stop],
+                      on_start=[publisher.start], on_stop=[publisher.stop, offsets.stop],
                       http_port=settings.upload_port)
     service.http = build_api(deps, service)
     return service

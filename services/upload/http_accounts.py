@@ -9,7 +9,7 @@ from fastapi import FastAPI, Query, Request
 from pydantic import ValidationError
 
 from shared import events as ev
-from shared.account_settings import APPLY_WAIT_SECONDS, get_document, put_document, wait_applied
+from shared.account_settings import get_document, put_document, wait_applied
 from shared.conversations import get_conversation
 from shared.durations import parse_duration
 from shared.httpapi import ApiError, authenticate, error_responses
@@ -41,17 +41,19 @@ def parse_settings_document(body: bytes) -> ev.AccountSettingsDocument:
 
 async def wait_until_applied(deps: UploadDeps, account_id: str, landed: RecordMetadata) -> None:
     """A photo sent once the PUT answered must be processed with the new settings: wait (after the
-    commit, holding no lock) until the image stages' copies hold them, at most APPLY_WAIT_SECONDS. A
-    stage down or slow gets them when it catches up; the PUT still answers, and says so in the log."""
+    commit, holding no lock) until the image stages' copies hold them, at most 2 s
+    (APPLY_WAIT_SECONDS). A stage down or slow gets them when it catches up; the PUT still answers,
+    and says so in the log."""
     started = time.perf_counter()
     behind = await wait_applied(deps.offsets, landed)
+    waited = time.perf_counter() - started
     if deps.metrics is not None:
-        deps.metrics.settings_apply_seconds.labels("timed_out" if behind else "applied").observe(
-            time.perf_counter() - started)
+        deps.metrics.settings_apply_seconds.labels("timed_out" if behind else "applied").observe(waited)
     if behind:
-        log.warning("settings of account %s not yet applied by %s after %.0fs (down or behind?): photos sent "
-                    "now may still be resized with the previous ones until it catches up", account_id,
-                    ", ".join(behind), APPLY_WAIT_SECONDS)
+        why = (f"their progress could not be read: {type(deps.offsets.last_error).__name__}: "
+               f"{deps.offsets.last_error}" if deps.offsets.last_error else "down or behind?")
+        log.warning("settings of account %s not yet applied by %s after %.1fs (%s): photos sent now may still be "
+                    "resized with the previous ones until it catches up", account_id, ", ".join(behind), waited, why)
 
 
 def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:

@@ -203,7 +203,6 @@ async def test_waiting_for_a_consumer_group_that_never_gets_there_ends_at_the_ti
     settings = Settings(kafka_bootstrap=client.env["FS_KAFKA_BOOTSTRAP"])
     publisher, offsets = Publisher(settings, "test"), GroupOffsets(settings)
     await publisher.start()
-    await offsets.start()
     try:
         account = unique("acct")
         [landed] = await publisher.send([Outgoing(ACCOUNT_SETTINGS, account, ev.AccountSettings(account_id=account))])

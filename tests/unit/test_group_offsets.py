@@ -1,0 +1,26 @@
+"""GroupOffsets (the settings PUT's wait for the image stages) against a broker that accepts
+connections and never answers: the wait ends at its own timeout, not aiokafka's 40 s."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from shared.kafka import GroupOffsets
+
+
+async def test_a_broker_that_never_answers_holds_the_wait_no_longer_than_its_timeout():
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads every request, answers none
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    offsets = GroupOffsets(SimpleNamespace(kafka_bootstrap=f"127.0.0.1:{port}"))
+    record = SimpleNamespace(topic="account.settings", partition=0, offset=5)
+    try:
+        # 10 s: far below aiokafka's request timeout, so a wait that ignored its own would fail here.
+        behind = await asyncio.wait_for(offsets.wait_past(["a-settings", "b-settings"], record, timeout=0.5), 10)
+        assert behind == ["a-settings", "b-settings"]
+        assert isinstance(offsets.last_error, asyncio.TimeoutError)
+    finally:
+        await offsets.stop()
+        server.close()
