@@ -105,18 +105,17 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         Answers 202 at once; follow `status_url`. A repeated `Idempotency-Key` from the same user
         returns the first answer and creates nothing new (also across restarts and instances)."""
         started = time.perf_counter()
-        outcome = "error"
+        outcome = "failed"  # a 5xx: ours to fix, not the client's (an alert, unlike a refusal)
         try:
             body = await receive_upload(request, deps, account_id, conversation_id, idempotency_key)
             outcome = "accepted"
             return body
         except ApiError as e:
-            outcome = e.code
+            outcome = "refused" if e.status < 500 else "failed"
             metrics.record_refusal("http", e.code)
             raise
         finally:
-            metrics.request_seconds.labels("accepted" if outcome == "accepted" else "refused").observe(
-                time.perf_counter() - started)
+            metrics.request_seconds.labels(outcome).observe(time.perf_counter() - started)
 
     @router.get("/v1/files/{file_id}", responses=error_responses((401, "unauthenticated"), (404, "not_found")))
     async def get_status(file_id: str, request: Request):

@@ -15,8 +15,8 @@ class UploadMetrics(ServiceMetrics):
         self.upload_bytes = Histogram("fileshare_upload_bytes", "Size of accepted files", ["via"],
                                       buckets=SIZE_BUCKETS, registry=self.registry)
         self.request_seconds = Histogram("fileshare_upload_request_seconds",
-                                         "Latency of POST .../files, every outcome", ["outcome"],
-                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+                                         "Latency of POST .../files: accepted, refused (4xx) or failed (5xx)",
+                                         ["outcome"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.settings_apply_seconds = Histogram(
             "fileshare_settings_apply_seconds",
             "From a settings change stored until the image stages hold it (outcome applied), or until the "

@@ -13,7 +13,7 @@ from shared.auth import Principal
 from shared.embedded import SERVICES
 from services.upload.handlers import file_id_for
 from shared.topics import FILE_UPLOADED
-from tests.support import unique, wait_until
+from tests.support import sample, scrape, unique, wait_until
 from tests.uploadsupport import png_bytes
 
 # With the broker down the producer gives up after its request timeout (30 s), then answers 503.
@@ -53,10 +53,14 @@ def test_storage_or_broker_down_gives_503_and_leaves_nothing_half_done(stack, cl
     client.open_conversation(account, conversation, consumer)
 
     # --- the object store is down: nothing can be stored, nothing is published ---
+    failed = sample(scrape(client.env, "upload"), "fileshare_upload_request_seconds_count", outcome="failed")
     stack.stop_process("s3")
     try:
         r = post(client, account, conversation, unique("key"))
         assert (r.status_code, r.json()["error"]["code"]) == (503, "unavailable"), r.text
+        # Counted as the service's failure, apart from the clients' refusals (what an alert watches).
+        assert sample(scrape(client.env, "upload"), "fileshare_upload_request_seconds_count",
+                      outcome="failed") == failed + 1
     finally:
         restore(stack)
     assert uploaded_events(client, conversation) == []
