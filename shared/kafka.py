@@ -143,11 +143,12 @@ class Publisher:
         landed: list[RecordMetadata | None] = [None] * len(outgoing)
         pending = list(range(len(outgoing)))
         for attempt in range(attempts):
-            results = await _produce(self.producer, [outgoing[i] for i in pending])
-            failed = [(i, r) for i, r in zip(pending, results) if isinstance(r, BaseException)]
-            for i, r in zip(pending, results):
-                if not isinstance(r, BaseException):
-                    landed[i] = r
+            failed = []
+            for i, answer in zip(pending, await _produce(self.producer, [outgoing[i] for i in pending])):
+                if isinstance(answer, BaseException):
+                    failed.append((i, answer))
+                else:
+                    landed[i] = answer
             if not failed:
                 return landed
             error = failed[0][1]

@@ -15,6 +15,7 @@ from shared.httpapi import (ApiError, add_health_routes, contract_openapi, error
                             install_error_handlers, query_int)
 from shared.images.formats import EXTENSIONS
 from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.logs import file_ctx
 from shared.storage import ObjectKey
 from shared.storage.objectstore import StorageUnavailable
 
@@ -87,7 +88,6 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
     Every failure is the contract's error, counted by outcome."""
     metrics = deps.metrics
     key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, message.file_id, "final")
-    ctx = {"ctx": {"file_id": message.file_id, "conversation_id": message.conversation_id}}
     try:
         if head:
             await deps.files.check(key)
@@ -102,12 +102,13 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
         raise ApiError(503, "unavailable", "the file store did not answer; try again", {"Retry-After": "1"}) from None
     except UnknownMasterKey as e:
         metrics.downloads.labels("unavailable").inc()
-        log.error("cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e, extra=ctx)
+        log.error("cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e,
+                  **file_ctx(message))
         raise ApiError(503, "unavailable", "the file cannot be opened right now") from None
     except BlobIntegrityError:
         metrics.integrity_failures.inc()
         metrics.downloads.labels("integrity_error").inc()
-        log.error("stored final image failed authentication: refusing to serve it", extra=ctx)
+        log.error("stored final image failed authentication: refusing to serve it", **file_ctx(message))
         raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
 
 

@@ -28,6 +28,7 @@ from shared.account_settings import all_documents
 from shared.auth import mint_token
 from shared.db import Connection, Database
 from shared.kafka import Outgoing, Publisher, start_with_retry
+from shared.logs import file_ctx
 from shared.outages import note_transient
 from shared.topics import ACCOUNT_SETTINGS, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED
 
@@ -84,8 +85,7 @@ async def redrive_stalled(db: Database, publisher: Publisher, idle_seconds: floa
             events.append(event)
     await publisher.send([Outgoing(TOPIC_OF_EVENT[e.event_type], e.conversation_id, e) for e in events])
     for e in events:
-        log.warning("re-drove %s: no progress for %.0fs", e.event_type, idle_seconds,
-                    extra={"ctx": {"file_id": e.file_id, "conversation_id": e.conversation_id}})
+        log.warning("re-drove %s: no progress for %.0fs", e.event_type, idle_seconds, **file_ctx(e))
         if metrics is not None:
             metrics.redriven.labels(e.event_type).inc()
     return len(events)
@@ -96,7 +96,7 @@ async def confirm_published(conn: Connection, event: ev.FileResized) -> None:
     if status is not None and status.confirm_published():
         await file_status.save(conn, status, moved=True)
         log.warning("delivery had published it; its message.published was lost with the broker's log",
-                    extra={"ctx": {"file_id": event.file_id, "conversation_id": event.conversation_id}})
+                    **file_ctx(event))
 
 
 def delivery_lookup(settings, http: httpx.AsyncClient) -> Delivered:
