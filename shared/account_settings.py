@@ -7,9 +7,11 @@ setting (the resize target, the retention) follow that topic into their own copy
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Awaitable, Callable
 
+from aiokafka import TopicPartition
 from aiokafka.structs import RecordMetadata
 from psycopg.types.json import Jsonb
 
@@ -99,11 +101,23 @@ def follower_group(service: str) -> str:
     return projection_group(service, "settings")
 
 
-async def wait_applied(offsets: GroupOffsets, record: RecordMetadata, timeout: float = APPLY_WAIT_SECONDS) -> list[str]:
+@dataclass(frozen=True)
+class Lag:
+    """The image stages that do not hold a settings change yet, and why they could not be asked."""
+    behind: list[str]
+    cause: BaseException | None = None
+
+
+async def wait_applied(offsets: GroupOffsets, record: RecordMetadata, timeout: float = APPLY_WAIT_SECONDS) -> Lag:
     """Wait until the image stages' settings followers have applied the settings record (where it
-    landed on account.settings); returns the services still behind after `timeout`."""
-    behind = await offsets.wait_past([follower_group(s) for s in IMAGE_STAGES], record, timeout)
-    return [s for s in IMAGE_STAGES if follower_group(s) in behind]
+    landed on account.settings), at most `timeout`; whatever the broker does, the answer is in time."""
+    groups = {follower_group(service): service for service in IMAGE_STAGES}
+    past_it = {TopicPartition(record.topic, record.partition): record.offset + 1}
+    try:
+        behind = await offsets.wait_committed(groups, past_it, timeout)
+    except Exception as e:  # noqa: BLE001 - their progress could not be read: say so, do not fail the change
+        return Lag(list(IMAGE_STAGES), e)
+    return Lag([groups[g] for g in behind])
 
 
 SettingsOf = Callable[[str], Awaitable[ev.AccountSettingsDocument]]

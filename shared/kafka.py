@@ -173,40 +173,38 @@ class GroupOffsets:
         self.settings = settings
         self.admin: AIOKafkaAdminClient | None = None
         self._opening = asyncio.Lock()
-        self.last_error: BaseException | None = None  # why the last wait could not read a group
 
     async def stop(self) -> None:
         if self.admin is not None:
             admin, self.admin = self.admin, None
             await admin.close()
 
-    async def wait_past(self, groups: Iterable[str], record: RecordMetadata, timeout: float,
-                        interval: float = 0.05) -> list[str]:
-        """Wait until every group has committed an offset past `record` (its consumer handled it);
-        returns the groups still behind when `timeout` ran out (a service down or slow: it catches
-        up later). A group that cannot be read in time (a broker that does not answer must not hold
-        the caller for aiokafka's 40 s request timeout) counts as behind; last_error says why."""
-        tp = TopicPartition(record.topic, record.partition)
+    async def wait_committed(self, groups: Iterable[str], upto: dict[TopicPartition, int], timeout: float,
+                             interval: float = 0.05) -> list[str]:
+        """Wait until every group has committed at least `upto` (the next offset to read) on each of
+        those partitions; returns the groups still behind when `timeout` ran out. A round of reads
+        that does not answer in the time left raises asyncio.TimeoutError (a broker that does not
+        answer must not hold the caller for aiokafka's 40 s request timeout); a broker error raises."""
         behind, deadline = list(groups), time.monotonic() + timeout
-        self.last_error = None
         while behind:
             try:
-                committed = await asyncio.wait_for(self._committed(behind, tp), deadline - time.monotonic())
-            except Exception as e:  # noqa: BLE001 - whatever the broker did, the caller gets its answer in time
-                self.last_error = e
+                rounds = await asyncio.wait_for(asyncio.gather(*(self._committed(g, list(upto)) for g in behind)),
+                                                deadline - time.monotonic())
+            except Exception:
                 await self.stop()  # opened again next time
-                break
-            behind = [group for group, offset in zip(behind, committed) if offset <= record.offset]
+                raise
+            behind = [g for g, committed in zip(behind, rounds)
+                      if any(committed.get(tp, 0) < offset for tp, offset in upto.items())]
             if not behind or time.monotonic() + interval >= deadline:
                 break
             await asyncio.sleep(interval)
         return behind
 
-    async def _committed(self, groups: list[str], tp: TopicPartition) -> list[int]:
-        """Each group's next offset to read on tp (-1: none committed)."""
+    async def _committed(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's next offset to read on each partition (0 where it committed none)."""
         admin = await self._client()
-        answers = await asyncio.gather(*(admin.list_consumer_group_offsets(g, partitions=[tp]) for g in groups))
-        return [a[tp].offset if tp in a else -1 for a in answers]
+        answer = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        return {tp: max(committed.offset, 0) for tp, committed in answer.items()}
 
     async def _client(self) -> AIOKafkaAdminClient:
         async with self._opening:
@@ -311,6 +309,7 @@ class StreamProcessor:
         self._unfinished: dict[TopicPartition, int] = {}  # records fetched and not yet committed
         self._handler_slots = asyncio.Semaphore(concurrency)
         self._failure: BaseException | None = None
+        self.offsets = GroupOffsets(settings)  # wait_caught_up reads every instance's commits with it
 
     async def hand_over(self) -> None:
         """Before this member gives its partitions away: wait for the record in flight (bounded)."""
@@ -341,7 +340,7 @@ class StreamProcessor:
             await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_SECONDS)
         except asyncio.TimeoutError:
             log.warning("%s: stopping with a record in flight; it will be redone", self.name)
-        for client in (self.consumer, self.producer):
+        for client in (self.consumer, self.producer, self.offsets):
             if client is None:
                 continue
             try:
@@ -548,16 +547,12 @@ class StreamProcessor:
             # watermark of our own partitions' fetches does not.
             if tp in self.consumer.assignment():
                 ends[tp] = max(ends[tp], self.consumer.highwater(tp) or 0)
-        deadline = time.monotonic() + timeout
-        while True:
-            behind = [tp for tp in tps if ends[tp] > ((await self.consumer.committed(tp)) or 0)]
-            if not behind:
-                return
-            if time.monotonic() > deadline:
-                log.warning("%s: group %s still behind on %d partition(s) after %.0fs; going on", self.name,
-                            self.group_id, len(behind), timeout)
-                return
-            await asyncio.sleep(0.05)
+        try:
+            behind = await self.offsets.wait_committed([self.group_id], ends, timeout)
+        except asyncio.TimeoutError:
+            behind = [self.group_id]
+        if behind:
+            log.warning("%s: group %s still behind after %.0fs; going on", self.name, self.group_id, timeout)
 
     def _count_rejections(self, outputs: list[Outgoing]) -> None:
         rejected = getattr(self.metrics, "rejected", None)

@@ -45,15 +45,16 @@ async def wait_until_applied(deps: UploadDeps, account_id: str, landed: RecordMe
     (APPLY_WAIT_SECONDS). A stage down or slow gets them when it catches up; the PUT still answers,
     and says so in the log."""
     started = time.perf_counter()
-    behind = await wait_applied(deps.offsets, landed)
+    lag = await wait_applied(deps.offsets, landed)
     waited = time.perf_counter() - started
     if deps.metrics is not None:
-        deps.metrics.settings_apply_seconds.labels("timed_out" if behind else "applied").observe(waited)
-    if behind:
-        why = (f"their progress could not be read: {type(deps.offsets.last_error).__name__}: "
-               f"{deps.offsets.last_error}" if deps.offsets.last_error else "down or behind?")
+        deps.metrics.settings_apply_seconds.labels("timed_out" if lag.behind else "applied").observe(waited)
+    if lag.behind:
+        why = (f"their progress could not be read: {type(lag.cause).__name__}: {lag.cause}" if lag.cause
+               else "down or behind?")
         log.warning("settings of account %s not yet applied by %s after %.1fs (%s): photos sent now may still be "
-                    "resized with the previous ones until it catches up", account_id, ", ".join(behind), waited, why)
+                    "resized with the previous ones until it catches up", account_id, ", ".join(lag.behind), waited,
+                    why)
 
 
 def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:

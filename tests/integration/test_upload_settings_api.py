@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import psycopg
+from aiokafka import TopicPartition
 from fastapi.routing import APIRoute
 from psycopg import sql
 
@@ -206,7 +207,8 @@ async def test_waiting_for_a_consumer_group_that_never_gets_there_ends_at_the_ti
     try:
         account = unique("acct")
         [landed] = await publisher.send([Outgoing(ACCOUNT_SETTINGS, account, ev.AccountSettings(account_id=account))])
-        behind = await offsets.wait_past([follower_group("sanitizer"), "fileshare-nobody-settings"], landed, 2.0)
+        past_it = {TopicPartition(landed.topic, landed.partition): landed.offset + 1}
+        behind = await offsets.wait_committed([follower_group("sanitizer"), "fileshare-nobody-settings"], past_it, 2.0)
         assert behind == ["fileshare-nobody-settings"]
     finally:
         await offsets.stop()

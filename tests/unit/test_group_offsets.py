@@ -1,10 +1,11 @@
-"""GroupOffsets (the settings PUT's wait for the image stages) against a broker that accepts
-connections and never answers: the wait ends at its own timeout, not aiokafka's 40 s."""
+"""The settings PUT's wait for the image stages (wait_applied over GroupOffsets) against a broker that
+accepts connections and never answers: the wait ends at its own timeout, not aiokafka's 40 s."""
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 
+from shared.account_settings import wait_applied
 from shared.kafka import GroupOffsets
 
 
@@ -18,9 +19,9 @@ async def test_a_broker_that_never_answers_holds_the_wait_no_longer_than_its_tim
     record = SimpleNamespace(topic="account.settings", partition=0, offset=5)
     try:
         # 10 s: far below aiokafka's request timeout, so a wait that ignored its own would fail here.
-        behind = await asyncio.wait_for(offsets.wait_past(["a-settings", "b-settings"], record, timeout=0.5), 10)
-        assert behind == ["a-settings", "b-settings"]
-        assert isinstance(offsets.last_error, asyncio.TimeoutError)
+        lag = await asyncio.wait_for(wait_applied(offsets, record, timeout=0.5), 10)
+        assert lag.behind == ["sanitizer", "resizer"]
+        assert isinstance(lag.cause, asyncio.TimeoutError)
     finally:
         await offsets.stop()
         server.close()
