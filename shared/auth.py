@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from shared.ids import InvalidId, check_id
+
 ROLES = ("agent", "agent_manager", "bot", "consumer", "admin", "platform")
 SENDER_ROLES = ("agent", "agent_manager", "bot")
 
@@ -29,6 +31,7 @@ class Principal:
 def mint_token(secret: str, account_id: str, role: str, sub: str, ttl_seconds: int = 3600) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
+    check_id(account_id, "account"), check_id(sub, "sub")
     now = int(time.time())
     return jwt.encode({"sub": sub, "acct": account_id, "role": role, "iat": now, "exp": now + ttl_seconds},
                       secret, algorithm="HS256")
@@ -45,7 +48,11 @@ def verify_token(secret: str, token: str) -> Principal:
         raise AuthError(f"invalid token: {e}") from e
     if claims["role"] not in ROLES:
         raise AuthError(f"unknown role {claims['role']!r}")
-    return Principal(sub=str(claims["sub"]), account_id=str(claims["acct"]), role=claims["role"])
+    try:  # the claims become ids in paths, rows and logs: the contract's shape, or no token at all
+        return Principal(sub=check_id(claims["sub"], "sub"), account_id=check_id(claims["acct"], "acct"),
+                         role=claims["role"])
+    except InvalidId as e:
+        raise AuthError(f"invalid token: {e}") from None
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -21,6 +21,15 @@ import uuid
 from pathlib import Path
 
 from shared.auth import ROLES, mint_token
+from shared.ids import InvalidId, check_id
+
+
+def _id(value: str) -> str:
+    """An id argument (DESIGN "Identifiers"): refused with the rule when it is not of that shape."""
+    try:
+        return check_id(value, "the id")
+    except InvalidId as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _auth_secret() -> str:
@@ -171,30 +180,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fileshare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("token", help="mint a development bearer token with FS_AUTH_SECRET")
-    p.add_argument("--account", required=True)
+    p.add_argument("--account", type=_id, required=True)
     p.add_argument("--role", required=True, choices=ROLES)
-    p.add_argument("--sub", required=True, help="user id (the consumer id for role consumer)")
+    p.add_argument("--sub", type=_id, required=True, help="user id (the consumer id for role consumer)")
     p.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     p.set_defaults(fn=cmd_token)
     p = sub.add_parser("open", help="print the address of the agent workspace or the consumer view, with a fresh "
                        "development token in its fragment")
     p.add_argument("page", choices=["agent", "consumer"])
-    p.add_argument("--account", required=True)
-    p.add_argument("--conversation", required=True, action="append",
+    p.add_argument("--account", type=_id, required=True)
+    p.add_argument("--conversation", type=_id, required=True, action="append",
                    help="repeat to list several conversations in the agent workspace")
-    p.add_argument("--sub", help="user id (the consumer id for the consumer view); default agent-1 / consumer-1")
+    p.add_argument("--sub", type=_id,
+                   help="user id (the consumer id for the consumer view); default agent-1 / consumer-1")
     p.add_argument("--ttl", type=int, default=8 * 3600, help="token lifetime in seconds (default 8 hours)")
     p.set_defaults(fn=cmd_open)
     p = sub.add_parser("forget", help="publish a right-to-be-forgotten request (gdpr.forget)")
-    p.add_argument("--account", required=True)
-    p.add_argument("--consumer", required=True)
-    p.add_argument("--request-id")
+    p.add_argument("--account", type=_id, required=True)
+    p.add_argument("--consumer", type=_id, required=True)
+    p.add_argument("--request-id", type=_id)
     p.set_defaults(fn=cmd_forget)
     p = sub.add_parser("conversation", help="publish a conversation event (stands in for the messaging platform)")
     p.add_argument("state", choices=["opened", "closed", "resumed"])
-    p.add_argument("--account", required=True)
-    p.add_argument("--conversation", required=True)
-    p.add_argument("--consumer", required=True)
+    p.add_argument("--account", type=_id, required=True)
+    p.add_argument("--conversation", type=_id, required=True)
+    p.add_argument("--consumer", type=_id, required=True)
     p.add_argument("--channel", default="web")
     p.add_argument("--authenticated", action="store_true")
     p.set_defaults(fn=cmd_conversation)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.storage.keys import check_id
+from shared.storage.keys import consumer_prefix
 from shared.storage.objectstore import ObjectStore
 
 MAGIC = b"FSB"
@@ -181,7 +181,7 @@ class ConsumerKeyStore:
 
     @staticmethod
     def _prefix(account_id: str, consumer_id: str) -> str:
-        return f"{check_id(account_id, 'account_id')}/{check_id(consumer_id, 'consumer_id')}/"
+        return consumer_prefix(account_id, consumer_id)
 
     async def get_or_create(self, account_id: str, consumer_id: str) -> tuple[str, bytes]:
         prefix = self._prefix(account_id, consumer_id)

@@ -1,7 +1,10 @@
 """Pydantic models for every topic of the contract (DESIGN.md, Topics).
 
 Events are small immutable models; `to_bytes`/`parse_event` are the only way
-they cross the wire, so every topic value is validated at the edge.
+they cross the wire, so every topic value is validated at the edge. The ids of
+the input events (conversation.events, gdpr.forget, file.share.requested,
+account.settings) have the contract's shape (shared.ids.Id): pipeline events
+carry ids that were checked when they entered.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.ids import Id
 
 SCHEMA_VERSION = 1
 # Pipeline events whose caption travels sealed (contract v2): file.uploaded, file.sanitized, file.resized.
@@ -154,9 +159,9 @@ class FileDeleted(Event):
 
 class ConversationEvent(Event):
     event_type: Literal["conversation.opened", "conversation.closed", "conversation.resumed"]
-    account_id: str
-    conversation_id: str
-    consumer_id: str
+    account_id: Id
+    conversation_id: Id
+    consumer_id: Id
     # No default channel: an event that names none must not make a conversation file-capable.
     # None keeps the channel already known (a close or resume often repeats only the ids).
     channel: str | None = None
@@ -165,10 +170,10 @@ class ConversationEvent(Event):
 
 class FileShareRequested(Event):
     event_type: Literal["file.share.requested"] = "file.share.requested"
-    request_id: str
+    request_id: Id
     token: str
-    account_id: str
-    conversation_id: str
+    account_id: Id
+    conversation_id: Id
     filename: str = ""
     caption: str | None = None
     content_b64: str
@@ -176,9 +181,9 @@ class FileShareRequested(Event):
 
 class GdprForget(Event):
     event_type: Literal["gdpr.forget"] = "gdpr.forget"
-    request_id: str
-    account_id: str
-    consumer_id: str
+    request_id: Id
+    account_id: Id
+    consumer_id: Id
 
 
 PERMISSIONS = ("send_files_local", "send_files_widget")
@@ -203,7 +208,7 @@ class AccountSettingsDocument(_AccountSettingsFields):
 class AccountSettings(Event, _AccountSettingsFields):
     """Value of the compacted account.settings topic: the document + account_id."""
     event_type: Literal["account.settings"] = "account.settings"
-    account_id: str
+    account_id: Id
 
     def document(self) -> AccountSettingsDocument:
         return AccountSettingsDocument.model_validate(

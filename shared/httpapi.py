@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shared.auth import AuthError, Principal, bearer_token, verify_token
 from shared.db import DB_TRANSIENT
 from shared.errors import ApiError
+from shared.ids import InvalidId, check_file_id, check_id
 
 
 def error_body(code: str, message: str) -> dict:
@@ -62,6 +63,23 @@ def authenticate(request: Request, secret: str) -> Principal:
         return verify_token(secret, bearer_token(request.headers.get("authorization")))
     except AuthError as e:
         raise ApiError(401, "unauthenticated", str(e), {"WWW-Authenticate": "Bearer"}) from None
+
+
+def lookup_id(value: str, what: str, code: str = "not_found", file_id: bool = False) -> str:
+    """An id in the path of a lookup: one not of the contract's shape names nothing there is (404),
+    checked after authentication (401 first) and before anything else."""
+    try:
+        return check_file_id(value, what) if file_id else check_id(value, what)
+    except InvalidId as e:
+        raise ApiError(404, code, f"no such {what.removesuffix('_id')}: {e}") from None
+
+
+def write_id(value: str, what: str, file_id: bool = False) -> str:
+    """An id in the path of a write: one not of the contract's shape is an invalid request (422)."""
+    try:
+        return check_file_id(value, what) if file_id else check_id(value, what)
+    except InvalidId as e:
+        raise ApiError(422, "invalid_request", str(e)) from None
 
 
 def query_int(raw: str | None, name: str, default: int, low: int, high: int) -> int:

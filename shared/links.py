@@ -6,6 +6,8 @@ import hmac
 import time
 from urllib.parse import urlencode
 
+from shared.ids import is_valid_id
+
 MAX_LINK_TTL = 3600
 
 
@@ -54,6 +56,7 @@ def parse_audience(audience: str) -> tuple[str, str, str]:
     """(kind, account_id, consumer sub or "") of audience_of(); LinkError when it is neither."""
     kind, _, rest = audience.partition("/")
     account_id, _, sub = rest.partition("/")
-    if not account_id or (kind, bool(sub)) not in (("consumer", True), ("account", False)):
+    if not is_valid_id(account_id) or (kind, bool(sub)) not in (("consumer", True), ("account", False)) or (
+            sub and not is_valid_id(sub)):
         raise LinkError("malformed link audience")
     return kind, account_id, sub

@@ -26,6 +26,9 @@ class ServiceMetrics:
                                ["topic", "outcome"], registry=self.registry)
         self.handle_seconds = Histogram("fileshare_handle_seconds", "Time to handle one record",
                                         ["topic"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.invalid_events = Counter("fileshare_invalid_events_total",
+                                      "Records dropped because they fail their model (an id of the wrong shape, ...)",
+                                      ["topic"], registry=self.registry)
         self.rejected = Counter("fileshare_files_rejected_total", "Files rejected, by reason",
                                 ["reason"], registry=self.registry)
         self.bytes = Counter("fileshare_processed_bytes", "Bytes of images written, by variant",

@@ -5,10 +5,10 @@ import logging
 from typing import Awaitable, Callable
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 
 from shared.db import Connection, Database
 from shared.events import Event
+from shared.inputs import parse_input
 from shared.kafka import StreamProcessor
 
 log = logging.getLogger(__name__)
@@ -23,17 +23,15 @@ def projection(settings, service: str, what: str, topics: list[str], parse: Call
                apply: Callable[[Connection, Event], Awaitable[object]], db: Database,
                metrics=None, background: bool = False) -> StreamProcessor:
     """One transaction per record (`apply(conn, parse(value))`), committed before the offset. A record
-    that does not parse is logged and skipped: an input from outside must never block its partition."""
+    that does not parse (an id of the wrong shape, say) is dropped, logged and counted
+    (shared.inputs): an input from outside must never block its partition."""
     name = f"{service}-{what}"
 
     async def handle(record: ConsumerRecord):
         if record.value is None:
             return []  # a compaction tombstone
-        try:
-            event = parse(record.value)
-        except (ValidationError, ValueError) as e:
-            log.warning("%s: skipping an invalid %s record @%d: %s", name, record.topic, record.offset,
-                        str(e).splitlines()[0])
+        event = parse_input(record, parse, metrics, name)
+        if event is None:
             return []
         async with db.transaction() as conn:
             await apply(conn, event)

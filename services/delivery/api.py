@@ -12,7 +12,7 @@ from shared.conversations import get_conversation
 from shared.auth import AuthError, Principal, bearer_token, verify_token
 from shared.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
 from shared.httpapi import (ApiError, add_health_routes, contract_openapi, error_responses, install_body_limit,
-                            install_error_handlers, query_int)
+                            install_error_handlers, lookup_id, query_int, write_id)
 from shared.images.formats import EXTENSIONS
 from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.logs import file_ctx
@@ -123,7 +123,9 @@ def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
         try:
-            message = await find_file(deps, file_id, _principal_from(request, settings, file_id, exp, aud, sig))
+            principal = _principal_from(request, settings, file_id, exp, aud, sig)
+            lookup_id(file_id, "file_id", file_id=True)
+            message = await find_file(deps, file_id, principal)
         except ApiError as e:
             metrics.downloads.labels(e.code).inc()
             raise
@@ -147,6 +149,7 @@ def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
             None, description=f"whole seconds, 1 to {MAX_LINK_TTL}; default {settings.link_ttl_seconds}")):
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
         principal = _principal_from(request, settings, None, None, None, None)
+        write_id(file_id, "file_id", file_id=True)
         ttl_seconds = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
         message = await find_file(deps, file_id, principal)
         query, expires = sign_link(settings.auth_secret, file_id,
@@ -161,6 +164,7 @@ def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
     async def transcript(conversation_id: str, request: Request):
         """The conversation's published file messages, oldest first."""
         principal = _principal_from(request, settings, None, None, None, None)
+        lookup_id(conversation_id, "conversation_id")
         async with deps.db.pool.connection() as conn:
             items = await transcript_of(conn, conversation_id)
             conversation = await get_conversation(conn, conversation_id)

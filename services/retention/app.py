@@ -8,6 +8,7 @@ import logging
 from shared import events as ev
 from shared.account_settings import settings_follower
 from shared.db import Database
+from shared.inputs import parse_input
 from shared.kafka import Publisher, StreamProcessor
 from shared.projection import projection
 from shared.runtime import build_storage
@@ -30,7 +31,9 @@ def bootstrap(settings) -> Service:
 
     async def handle(record):
         if record.topic == GDPR_FORGET:
-            await handle_forget_request(ev.GdprForget.model_validate_json(record.value), deps)
+            # An input from outside: one the model refuses (an id of the wrong shape) is dropped and counted.
+            if (request := parse_input(record, ev.GdprForget.model_validate_json, metrics, "retention")) is not None:
+                await handle_forget_request(request, deps)
         elif isinstance(event := ev.parse_event(record.value), ev.FileRejected):
             await clean_forgotten_file(event, deps)
         return []  # receipts were produced (and acknowledged) by the handlers themselves

@@ -281,18 +281,10 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
     return summary
 
 
-async def handle_forget_request(request: ev.GdprForget, deps: RetentionDeps) -> ForgetSummary | None:
-    """A gdpr.forget record: None when its ids cannot name any stored file (nothing to erase; retrying
-    would block its partition forever). Otherwise it is never dropped: any failure is a TransientError,
-    retried with backoff (counted in fileshare_transient_retries_total) until the erasure is done."""
-    try:
-        consumer_prefix(request.account_id, request.consumer_id)
-    except ValueError as e:
-        log.error("forget request %r names ids no file can have (%s); nothing to erase, skipped",
-                  request.request_id, e)
-        if deps.metrics is not None:
-            deps.metrics.forget_requests.labels("invalid").inc()
-        return None
+async def handle_forget_request(request: ev.GdprForget, deps: RetentionDeps) -> ForgetSummary:
+    """A gdpr.forget record (its ids of the contract's shape: shared.events, one that is not was dropped
+    and counted when it was read). It is never dropped: any failure is a TransientError, retried with
+    backoff (counted in fileshare_transient_retries_total) until the erasure is done."""
     try:
         return await forget_consumer(request, deps)
     except Exception as e:

@@ -1,11 +1,12 @@
 """Bot records on file.share.requested: the same checks and answers as HTTP, as events.
 
 Outcome of every record: file.uploaded, or file.rejected (stage `upload`) carrying the
-record's request_id and the HTTP error code as reason. A record whose ids are unusable
-(no request_id/account_id/conversation_id, or ids that cannot name an object) is logged
-and skipped. A rejected record for a conversation the service does not know (or one of
-another account) carries consumer_id `unknown`: FileRejected requires one, and inventing
-the real consumer is impossible.
+record's request_id and the HTTP error code as reason. A record without a valid request_id
+(DESIGN "Identifiers"; or no JSON object at all) has nobody to answer: it is dropped, logged
+and counted like an invalid input event. An account or conversation id of the wrong shape
+(or none) is `invalid_request`, as over HTTP; the rejection carries `unknown` in its place, as
+it carries consumer_id `unknown` for a conversation the service does not know (or one of
+another account): FileRejected requires them, and a hostile id must not travel on.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -21,8 +23,9 @@ from shared import events as ev
 from shared.account_settings import get_document
 from shared.auth import AuthError, Principal, verify_token
 from shared.conversations import get_conversation
+from shared.ids import InvalidId, check_id, is_valid_id, shown
+from shared.inputs import drop_invalid
 from shared.kafka import Outgoing, TransientError
-from shared.storage.keys import check_id
 from shared.topics import FILE_REJECTED
 
 from services.upload import status as file_status
@@ -32,7 +35,7 @@ from services.upload.policy import Refused, check_sender
 
 log = logging.getLogger(__name__)
 GROUP_ID = "fileshare-upload-bots"
-UNKNOWN_CONSUMER = "unknown"
+UNKNOWN = "unknown"  # in a rejection, for an id the record lacks or holds in the wrong shape
 
 
 def max_b64_chars(max_bytes: int) -> int:
@@ -43,26 +46,48 @@ class BotStorageUnavailable(TransientError):
     """Storage or the event log failed: retried, never turned into a rejection."""
 
 
-def usable_ids(raw: dict) -> tuple[str, str, str] | None:
-    """(request_id, account_id, conversation_id) when they can name a file.rejected, else None."""
-    try:
-        ids = tuple(check_id(raw[name], name) for name in ("request_id", "account_id", "conversation_id"))
-    except (KeyError, TypeError, ValueError):
+@dataclass(frozen=True)
+class RecordIds:
+    """The ids a file.rejected for the record can carry."""
+    request_id: str
+    account_id: str
+    conversation_id: str
+    invalid: str | None = None  # why the record's account or conversation id could not be used
+
+
+def record_ids(raw) -> RecordIds | None:
+    """None without a valid request_id (no answer can name the record); an account or conversation
+    id of the wrong shape becomes `unknown`, and `invalid` says why."""
+    if not isinstance(raw, dict) or not is_valid_id(raw.get("request_id")):
         return None
-    return ids  # type: ignore[return-value]
+    ids, problems = {}, []
+    for name in ("account_id", "conversation_id"):
+        try:
+            ids[name] = check_id(raw.get(name), name)
+        except InvalidId as e:
+            ids[name] = UNKNOWN
+            problems.append(str(e))
+    return RecordIds(raw["request_id"], ids["account_id"], ids["conversation_id"], "; ".join(problems) or None)
 
 
-async def rejection(deps: UploadDeps, request_id: str, account_id: str, conversation_id: str, reason: str,
-                    detail: str, principal: Principal | None = None) -> Outgoing:
+def drop_unanswerable(record: ConsumerRecord, raw, deps: UploadDeps) -> list[Outgoing]:
+    what = f"request_id {shown(raw.get('request_id'))}" if isinstance(raw, dict) else "no JSON object"
+    drop_invalid(record, f"{what}: no file.rejected can name it", deps.metrics, "upload-bots")
+    return []
+
+
+async def rejection(deps: UploadDeps, ids: RecordIds, reason: str, detail: str,
+                    principal: Principal | None = None) -> Outgoing:
+    account_id, conversation_id = ids.account_id, ids.conversation_id
     async with deps.db.transaction() as conn:
         conversation = await get_conversation(conn, conversation_id)
-    consumer_id = conversation.consumer_id if conversation and conversation.account_id == account_id else UNKNOWN_CONSUMER
-    sender = ev.Sender(id=principal.sub, role=principal.role) if principal else ev.Sender(id="unknown", role="bot")
+    consumer_id = conversation.consumer_id if conversation and conversation.account_id == account_id else UNKNOWN
+    sender = ev.Sender(id=principal.sub, role=principal.role) if principal else ev.Sender(id=UNKNOWN, role="bot")
     event = ev.FileRejected(
-        file_id=bot_file_id(account_id, principal, request_id), account_id=account_id,
+        file_id=bot_file_id(account_id, principal, ids.request_id), account_id=account_id,
         conversation_id=conversation_id, consumer_id=consumer_id, sender=sender,
-        source="local", request_id=request_id, stage="upload", reason=reason, detail=detail[:500])
-    log.info("bot request %s rejected: %s (%s)", request_id, reason, detail,
+        source="local", request_id=ids.request_id, stage="upload", reason=reason, detail=detail[:500])
+    log.info("bot request %s rejected: %s (%s)", ids.request_id, reason, detail,
              extra={"ctx": {"file_id": event.file_id, "conversation_id": conversation_id}})
     if deps.metrics is not None:
         deps.metrics.record_refusal("topic", reason)
@@ -104,12 +129,10 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
         raw = json.loads(record.value) if record.value is not None else None
     except (ValueError, UnicodeDecodeError):
         raw = None
-    ids = usable_ids(raw) if isinstance(raw, dict) else None
+    ids = record_ids(raw)
     if ids is None:
-        log.error("skipping a file.share.requested record without usable ids at %s[%d]@%d",
-                  record.topic, record.partition, record.offset)
-        return []
-    request_id, account_id, conversation_id = ids
+        return drop_unanswerable(record, raw, deps)
+    request_id, account_id, conversation_id = ids.request_id, ids.account_id, ids.conversation_id
     try:
         principal = verify_record_token(raw.get("token"), deps)
     except Refused as r:
@@ -124,12 +147,14 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
                  extra={"ctx": {"file_id": file_id, "conversation_id": conversation_id}})
         return []
     if refused is not None:
-        return [await rejection(deps, *ids, refused.code, refused.message)]
+        return [await rejection(deps, ids, refused.code, refused.message)]
+    if ids.invalid:
+        return [await rejection(deps, ids, "invalid_request", ids.invalid, principal)]
     try:
         request = ev.FileShareRequested.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
-        return [await rejection(deps, *ids, "invalid_request",
+        return [await rejection(deps, ids, "invalid_request",
                                 f"{'.'.join(map(str, first['loc']))}: {first['msg']}", principal)]
     try:
         # Same functions as HTTP, in the same order: who/where first, then the file.
@@ -140,7 +165,7 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
         event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, request.caption,
                                                 "local", file_id, request_id), deps, via="topic")
     except Refused as r:
-        return [await rejection(deps, *ids, r.code, r.message, principal)]
+        return [await rejection(deps, ids, r.code, r.message, principal)]
     except Replayed:
         return []
     except StorageFailed as e:
@@ -165,17 +190,15 @@ def on_poison(deps: UploadDeps):
     async def handle(record: ConsumerRecord, exc: BaseException) -> list[Outgoing]:
         try:
             raw = json.loads(record.value)
-            ids = usable_ids(raw) if isinstance(raw, dict) else None
         except Exception:
-            ids = None
+            raw = None
+        ids = record_ids(raw)
         if ids is None:
-            log.error("skipping unusable file.share.requested record %s[%d]@%d (%s)", record.topic,
-                      record.partition, record.offset, type(exc).__name__)
-            return []
+            return drop_unanswerable(record, raw, deps)
         try:
             principal = verify_record_token(raw.get("token"), deps)  # the same file id as the request's
         except Refused:
             principal = None
-        return [await rejection(deps, *ids, "processing_failed", f"{type(exc).__name__}: {exc}", principal)]
+        return [await rejection(deps, ids, "processing_failed", f"{type(exc).__name__}: {exc}", principal)]
 
     return handle

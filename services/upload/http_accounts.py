@@ -12,7 +12,7 @@ from shared import events as ev
 from shared.account_settings import get_document, put_document, wait_applied
 from shared.conversations import get_conversation
 from shared.durations import parse_duration
-from shared.httpapi import ApiError, authenticate, error_responses
+from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
 from shared.kafka import Outgoing
 from shared.topics import ACCOUNT_SETTINGS
 
@@ -61,10 +61,11 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings = deps.settings
 
     @router.get("/v1/accounts/{account_id}/settings", response_model=ev.AccountSettingsDocument,
-                responses=error_responses((401, "unauthenticated"), (403, "permission_denied")))
+                responses=error_responses((401, "unauthenticated"), (403, "permission_denied"), (404, "not_found")))
     async def get_settings(account_id: str, request: Request):
         """The account's settings document (defaults, all off, until one is stored)."""
         principal = authenticate(request, settings.auth_secret)
+        lookup_id(account_id, "account_id")
         if principal.account_id != account_id or principal.role == "consumer":
             raise ApiError(403, "permission_denied", "only users of the account can read its settings")
         async with deps.db.pool.connection() as conn:
@@ -81,6 +82,7 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         answered once the sanitizer and the resizer hold it (at most 2 s), so a photo sent after the
         answer is resized with the new settings."""
         principal = authenticate(request, settings.auth_secret)
+        write_id(account_id, "account_id")
         if principal.account_id != account_id or principal.role not in ("platform", "admin"):
             raise ApiError(403, "permission_denied", "only the account team or an account admin can change settings")
         document = parse_settings_document(await request.body())
@@ -103,7 +105,7 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         return document.model_dump()
 
     @router.get("/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities",
-                responses=error_responses((401, "unauthenticated"), (422, "invalid_request")))
+                responses=error_responses((401, "unauthenticated"), (404, "not_found"), (422, "invalid_request")))
     async def get_capabilities(account_id: str, conversation_id: str, request: Request,
                                source: str | None = Query(
                                    None, description="`local` or `widget`: ask for one source; default: any the "
@@ -113,6 +115,8 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         the account team enabled the feature) and clickable (`enabled`: an upload would pass every rule
         but the file's own); `reason` names the first failing rule with the upload's error code."""
         principal = authenticate(request, settings.auth_secret)
+        lookup_id(account_id, "account_id")
+        lookup_id(conversation_id, "conversation_id")
         if source is not None and source not in SOURCES:
             raise ApiError(422, "invalid_request", "source must be 'local' or 'widget'")
         async with deps.db.pool.connection() as conn:

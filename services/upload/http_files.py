@@ -8,7 +8,7 @@ from starlette.datastructures import UploadFile
 
 from shared.account_settings import get_document
 from shared.conversations import get_conversation
-from shared.httpapi import ApiError, authenticate, error_responses
+from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
 
 from services.upload import status as file_status
 from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, MalformedForm, read_form_limited
@@ -45,6 +45,8 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
     accepted; the 202 body, or the contract's error (ApiError)."""
     settings, metrics = deps.settings, deps.metrics
     principal = authenticate(request, settings.auth_secret)
+    write_id(account_id, "account_id")
+    write_id(conversation_id, "conversation_id")
     if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError(422, "invalid_request", f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
     file_id = file_id_for(principal, idempotency_key)
@@ -122,6 +124,7 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         """The file's current stage: uploaded, sanitized, resized, published, rejected (with `reason`)
         or deleted. Visible to users of the file's account and to the conversation's consumer."""
         principal = authenticate(request, settings.auth_secret)
+        lookup_id(file_id, "file_id", file_id=True)
         async with deps.db.pool.connection() as conn:
             status = await file_status.load(conn, file_id)
         if status is None or principal.account_id != status.account_id or (

@@ -5,18 +5,12 @@ so one consumer's files share a prefix and can be deleted together.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
+# Ids come from tokens and platform events: the contract's id shape never leaves its path segment.
+from shared.ids import check_id
+
 VARIANTS = ("original", "sanitized", "final")
-# Ids come from tokens and platform events: refuse anything that could escape its path segment.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-
-
-def check_id(value: str, what: str = "id") -> str:
-    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value) or ".." in value:
-        raise ValueError(f"invalid {what}: {value!r}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -293,34 +293,35 @@ def test_retention_status_cli_reports_files_per_account(client):
 
 
 def test_a_forget_request_with_unusable_ids_never_blocks_the_ones_behind_it(client):
-    """Ids no stored file can have (the storage layout refuses them) mean nothing to erase: the
-    request is logged and counted, and the next request on the same partition is served."""
+    """Ids not of the contract's shape (none can name a stored file): the request is dropped, logged
+    and counted, and the next request on the same partition is served."""
     account, consumer, conversation = unique("acct"), unique("consumer"), unique("conv")
     client.enable_account(account)
     client.open_conversation(account, conversation, consumer)
     file_id = send_photo(client, account, conversation)
     assert client.wait_status(file_id, account)["status"] == "published"
-    invalid_before = retention_metric(client, "fileshare_forget_requests_total", '{outcome="invalid"}')
+    invalid_before = retention_metric(client, "fileshare_invalid_events_total", '{topic="gdpr.forget"}')
 
-    bad = ev.GdprForget(request_id=unique("req"), account_id=account, consumer_id="../" + consumer)
+    bad = ev.GdprForget.model_construct(request_id=unique("req"), account_id=account, consumer_id="../" + consumer)
     good = ev.GdprForget(request_id=unique("req"), account_id=account, consumer_id=consumer)
     client.publish(GDPR_FORGET, consumer, bad)   # same key: the same partition, the good one behind it
     client.publish(GDPR_FORGET, consumer, good)
 
     erased = wait_until(lambda: receipts(client, request_id=good.request_id), what="the valid request's receipt")
     assert [r.file_id for r in erased] == [file_id]
-    assert retention_metric(client, "fileshare_forget_requests_total", '{outcome="invalid"}') == invalid_before + 1
+    assert retention_metric(client, "fileshare_invalid_events_total", '{topic="gdpr.forget"}') == invalid_before + 1
     assert receipts(client, request_id=bad.request_id) == []
 
 
 def test_a_newline_in_a_forget_request_id_cannot_forge_a_line_of_the_erasure_log(client):
-    """The retention log is the audit of erasure: a request_id with a newline stays on its own line."""
+    """The retention log is the audit of erasure: a request_id with a newline (not an id: dropped) stays
+    on its own line, escaped."""
     account, consumer = unique("acct"), unique("consumer")
     marker = unique("req")
     request_id = f"{marker}\nFORGED forget request {marker} done: consumer {account}/everyone, files=0"
-    client.publish(GDPR_FORGET, consumer, ev.GdprForget(request_id=request_id, account_id=account,
-                                                        consumer_id=consumer))
+    client.publish(GDPR_FORGET, consumer, ev.GdprForget.model_construct(request_id=request_id, account_id=account,
+                                                                        consumer_id=consumer))
     log_path = client.data_dir / "logs" / "retention.log"
-    wait_until(lambda: f"forget request {marker}\\nFORGED" in log_path.read_text(),
+    wait_until(lambda: f"{marker}\\nFORGED" in log_path.read_text(),
                what="retention to log the request")
     assert not [line for line in log_path.read_text().splitlines() if line.startswith("FORGED")]

@@ -7,12 +7,12 @@ from shared.storage import ObjectKey
 from shared.storage.keys import check_id
 
 
-@pytest.mark.parametrize("value", ["acct-1", "conv_2.x", "user@example.com", "a:b", "A" * 128])
+@pytest.mark.parametrize("value", ["acct-1", "conv_2.x", "user@example.com", "a:b", "a..b", "A" * 128])
 def test_ordinary_ids_are_accepted(value):
     assert check_id(value) == value
 
 
-@pytest.mark.parametrize("value", ["", "../etc", "a/b", "a\\b", ".hidden", "a..b", "conv\n", "conv\r", "a b",
+@pytest.mark.parametrize("value", ["", "../etc", "a/b", "a\\b", ".hidden", "conv\n", "conv\r", "a b",
                                    "A" * 129, "é", None, 7])
 def test_ids_that_could_leave_their_segment_or_forge_a_line_are_refused(value):
     with pytest.raises(ValueError):
