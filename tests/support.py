@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
 import re
 import threading
@@ -73,6 +74,26 @@ def wait_until(check, timeout: float = 30, interval: float = 0.05, what: str = "
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def raw_request(port: int, method: str, path: str, headers: dict, body: bytes = b"",
+                declared_length: int | None = None) -> tuple[int, dict, bytes]:
+    """A request sent as written: the path byte for byte (no client normalises `..` or `%2F` in it),
+    and a declared Content-Length that may exceed what is sent (like curl waiting on
+    `Expect: 100-continue`): the answer must come without the server waiting for the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest(method, path)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(declared_length if declared_length is not None else len(body)))
+        conn.endheaders()
+        if body:
+            conn.send(body)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
 
 
 @dataclass

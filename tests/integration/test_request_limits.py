@@ -3,14 +3,13 @@ request body while it streams, and a burst of uploads that leaves upload's memor
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 
 import httpx
 import pytest
 
 from tests.imagecorpus import padded_jpeg, photo, to_jpeg
-from tests.support import PeakRss, unique
+from tests.support import PeakRss, raw_request, unique
 
 CREDENTIAL_PARAMS = {"exp", "aud", "sig"}  # a signed link is a credential: a bad one is 403 invalid_link
 BAD_VALUE = "-1e9x\u00e9" * 60  # no integer, no enum member, longer than any key
@@ -46,25 +45,6 @@ def operations(client) -> dict[tuple[str, str, str], dict]:
 
 def test_the_matrix_below_covers_every_endpoint(operations):
     assert sorted(operations) == sorted(ENDPOINTS)
-
-
-def raw_request(port: int, method: str, path: str, headers: dict, body: bytes = b"",
-                declared_length: int | None = None) -> tuple[int, dict, bytes]:
-    """A request whose declared Content-Length may exceed what is sent (like curl waiting on
-    `Expect: 100-continue`): the answer must come without the server waiting for the body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.putrequest(method, path)
-        for name, value in headers.items():
-            conn.putheader(name, value)
-        conn.putheader("Content-Length", str(declared_length if declared_length is not None else len(body)))
-        conn.endheaders()
-        if body:
-            conn.send(body)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def code_of(body: bytes) -> str:
