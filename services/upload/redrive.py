@@ -27,6 +27,7 @@ from shared import events as ev
 from shared.account_settings import all_documents
 from shared.auth import mint_token
 from shared.db import Connection, Database
+from shared.ids import is_valid_id, shown
 from shared.kafka import Outgoing, Publisher, start_with_retry
 from shared.logs import file_ctx
 from shared.outages import note_transient
@@ -125,6 +126,11 @@ async def reseed_settings_if_empty(db: Database, publisher: Publisher, consumer:
         return 0
     async with db.pool.connection() as conn:
         documents = await all_documents(conn)
+    # Rows stored before ids had one shape cannot be published (the event refuses them).
+    if refused := [account_id for account_id in documents if not is_valid_id(account_id)]:
+        log.warning("not re-publishing the settings of %d account(s) whose id is not of the contract's shape: %s",
+                    len(refused), ", ".join(shown(a) for a in refused[:5]))
+        documents = {a: d for a, d in documents.items() if is_valid_id(a)}
     if documents:
         await publisher.send([Outgoing(ACCOUNT_SETTINGS, account_id, ev.AccountSettings(account_id=account_id,
                                                                                        **doc.model_dump()))
