@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -84,7 +85,7 @@ def test_another_account_does_not_learn_the_file_exists(client, photo, role):
     auth = client.auth(unique("acct"), role, photo.consumer if role == "consumer" else "someone")
     r = get_content(client, photo.file_id, auth)
     assert r.status_code == 404 and error_code(r) == "not_found"
-    unknown = get_content(client, unique("file"), auth)
+    unknown = get_content(client, str(uuid.uuid4()), auth)
     assert (unknown.status_code, unknown.json()) == (404, r.json()), "same answer as for a file that does not exist"
     assert make_link(client, photo.file_id, auth).status_code == 404
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import httpx
 import pytest
@@ -87,7 +88,7 @@ def test_every_endpoint_answers_401_before_any_other_check(client, operations, p
 
 def test_a_link_with_a_bad_ttl_is_401_without_a_token_and_422_with_one(client):
     account = unique("acct")
-    url = f"{client.delivery_url}/v1/files/{unique('file')}/link"
+    url = f"{client.delivery_url}/v1/files/{uuid.uuid4()}/link"
     for ttl in ("abc", "0", "3601", "-5", "1e3", "²"):
         assert client.http.post(url, params={"ttl_seconds": ttl}).status_code == 401, ttl
         r = client.http.post(url, params={"ttl_seconds": ttl}, headers=client.auth(account, "agent", "a"))

@@ -133,9 +133,11 @@ UPLOAD_ROUTES = {
         (503, "unavailable")},
     ("put", "/v1/accounts/{account_id}/settings"): {
         (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request"), (503, "unavailable")},
-    ("get", "/v1/accounts/{account_id}/settings"): {(401, "unauthenticated"), (403, "permission_denied")},
+    # A lookup naming an id not of the contract's shape is 404 not_found (DESIGN "Identifiers").
+    ("get", "/v1/accounts/{account_id}/settings"): {(401, "unauthenticated"), (403, "permission_denied"),
+                                                    (404, "not_found")},
     ("get", "/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"): {
-        (401, "unauthenticated"), (422, "invalid_request")},
+        (401, "unauthenticated"), (404, "not_found"), (422, "invalid_request")},
     ("get", "/v1/files/{file_id}"): {(401, "unauthenticated"), (404, "not_found")},
 }
 

@@ -138,3 +138,14 @@ def test_an_invalid_input_record_is_dropped_counted_and_logged_on_one_escaped_li
     assert line.isascii() and "\n" not in line and "gdpr.forget" in line and "request_id" in line
     good = {"event_type": "gdpr.forget", "request_id": "r", "account_id": "a", "consumer_id": "u"}
     assert parse_input(record(good), ev.GdprForget.model_validate_json, metrics).request_id == "r"
+
+
+def test_a_bot_record_is_answered_only_when_its_request_id_is_an_id():
+    from services.upload.bots import UNKNOWN, RecordIds, record_ids
+    assert record_ids({"request_id": "r", "account_id": "a", "conversation_id": "c"}) == RecordIds("r", "a", "c")
+    for value in HOSTILE.values():
+        assert record_ids({"request_id": value, "account_id": "a", "conversation_id": "c"}) is None
+        ids = record_ids({"request_id": "r", "account_id": value, "conversation_id": "c"})
+        assert (ids.account_id, ids.conversation_id) == (UNKNOWN, "c") and ids.invalid.startswith("account_id must")
+    assert record_ids(["not", "an", "object"]) is None
+    assert record_ids({"request_id": "r"}).invalid.count("must be") == 2
