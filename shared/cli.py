@@ -124,7 +124,9 @@ def cmd_retention_status(args) -> int:
 
 def cmd_run(args) -> int:
     from shared.embedded import SERVICES, EmbeddedStack, default_env
+    from shared.liveness import stack_liveness
     from shared.logs import setup_logging
+    from shared.settings import Settings
     from shared.supervisor import Supervisor
     setup_logging("stack")
     log = logging.getLogger("fileshare.stack")
@@ -162,7 +164,8 @@ def cmd_run(args) -> int:
             log.info("%s ready", name)
         log.info("all services ready: upload http://127.0.0.1:%s  delivery http://127.0.0.1:%s  (logs in %s)",
                  env["FS_UPLOAD_PORT"], env["FS_DELIVERY_PORT"], stack.log_dir)
-        supervisor = Supervisor(stack.restarters(), stack.procs, stack.reap)
+        supervisor = Supervisor(stack.restarters(), stack.procs, stack.reap,
+                                liveness=stack_liveness(stack, Settings().liveness_seconds))
         code = supervisor.run(lambda: stopping["flag"])
         if supervisor.gave_up:
             log.error("see %s", stack.log_dir / f"{supervisor.gave_up}.log")

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     topic_retention_hours: float = 168
     # An unfinished file whose stage has not moved this long has its last stage event emitted again.
     redrive_seconds: float = 60
+    # `make run` kills and restarts a component that has not answered its liveness probe this long.
+    liveness_seconds: float = Field(default=30, gt=0)
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = ""
     s3_secret_key: str = ""

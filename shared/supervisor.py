@@ -2,7 +2,9 @@
 
 A component that exits is restarted after a backoff while everything else keeps running; one that
 keeps dying (`max_exits` exits within `window` seconds) makes the supervisor give up, so the
-launcher stops everything and exits non-zero instead of restarting it forever.
+launcher stops everything and exits non-zero instead of restarting it forever. One that stops
+answering its liveness probe for `liveness.limit` seconds (shared.liveness) is killed, whole
+session, and restarted the same way: a SIGSTOPped or deadlocked process never exits by itself.
 
 Why not supervisord or circus: both run as daemons configured by files and restart a bare command,
 while our components need their own start steps (Kafka's topics are created again after its memory
@@ -14,10 +16,13 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
+
+from shared.liveness import Liveness
 
 log = logging.getLogger("fileshare.stack")
 
@@ -40,7 +45,7 @@ class Supervisor:
 
     `procs` is the live table of processes (EmbeddedStack.procs): a start method puts the new
     process there. `reap(name)` is called after an exit, before the restart, to kill what the
-    dead process left behind (its process group)."""
+    dead process left behind (its process group); it also kills a silent one, group and all."""
     starters: dict[str, Start]
     procs: dict[str, subprocess.Popen]
     reap: Callable[[str], None] = lambda name: None
@@ -51,14 +56,21 @@ class Supervisor:
     exits: dict[str, deque] = field(default_factory=dict)
     pending: dict[str, float] = field(default_factory=dict)  # name → when its restart is due
     gave_up: str | None = None
+    liveness: Liveness | None = None
 
     def run(self, stopping: Callable[[], bool], poll: float = 0.2) -> int:
         """Supervise until `stopping()` (0) or a component keeps dying (1)."""
-        while not stopping():
-            if not self.check():
-                return 1
-            time.sleep(poll)
-        return 0
+        probing = threading.Event()
+        if self.liveness is not None:
+            self.liveness.run_in_background(probing)
+        try:
+            while not stopping():
+                if not self.check():
+                    return 1
+                time.sleep(poll)
+            return 0
+        finally:
+            probing.set()
 
     def check(self) -> bool:
         """One round: note exits, restart what is due. False once a component keeps dying."""
@@ -73,6 +85,9 @@ class Supervisor:
                 del self.pending[name]
                 if not self._restart(name):
                     return False
+        for name, quiet in self.liveness.silent(skip=self.pending) if self.liveness else ():
+            if not self._replace_silent(name, quiet):
+                return False
         return True
 
     def recent_exits(self, name: str) -> int:
@@ -102,5 +117,20 @@ class Supervisor:
             self.starters[name]()
         except Exception as e:  # a start that fails counts like an exit: backoff, then give up
             return self._exited(name, f"a failed start ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        if self.liveness is not None:
+            self.liveness.restarted(name)
         log.info("%s restarted", name)
         return True
+
+    def _replace_silent(self, name: str, quiet: float) -> bool:
+        """Kill a component that stopped answering (SIGKILL ends a stopped process too) and count it
+        as an exit."""
+        log.warning("%s has not answered its liveness check for %.0fs (limit %.0fs); killing it",
+                    name, quiet, self.liveness.limit)
+        self.reap(name)
+        proc = self.procs.get(name)
+        try:
+            code = proc.wait(10) if proc is not None else None
+        except subprocess.TimeoutExpired:  # e.g. stuck in the kernel: restarted beside it anyway
+            code = None
+        return self._exited(name, code)

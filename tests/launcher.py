@@ -90,6 +90,18 @@ def restarted(launcher_pid: int, name: str, old_pid: int) -> psutil.Process | No
     return found if found is not None and found.pid != old_pid else None
 
 
+def pause(launcher_pid: int, name: str, sig: int = signal.SIGSTOP) -> psutil.Process:
+    """SIGSTOP (or SIGCONT) a component: its main process, or for PostgreSQL all of its processes
+    (the open connections' backends too, as a stuck database answers on none of them)."""
+    victim = component(launcher_pid, name)
+    assert victim is not None, f"no running {name}"
+    if name == "postgres":
+        os.killpg(victim.pid, sig)
+    else:
+        victim.send_signal(sig)
+    return victim
+
+
 def all_ready(env: dict[str, str]) -> bool:
     """Every service answers /readyz with 200."""
     try:
