@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     topic_retention_hours: float = 168
     # An unfinished file whose stage has not moved this long has its last stage event emitted again.
     redrive_seconds: float = 60
+    # When delivery sees that the broker lost its log, it sends again the messages of this many last minutes.
+    republish_minutes: float = 10
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = ""
     s3_secret_key: str = ""
