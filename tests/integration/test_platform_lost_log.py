@@ -2,38 +2,21 @@
 message once (its partitions are reset, delivery re-sends recent messages with their message_id)."""
 from __future__ import annotations
 
-import asyncio
 import signal
-import threading
 from pathlib import Path
 
 import pytest
 
+from services.delivery.handlers import message_id_for
 from shared.embedded import running_stack
-from shared.sdk import PublishedFollower
 from tests.integration.test_recovery import conversations, send
-from tests.support import Client, sample, scrape, unique, wait_until
+from tests.support import Client, FollowerThread, sample, scrape, unique, wait_until
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("lostlog"), FS_REDRIVE_SECONDS="3") as stack:
         yield stack
-
-
-class FollowerThread(threading.Thread):
-    def __init__(self, bootstrap: str):
-        super().__init__(daemon=True)
-        self.bootstrap, self.received, self.stopping, self.follower = bootstrap, [], threading.Event(), None
-
-    def run(self):
-        async def follow():
-            async with PublishedFollower(self.bootstrap, group_id=unique("platform")) as self.follower:
-                async for message in self.follower:
-                    self.received.append(message["message_id"])
-                    if self.stopping.is_set():
-                        return
-        asyncio.run(follow())
 
 
 def test_a_follower_through_a_broker_restart_receives_every_message_once(stack):
@@ -52,7 +35,6 @@ def test_a_follower_through_a_broker_restart_receives_every_message_once(stack):
     after = send(client, account, convs, 6)
     client.wait_published(account, after)
     ids = {client.status(f, account)["file_id"] for f in {**before, **after}}
-    from services.delivery.handlers import message_id_for
     wanted = {message_id_for(f) for f in ids}
     wait_until(lambda: wanted <= set(follower.received), timeout=60, what="the follower received every message")
     assert len(follower.received) == len(set(follower.received))  # never one message_id twice
