@@ -219,6 +219,26 @@ class GroupOffsets:
             return self.admin
 
 
+async def fetched_ends(consumer: AIOKafkaConsumer, topic: str, near: dict[int, int],
+                       timeout: float = 5.0) -> dict[int, int]:
+    """Each partition's end as a fetch's high watermark reports it (never ListOffsets: Tansu answers it
+    with the base offset of the last record batch + 1, below the true end after a batch of several
+    records). `consumer` belongs to no group; each partition is fetched from just before `near`
+    (a small read when the log is intact). Partitions whose end is still unknown at `timeout` are
+    left out."""
+    await consumer.topics()  # fresh metadata: the partitions of a topic created again
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    if not tps:
+        return {}
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, max(near.get(tp.partition, 0) - 1, 0))
+    deadline = time.monotonic() + timeout
+    while any(consumer.highwater(tp) is None for tp in tps) and time.monotonic() < deadline:
+        await consumer.getmany(*tps, timeout_ms=200, max_records=len(tps))
+    return {tp.partition: consumer.highwater(tp) for tp in tps if consumer.highwater(tp) is not None}
+
+
 async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],
                           stop: asyncio.Event | None = None,
                           on_retry: Callable[[BaseException], None] | None = None, max_delay: float = 30.0):

@@ -10,11 +10,21 @@ file.rejected carrying the request_id):
     request_id = publish_file_request("127.0.0.1:9092", token, "acct-1", "conv-1", "photo.jpg")
 
 Every refusal raises FileSharingError whose `code` is the contract's error code.
+
+For messaging platforms, a follower of message.published that survives a broker which lost its log
+(a position past a partition's end is read again from the beginning; each `message_id` yielded once,
+among the last `seen_limit` (100,000) ids; positions committed as a member of `group_id`):
+    async with PublishedFollower("127.0.0.1:9092", group_id="platform") as follower:
+        async for message in follower:   # the message.published record, as a dict
+            deliver(message)             # follower.resets counts the partitions read again
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
+from collections import OrderedDict
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +32,8 @@ from pathlib import Path
 import httpx
 
 FINAL_STATUSES = ("published", "rejected", "deleted")
+MESSAGE_PUBLISHED = "message.published"
+log = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 8 * 1024 * 1024 + 65536
 
 
@@ -149,3 +161,70 @@ def publish_file_request(bootstrap: str, token: str, account: str, conversation:
     file.uploaded or file.rejected carrying that request_id (same checks and codes as HTTP)."""
     return asyncio.run(publish_file_request_async(bootstrap, token, account, conversation, path_or_bytes,
                                                   caption, request_id))
+
+
+class PublishedFollower:
+    """Follows message.published as a consumer group member. After each fetch, a partition whose
+    position lies past its end (the fetch's high watermark: the broker lost its log and numbers
+    from 0 again, answering no OFFSET_OUT_OF_RANGE) is read again from its beginning. A message
+    sent again (delivery's republish, a re-read partition) is yielded once: its `message_id` is
+    remembered among the last `seen_limit`. Positions are committed once a batch was yielded."""
+
+    def __init__(self, bootstrap: str, group_id: str, seen_limit: int = 100_000, **consumer_options):
+        from aiokafka import AIOKafkaConsumer
+
+        self.consumer = AIOKafkaConsumer(MESSAGE_PUBLISHED, bootstrap_servers=bootstrap, group_id=group_id,
+                                         enable_auto_commit=False, auto_offset_reset="earliest",
+                                         **consumer_options)
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.seen_limit, self.resets = seen_limit, 0
+
+    async def __aenter__(self) -> "PublishedFollower":
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.consumer.stop()
+
+    def first_time(self, message_id: str) -> bool:
+        if message_id in self.seen:
+            self.seen.move_to_end(message_id)
+            return False
+        self.seen[message_id] = None
+        if len(self.seen) > self.seen_limit:
+            self.seen.popitem(last=False)
+        return True
+
+    async def reset_partitions_past_their_end(self) -> None:
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            try:
+                if end is not None and await asyncio.wait_for(self.consumer.position(tp), 1.0) > end:
+                    log.warning("%s[%d]: position past the end %d (the broker lost its log): reading it again "
+                                "from its beginning", tp.topic, tp.partition, end)
+                    await self.consumer.seek_to_beginning(tp)
+                    self.resets += 1
+            except (asyncio.TimeoutError, AssertionError):  # AssertionError: revoked meanwhile
+                continue
+
+    async def __aiter__(self):
+        from aiokafka.errors import KafkaError
+
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500)
+            except KafkaError as e:
+                log.info("message.published fetch failed (%s); retrying", e)
+                await asyncio.sleep(0.5)
+                continue
+            for records in batches.values():
+                for record in records:
+                    message = json.loads(record.value)
+                    if self.first_time(message["message_id"]):
+                        yield message
+            await self.reset_partitions_past_their_end()
+            if any(batches.values()):
+                try:
+                    await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
+                except KafkaError as e:  # a rebalance or a broker away: the next owner reads them again
+                    log.info("commit failed (%s)", e)

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     redrive_seconds: float = 60
     # `make run` kills and restarts a component that has not answered its liveness probe this long.
     liveness_seconds: float = Field(default=30, gt=0)
+    # When delivery sees that the broker lost its log, it sends again the messages of this many last minutes.
+    republish_minutes: float = 10
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = ""
     s3_secret_key: str = ""

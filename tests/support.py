@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.auth import mint_token
+from shared.sdk import PublishedFollower
 from shared.events import ConversationEvent, Event, GdprForget, parse_event
 from shared.settings import METRICS_PORT_OFFSETS
 from shared.topics import CONVERSATION_EVENTS, GDPR_FORGET
@@ -281,3 +282,20 @@ def with_forged_data_key(blob: bytes) -> bytes:
     data = bytearray(blob)
     data[4 + 1 + data[4] + 1 + 20] ^= 0x01
     return bytes(data)
+
+
+class FollowerThread(threading.Thread):
+    """A platform following message.published with the SDK's follower, in a thread of its own."""
+
+    def __init__(self, bootstrap: str):
+        super().__init__(daemon=True)
+        self.bootstrap, self.received, self.stopping, self.follower = bootstrap, [], threading.Event(), None
+
+    def run(self):
+        async def follow():
+            async with PublishedFollower(self.bootstrap, group_id=unique("platform")) as self.follower:
+                async for message in self.follower:
+                    self.received.append(message["message_id"])
+                    if self.stopping.is_set():
+                        return
+        asyncio.run(follow())

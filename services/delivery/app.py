@@ -15,6 +15,7 @@ from shared.topics import FILE_DELETED, FILE_RESIZED
 from services.delivery.api import build_api
 from services.delivery.handlers import STAGE, DeliveryDeps, publish_resized, record_deletion
 from services.delivery.metrics import DeliveryMetrics
+from services.delivery.republish import republish_job
 
 
 def bootstrap(settings) -> Service:
@@ -37,6 +38,7 @@ def bootstrap(settings) -> Service:
     deletions = projection(settings, "delivery", "deletions", [FILE_DELETED], ev.FileDeleted.model_validate_json,
                            record_deletion, db, metrics)
     service = Service("delivery", settings, metrics, storage, db, processors=[processor, conversations, deletions],
+                      background=[republish_job(settings, db, publisher, metrics)],
                       on_start=[publisher.start], on_stop=[publisher.stop], http_port=settings.delivery_port)
     service.http = build_api(settings, deps, service.ready)
     return service

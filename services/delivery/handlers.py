@@ -32,6 +32,7 @@ from shared.pipeline import StageRejection, carry, check_variant, companion_of, 
 from shared.topics import MESSAGE_PUBLISHED
 
 from services.delivery.metrics import DeliveryMetrics
+from services.delivery.republish import note_landed
 
 log = logging.getLogger(__name__)
 STAGE = "delivery"
@@ -151,7 +152,8 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
                 deps.metrics.duplicates.inc()
             return []
         log.info("publishing message %s", message.message_id, **file_ctx(event))
-        await deps.publisher.send([Outgoing(MESSAGE_PUBLISHED, event.conversation_id, message)])
+        landed = await deps.publisher.send([Outgoing(MESSAGE_PUBLISHED, event.conversation_id, message)])
+        await note_landed(conn, landed)  # how a lost log is seen (services.delivery.republish)
     if deps.metrics is not None:
         deps.metrics.published.inc()
         if event.uploaded_at:

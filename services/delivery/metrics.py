@@ -19,3 +19,5 @@ class DeliveryMetrics(ServiceMetrics):
                                            buckets=LATENCY_BUCKETS, registry=self.registry)
         self.integrity_failures = Counter("fileshare_integrity_failures_total",
                                           "Stored blobs that failed authentication", registry=self.registry)
+        self.republished = Counter("fileshare_delivery_republished_total",
+                                   "Messages sent again after the broker lost its log", registry=self.registry)

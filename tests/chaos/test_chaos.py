@@ -23,10 +23,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from services.delivery.handlers import message_id_for
 from shared.topics import MESSAGE_PUBLISHED
 from tests import imagecorpus as corpus
 from tests.launcher import all_ready, client_of, component, launched, restarted, run_env, wait_all_ready
-from tests.support import Client, unique, wait_until
+from tests.support import Client, FollowerThread, unique, wait_until
 
 CONVERSATIONS = 12
 ROUNDS = 10
@@ -148,6 +149,8 @@ def test_chaos(tmp_path):
         for conversation in conversations:
             client.open_conversation(account, conversation, unique("consumer"))
 
+        platform = FollowerThread(env["FS_KAFKA_BOOTSTRAP"])  # follows the whole run, broker SIGKILL included
+        platform.start()
         tally, kills, before_broker_loss = Tally(), [], []
         started = time.monotonic()
         for n in range(ROUNDS):
@@ -182,6 +185,10 @@ def test_chaos(tmp_path):
         orphans = [p for p in objects if (f := blob_file_id(data_dir, p)) is not None and f not in in_transcripts]
         plaintext = [p for p in objects if looks_like_an_image(p)]
         restarts = log_path.read_text().count("; restarting in ")
+        wanted = {message_id_for(f) for f in accepted}
+        wait_until(lambda: wanted <= set(platform.received), timeout=120, interval=0.5,
+                   what="the platform follower to receive every photo")
+        followed = Counter(m for m in platform.received if m in wanted)
         figures = {
             "photos sent": len(tally.sent), "accepted": len(accepted),
             "refused or given up": len(tally.sent) - len(accepted),
@@ -191,12 +198,14 @@ def test_chaos(tmp_path):
             "plaintext blobs": len(plaintext), "components killed": len(kills), "restarts": restarts,
             "sending under chaos (s)": round(last_accepted - started, 1),
             "time to settle (s)": round(settled - last_accepted, 1),
+            "platform received": len(followed), "platform resets": platform.follower.resets,
         }
         print("\nchaos figures (" + ", ".join(kills) + " SIGKILLed once each):")
         for what, value in figures.items():
             print(f"  {what:>24}: {value}")
 
         assert kills == list(VICTIMS)
+        assert set(followed) == wanted and max(followed.values()) == 1
         assert len(accepted) == len(tally.sent), [s.refusal for s in tally.sent if not s.file_id]
         assert not lost and duplicates == 0, (lost, in_transcripts, on_topic)
         assert not failed_downloads
