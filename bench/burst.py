@@ -4,6 +4,8 @@ all in one run on one stack (a benchmark, not a test).
 
     uv run python -m bench.burst [--photos 24] [--conversations 12] [--single 10] [--kind jpeg_12mp]
 
+Every photo sent is a different generated one (distinct_photos): clamd keeps the verdict of a file
+it has already scanned, so one photo sent again and again would measure that cache, not the scan.
 One embedded stack with a real clamd (bench.pipeline does the same), then:
 
 1. warm-up: `--warmup` photos over two conversations, unmeasured (workers, connections, group
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -47,6 +50,21 @@ from shared.embedded import SERVICES
 OUT = Path(__file__).parent / "out"
 TARGET_BURST, TARGET_SPREAD, TARGET_SINGLE_P50 = 0.5, 0.8, 0.400
 SERVERS = ("kafka", "s3", "clamd", "postgres")
+
+
+SIZES = {"jpeg_12mp": (4000, 3000), "jpeg_4mp": (2310, 1732)}
+
+
+def distinct_photos(kind: str, count: int) -> list[bytes]:
+    """`count` photo-like JPEGs of the kind's size, each its own shapes and sensor noise: never one
+    photo twice, so no cache (clamd keeps the verdict of a file it has scanned) is measured.
+    Generated before any measured window (about 0.8 s of CPU per 12 MP photo)."""
+    from tests import imagecorpus
+    width, height = SIZES[kind]
+    photos = [imagecorpus.to_jpeg(imagecorpus.photo(width, height, seed=i), quality=88) for i in range(count)]
+    if len({hashlib.sha256(p).digest() for p in photos}) != count:
+        raise RuntimeError("two generated photos are identical")
+    return photos
 
 
 def idle_rate(stack, seconds: float = 3.0) -> dict[str, float]:
@@ -88,21 +106,23 @@ def run_measured(stack, photos: list[bytes], target, concurrency: int, quiet: fl
     return result
 
 
-def measure(stack, photo: bytes, photos: int, conversations: int, singles: int, warmup: int = 2) -> dict:
-    batch = [photo] * photos
+def measure(stack, pool: list[bytes], photos: int, conversations: int, singles: int, warmup: int = 2) -> dict:
+    """pool: warmup + 2 * photos + singles distinct photos, each sent once."""
+    warm, burst, spread, single = (pool[:warmup], pool[warmup:warmup + photos],
+                                   pool[warmup + photos:warmup + 2 * photos], pool[warmup + 2 * photos:])
     targets = {name: open_target(stack.env, n) for name, n in
                (("warmup", 2), ("burst", 1), ("spread", conversations), ("single", 1))}
     idle = idle_rate(stack)
     quiet = sum(idle.values())
-    asyncio.run(drive_pipeline(stack.env, [photo] * warmup, target=targets["warmup"]))
+    asyncio.run(drive_pipeline(stack.env, warm, target=targets["warmup"]))
     wait_quiet(stack, quiet)
     out: dict = {"idle_cpus": idle}
 
     def libvips() -> float:  # the stack is quiet: the warm-up and each measured run wait for it
-        return baseline_throughput(pyvips_thumbnail, batch)
+        return baseline_throughput(pyvips_thumbnail, burst + spread)
 
     before = libvips()
-    for phase in ("burst", "spread"):
+    for phase, batch in (("burst", burst), ("spread", spread)):
         run = run_measured(stack, batch, targets[phase], concurrency=photos, quiet=quiet)
         after = libvips()
         run["libvips_before_after"] = [before, after]
@@ -112,7 +132,7 @@ def measure(stack, photo: bytes, photos: int, conversations: int, singles: int, 
         out[phase] = run
         before = after
     latencies, waited = [], []
-    for _ in range(singles):
+    for photo in single:
         waited.append(wait_quiet(stack, quiet))
         one = asyncio.run(drive_pipeline(stack.env, [photo], concurrency=1, target=targets["single"],
                                          watch_wait_ms=10))
@@ -205,7 +225,6 @@ def plot(result: dict, path: Path) -> None:
 def main(argv: list[str] | None = None, out: Path = OUT) -> dict:
     from shared.embedded import running_stack
     from shared.embedded_clamd import write_test_signatures
-    from tests import imagecorpus
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=24, help="photos in the burst and in the spread")
     parser.add_argument("--conversations", type=int, default=12, help="conversations of the spread")
@@ -213,13 +232,14 @@ def main(argv: list[str] | None = None, out: Path = OUT) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--kind", default="jpeg_12mp", choices=["jpeg_12mp", "jpeg_4mp"])
     args = parser.parse_args(argv)
-    photo = getattr(imagecorpus, args.kind)()
+    pool = distinct_photos(args.kind, args.warmup + 2 * args.photos + args.single)
     with tempfile.TemporaryDirectory(prefix="fsbench-") as tmp:
         data_dir = Path(tmp)
         signatures = write_test_signatures(data_dir / "db").parent
         with running_stack(data_dir, clamd_signatures=signatures, FS_LOG_LEVEL="WARNING") as stack:
-            measured = measure(stack, photo, args.photos, args.conversations, args.single, args.warmup)
-    result = {"kind": args.kind, "photo_bytes": len(photo), "photos": args.photos, "cores": os.cpu_count(),
+            measured = measure(stack, pool, args.photos, args.conversations, args.single, args.warmup)
+    result = {"kind": args.kind, "photo_bytes": sum(map(len, pool)) // len(pool), "photos": args.photos,
+              "distinct_photos": len(pool), "photo_sha256": [hashlib.sha256(p).hexdigest() for p in pool], "cores": os.cpu_count(),
               "targets": {"burst_ratio": TARGET_BURST, "spread_ratio": TARGET_SPREAD,
                           "single_p50_seconds": TARGET_SINGLE_P50},
               **measured}

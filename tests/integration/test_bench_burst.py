@@ -1,5 +1,6 @@
 """`make bench` bursts at a tiny size, on a stack of its own: every photo of the burst, the spread and
-the single runs is published and the report has its figures. No timing assertions: the figures are
+the single runs is published and the report has its figures, and no photo of the run is sent twice
+(a repeated photo would measure clamd's verdict cache, not the scan). No timing assertions: the figures are
 the bench's, read in the README."""
 from __future__ import annotations
 
@@ -24,3 +25,5 @@ def test_burst_bench_publishes_every_photo_and_reports_its_figures(tmp_path):
     assert len(result["single"]["latencies"]) == 2 and result["single"]["p50"] > 0
     assert {"upload", "sanitizer", "resizer", "delivery"} <= set(result["cpu_seconds_per_photo"])
     assert set(result["targets_met"]) == {"burst", "spread", "single"}
+    sent = 1 + 3 + 3 + 2  # warm-up, burst, spread, single
+    assert result["distinct_photos"] == sent and len(set(result["photo_sha256"])) == sent
