@@ -78,7 +78,8 @@ class Progress:
     def _unknown(self) -> str:
         if not self.unknown:
             return ""
-        return "; under master keys not configured: " + ", ".join(f"{k} ({n})" for k, n in sorted(self.unknown.items())) + " "
+        ids = ", ".join(f"{kid} ({n})" for kid, n in sorted(self.unknown.items()))
+        return f"; under master keys not configured: {ids} "
 
     @property
     def complete(self) -> bool:
@@ -196,7 +197,9 @@ async def rotate(keys: ConsumerKeyStore, forgets: Forgets, batch_size: int = DEF
 
 async def key_status(keys: ConsumerKeyStore) -> dict:
     """How many consumer keys each master key id wraps, and how many are under another than the current."""
-    counts = census((await read_records(keys, await keys.names())).values())
+    counts = Counter()
+    for batch in batches(await keys.names(), 10 * DEFAULT_BATCH_SIZE):  # a bounded number of reads at once
+        counts += census((await read_records(keys, batch)).values())
     current = keys.current_master_key_id
     return {"current_master_key_id": current, "consumer_keys": sum(counts.values()),
             "by_master_key_id": dict(sorted(counts.items())),

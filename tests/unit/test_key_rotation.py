@@ -61,3 +61,16 @@ def test_a_rewrapped_record_opens_to_the_same_secret_under_the_new_master_key_al
             rotating.rewrapped("acct/consumer/other", record)
         assert await rotating.record("acct/consumer/missing") is None
     asyncio.run(scenario())
+
+
+def test_make_run_hands_the_former_master_key_from_secrets_env_to_the_services(tmp_path, monkeypatch):
+    """The operator of `make run` puts FS_PREVIOUS_MASTER_KEYS in secrets.env during a rotation."""
+    from shared.embedded import load_or_create_secrets
+    for name in [k for k in os.environ if k.startswith("FS_")]:
+        monkeypatch.delenv(name)
+    assert "FS_PREVIOUS_MASTER_KEYS" not in load_or_create_secrets(tmp_path)  # never generated
+    with open(tmp_path / "secrets.env", "a") as f:
+        f.write("FS_PREVIOUS_MASTER_KEYS=old-key\n")
+    assert load_or_create_secrets(tmp_path)["FS_PREVIOUS_MASTER_KEYS"] == "old-key"
+    monkeypatch.setenv("FS_PREVIOUS_MASTER_KEYS", "from-env")
+    assert load_or_create_secrets(tmp_path)["FS_PREVIOUS_MASTER_KEYS"] == "from-env"
