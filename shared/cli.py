@@ -6,6 +6,9 @@
   fileshare forget --account A --consumer C
   fileshare conversation opened --account A --conversation C1 --consumer U1 [--channel web]
   fileshare retention status         stored files per account, oldest file age, next expiry
+  fileshare keys status              consumer keys per master key id (exit 0: none under a former key)
+  fileshare keys rotate [--batch-size N] [--max-batches N]
+                                     re-wrap every consumer key under FS_MASTER_KEY (docs/key-rotation.md)
   fileshare schemas                  JSON Schema of every event
 """
 from __future__ import annotations
@@ -51,6 +54,64 @@ def _settings():
         settings = settings.model_copy(update={"database_url": embedded_database_url(
             password, settings.embedded_database_port)})
     return settings
+
+
+def _stack_settings():
+    """_settings() with the secrets `make run` keeps in FS_DATA_DIR/secrets.env (master keys, S3
+    credentials) wherever the environment does not set them; reads the file, never writes it."""
+    from shared.embedded import read_secrets
+    settings = _settings()
+    stored = read_secrets(settings.data_dir)
+    names = ("FS_MASTER_KEY", "FS_PREVIOUS_MASTER_KEYS", "FS_S3_ACCESS_KEY", "FS_S3_SECRET_KEY")
+    return settings.model_copy(update={n[3:].lower(): stored[n] for n in names if n not in os.environ and stored.get(n)})
+
+
+def _key_store(settings):
+    from shared.runtime import build_storage
+    try:
+        return build_storage(settings).keys
+    except ValueError as e:  # no FS_MASTER_KEY, or a key that is not base64 of 32 bytes
+        raise SystemExit(f"fileshare keys: {e}") from None
+
+
+def cmd_keys_status(args) -> int:
+    from shared.key_rotation import key_status
+    from shared.logs import setup_logging
+    setup_logging("cli", "WARNING")
+    status = asyncio.run(key_status(_key_store(_stack_settings())))
+    print(json.dumps(status, indent=2))
+    return 0 if status["under_other_master_keys"] == 0 else 1
+
+
+def cmd_keys_rotate(args) -> int:
+    from services.retention.forgets import ForgetLedger
+    from shared.key_rotation import rotate
+    from shared.logs import setup_logging
+    setup_logging("cli", "WARNING")
+    settings = _stack_settings()
+    keys = _key_store(settings)
+
+    async def run():
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # stop after the batch in hand, never inside it
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        async with ForgetLedger(settings.database_url) as forgets:
+            return await rotate(keys, forgets, args.batch_size, args.max_batches,
+                                lambda line: print(line, flush=True), stop)
+    print(f"re-wrapping consumer keys under master key {keys.current_master_key_id}", flush=True)
+    progress = asyncio.run(run())
+    print(progress.line(), flush=True)
+    if progress.complete:
+        print(f"done: no consumer key is under a former master key. Confirm with `fileshare keys status`, "
+              f"then remove the former key (FS_PREVIOUS_MASTER_KEYS) and restart the services.")
+        return 0
+    if progress.stopped_early:
+        print("stopped before the end: run `fileshare keys rotate` again to finish (keys done are skipped)")
+    if progress.skipped:
+        print(f"{progress.skipped} keys of consumers being forgotten were left to their forget: run again once it is done")
+    if progress.unknown:
+        print("some keys are wrapped by a master key this command was not given: add it to FS_PREVIOUS_MASTER_KEYS")
+    return 1
 
 
 def cmd_token(args) -> int:
@@ -179,6 +240,13 @@ def cmd_run(args) -> int:
         log.info("stopped")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fileshare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     retention.add_parser("status", help="stored files per account, oldest file age, next expiry (JSON), from "
                          "retention's file index in the database").set_defaults(
         fn=cmd_retention_status)
+    p = sub.add_parser("keys", help="master-key rotation (docs/key-rotation.md)")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    keys.add_parser("status", help="how many consumer keys each master key id wraps (JSON); exit 0 when none is "
+                    "under another than FS_MASTER_KEY").set_defaults(fn=cmd_keys_status)
+    p = keys.add_parser("rotate", help="re-wrap every consumer key under FS_MASTER_KEY (the services running with "
+                        "the former key in FS_PREVIOUS_MASTER_KEYS); online, resumable; exit 0 when done")
+    p.add_argument("--batch-size", type=_positive, default=100, help="keys per batch (default 100)")
+    p.add_argument("--max-batches", type=_positive, help="stop after this many batches (run again to go on)")
+    p.set_defaults(fn=cmd_keys_rotate)
     sub.add_parser("schemas", help="print the JSON Schema of every event").set_defaults(fn=cmd_schemas)
     sub.add_parser("run", help="start the embedded stack and the five services").set_defaults(fn=cmd_run)
     args = parser.parse_args(argv)

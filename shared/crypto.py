@@ -223,15 +223,44 @@ class ConsumerKeyStore:
             await self._store.delete(o.key)
         return len(keys)
 
-    async def rewrap(self, account_id: str, consumer_id: str) -> int:
-        """Re-wrap the consumer's keys under the current master key (after a rotation)."""
-        prefix = self._prefix(account_id, consumer_id)
-        done = 0
-        for o in await self._store.list(prefix):
-            secret = await self.load(account_id, consumer_id, o.key[len(prefix):])
-            await self._store.put(o.key, json.dumps(self._master.wrap(secret, o.key.encode())).encode())
-            done += 1
-        return done
+    # --- master-key rotation (shared.key_rotation): each consumer key's object, by its name ---
+
+    @property
+    def current_master_key_id(self) -> str:
+        return self._master.current_id
+
+    async def names(self) -> list[str]:
+        """The object name of every consumer key in the key bucket (every account and consumer)."""
+        return [o.key for o in await self._store.list("")]
+
+    @staticmethod
+    def owner_of(name: str) -> tuple[str, str]:
+        """(account_id, consumer_id) of a consumer key's object name."""
+        account_id, consumer_id, _ = name.split("/", 2)
+        return account_id, consumer_id
+
+    async def record(self, name: str) -> dict | None:
+        """The stored record of a consumer key (its master_key_id says what wraps it); None once deleted."""
+        try:
+            return json.loads(await self._store.get(name))
+        except FileNotFoundError:
+            return None
+
+    def rewrapped(self, name: str, record: dict) -> dict:
+        """The same consumer key wrapped under the current master key. UnknownMasterKey, BlobIntegrityError."""
+        return self._master.wrap(self._master.unwrap(record, name.encode()), name.encode())
+
+    async def exists(self, name: str) -> bool:
+        return await self._store.exists(name)
+
+    async def replace(self, name: str, record: dict) -> None:
+        """Store the re-wrapped record over the old one (one atomic PUT: a reader sees either, and both
+        open to the same secret). On a versioned bucket the versions under the old wrapping go too."""
+        await self._store.put(name, json.dumps(record).encode())
+        await self._store.delete_older_versions(name)
+
+    async def delete(self, name: str) -> None:
+        await self._store.delete(name)
 
 
 class _KeysOfOneRecord(ConsumerKeyStore):

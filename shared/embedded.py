@@ -161,9 +161,12 @@ def rclone_binary() -> str:
     return str(candidate) if candidate.exists() else (shutil.which("rclone") or "rclone")
 
 
-def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
-    """FS_MASTER_KEY, FS_AUTH_SECRET and S3 credentials: from the environment, else from
-    data_dir/secrets.env, else freshly generated there (mode 0600)."""
+# Kept in secrets.env by the operator during a master-key rotation (docs/key-rotation.md), never generated.
+OPTIONAL_SECRETS = ("FS_PREVIOUS_MASTER_KEYS",)
+
+
+def read_secrets(data_dir: Path) -> dict[str, str]:
+    """What data_dir/secrets.env holds (nothing when it does not exist); creates nothing."""
     path = data_dir / SECRETS_FILE
     stored: dict[str, str] = {}
     if path.exists():
@@ -171,6 +174,15 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
             name, _, value = line.partition("=")
             if name.strip():
                 stored[name.strip()] = value.strip()
+    return stored
+
+
+def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
+    """FS_MASTER_KEY, FS_AUTH_SECRET and S3 credentials: from the environment, else from
+    data_dir/secrets.env, else freshly generated there (mode 0600). FS_PREVIOUS_MASTER_KEYS too when
+    either holds it."""
+    path = data_dir / SECRETS_FILE
+    stored = read_secrets(data_dir)
     wanted = {
         "FS_MASTER_KEY": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
         "FS_AUTH_SECRET": lambda: secrets.token_urlsafe(32),
@@ -185,6 +197,9 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
             value, changed = make(), True
         result[name] = value
         stored[name] = value
+    for name in OPTIONAL_SECRETS:
+        if value := os.environ.get(name) or stored.get(name):
+            result[name] = value
     if changed:
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in stored.items()))

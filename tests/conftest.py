@@ -65,3 +65,14 @@ async def open_database(database_url):
     yield open_
     for db in opened:
         await db.close()
+
+
+@pytest.fixture
+def own_object_store(stack, tmp_path) -> dict[str, str]:
+    """An rclone serve s3 of its own (its own `fileshare` and `fileshare-keys`), for a test that works
+    on a whole bucket (a key rotation) without touching the stack's: stack.env with its S3 values."""
+    env = {**stack.env, "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}"}
+    server = EmbeddedStack(tmp_path / "own-s3", env)
+    server.start_s3()
+    yield server.env
+    server.stop()

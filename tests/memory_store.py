@@ -35,6 +35,9 @@ class MemoryStore:
             raise SystemExit("crash")  # a process dying mid-deletion
         self.objects.pop(key, None)
 
+    async def delete_older_versions(self, key):
+        pass  # one version per key
+
     async def list(self, prefix=""):
         return [ObjectInfo(k, len(v[0]), v[1]) for k, v in sorted(self.objects.items()) if k.startswith(prefix)]
 

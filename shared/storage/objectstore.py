@@ -41,6 +41,7 @@ class ObjectStore(Protocol):
     async def get_head(self, key: str, length: int) -> bytes: ...
     async def exists(self, key: str) -> bool: ...
     async def delete(self, key: str) -> None: ...
+    async def delete_older_versions(self, key: str) -> None: ...
     async def list(self, prefix: str = "") -> list[ObjectInfo]: ...
     async def ping(self) -> bool: ...
 
@@ -170,6 +171,20 @@ class S3ObjectStore:
             for o in versions:
                 self._client.remove_object(self.bucket, key, version_id=o.version_id)
         await self._call("delete", remove_all_versions)
+
+    async def delete_older_versions(self, key: str) -> None:
+        """On a versioned bucket (MinIO), every version of the object but the latest: what an overwrite
+        must not leave behind (a consumer key under a retired master key). A no-op elsewhere."""
+        def remove_noncurrent():
+            try:
+                versions = [o for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
+                            if o.object_name == key and o.version_id not in (None, "null")
+                            and str(o.is_latest).lower() != "true"]
+            except (S3Error, InvalidResponseError):
+                return  # servers without versioning support (rclone answers 501)
+            for o in versions:
+                self._client.remove_object(self.bucket, key, version_id=o.version_id)
+        await self._call("delete", remove_noncurrent)
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         def collect():

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from shared.auth import mint_token
+from shared.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key
 from shared.events import FileDeleted
 from shared.links import sign_link
 from shared.storage.objectstore import S3ObjectStore
@@ -203,6 +204,34 @@ def test_head_and_if_none_match_are_authorized_too(client, photo):
 
 def final_blob(client, p) -> Path:
     return Path(client.data_dir) / "s3" / "fileshare" / p.account / p.consumer / p.conversation / p.file_id / "final"
+
+
+def test_a_consumer_key_under_a_master_key_delivery_was_not_given_is_a_clean_503(client, stack):
+    """A rotation done wrong (the services restarted without the former key in
+    FS_PREVIOUS_MASTER_KEYS): the download says unavailable, names no internals, and heals once the
+    key opens again."""
+    p = publish_photo(client)
+    auth = client.auth(p.account, "agent", "agent-1")
+    good = get_content(client, p.file_id, auth)
+    env = stack.env
+    store = S3ObjectStore(env["FS_S3_ENDPOINT"], env["FS_S3_ACCESS_KEY"], env["FS_S3_SECRET_KEY"], "fileshare-keys")
+    unknown = MasterKeyRing(os.urandom(32), [decode_master_key(env["FS_MASTER_KEY"])])
+    keys = ConsumerKeyStore(store, unknown)
+
+    async def rewrap_under_unknown():
+        [name] = [o.key for o in await store.list(f"{p.account}/{p.consumer}/")]
+        original = await store.get(name)
+        await keys.replace(name, keys.rewrapped(name, await keys.record(name)))
+        return name, original
+    name, original = asyncio.run(rewrap_under_unknown())
+
+    r = get_content(client, p.file_id, auth)
+    assert (r.status_code, error_code(r)) == (503, "unavailable"), r.text
+    assert "Traceback" not in r.text and not r.content.startswith(IMAGE_SIGNATURES)
+    wait_until(lambda: f"master key {unknown.current_id} is not configured (set FS_PREVIOUS_MASTER_KEYS after a "
+                       f"rotation) file_id={p.file_id}" in delivery_log(stack), what="a log line naming the cause")
+    asyncio.run(store.put(name, original))
+    assert get_content(client, p.file_id, auth).content == good.content
 
 
 def test_tampered_blob_is_never_served(client, stack):

@@ -13,6 +13,8 @@ import pytest
 
 from shared.crypto import (ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, UnknownMasterKey,
                            decode_master_key, master_key_id)
+from services.retention.forgets import ForgetLedger
+from shared.key_rotation import rotate
 from shared.runtime import build_storage
 from shared.settings import Settings
 from shared.storage import ObjectKey, S3ObjectStore, StorageUnavailable
@@ -70,19 +72,20 @@ def test_encrypted_store_round_trip_and_crypto_shredding(stack):
     run(scenario())
 
 
-def settings_for(stack, **overrides) -> Settings:
-    env = {k[3:].lower(): v for k, v in stack.env.items() if k.startswith("FS_")}
+def settings_for(stack_env: dict[str, str], **overrides) -> Settings:
+    env = {k[3:].lower(): v for k, v in stack_env.items() if k.startswith("FS_")}
     return Settings(**{**env, **overrides})
 
 
-def test_master_key_rotation_end_to_end(stack):
+def test_master_key_rotation_end_to_end(own_object_store):
     """A blob written under master key A; the services restarted with FS_MASTER_KEY=B and
-    FS_PREVIOUS_MASTER_KEYS=A still read it; after rewrap the keys are under B and A alone is useless."""
-    key_a = stack.env["FS_MASTER_KEY"]
+    FS_PREVIOUS_MASTER_KEYS=A still read it; after the rotation the keys are under B and A alone is useless."""
+    stack_env = own_object_store  # the rotation re-wraps every key of its bucket: not the stack's
+    key_a = stack_env["FS_MASTER_KEY"]
     key_b = base64.b64encode(os.urandom(32)).decode()
-    before = build_storage(settings_for(stack))
-    rotated = build_storage(settings_for(stack, master_key=key_b, previous_master_keys=key_a))
-    only_b = build_storage(settings_for(stack, master_key=key_b, previous_master_keys=""))
+    before = build_storage(settings_for(stack_env))
+    rotated = build_storage(settings_for(stack_env, master_key=key_b, previous_master_keys=key_a))
+    only_b = build_storage(settings_for(stack_env, master_key=key_b, previous_master_keys=""))
     account, consumer = unique("acct"), unique("consumer")
     key = ObjectKey(account, consumer, unique("conv"), unique("file"), "original")
 
@@ -100,7 +103,8 @@ def test_master_key_rotation_end_to_end(stack):
         with pytest.raises(UnknownMasterKey):
             await only_b.files.get(key)
 
-        assert await rotated.keys.rewrap(account, consumer) == 1
+        async with ForgetLedger(stack_env["FS_DATABASE_URL"]) as forgets:
+            assert (await rotate(rotated.keys, forgets, report=lambda line: None)).rewrapped == 1
         [record] = await key_records()
         assert record["master_key_id"] == master_key_id(decode_master_key(key_b))
         assert await rotated.blobs.get(str(key)) == blob, "rotation re-wraps keys, never rewrites blobs"

@@ -8,6 +8,7 @@ delete marker after a plain delete.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from minio import Minio
@@ -97,3 +98,25 @@ def test_lifecycle_safety_net_is_set_where_the_server_supports_it(versioned_s3):
     assert asyncio.run(store.set_expiry_days(397)) is True
     [rule] = admin.get_bucket_lifecycle("fileshare").rules
     assert (rule.expiration.days, rule.noncurrent_version_expiration.noncurrent_days) == (397, 1)
+
+
+def test_a_rewrapped_consumer_key_keeps_no_version_under_the_former_master_key(versioned_s3):
+    """A rotation after a leak: the overwritten record, wrapped by the leaked key, must not stay behind
+    as an older version."""
+    endpoint, admin = versioned_s3
+    key_bucket = S3ObjectStore(endpoint, ACCESS, SECRET, "fileshare-keys")
+    old, new = bytes(range(32)), bytes(range(1, 33))
+    rotating = ConsumerKeyStore(key_bucket, MasterKeyRing(new, [old]))
+    account, consumer = unique("acct"), unique("consumer")
+
+    async def scenario():
+        key_id, secret = await ConsumerKeyStore(key_bucket, MasterKeyRing(old)).get_or_create(account, consumer)
+        name = f"{account}/{consumer}/{key_id}"
+        await rotating.replace(name, rotating.rewrapped(name, await rotating.record(name)))
+        assert await ConsumerKeyStore(key_bucket, MasterKeyRing(new)).load(account, consumer, key_id) == secret
+        return name
+    name = asyncio.run(scenario())
+
+    [kept] = versions_of(admin, "fileshare-keys", name)
+    record = json.loads(admin.get_object("fileshare-keys", name, version_id=kept.version_id).read())
+    assert record["master_key_id"] == rotating.current_master_key_id

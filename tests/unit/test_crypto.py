@@ -126,7 +126,7 @@ def test_rotation_through_settings_keeps_blobs_written_under_the_old_master_read
     assert rotated.current_id == master_key_id(base64.b64decode(b)) != ring_a.current_id
     assert decrypt_blob(blob, KEY, rotated.unwrap(record, aad)) == PHOTO
 
-    # Re-wrapped under B (what ConsumerKeyStore.rewrap stores), A alone can no longer open it.
+    # Re-wrapped under B (what ConsumerKeyStore.rewrapped makes), A alone can no longer open it.
     rewrapped = rotated.wrap(rotated.unwrap(record, aad), aad)
     assert rewrapped["master_key_id"] == rotated.current_id
     with pytest.raises(UnknownMasterKey):
