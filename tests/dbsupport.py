@@ -2,6 +2,8 @@
 that records what the broker acknowledged, and conversations as the platform announces them."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from shared import events as ev
 from shared.conversations import apply_conversation_event
 from shared.db import Database
@@ -15,12 +17,15 @@ class RecordingPublisher:
         self.sent: list[Outgoing] = []
         self.failures = 0
 
-    async def send(self, outgoing) -> None:
+    async def send(self, outgoing) -> list[SimpleNamespace]:
+        """Where each record landed, like Publisher.send: one partition, offsets in acknowledgement order."""
         outgoing = list(outgoing)
         if self.failures:
             self.failures -= 1
             raise TransientError("broker unavailable")
+        first = len(self.sent)
         self.sent += outgoing
+        return [SimpleNamespace(topic=o.topic, partition=0, offset=first + i) for i, o in enumerate(outgoing)]
 
     def events(self, topic: str) -> list[ev.Event]:
         return [o.event for o in self.sent if o.topic == topic]
