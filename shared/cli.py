@@ -185,6 +185,7 @@ def cmd_retention_status(args) -> int:
 
 def cmd_run(args) -> int:
     from shared.embedded import SERVICES, EmbeddedStack, default_env
+    from shared.embedded_clamd import prepare_for_run
     from shared.liveness import stack_liveness
     from shared.logs import setup_logging
     from shared.settings import Settings
@@ -201,6 +202,9 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        # Before any server starts: a missing scanner stops the run with the command to type.
+        signatures = None if env.get("FS_CLAMD") else prepare_for_run(
+            Path(env.get("FS_CLAMAV_DB_DIR", "/var/lib/clamav")), data_dir / "clamav")
         stack.start_s3()
         log.info("object storage ready: rclone serve s3 on %s (data in %s)", env["FS_S3_ENDPOINT"], data_dir / "s3")
         if "FS_DATABASE_URL" in os.environ:
@@ -214,10 +218,10 @@ def cmd_run(args) -> int:
                  env["FS_KAFKA_BOOTSTRAP"])
         if env.get("FS_CLAMD"):
             log.info("malware scanner: FS_CLAMD=%s", env["FS_CLAMD"])
-        elif stack.start_clamd(Path(env.get("FS_CLAMAV_DB_DIR", "/var/lib/clamav"))):
+        elif stack.start_clamd(signatures):
             log.info("malware scanner ready: clamd on %s", stack.env["FS_CLAMD"])
-        else:  # start_clamd warned why; unset, the sanitizer would refuse to start (fail closed)
-            stack.env["FS_CLAMD"] = "disabled"
+        else:  # it warned why; only FS_CLAMD=disabled turns scanning off
+            raise RuntimeError(f"clamd did not start with the signatures in {signatures}")
         for name in SERVICES:
             stack.start_service(name)
         for name in SERVICES:

@@ -57,15 +57,38 @@ def test_run_comes_up_ready_and_stops_cleanly_on_sigterm(tmp_path):
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
 
 
-def test_run_without_signatures_opts_out_of_scanning_loudly_and_says_so(tmp_path):
-    """No signatures for clamd: `make run` still comes up, with FS_CLAMD=disabled (unset, the sanitizer
-    would refuse to start), a loud warning, and the sanitizer's /readyz and metric telling it."""
+def test_run_without_signatures_still_scans_with_the_test_signature_and_says_so_once(tmp_path):
+    """No signatures for clamd and no mirror for freshclam (none is reachable here, nor in CI):
+    `make run` comes up scanning with the project's test signature and ClamAV's built-in checks, says
+    once that the official signatures are missing, and EICAR is refused."""
     env = {**run_env(tmp_path), "FS_CLAMAV_DB_DIR": str(tmp_path / "no-signatures")}
     log_path = tmp_path / "run.log"
     with launched(env, log_path) as proc:
         wait_all_ready(proc, log_path, env)
         text = log_path.read_text()
-        assert "no ClamAV signatures" in text and "MALWARE SCANNING IS DISABLED" in text
+        assert "trying freshclam once" in text and "malware scanner ready: clamd" in text
+        assert text.count("official ClamAV signatures are missing") == 1
+        assert "MALWARE SCANNING IS DISABLED" not in text
+        client = client_of(env)
+        account, conversation = unique("acct"), unique("conv")
+        client.enable_account(account)
+        client.open_conversation(account, conversation, unique("consumer"))
+        answer = client.upload(account, conversation, corpus.jpeg_with_eicar("trailer"))
+        assert answer.status_code == 202, answer.text
+        status = client.wait_status(answer.json()["file_id"], account, timeout=90)
+        assert (status["status"], status["reason"]) == ("rejected", "malware_detected")
+        assert sample(scrape(env, "sanitizer"), "fileshare_scanner_enabled") == 1.0
+        assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
+
+
+def test_fs_clamd_disabled_is_the_one_loud_opt_out(tmp_path):
+    """FS_CLAMD=disabled: `make run` starts no clamd, and the sanitizer's log, /readyz and metric
+    tell that files are not scanned."""
+    env = run_env(tmp_path, FS_CLAMD="disabled")
+    log_path = tmp_path / "run.log"
+    with launched(env, log_path) as proc:
+        wait_all_ready(proc, log_path, env)
+        assert "malware scanner: FS_CLAMD=disabled" in log_path.read_text()
         sanitizer = Path(env["FS_DATA_DIR"]) / "logs" / "sanitizer.log"
         assert "MALWARE SCANNING IS DISABLED (FS_CLAMD=disabled)" in sanitizer.read_text()
         port = int(env["FS_METRICS_PORT_BASE"]) + METRICS_PORT_OFFSETS["sanitizer"]
