@@ -30,6 +30,7 @@ RejectionReason = Literal[
     # Same checks as HTTP for bot records on file.share.requested (issue 3).
     "unauthenticated", "feature_disabled", "file_sharing_disabled", "permission_denied",
     "conversation_not_found", "channel_not_supported", "invalid_request",
+    "rate_limited",  # a bot record over an upload rate limit
 ]
 
 

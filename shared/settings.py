@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Upload bodies being read at one time share this many bytes; more wait in line (then 503).
     upload_buffer_bytes: int = 32 * 1024 * 1024
     max_caption_chars: int = 2000
+    # Over any 60 s, across every upload instance: uploads by one sender into one conversation, and into one account.
+    uploads_per_minute: int = Field(default=30, gt=0)
+    account_uploads_per_minute: int = Field(default=1200, gt=0)
     file_channels: str = "web"
     retention_sweep_seconds: float = 3600
     metrics_port_base: int = 9101

@@ -67,4 +67,4 @@ def outcome_of(events: list) -> tuple[int, str | None]:
     return {"unauthenticated": 401, "feature_disabled": 403, "file_sharing_disabled": 403,
             "permission_denied": 403, "conversation_not_found": 404, "conversation_closed": 409,
             "channel_not_supported": 409, "file_too_large": 413, "unsupported_type": 415,
-            "invalid_request": 422}[event.reason], event.reason
+            "invalid_request": 422, "rate_limited": 429}[event.reason], event.reason

@@ -1,6 +1,7 @@
 """Accepting a file: the same path for HTTP uploads and bot records on file.share.requested.
 
-One transaction per acceptance: claim the file id (the row's primary key), encrypt and store the
+The rules first, then the rate limit (services.upload.rate_limits, a short transaction of its
+own), then one transaction per acceptance: claim the file id (the row's primary key), encrypt and store the
 original, publish file.uploaded and wait for the broker's ack, then commit. The client gets its 202
 only after that. Two requests with one Idempotency-Key, on one instance or several, meet at the
 claim: the later one waits until the first commits and then answers the same 202 (or, if the first
@@ -31,6 +32,7 @@ from shared.topics import FILE_UPLOADED
 
 from services.upload.metrics import UploadMetrics
 
+from services.upload import rate_limits
 from services.upload import status as file_status
 from services.upload.policy import Refused, check_caption, check_sender
 
@@ -121,6 +123,24 @@ async def accept_file(req: UploadRequest, deps: UploadDeps, via: str = "http") -
         if check_replay(await file_status.load(conn, file_id), req.account_id, req.conversation_id):
             raise Replayed(file_id)
         conversation, content_type, caption = await check_request(conn, req, deps, via)
+    # In a transaction of its own, between the two: its lock is held for milliseconds, never while
+    # the file is stored, and no request holds two connections of the pool at once.
+    await rate_limits.take_slot(deps.db, rate_limits.limits_for(req.principal, req.account_id,
+                                                                 req.conversation_id, deps.settings), file_id)
+    try:
+        event = await _claim_store_publish(req, deps, file_id, conversation, content_type, caption)
+    except StorageFailed:
+        await _give_back_slot(deps, file_id)
+        raise
+    log.info("accepted %s %d bytes from %s", content_type, len(req.data), req.principal.role,
+             extra={"ctx": {"file_id": file_id, "conversation_id": req.conversation_id}})
+    return event
+
+
+async def _claim_store_publish(req: UploadRequest, deps: UploadDeps, file_id: str, conversation,
+                               content_type: str, caption: str | None) -> ev.FileUploaded:
+    """One transaction: claim the file id, store the original, publish file.uploaded, then commit."""
+    async with deps.db.transaction() as conn:
         try:
             key = ObjectKey(req.account_id, conversation.consumer_id, req.conversation_id, file_id, "original")
         except ValueError as e:
@@ -143,9 +163,14 @@ async def accept_file(req: UploadRequest, deps: UploadDeps, via: str = "http") -
         except Exception as e:
             log.error("publishing file.uploaded failed: %s", e, extra={"ctx": {"file_id": file_id}})
             raise StorageFailed("the event log is unavailable") from e
-    log.info("accepted %s %d bytes from %s", content_type, len(req.data), req.principal.role,
-             extra={"ctx": {"file_id": file_id, "conversation_id": req.conversation_id}})
     return event
+
+
+async def _give_back_slot(deps: UploadDeps, file_id: str) -> None:
+    try:
+        await rate_limits.give_back(deps.db, file_id)
+    except Exception as e:  # the database is what failed: the slot expires with its minute
+        log.warning("could not give back the rate-limit slot: %s", e, extra={"ctx": {"file_id": file_id}})
 
 
 async def _store_original(event: ev.FileUploaded, key: ObjectKey, data: bytes, caption: str | None,

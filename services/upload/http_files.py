@@ -19,7 +19,7 @@ from services.upload.policy import check_conversation, check_may_send_at_all
 UPLOAD_ERRORS = ((401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
                  (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
                  (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"),
-                 (422, "invalid_request"), (503, "unavailable"))
+                 (422, "invalid_request"), (429, "rate_limited"), (503, "unavailable"))
 MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {

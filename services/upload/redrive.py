@@ -33,6 +33,7 @@ from shared.logs import file_ctx
 from shared.outages import note_transient
 from shared.topics import ACCOUNT_SETTINGS, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED
 
+from services.upload import rate_limits
 from services.upload import status as file_status
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,8 @@ def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
             while not stop.is_set():
                 for step, what in ((lambda: reseed_settings_if_empty(db, publisher, consumer), "settings re-seed"),
                                    (lambda: redrive_stalled(db, publisher, settings.redrive_seconds, metrics,
-                                                            delivered), "re-drive")):
+                                                            delivered), "re-drive"),
+                                   (lambda: rate_limits.sweep(db), "rate-limit sweep")):
                     try:
                         await step()
                     except Exception as e:  # the next round retries; a dead job would stop all recovery
