@@ -15,13 +15,18 @@ end before the next check (every `CHECK_SECONDS`) goes unseen.
 Once per lost log across instances: the republishing instance holds every `published_ends` row
 (`FOR UPDATE`) while it reads the ends again, sends and sets each row to where the new log ends;
 an instance that saw the same loss waits on those rows, reads the ends again, and finds nothing lost.
+A message published into the new log before the check saw the loss is not sent twice (the new log
+of each lost partition is read first); on a partition whose loss went unseen while another's was
+seen, a message may come twice, with its one message_id.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import events as ev
 from shared.db import Connection, Database
@@ -54,6 +59,28 @@ async def recent_messages(conn: Connection, minutes: float) -> list[ev.MessagePu
     return [ev.MessagePublished.model_validate(r["message"]) for r in rows]
 
 
+async def message_ids_in(consumer: AIOKafkaConsumer, ends: dict[int, int], timeout: float = 10.0) -> set[str]:
+    """The message_ids on message.published's partitions, from their start up to `ends` (a log that was
+    just lost again: a few seconds of records)."""
+    tps = [TopicPartition(MESSAGE_PUBLISHED, p) for p, end in ends.items() if end > 0]
+    if not tps:
+        return set()
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    found: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while any(await consumer.position(tp) < ends[tp.partition] for tp in tps):
+        if time.monotonic() > deadline:
+            raise TimeoutError("could not read the new log of message.published")
+        for records in (await consumer.getmany(*tps, timeout_ms=200)).values():
+            for record in records:
+                try:
+                    found.add(json.loads(record.value)["message_id"])
+                except (ValueError, TypeError, KeyError):
+                    continue  # not ours to republish either way
+    return found
+
+
 async def republish_if_log_lost(db: Database, publisher: Publisher, consumer: AIOKafkaConsumer, minutes: float,
                                 metrics=None) -> int | None:
     """One check; returns how many messages were sent again, None when nothing was lost."""
@@ -69,7 +96,9 @@ async def republish_if_log_lost(db: Database, publisher: Publisher, consumer: AI
         lost = lost_partitions(written, ends)
         if not lost:
             return None  # another instance sent them again while we waited for the rows
-        messages = await recent_messages(conn, minutes)
+        # What was published into the new log before this check saw the loss is there already.
+        present = await message_ids_in(consumer, {p: ends[p] for p in lost})
+        messages = [m for m in await recent_messages(conn, minutes) if m.message_id not in present]
         landed = await publisher.send([Outgoing(MESSAGE_PUBLISHED, m.conversation_id, m) for m in messages])
         now_ends = {p: ends[p] for p in lost}
         for meta in landed:

@@ -7,6 +7,7 @@ held for the count and the insert only, never while the file is stored.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,10 +27,16 @@ class Limit:
     what: str  # for the refusal's message
 
 
+def scope_of(*parts: str) -> str:
+    """A scope or file as stored: a digest, so that no row names a sender or a file (a forget erases
+    every row that does; these rows only expire)."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def limits_for(principal: Principal, account_id: str, conversation_id: str, settings) -> list[Limit]:
-    sender = f"sender\n{account_id}\n{principal.role}\n{principal.sub}\n{conversation_id}"
+    sender = scope_of("sender", account_id, principal.role, principal.sub, conversation_id)
     return [Limit(sender, settings.uploads_per_minute, "uploads by one sender into one conversation"),
-            Limit(f"account\n{account_id}", settings.account_uploads_per_minute, "uploads into this account")]
+            Limit(scope_of("account", account_id), settings.account_uploads_per_minute, "uploads into this account")]
 
 
 def retry_after(count: int, oldest: datetime | None, limit: int, now: datetime) -> int | None:
@@ -42,28 +49,29 @@ def retry_after(count: int, oldest: datetime | None, limit: int, now: datetime) 
 async def take_slot(db: Database, limits: list[Limit], file_id: str) -> None:
     """Count this file in every scope, or raise Refused(429 rate_limited, Retry-After) and count it
     in none. A file already counted (a retry) is not counted again."""
+    digest = scope_of(file_id)
     async with db.transaction() as conn:
         for limit in sorted(limits, key=lambda l: l.scope):  # one order everywhere: no deadlock
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (limit.scope,))
             now = (await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
             row = await (await conn.execute(
-                "SELECT count(*) AS count, min(at) AS oldest, coalesce(bool_or(file_id = %s), false) AS counted "
-                "FROM recent_uploads WHERE scope = %s AND at > %s", (file_id, limit.scope, now - WINDOW))).fetchone()
+                "SELECT count(*) AS count, min(at) AS oldest, coalesce(bool_or(file_digest = %s), false) AS counted "
+                "FROM recent_uploads WHERE scope = %s AND at > %s", (digest, limit.scope, now - WINDOW))).fetchone()
             if row["counted"]:
                 continue
             wait = retry_after(row["count"], row["oldest"], limit.per_minute, now)
             if wait is not None:
                 raise Refused(429, "rate_limited", f"at most {limit.per_minute} {limit.what} per minute; "
                               f"retry in {wait} s", headers={"Retry-After": str(wait)})
-            await conn.execute("INSERT INTO recent_uploads (scope, file_id, at) VALUES (%s, %s, %s) "
-                               "ON CONFLICT (scope, file_id) DO UPDATE SET at = EXCLUDED.at",
-                               (limit.scope, file_id, now))
+            await conn.execute("INSERT INTO recent_uploads (scope, file_digest, at) VALUES (%s, %s, %s) "
+                               "ON CONFLICT (scope, file_digest) DO UPDATE SET at = EXCLUDED.at",
+                               (limit.scope, digest, now))
 
 
 async def give_back(db: Database, file_id: str) -> None:
     """The file was not accepted after all (storage or the broker failed): it does not count."""
     async with db.transaction() as conn:
-        await conn.execute("DELETE FROM recent_uploads WHERE file_id = %s", (file_id,))
+        await conn.execute("DELETE FROM recent_uploads WHERE file_digest = %s", (scope_of(file_id),))
 
 
 async def sweep(db: Database) -> None:

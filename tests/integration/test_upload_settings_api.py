@@ -130,6 +130,7 @@ UPLOAD_ROUTES = {
         (401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
         (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
         (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"), (422, "invalid_request"),
+        (429, "rate_limited"),
         (503, "unavailable")},
     ("put", "/v1/accounts/{account_id}/settings"): {
         (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request"), (503, "unavailable")},

@@ -14,9 +14,9 @@ def upgrade() -> None:
     op.execute("""
         CREATE TABLE recent_uploads (
             scope text NOT NULL,
-            file_id text NOT NULL,
+            file_digest text NOT NULL,  -- sha256 of the file id, like the scope
             at timestamptz NOT NULL DEFAULT clock_timestamp(),
-            PRIMARY KEY (scope, file_id)
+            PRIMARY KEY (scope, file_digest)
         )""")
     op.execute("CREATE INDEX recent_uploads_scope_at ON recent_uploads (scope, at)")
     op.execute("CREATE INDEX recent_uploads_at ON recent_uploads (at)")
