@@ -137,11 +137,18 @@ def postgres_os_user() -> str | None:
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER],
                        check=True, capture_output=True)
-    # The server must reach its binaries and its data folder: let others traverse (not list) the parents.
-    for path in (postgres_bin_dir(),):
-        for parent in [path, *path.parents]:
-            parent.chmod(parent.stat().st_mode | 0o011)
+    # The server must reach its binaries (and its data folder, see start_postgres).
+    bin_dir = postgres_bin_dir()
+    let_traverse([bin_dir, *bin_dir.parents])
     return POSTGRES_OS_USER
+
+
+def let_traverse(folders) -> None:
+    """Let group and others traverse (not list) each folder."""
+    for folder in folders:
+        mode = folder.stat().st_mode
+        if mode & 0o011 != 0o011:
+            folder.chmod(mode | 0o011)
 
 
 def tansu_binary() -> str:
@@ -262,8 +269,7 @@ class EmbeddedStack:
                 entry = pwd.getpwnam(user)
                 for path in (data, pwfile):
                     os.chown(path, entry.pw_uid, entry.pw_gid)
-                for parent in data.parents:
-                    parent.chmod(parent.stat().st_mode | 0o011)
+                let_traverse(data.parents)
             data.chmod(0o700)
             try:
                 done = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", url.username,
@@ -273,6 +279,11 @@ class EmbeddedStack:
                     raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
             finally:
                 pwfile.unlink(missing_ok=True)
+        if user is not None:
+            # At every start, not only at initdb: something may have closed a parent since (pytest
+            # takes group and other bits off /tmp/pytest-of-<user> at each session's start), and a
+            # restart would then fail with "could not access directory ...: Permission denied".
+            let_traverse(data.parents)
         proc = self.spawn("postgres", [str(bin_dir / "postgres"), "-D", str(data), "-h", url.hostname,
                                        "-p", str(url.port), "-c", "unix_socket_directories=",
                                        "-c", "max_connections=300", "-c", "listen_addresses=" + url.hostname],
