@@ -201,6 +201,21 @@ def docx_with_huge_part(expanded_bytes: int) -> bytes:
     return zip_bytes(parts, compresslevel=1)
 
 
+def with_understated_size(data: bytes, name: str, declared: int) -> bytes:
+    """The package with `name`'s uncompressed size declared as `declared` in both of the ZIP's
+    headers (a part that lies about how much it inflates to)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info, central = archive.getinfo(name), archive.start_dir
+    patched = bytearray(data)
+    size = declared.to_bytes(4, "little")
+    patched[info.header_offset + 22:info.header_offset + 26] = size  # local file header
+    while data[central + 46:central + 46 + len(name)] != name.encode():  # walk the central directory
+        lengths = [int.from_bytes(data[central + at:central + at + 2], "little") for at in (28, 30, 32)]
+        central += 46 + sum(lengths)
+    patched[central + 24:central + 28] = size  # central directory
+    return bytes(patched)
+
+
 def docx_with_parts(count: int) -> bytes:
     parts = zip_parts(plain_docx())
     parts.update({f"word/media/extra{n}.xml": b"<x/>" for n in range(count - len(parts))})

@@ -40,13 +40,13 @@ def check_declared(entries: list[zipfile.ZipInfo], limits: DocumentLimits) -> No
         raise DocumentRejected("file_too_complex", f"{len(entries)} parts, limit {limits.max_parts}")
     if any(info.flag_bits & _ENCRYPTED_FLAG for info in entries):
         raise DocumentRejected("encrypted_file", "the package holds encrypted parts")
+    for info in entries:
+        if info.file_size > part_limit(info, limits):
+            raise DocumentRejected("file_too_complex", _expansion_detail(info, info.file_size + 1, limits))
     total = sum(info.file_size for info in entries)
     if total > limits.max_expanded_bytes:
         raise DocumentRejected(
             "file_too_complex", f"the package expands to {total} bytes, limit {limits.max_expanded_bytes}")
-    for info in entries:
-        if info.file_size > part_limit(info, limits):
-            raise DocumentRejected("file_too_complex", _expansion_detail(info, info.file_size, limits))
 
 
 def part_limit(info: zipfile.ZipInfo, limits: DocumentLimits) -> int:
