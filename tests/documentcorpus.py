@@ -150,6 +150,11 @@ def plain_docx(paragraphs: int = 3, picture: bool = False) -> bytes:
         document.add_paragraph(f"Paragraph {number} of a plain document.")
     if picture:
         document.add_picture(io.BytesIO(imagecorpus.png_with_text_chunks()))
+    return _saved_with_author(document)
+
+
+def _saved_with_author(document) -> bytes:
+    """A python-docx document or python-pptx presentation, its author and last editor set, saved."""
     document.core_properties.author = AUTHOR
     document.core_properties.last_modified_by = AUTHOR
     out = io.BytesIO()
@@ -261,11 +266,7 @@ def pptx_file(slides: int) -> bytes:
     for number in range(slides):
         slide = presentation.slides.add_slide(layout)
         slide.shapes.title.text = f"Slide {number}"
-    presentation.core_properties.author = AUTHOR
-    presentation.core_properties.last_modified_by = AUTHOR
-    out = io.BytesIO()
-    presentation.save(out)
-    return out.getvalue()
+    return _saved_with_author(presentation)
 
 
 def encrypted_office_file() -> bytes:

@@ -144,3 +144,11 @@ def test_pdf_is_detected_by_its_signature_within_the_first_kilobyte():
     assert detect_document_type(b"%PDF-1.7\n") == PDF
     assert detect_document_type(b"\0" * 1000 + b"%PDF-1.4\n") == PDF
     assert detect_document_type(b"\0" * 1024 + b"%PDF-1.4\n") is None
+
+
+def test_page_limit_is_read_from_fs_max_document_pages(monkeypatch):
+    from shared.settings import Settings
+    monkeypatch.setenv("FS_MAX_DOCUMENT_PAGES", "2")
+    limits = DocumentLimits.from_settings(Settings())
+    with pytest.raises(DocumentRejected, match="3 pages, limit 2"):
+        disarm_pdf(corpus.long_pdf(3), limits)
