@@ -54,9 +54,16 @@ def _link(rect: list[int], action: Dictionary) -> Dictionary:
     return Dictionary(Type=Name.Annot, Subtype=Name.Link, Rect=Array(rect), Border=Array([0, 0, 0]), A=action)
 
 
+def _form_field(pdf: pikepdf.Pdf):
+    """A text field whose keystroke and calculate scripts run as the user types."""
+    return pdf.make_indirect(Dictionary(
+        Type=Name.Annot, Subtype=Name.Widget, FT=Name.Tx, T=String("amount"), Rect=Array([72, 550, 200, 570]),
+        AA=Dictionary(K=_javascript(pdf, "app.alert('keystroke')"), C=_javascript(pdf, "app.alert('calculate')"))))
+
+
 def hostile_pdf() -> bytes:
-    """Three pages carrying: OpenAction JavaScript, a JavaScript names tree, page and annotation
-    additional actions, a Launch link, a javascript: URI link, an https link, an embedded
+    """Three pages carrying: OpenAction JavaScript, a JavaScript names tree, page and form-field
+    additional actions, an XFA form with a script, a Launch link, a javascript: URI link, an https link, an embedded
     executable (names tree and a file-attachment annotation), and an author in Info and XMP."""
     pdf = plain_pdf(3)
     pdf.Root.OpenAction = _javascript(pdf, "app.alert('opened')")
@@ -72,7 +79,10 @@ def hostile_pdf() -> bytes:
         _link([72, 650, 200, 670], Dictionary(S=Name.URI, URI=String("java\tscript:app.alert('uri')"))),
         pdf.make_indirect(_link([72, 600, 200, 620], Dictionary(S=Name.URI, URI=String(SAFE_LINK)))),
         pdf.make_indirect(attachment),
+        _form_field(pdf),
     ]))
+    pdf.Root.AcroForm = Dictionary(Fields=Array([first.obj.Annots[4]]),
+                                   XFA=pdf.make_stream(b"<xdp:xdp><script>app.alert('xfa')</script></xdp:xdp>"))
     pdf.docinfo["/Author"] = AUTHOR
     pdf.docinfo["/Producer"] = "Personal Laptop PDF Writer"
     with pdf.open_metadata(set_pikepdf_as_editor=False, update_docinfo=False) as meta:
@@ -245,7 +255,8 @@ def document_xml_with_dtd() -> bytes:
             b"<w:body><w:p><w:r><w:t>&lol2;</w:t></w:r></w:p></w:body></w:document>")
 
 
-def xlsx(sheets: int) -> bytes:
+def xlsx(sheets: int, link: str | None = None) -> bytes:
+    """With `link`, cell A2 of each sheet is a hyperlink to it (an external relationship)."""
     workbook = openpyxl.Workbook()
     workbook.active.title = "Sheet0"
     for number in range(1, sheets):
@@ -253,6 +264,9 @@ def xlsx(sheets: int) -> bytes:
     for sheet in workbook.worksheets:
         sheet["A1"] = "price"
         sheet["B1"] = 42
+        if link:
+            sheet["A2"] = "see"
+            sheet["A2"].hyperlink = link
     workbook.properties.creator = AUTHOR
     workbook.properties.lastModifiedBy = AUTHOR
     out = io.BytesIO()
@@ -260,12 +274,15 @@ def xlsx(sheets: int) -> bytes:
     return out.getvalue()
 
 
-def pptx_file(slides: int) -> bytes:
+def pptx_file(slides: int, link: str | None = None) -> bytes:
+    """With `link`, each slide's title is a hyperlink to it (an external relationship)."""
     presentation = pptx.Presentation()
     layout = presentation.slide_layouts[1]
     for number in range(slides):
         slide = presentation.slides.add_slide(layout)
         slide.shapes.title.text = f"Slide {number}"
+        if link:
+            slide.shapes.title.click_action.hyperlink.address = link
     return _saved_with_author(presentation)
 
 

@@ -77,6 +77,25 @@ async def test_pptx_reports_its_slides_and_loses_its_author(document_pool):
     assert corpus.AUTHOR.encode() not in b"".join(corpus.zip_parts(result.data).values())
 
 
+@pytest.mark.parametrize("make, content_type", [(corpus.xlsx, XLSX), (corpus.pptx_file, PPTX)], ids=["xlsx", "pptx"])
+async def test_external_relationships_go_and_the_file_still_opens(document_pool, make, content_type):
+    link = "https://tracker.attacker.example/pixel"
+    original = make(2, link=link)
+    assert b'TargetMode="External"' in b"".join(corpus.zip_parts(original).values())
+    result = await disarmed(document_pool, original, content_type)
+    everything = b"".join(corpus.zip_parts(result.data).values())
+    assert b'TargetMode="External"' not in everything and link.encode() not in everything
+    assert result.pages == 2
+    if content_type == XLSX:
+        workbook = openpyxl.load_workbook(io.BytesIO(result.data))
+        cell = workbook["Sheet1"]["A2"]
+        assert cell.value == "see" and cell.hyperlink.target is None  # the text stays, the link goes
+    else:
+        slides = pptx.Presentation(io.BytesIO(result.data)).slides
+        assert [s.shapes.title.text for s in slides] == ["Slide 0", "Slide 1"]
+        assert all(s.shapes.title.click_action.hyperlink.address is None for s in slides)
+
+
 async def test_docm_is_refused_as_unsupported(document_pool):
     docm = corpus.macro_enabled_docx()
     with pytest.raises(DocumentRejected) as at_the_door:
