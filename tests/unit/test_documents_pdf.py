@@ -152,3 +152,10 @@ def test_page_limit_is_read_from_fs_max_document_pages(monkeypatch):
     limits = DocumentLimits.from_settings(Settings())
     with pytest.raises(DocumentRejected, match="3 pages, limit 2"):
         disarm_pdf(corpus.long_pdf(3), limits)
+
+
+async def test_bytes_riding_after_the_pdf_are_not_passed_on(document_pool):
+    polyglot = corpus.long_pdf(1) + corpus.zip_bytes({"payload.exe": corpus.EXECUTABLE})
+    assert detect_document_type(polyglot) == PDF
+    clean = await disarmed(document_pool, polyglot)
+    assert b"PK\x03\x04" not in clean and b"payload.exe" not in clean
