@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = 50_000_000
     max_image_frames: int = 1000
     max_jpeg_scans: int = 100
+    max_document_pages: int = Field(default=500, ge=1)  # a PDF over this is file_too_complex
     decode_timeout_seconds: float = 10.0
     decode_memory_bytes: int = 1024 * 1024 * 1024
     image_workers: int = Field(default=0, description="0 = one per CPU core")

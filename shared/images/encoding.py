@@ -93,10 +93,10 @@ def _flattened_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode in ("L", "RGB") else image.convert("RGB")
 
 
-def encode_preview(image: Image.Image) -> bytes:
-    """JPEG, longer side PREVIEW_DIMENSION px, at most PREVIEW_MAX_BYTES (DESIGN.md message.published)."""
+def encode_preview(image: Image.Image, dimension: int = PREVIEW_DIMENSION) -> bytes:
+    """JPEG, longer side at most `dimension` px, at most PREVIEW_MAX_BYTES (DESIGN.md message.published)."""
     image = resampleable(image)
-    size = fit_within(image.size, PREVIEW_DIMENSION)
+    size = fit_within(image.size, dimension)
     if size != image.size:
         image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
     image = _flattened_rgb(image)

@@ -3,22 +3,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+from shared.rejections import Rejected
+
 RejectionReason = Literal["unsupported_type", "corrupt_image", "image_too_large", "processing_failed"]
 REJECTION_REASONS: frozenset[str] = frozenset(
     ("unsupported_type", "corrupt_image", "image_too_large", "processing_failed")
 )
 
 
-class ImageRejected(Exception):
+class ImageRejected(Rejected):
     """An image we refuse to process; `reason` is a DESIGN.md rejection code, `detail` says why."""
 
-    def __init__(self, reason: RejectionReason, detail: str) -> None:
-        if reason not in REJECTION_REASONS:
-            raise ValueError(f"unknown rejection reason {reason!r}")
-        # Both go to Exception.args so the error pickles across the worker-process pipe.
-        super().__init__(reason, detail)
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
+    REASONS = REJECTION_REASONS

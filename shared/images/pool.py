@@ -24,12 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
+from shared.rejections import Rejected
+
 from .errors import ImageRejected
 
 log = logging.getLogger(__name__)
 
 # Imported once in the fork server, so a new or replacement worker starts warm.
-_PRELOAD = ["shared.images"]
+_PRELOAD = ["shared.images", "shared.documents"]
 
 
 def _worker_main(conn: Connection, memory_bytes: int | None) -> None:
@@ -107,8 +109,8 @@ class ImageWorkerPool:
     Failures of the worker become ImageRejected: a call over `timeout_seconds` is
     processing_failed (worker killed and replaced), a MemoryError is image_too_large
     (worker replaced), a worker that dies (segfault, OOM killer) is processing_failed.
-    An exception raised by `fn` itself is re-raised as is when it is an ImageRejected,
-    else wrapped into ImageRejected("processing_failed"). Other calls keep being served.
+    An exception raised by `fn` itself is re-raised as is when it is a Rejected (an image's or a
+    document's domain error), else wrapped into ImageRejected("processing_failed"). Other calls keep being served.
     """
 
     def __init__(
@@ -201,7 +203,7 @@ class ImageWorkerPool:
             raise ImageRejected("image_too_large", value)
         if status == "died":
             raise ImageRejected("processing_failed", "image worker died during decode")
-        if isinstance(value, ImageRejected):
+        if isinstance(value, Rejected):
             raise value
         raise ImageRejected("processing_failed", f"{type(value).__name__}: {value}") from value
 
