@@ -1,4 +1,4 @@
-"""Envelope encryption at rest (DESIGN.md, Storage and encryption).
+"""Envelope encryption at rest.
 
 master key (FS_MASTER_KEY, by key id) ─wraps→ consumer key ─wraps→ data key ─encrypts→ blob
 

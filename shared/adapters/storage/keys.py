@@ -1,6 +1,6 @@
 """The one place that builds storage paths, from validated parts.
 
-Layout (DESIGN.md): {account_id}/{consumer_id}/{conversation_id}/{file_id}/{variant},
+Layout: {account_id}/{consumer_id}/{conversation_id}/{file_id}/{variant},
 so one consumer's files share a prefix and can be deleted together.
 """
 from __future__ import annotations
