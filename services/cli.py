@@ -28,7 +28,7 @@ from shared.contract.ids import InvalidId, check_id
 
 
 def _id(value: str) -> str:
-    """An id argument (DESIGN "Identifiers"): refused with the rule when it is not of that shape."""
+    """An id argument: refused with the rule when it is not of that shape."""
     try:
         return check_id(value, "the id")
     except InvalidId as e:

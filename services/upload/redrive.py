@@ -1,4 +1,4 @@
-"""Re-drive (DESIGN.md, State and recovery): what makes a broker that lost its log lose no photo.
+"""Re-drive: what makes a broker that lost its log lose no photo.
 
 Every `FS_REDRIVE_SECONDS` / 4 each upload instance takes the unfinished files (uploaded, sanitized,
 resized) whose stage has not moved for `FS_REDRIVE_SECONDS`, emits their last pipeline event again

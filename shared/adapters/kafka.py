@@ -83,7 +83,7 @@ def make_consumer(settings, group_id: str | None, *topics: str, background: bool
         enable_auto_commit=False, auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_wait_ms(settings, background),
         fetch_max_bytes=4 * MAX_MESSAGE_BYTES, max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
-        # Low timeouts: Tansu group joins otherwise wait out the full session (DESIGN.md).
+        # Low timeouts: Tansu group joins otherwise wait out the full session.
         session_timeout_ms=10000, heartbeat_interval_ms=1000, rebalance_timeout_ms=10000,
         max_poll_interval_ms=600000, **kwargs)
 

@@ -1,7 +1,8 @@
-"""Pydantic models for every topic of the contract (DESIGN.md, Topics).
+"""Pydantic models for every topic of the contract.
 
-Events are small immutable models; `to_bytes`/`parse_event` are the only way
-they cross the wire, so every topic value is validated at the edge. The ids of
+Events are small immutable models that cross the wire as JSON: `Event.to_bytes` writes them, and
+every topic value is validated at the edge when it is read (`parse_event` for any event, a model's
+`model_validate_json` through `shared.contract.inputs.parse_input` for records from outside). The ids of
 the input events (conversation.events, gdpr.forget, file.share.requested,
 account.settings) have the contract's shape (shared.contract.ids.Id): pipeline events
 carry ids that were checked when they entered.
@@ -27,7 +28,7 @@ Stage = Literal["upload", "sanitizer", "resizer", "delivery", "retention"]
 RejectionReason = Literal[
     "unsupported_type", "file_too_large", "malware_detected", "corrupt_image",
     "image_too_large", "conversation_closed", "consumer_forgotten", "processing_failed",
-    # Same checks as HTTP for bot records on file.share.requested (issue 3).
+    # A bot record on file.share.requested is refused for the same reasons as an HTTP upload.
     "unauthenticated", "feature_disabled", "file_sharing_disabled", "permission_denied",
     "conversation_not_found", "channel_not_supported", "invalid_request",
     "rate_limited",  # a bot record over an upload rate limit
@@ -83,8 +84,8 @@ class FileEvent(Event, _FileFields):
     """A pipeline event: file.uploaded, file.sanitized, file.resized, file.rejected."""
     request_id: str | None = None  # set when a bot sent the file over file.share.requested
     # The caption, AES-256-GCM under the consumer's key with associated data `{file_id}#caption`
-    # (shared.adapters.crypto.seal_caption), base64: no plaintext caption on internal topics, and a forget
-    # shreds it with the key. Absent without a caption, and always on file.rejected.
+    # (shared.pipeline.seal_for_file with caption_binding), base64: no plaintext caption on internal
+    # topics, and a forget shreds it with the key. Absent without a caption, and always on file.rejected.
     caption_sealed: str | None = None
 
 
@@ -116,8 +117,8 @@ class FileResized(_SealedCaptionEvent):
     size_bytes: int
     width: int
     height: int
-    # The ≤ 30 KB JPEG preview, encrypted under the file's consumer key (shared.pipeline.seal_companion),
-    # base64: no plaintext image bytes on this topic, and a forget shreds it with the key.
+    # The ≤ 30 KB JPEG preview, encrypted under the file's consumer key (shared.pipeline.seal_for_file,
+    # bound to companion_of), base64: no plaintext image bytes on this topic, and a forget shreds it.
     preview_sealed: str = ""
     uploaded_at: UtcDatetime | None = None
 

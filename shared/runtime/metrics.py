@@ -38,7 +38,7 @@ class ServiceMetrics:
         self.dependency_errors = Counter("fileshare_dependency_errors_total",
                                          "Errors of a dependency (kafka, database, s3, clamd), logged once per outage",
                                          ["dependency"], registry=self.registry)
-        # The cost around the image work: S3 round trips and decrypts, per operation (issue 11).
+        # The cost around the image work: S3 round trips and decrypts, per operation.
         self.storage_requests = Counter("fileshare_storage_requests_total",
                                         "HTTP requests to the object store, by bucket and operation",
                                         ["bucket", "op"], registry=self.registry)

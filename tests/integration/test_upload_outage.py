@@ -1,4 +1,4 @@
-"""Issue 3: if storing or publishing fails the client gets 503 and nothing half-done remains.
+"""If storing or publishing fails the client gets 503 and nothing half-done remains.
 
 Stops one server of the session stack (the S3 server, then the broker) and always restarts it,
 waiting until every service is ready again, so the tests after this one find the stack whole.

@@ -1,4 +1,4 @@
-"""Issue 3: the upload rules as pure functions, the whole matrix cell by cell."""
+"""The upload rules as pure functions, the whole matrix cell by cell."""
 from __future__ import annotations
 
 import base64
