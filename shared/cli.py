@@ -23,7 +23,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from shared.auth import ROLES, mint_token
+from shared.auth import mint_token
+from shared.events import ROLES
 from shared.ids import InvalidId, check_id
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -21,8 +21,14 @@ SCHEMA_VERSION = 1
 # Pipeline events whose caption travels sealed (contract v2): file.uploaded, file.sanitized, file.resized.
 SEALED_CAPTION_SCHEMA_VERSION = 2
 
+# The roles of a token (claim `role`); the sending roles each have a permission profile in the settings.
 Role = Literal["agent", "agent_manager", "bot", "consumer", "admin", "platform"]
+SenderRole = Literal["agent", "agent_manager", "bot"]
+Permission = Literal["send_files_local", "send_files_widget"]
 Source = Literal["local", "widget"]
+ROLES: tuple[str, ...] = get_args(Role)
+PROFILES: tuple[str, ...] = get_args(SenderRole)
+SOURCES: tuple[str, ...] = get_args(Source)
 Stage = Literal["upload", "sanitizer", "resizer", "delivery", "retention"]
 RejectionReason = Literal[
     "unsupported_type", "file_too_large", "malware_detected", "corrupt_image",
@@ -187,15 +193,10 @@ class GdprForget(Event):
     consumer_id: Id
 
 
-PERMISSIONS = ("send_files_local", "send_files_widget")
-PROFILES = ("agent", "agent_manager", "bot")
-
-
 class _AccountSettingsFields(BaseModel):
     feature_enabled: bool = False
     file_sharing_enabled: bool = False
-    permissions: dict[Literal["agent", "agent_manager", "bot"],
-                      list[Literal["send_files_local", "send_files_widget"]]] = Field(
+    permissions: dict[SenderRole, list[Permission]] = Field(
         default_factory=lambda: {p: [] for p in PROFILES})
     max_image_dimension: int = Field(default=800, ge=100, le=4096)
     retention: str = "P13M"
