@@ -10,10 +10,10 @@ from shared.account_settings import get_document
 from shared.conversations import get_conversation
 from shared.events import SOURCES
 from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
-from shared.rules import access, enforce
+from shared.rules import access, enforce, limits
 
 from services.upload import status as file_status
-from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, MalformedForm, read_form_limited
+from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       already_accepted, file_id_for)
 from services.upload.policy import check_conversation, check_may_send_at_all, check_source
@@ -62,12 +62,12 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
         check_may_send_at_all(principal, account_id, await get_document(conn, account_id))
         conversation = await get_conversation(conn, conversation_id)
     try:
-        form = await read_form_limited(request, settings.max_upload_bytes + MULTIPART_SLACK)
+        form = await read_form_limited(request, limits.multipart_cap(settings.max_upload_bytes))
     except BodyTooLarge:
         # The conversation's state outranks the size (contract order) and needs no body; the
         # source-specific permission would need the unread `source` field, so it is not checked here.
         check_conversation(account_id, conversation, settings.file_channel_set)
-        raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
+        raise limits.too_large(settings.max_upload_bytes) from None
     except MalformedForm as e:  # malformed multipart, or not multipart at all
         raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
     try:
