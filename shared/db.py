@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 # Failures of the database that pass: retried by stream processors, 503 on HTTP.
 DB_TRANSIENT: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
 
-Connection = psycopg.AsyncConnection
+# Every connection of a Database reads rows as dicts (row_factory below).
+Connection = psycopg.AsyncConnection[DictRow]
 
 
 class Database:
@@ -34,7 +35,7 @@ class Database:
         if not url:
             raise ValueError("FS_DATABASE_URL is not set: the services keep their state in PostgreSQL")
         self.url, self.schema = url, schema
-        self.pool = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, open=False, timeout=10,
             # A connection that died with a restarted server is replaced, not handed out.
             check=AsyncConnectionPool.check_connection,
@@ -70,6 +71,13 @@ class Database:
             return True
         except Exception:
             return False
+
+
+def the_row(row: DictRow | None) -> DictRow:
+    """The row of a query that always answers one (an aggregate, a clock, an upsert's RETURNING)."""
+    if row is None:
+        raise LookupError("the query answered no row")
+    return row
 
 
 async def lock_files(conn: Connection, *file_ids: str) -> None:

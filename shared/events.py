@@ -26,6 +26,7 @@ Role = Literal["agent", "agent_manager", "bot", "consumer", "admin", "platform"]
 SenderRole = Literal["agent", "agent_manager", "bot"]
 Permission = Literal["send_files_local", "send_files_widget"]
 Source = Literal["local", "widget"]
+DeletionReason = Literal["expired", "gdpr"]
 ROLES: tuple[str, ...] = get_args(Role)
 PROFILES: tuple[str, ...] = get_args(SenderRole)
 SOURCES: tuple[str, ...] = get_args(Source)
@@ -160,7 +161,7 @@ class FileDeleted(Event):
     account_id: str
     conversation_id: str
     consumer_id: str
-    reason: Literal["expired", "gdpr"]
+    reason: DeletionReason
     request_id: str | None = None
 
 
@@ -193,11 +194,15 @@ class GdprForget(Event):
     consumer_id: Id
 
 
+def _no_permissions() -> dict[SenderRole, list[Permission]]:
+    return {p: [] for p in get_args(SenderRole)}
+
+
 class _AccountSettingsFields(BaseModel):
     feature_enabled: bool = False
     file_sharing_enabled: bool = False
     permissions: dict[SenderRole, list[Permission]] = Field(
-        default_factory=lambda: {p: [] for p in PROFILES})
+        default_factory=_no_permissions)
     max_image_dimension: int = Field(default=800, ge=100, le=4096)
     retention: str = "P13M"
 
@@ -234,6 +239,6 @@ def parse_event(raw: bytes | str | dict) -> Event:
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schema of every event model, by event model name (for external producers)."""
-    models = [FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
+    models: list[type[BaseModel]] = [FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
               FileDeleted, ConversationEvent, FileShareRequested, GdprForget, AccountSettings]
     return {m.__name__: m.model_json_schema() for m in models}

@@ -34,7 +34,7 @@ from typing import Awaitable, Callable
 from shared import events as ev
 from shared.account_settings import all_documents, get_document
 from shared.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
-from shared.db import Connection, Database, lock_files
+from shared.db import Connection, Database, lock_files, the_row
 from shared.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
 from shared.kafka import Outgoing, Send, TransientError
 from shared.storage import ObjectInfo, ObjectStore, consumer_prefix
@@ -68,13 +68,13 @@ class StoredFile:
 
 
 def group_files(objects: list[ObjectInfo]) -> list[StoredFile]:
-    files: dict[tuple, StoredFile] = {}
+    files: dict[tuple[str, str, str, str], StoredFile] = {}
     for o in objects:
         parts = o.key.split("/")
         if len(parts) != 5:
             log.warning("object outside the storage layout: %s", o.key)
             continue
-        ident = tuple(parts[:4])
+        ident = (parts[0], parts[1], parts[2], parts[3])
         files.setdefault(ident, StoredFile(*ident)).objects.append(o)
     return list(files.values())
 
@@ -89,7 +89,7 @@ class RetentionDeps:
     clock: Callable[[], datetime] = utcnow
 
 
-def receipt(f: StoredFile, reason: str, request_id: str | None = None) -> Outgoing:
+def receipt(f: StoredFile, reason: ev.DeletionReason, request_id: str | None = None) -> Outgoing:
     return Outgoing(FILE_DELETED, f.conversation_id, ev.FileDeleted(
         file_id=f.file_id, account_id=f.account_id, conversation_id=f.conversation_id,
         consumer_id=f.consumer_id, reason=reason, request_id=request_id))
@@ -104,7 +104,10 @@ class Erased:
 
 # --- the index ---------------------------------------------------------------------------------
 
-async def index_file(conn: Connection, event: ev.FileUploaded | ev.FileSanitized | ev.FileResized) -> None:
+IndexedEvent = ev.FileUploaded | ev.FileSanitized | ev.FileResized  # the events of the retention index
+
+
+async def index_file(conn: Connection, event: IndexedEvent) -> None:
     """A pipeline stage event: the file enters the index with its expiry time (a receipted file never
     does). Every stage indexes, not only file.uploaded: after a broker lost its log, re-drive emits a
     file's latest stage event, which may be the first this index sees of it."""
@@ -233,9 +236,9 @@ async def _start_request(deps: RetentionDeps, request: ev.GdprForget) -> bool:
     async with deps.db.transaction() as conn:
         await conn.execute("INSERT INTO forget_requests (request_id, account_id, consumer_id) VALUES (%s, %s, %s) "
                            "ON CONFLICT DO NOTHING", (request.request_id, request.account_id, request.consumer_id))
-        row = await (await conn.execute(
+        row = the_row(await (await conn.execute(
             "SELECT done_at FROM forget_requests WHERE request_id = %s AND account_id = %s AND consumer_id = %s",
-            (request.request_id, request.account_id, request.consumer_id))).fetchone()
+            (request.request_id, request.account_id, request.consumer_id))).fetchone())
     return row["done_at"] is None
 
 
