@@ -7,7 +7,7 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 
-from shared.httpapi import ApiError, BodyCap, BodyTooLarge, ByteBudget, install_body_limit
+from shared.runtime.httpapi import ApiError, BodyCap, BodyTooLarge, ByteBudget, install_body_limit
 from shared.rules import limits
 
 UPLOAD_ROUTE = ("POST", "/v1/accounts/{account_id}/conversations/{conversation_id}/files")

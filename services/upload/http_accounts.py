@@ -8,15 +8,15 @@ from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI, Query, Request
 from pydantic import ValidationError
 
-from shared import events as ev
-from shared.account_settings import get_document, put_document, wait_applied
-from shared.conversations import get_conversation
-from shared.durations import parse_duration
+from shared.contract import events as ev
+from shared.projections.account_settings import get_document, put_document, wait_applied
+from shared.projections.conversations import get_conversation
+from shared.contract.durations import parse_duration
 from shared.images.formats import ACCEPTED_TYPES
-from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
-from shared.kafka import Outgoing
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.adapters.kafka import Outgoing
 from shared.rules import access, enforce
-from shared.topics import ACCOUNT_SETTINGS
+from shared.contract.topics import ACCOUNT_SETTINGS
 
 from services.upload.handlers import UploadDeps
 from services.upload.policy import capabilities, check_source

@@ -6,10 +6,10 @@ import time
 from fastapi import FastAPI, Header, Path, Request
 from starlette.datastructures import UploadFile
 
-from shared.account_settings import get_document
-from shared.conversations import get_conversation
-from shared.events import SOURCES
-from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.projections.account_settings import get_document
+from shared.projections.conversations import get_conversation
+from shared.contract.events import SOURCES
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
 from shared.rules import access, enforce, limits
 
 from services.upload import status as file_status

@@ -13,9 +13,9 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from shared.auth import Principal
-from shared.conversations import Conversation
-from shared.events import PROFILES, SOURCES, AccountSettingsDocument
+from shared.contract.auth import Principal
+from shared.projections.conversations import Conversation
+from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument
 from shared.rules import Refused
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}

@@ -3,7 +3,7 @@
 A rule that says no gives a Refused: the contract's HTTP status, error code and message."""
 from __future__ import annotations
 
-from shared.errors import ApiError
+from shared.contract.errors import ApiError
 
 
 class Refused(ApiError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.auth import Principal
+from shared.contract.auth import Principal
 from shared.rules import Refused
 
 # Who may change an account's settings; only the account team may turn the feature on or off.

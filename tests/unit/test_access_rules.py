@@ -9,8 +9,8 @@ import itertools
 
 import pytest
 
-from shared.auth import Principal
-from shared.events import ROLES
+from shared.contract.auth import Principal
+from shared.contract.events import ROLES
 from shared.rules import Refused, access
 
 OK = None
