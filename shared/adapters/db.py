@@ -19,6 +19,8 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from shared.runtime.retry import retry_transient
+
 log = logging.getLogger(__name__)
 
 # Failures of the database that pass: retried by stream processors, 503 on HTTP.
@@ -46,8 +48,6 @@ class Database:
         """Wait for the server to answer (a connection, counted as a database outage while it does not),
         apply migrations once (a migration that fails stops the service: retrying cannot mend it), then
         open the pool."""
-        from shared.adapters.kafka import retry_transient
-
         async def server_answers() -> None:
             await (await psycopg.AsyncConnection.connect(self.url, connect_timeout=5)).close()
         await retry_transient(server_answers, f"database of {self.schema}", DB_TRANSIENT, stop, max_delay=5)
