@@ -23,7 +23,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from shared.contract.auth import ROLES, mint_token
+from shared.contract.auth import mint_token
+from shared.contract.events import ROLES
 from shared.contract.ids import InvalidId, check_id
 
 

@@ -16,11 +16,11 @@ from shared.runtime.httpapi import (ApiError, add_health_routes, contract_openap
 from shared.images.formats import EXTENSIONS
 from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.runtime.logs import file_ctx
+from shared.rules import access, enforce
 from shared.adapters.storage import ObjectKey
 from shared.adapters.storage.objectstore import StorageUnavailable
 
-from services.delivery.handlers import (DeliveryDeps, StoredMessage, authorize_conversation,
-                                       authorize_file_access, find_deletion, find_message, transcript_of)
+from services.delivery.handlers import DeliveryDeps, StoredMessage, find_deletion, find_message, transcript_of
 from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,9 @@ async def find_file(deps: DeliveryDeps, file_id: str, principal: Principal) -> S
     async with deps.db.pool.connection() as conn:
         message = await find_message(conn, file_id)
         deletion = None if message is not None else await find_deletion(conn, file_id)
-    if message is None:
-        if deletion is not None and deletion.account_id == principal.account_id and principal.role != "consumer":
-            raise ApiError(410, "gone", "the file was deleted")
-        raise ApiError(404, "not_found", "no such file")
-    authorize_file_access(principal, message)
+    published = access.Owner(message.account_id, message.consumer_id) if message is not None else None
+    enforce(access.file_content(principal, published, deletion.account_id if deletion is not None else None))
+    assert message is not None  # the rule refuses a file that is not published
     return message
 
 
@@ -168,9 +166,7 @@ def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
         async with deps.db.pool.connection() as conn:
             items = await transcript_of(conn, conversation_id)
             conversation = await get_conversation(conn, conversation_id)
-        owner = (conversation.account_id, conversation.consumer_id) if conversation else \
-            ((items[0]["account_id"], items[0]["consumer_id"]) if items else None)
-        if owner is None:
-            raise ApiError(404, "not_found", "no such conversation")
-        authorize_conversation(principal, *owner)
+        owner = access.Owner(conversation.account_id, conversation.consumer_id) if conversation else \
+            (access.Owner(items[0]["account_id"], items[0]["consumer_id"]) if items else None)
+        enforce(access.transcript(principal, owner))
         return {"conversation_id": conversation_id, "messages": items}

@@ -14,10 +14,10 @@ with backoff and never committed past.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable
@@ -31,6 +31,7 @@ from shared.adapters.crypto import UnknownMasterKey
 from shared.adapters.db import DB_TRANSIENT
 from shared.contract.events import Event
 from shared.runtime.outages import note_transient
+from shared.runtime.retry import Backoff, retry_transient
 from shared.contract.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -90,22 +91,15 @@ def make_consumer(settings, group_id: str | None, *topics: str, background: bool
 
 async def start_with_retry(client, what: str, stop: asyncio.Event | None = None, max_wait: float = 10.0):
     """Start an aiokafka client, retrying until the broker answers (services start before Kafka is up)."""
-    delay = 0.2
-    while True:
+    async def start():
         try:
             await client.start()
-            return client
-        except KafkaError as e:
-            if stop is not None and stop.is_set():
-                raise
-            if not note_transient(e, what):
-                log.warning("%s: Kafka not ready (%s); retrying in %.1fs", what, e, delay)
-            try:
+        except KafkaError:
+            with contextlib.suppress(Exception):  # a client that failed to start is stopped before the next try
                 await client.stop()
-            except Exception:
-                pass
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_wait)
+            raise
+        return client
+    return await retry_transient(start, what, (KafkaError,), stop, backoff=Backoff(0.2, max_wait))
 
 
 async def _produce(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> list:
@@ -119,6 +113,9 @@ async def send_all(producer: AIOKafkaProducer, outgoing: Iterable[Outgoing]) -> 
     for answer in await _produce(producer, list(outgoing)):
         if isinstance(answer, BaseException):
             raise answer
+
+
+PUBLISH_BACKOFF = Backoff(0.2)  # between the tries of a produce the broker did not acknowledge
 
 
 class Publisher:
@@ -157,7 +154,7 @@ class Publisher:
             log.info("%s: %d of %d events not acknowledged (%s); sending those again", self.name, len(failed),
                      len(pending), error)
             pending = [i for i, _ in failed]  # the acknowledged ones are not sent twice
-            await asyncio.sleep(0.2 * 2 ** attempt)
+            await asyncio.sleep(PUBLISH_BACKOFF.delay(attempt + 1))
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -237,25 +234,6 @@ async def fetched_ends(consumer: AIOKafkaConsumer, topic: str, near: dict[int, i
     while any(consumer.highwater(tp) is None for tp in tps) and time.monotonic() < deadline:
         await consumer.getmany(*tps, timeout_ms=200, max_records=len(tps))
     return {tp.partition: consumer.highwater(tp) for tp in tps if consumer.highwater(tp) is not None}
-
-
-async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],
-                          stop: asyncio.Event | None = None,
-                          on_retry: Callable[[BaseException], None] | None = None, max_delay: float = 30.0):
-    """Call fn until it succeeds, retrying `transient` errors with jittered exponential backoff."""
-    delay = 0.2
-    while True:
-        try:
-            return await fn()
-        except transient as e:
-            if stop is not None and stop.is_set():
-                raise
-            if on_retry:
-                on_retry(e)
-            if not note_transient(e, what):  # a dependency's outage is logged once, not per retry
-                log.warning("%s: transient error (%s: %s); retrying in %.1fs", what, type(e).__name__, e, delay)
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, max_delay)
 
 
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError,

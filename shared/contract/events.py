@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -22,8 +22,15 @@ SCHEMA_VERSION = 1
 # Pipeline events whose caption travels sealed (contract v2): file.uploaded, file.sanitized, file.resized.
 SEALED_CAPTION_SCHEMA_VERSION = 2
 
+# The roles of a token (claim `role`); the sending roles each have a permission profile in the settings.
 Role = Literal["agent", "agent_manager", "bot", "consumer", "admin", "platform"]
+SenderRole = Literal["agent", "agent_manager", "bot"]
+Permission = Literal["send_files_local", "send_files_widget"]
 Source = Literal["local", "widget"]
+DeletionReason = Literal["expired", "gdpr"]
+ROLES: tuple[str, ...] = get_args(Role)
+PROFILES: tuple[str, ...] = get_args(SenderRole)
+SOURCES: tuple[str, ...] = get_args(Source)
 Stage = Literal["upload", "sanitizer", "resizer", "delivery", "retention"]
 RejectionReason = Literal[
     "unsupported_type", "file_too_large", "malware_detected", "corrupt_image",
@@ -155,7 +162,7 @@ class FileDeleted(Event):
     account_id: str
     conversation_id: str
     consumer_id: str
-    reason: Literal["expired", "gdpr"]
+    reason: DeletionReason
     request_id: str | None = None
 
 
@@ -188,16 +195,15 @@ class GdprForget(Event):
     consumer_id: Id
 
 
-PERMISSIONS = ("send_files_local", "send_files_widget")
-PROFILES = ("agent", "agent_manager", "bot")
+def _no_permissions() -> dict[SenderRole, list[Permission]]:
+    return {p: [] for p in get_args(SenderRole)}
 
 
 class _AccountSettingsFields(BaseModel):
     feature_enabled: bool = False
     file_sharing_enabled: bool = False
-    permissions: dict[Literal["agent", "agent_manager", "bot"],
-                      list[Literal["send_files_local", "send_files_widget"]]] = Field(
-        default_factory=lambda: {p: [] for p in PROFILES})
+    permissions: dict[SenderRole, list[Permission]] = Field(
+        default_factory=_no_permissions)
     max_image_dimension: int = Field(default=800, ge=100, le=4096)
     retention: str = "P13M"
 
@@ -234,6 +240,6 @@ def parse_event(raw: bytes | str | dict) -> Event:
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schema of every event model, by event model name (for external producers)."""
-    models = [FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
+    models: list[type[BaseModel]] = [FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
               FileDeleted, ConversationEvent, FileShareRequested, GdprForget, AccountSettings]
     return {m.__name__: m.model_json_schema() for m in models}
