@@ -133,7 +133,7 @@ def cmd_open(args) -> int:
 
 def cmd_schemas(args) -> int:
     if args.write:
-        from shared.reference import write_reference
+        from services.reference import write_reference
         for path in write_reference(Path(args.write)):
             print(path)
         return 0

@@ -10,7 +10,7 @@ import yaml
 
 from shared import events as ev
 from shared.cli import main
-from shared.reference import REFERENCE_DIR, reference_files, stale_files
+from services.reference import REFERENCE_DIR, reference_files, stale_files
 from shared.topics import topic_configs
 
 

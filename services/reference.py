@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from services.delivery.app import openapi_document as delivery_openapi
+from services.upload.app import openapi_document as upload_openapi
 from shared.asyncapi import asyncapi_document
 from shared.settings import Settings
 
@@ -28,11 +30,6 @@ def as_json(document: dict) -> str:
 
 def reference_files() -> dict[str, str]:
     """Each file of docs/reference by name, with the text the code gives it."""
-    # The services' own modules build their routes (without connecting anything); like the CLI,
-    # this is the one place in shared/ that reads them.
-    from services.delivery.app import openapi_document as delivery_openapi
-    from services.upload.app import openapi_document as upload_openapi
-
     settings = DefaultSettings()
     return {
         "openapi-upload.json": as_json(upload_openapi(settings)),
