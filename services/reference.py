@@ -10,7 +10,7 @@ import yaml
 
 from services.delivery.app import openapi_document as delivery_openapi
 from services.upload.app import openapi_document as upload_openapi
-from shared.asyncapi import asyncapi_document
+from shared.contract.asyncapi import asyncapi_document
 from shared.settings import Settings
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "docs" / "reference"

@@ -8,10 +8,10 @@ import typing
 
 import yaml
 
-from shared import events as ev
-from shared.cli import main
+from shared.contract import events as ev
+from services.cli import main
 from services.reference import REFERENCE_DIR, reference_files, stale_files
-from shared.topics import topic_configs
+from shared.contract.topics import topic_configs
 
 
 def refs(node) -> list[str]:
