@@ -113,10 +113,13 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
 def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
     metrics = deps.metrics
 
-    @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
-                   responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
-                                             (404, "not_found"), (410, "gone"), (500, "integrity_error"),
-                                             (503, "unavailable")))
+    content, refusals = "/v1/files/{file_id}/content", error_responses(
+        (401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"), (404, "not_found"), (410, "gone"),
+        (500, "integrity_error"), (503, "unavailable"))
+
+    # Two routes, not one api_route for both methods: OpenAPI needs an operationId of its own per method.
+    @app.head(content, responses=refusals, operation_id="head_file_content")
+    @app.get(content, responses=refusals)
     async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""

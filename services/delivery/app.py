@@ -42,3 +42,10 @@ def bootstrap(settings) -> Service:
                       on_start=[publisher.start], on_stop=[publisher.stop], http_port=settings.delivery_port)
     service.http = build_api(settings, deps, service.ready)
     return service
+
+
+def openapi_document(settings) -> dict:
+    """The HTTP API's OpenAPI from its routes alone. Routes use their dependencies only when a request
+    comes, so none is made here: no database, broker or storage is needed to write docs/reference."""
+    deps = DeliveryDeps(db=None, files=None, publisher=None, metrics=DeliveryMetrics())
+    return build_api(settings, deps, ready=lambda: False).openapi()
