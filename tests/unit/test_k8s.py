@@ -196,7 +196,8 @@ def test_image_workers_fit_in_the_memory_limit(tree):
 def test_each_service_has_a_disruption_budget_and_an_autoscaler(tree):
     name, objects = tree
     deployments = of_kind(objects, "Deployment")
-    budgets, scalers = list(of_kind(objects, "PodDisruptionBudget").values()), of_kind(objects, "HorizontalPodAutoscaler")
+    budgets = list(of_kind(objects, "PodDisruptionBudget").values())
+    scalers = of_kind(objects, "HorizontalPodAutoscaler")
     partitions = int(environment(objects, deployments["sanitizer"])["FS_TOPIC_PARTITIONS"])
     for service in SERVICES:
         labels = deployments[service]["spec"]["template"]["metadata"]["labels"]
@@ -251,6 +252,16 @@ def test_each_service_gets_what_compose_gives_it(tree):
             ports = {p["name"]: p for p in services[service]["spec"]["ports"]}
             assert ports["http"]["port"] == int(env[HTTP_PORT_SETTING[service]])
             assert ports["metrics"]["port"] == s.metrics_port(service)
+
+
+def test_every_fs_variable_is_a_setting(tree):
+    """The settings model ignores unknown variables, so a misspelt one would silently keep its default."""
+    name, objects = tree
+    fields = set(Settings.model_fields)
+    for deployment in of_kind(objects, "Deployment").values():
+        env = environment(objects, deployment)
+        unknown = sorted(k for k in env if k.startswith("FS_") and k[3:].lower() not in fields)
+        assert not unknown, f"{name}: {deployment['metadata']['name']} sets {unknown}, not fields of Settings"
 
 
 def test_base_secrets_are_placeholders_that_cannot_run():
