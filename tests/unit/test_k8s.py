@@ -355,3 +355,118 @@ def test_trial_environment_builds_every_service():
     jobs = of_kind(objects, "Job")
     script = container(jobs["minio-buckets"])["args"][0]
     assert "mc --config-dir /tmp/mc version enable" in script and "mb --ignore-existing" in script
+
+
+# NetworkPolicy semantics, enough for these manifests: a pod selected by no policy of a direction
+# is open in it; else a connection needs one rule of a selecting policy that matches peer and port.
+class Pod:
+    def __init__(self, labels: dict, namespace: str | None = NAMESPACE, ports: dict[str, int] | None = None):
+        self.labels, self.namespace, self.ports = labels, namespace, ports or {}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    assert not selector.get("matchExpressions"), "this check knows matchLabels only"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def peer_matches(peer: dict, other: Pod) -> bool:
+    assert "ipBlock" not in peer, "this check does not model ipBlocks"
+    if other.namespace is None:  # outside the cluster: only an ipBlock (or no `to`/`from`) admits it
+        return False
+    namespace_labels = {"kubernetes.io/metadata.name": other.namespace}
+    in_namespace = (selects(peer["namespaceSelector"], namespace_labels) if "namespaceSelector" in peer
+                    else other.namespace == NAMESPACE)
+    return in_namespace and selects(peer.get("podSelector", {}), other.labels)
+
+
+def admits(policies: list[dict], direction: str, pod: Pod, other: Pod, port: int, port_owner: Pod) -> bool:
+    if pod.namespace != NAMESPACE:
+        return True  # these manifests set no policy elsewhere
+    applicable = [p["spec"] for p in policies
+                  if direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], pod.labels)]
+    peers_key = "from" if direction == "Ingress" else "to"
+    for spec in applicable:
+        for rule in spec.get(direction.lower(), []):
+            peer_ok = peers_key not in rule or any(peer_matches(peer, other) for peer in rule[peers_key])
+            port_ok = "ports" not in rule or any(
+                p["port"] == port or port_owner.ports.get(p["port"]) == port for p in rule["ports"])
+            if peer_ok and port_ok:
+                return True
+    return not applicable
+
+
+def can_connect(objects: list[dict], source: Pod, target: Pod, port: int) -> bool:
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    return (admits(policies, "Egress", source, target, port, target)
+            and admits(policies, "Ingress", target, source, port, target))
+
+
+def pods(objects: list[dict]) -> dict[str, Pod]:
+    found = {}
+    for o in objects:
+        if o["kind"] in ("Deployment", "StatefulSet", "Job"):
+            template = o["spec"]["template"]
+            ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            found[o["metadata"]["name"]] = Pod(template["metadata"]["labels"], NAMESPACE, ports)
+    return found
+
+
+OUTSIDE = Pod({}, None)  # a browser, the platform, a managed Kafka or S3 outside the cluster
+PROMETHEUS = Pod({"app.kubernetes.io/name": "prometheus"}, "monitoring")
+KUBE_DNS = Pod({"k8s-app": "kube-dns"}, "kube-system")
+
+
+def test_trial_network_lets_only_what_must_talk_talk():
+    objects = rendered("trial")
+    pod = pods(objects)
+    env = environment(objects, of_kind(objects, "Deployment")["upload"])
+    for service in SERVICES:
+        for backend, port in (("kafka", 9092), ("postgres", 5432), ("minio", 9000)):
+            assert can_connect(objects, pod[service], pod[backend], port), f"{service} -> {backend}"
+        assert can_connect(objects, pod[service], KUBE_DNS, 53), f"{service} -> DNS"
+        assert can_connect(objects, pod[service], pod["clamd"], 3310) == (service == "sanitizer"), service
+        metrics = settings_from(env).metrics_port(service)
+        assert can_connect(objects, PROMETHEUS, pod[service], metrics), f"monitoring -> {service} metrics"
+        assert not can_connect(objects, Pod(PROMETHEUS.labels, "default"), pod[service], metrics)
+        assert not can_connect(objects, OUTSIDE, pod[service], metrics), f"{service} metrics open to anyone"
+    for service in HTTP_PORT_SETTING:
+        assert can_connect(objects, OUTSIDE, pod[service], int(env[HTTP_PORT_SETTING[service]])), service
+    assert can_connect(objects, pod["upload"], pod["delivery"], int(env["FS_DELIVERY_PORT"])), "re-drive's lookup"
+    assert not can_connect(objects, pod["resizer"], pod["delivery"], int(env["FS_DELIVERY_PORT"]))
+    for backend, port in (("kafka", 9092), ("postgres", 5432), ("minio", 9000), ("clamd", 3310)):
+        assert not can_connect(objects, OUTSIDE, pod[backend], port), f"{backend} open to the outside"
+        assert not can_connect(objects, PROMETHEUS, pod[backend], port), f"{backend} open to monitoring"
+    assert can_connect(objects, pod["minio-buckets"], pod["minio"], 9000)
+    assert not can_connect(objects, pod["minio-buckets"], pod["postgres"], 5432)
+    assert can_connect(objects, pod["clamd"], OUTSIDE, 443), "freshclam fetches the signatures"
+    assert not can_connect(objects, pod["postgres"], OUTSIDE, 443), "the database talks to no one"
+
+
+def test_base_network_reaches_backends_outside_the_cluster_and_nothing_else():
+    objects = rendered("base")
+    pod = pods(objects)
+    for service in SERVICES:
+        for port in (9092, 5432, 443):  # managed Kafka, PostgreSQL and S3
+            assert can_connect(objects, pod[service], OUTSIDE, port), f"{service} -> {port}"
+        for port in (22, 25, 6379):
+            assert not can_connect(objects, pod[service], OUTSIDE, port), f"{service} -> {port}"
+        assert can_connect(objects, pod[service], OUTSIDE, 3310) == (service == "sanitizer"), service
+
+
+def options(conf: str) -> dict[str, str]:
+    return dict(line.split(None, 1) for line in conf.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def test_trial_kafka_and_clamd_are_configured_like_compose():
+    """docker-compose.yml is the production shape: the trial's Kafka and clamd differ from it only where
+    Kubernetes needs it."""
+    objects = rendered("trial")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    kafka = {v["name"]: v["value"] for v in container(of_kind(objects, "StatefulSet")["kafka"])["env"]}
+    # Single process: its controller on localhost; logs below the volume's lost+found; a bounded heap.
+    differs = {"KAFKA_CONTROLLER_QUORUM_VOTERS", "KAFKA_LOG_DIRS", "KAFKA_HEAP_OPTS"}
+    expected = {k: str(v) for k, v in compose["services"]["kafka"]["environment"].items()}
+    assert {k: v for k, v in kafka.items() if k not in differs} == {k: v for k, v in expected.items()
+                                                                    if k not in differs}
+    conf = next(o for name, o in of_kind(objects, "ConfigMap").items() if name.startswith("clamd-config"))
+    assert options(conf["data"]["clamd.conf"]) == options(compose["configs"]["clamd_conf"]["content"])
