@@ -8,10 +8,12 @@ service's real `bootstrap`, which builds the service (keys, scanner, consumers) 
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import pytest
 import yaml
 
 from shared.crypto import decode_master_key
+from shared.embedded import free_port
+from shared.metrics import ServiceMetrics, serve_metrics
 from shared.settings import METRICS_PORT_OFFSETS, Settings
 from shared.topics import MAX_MESSAGE_BYTES
 
@@ -470,3 +474,46 @@ def test_trial_kafka_and_clamd_are_configured_like_compose():
                                                                     if k not in differs}
     conf = next(o for name, o in of_kind(objects, "ConfigMap").items() if name.startswith("clamd-config"))
     assert options(conf["data"]["clamd.conf"]) == options(compose["configs"]["clamd_conf"]["content"])
+
+
+def pod_address() -> str:
+    """This machine's own non-loopback IPv4 address, standing for the pod IP the kubelet probes."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        address = s.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("this machine has no non-loopback IPv4 address to probe")
+    return address
+
+
+async def probe(host: str, port: int, path: str) -> int | None:
+    """The HTTP status of GET path, as the kubelet's httpGet probe asks it; None when refused."""
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return None
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    status = int((await reader.readline()).split()[1])
+    writer.close()
+    return status
+
+
+async def test_probes_reach_the_pod_address_only_with_the_manifests_bind_host():
+    """The kubelet probes the pod's IP, not its loopback: with the manifests' FS_BIND_HOST the metrics
+    server answers /healthz and /readyz there; with the settings' default it would not answer."""
+    objects = rendered("base")
+    env = environment(objects, of_kind(objects, "Deployment")["retention"])
+    address, metrics = pod_address(), ServiceMetrics("retention")
+
+    async def ready() -> bool:
+        return True
+
+    for bind_host, answers in ((env["FS_BIND_HOST"], True), (Settings().bind_host, False)):
+        port = free_port()
+        server = await serve_metrics(metrics, port, ready, bind_host)
+        try:
+            statuses = [await probe(address, port, path) for path in ("/healthz", "/readyz")]
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert statuses == ([200, 200] if answers else [None, None]), f"FS_BIND_HOST={bind_host}"
