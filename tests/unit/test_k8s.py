@@ -8,117 +8,29 @@ service's real `bootstrap`, which builds the service (keys, scanner, consumers) 
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import importlib
 import re
-import shutil
-import socket
-import subprocess
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from shared.crypto import decode_master_key
-from shared.embedded import free_port
-from shared.metrics import ServiceMetrics, serve_metrics
-from shared.settings import METRICS_PORT_OFFSETS, Settings
+from shared.settings import Settings
 from shared.topics import MAX_MESSAGE_BYTES
+from tests.k8ssupport import (HTTP_PORT_SETTING, NAMESPACE, ROOT, SERVICES, STREAM_PROCESSORS, TREES,
+                              compose_environment, container, environment, of_kind, port_number, quantity,
+                              rendered, settings_from)
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
-TREES = {"base": K8S / "base", "lag": K8S / "overlays" / "lag", "trial": K8S / "overlays" / "trial"}
-SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
-STREAM_PROCESSORS = ("sanitizer", "resizer", "delivery", "retention")
-HTTP_PORT_SETTING = {"upload": "FS_UPLOAD_PORT", "delivery": "FS_DELIVERY_PORT"}
 # The oldest release its schemas cover that we promise, and the newest it ships.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-NAMESPACE = "fileshare"
-
-
-def kubectl() -> str:
-    found = shutil.which("kubectl")
-    if found is None:
-        pytest.fail("kubectl is not on PATH: install it (Debian: apt-get install kubernetes-client; .ci/run does) "
-                    "to render deploy/k8s with `kubectl kustomize`")
-    return found
 
 
 @pytest.fixture(scope="module", params=sorted(TREES))
 def tree(request) -> tuple[str, list[dict]]:
+    """(name, rendered objects) of each tree: the base and every overlay."""
     return request.param, rendered(request.param)
-
-
-_RENDERED: dict[str, list[dict]] = {}
-
-
-def rendered(name: str) -> list[dict]:
-    if name not in _RENDERED:
-        done = subprocess.run([kubectl(), "kustomize", str(TREES[name])], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"kubectl kustomize {TREES[name]} failed:\n{done.stderr}"
-        _RENDERED[name] = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-    return _RENDERED[name]
-
-
-def of_kind(objects: list[dict], kind: str) -> dict[str, dict]:
-    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
-
-
-def container(deployment: dict) -> dict:
-    (only,) = deployment["spec"]["template"]["spec"]["containers"]
-    return only
-
-
-def quantity(value) -> float:
-    """A Kubernetes quantity in base units (cores, bytes)."""
-    text = str(value)
-    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
-    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", text)
-    assert match, f"not a quantity: {text}"
-    return float(match[1]) * units.get(match[2], 1) if match[2] else float(match[1])
-
-
-def environment(objects: list[dict], deployment: dict) -> dict[str, str]:
-    """The variables the service's container starts with, resolved from its ConfigMaps and Secrets."""
-    configmaps, secrets = of_kind(objects, "ConfigMap"), of_kind(objects, "Secret")
-
-    def secret(name: str) -> dict[str, str]:
-        return {k: base64.b64decode(v).decode() for k, v in (secrets[name].get("data") or {}).items()}
-
-    env: dict[str, str] = {}
-    spec = container(deployment)
-    for source in spec.get("envFrom", []):
-        if "configMapRef" in source:
-            env.update(configmaps[source["configMapRef"]["name"]].get("data") or {})
-        else:
-            env.update(secret(source["secretRef"]["name"]))
-    for var in spec.get("env", []):
-        if "value" in var:
-            env[var["name"]] = var["value"]
-        elif "secretKeyRef" in var["valueFrom"]:
-            ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = secret(ref["name"])[ref["key"]]
-        else:
-            ref = var["valueFrom"]["configMapKeyRef"]
-            env[var["name"]] = configmaps[ref["name"]]["data"][ref["key"]]
-    return env
-
-
-def port_number(spec: dict, port) -> int:
-    if isinstance(port, int):
-        return port
-    return next(p["containerPort"] for p in spec["ports"] if p["name"] == port)
-
-
-def compose_environment(service: str) -> dict[str, str]:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return {k: str(v) for k, v in (compose["services"][service].get("environment") or {}).items()}
-
-
-def settings_from(env: dict[str, str]) -> Settings:
-    return Settings(**{k[3:].lower(): v for k, v in env.items() if k.startswith("FS_")})
 
 
 def test_every_object_is_valid_against_the_kubernetes_schemas(tree):
@@ -278,24 +190,6 @@ def test_base_secrets_are_placeholders_that_cannot_run():
     assert "REPLACE_ME" in env["FS_DATABASE_URL"] and env["FS_S3_SECRET_KEY"] == "REPLACE_ME"
 
 
-def test_network_policies_deny_by_default_and_admit_only_what_must_talk(tree):
-    name, objects = tree
-    policies = of_kind(objects, "NetworkPolicy")
-    deny = policies["default-deny"]["spec"]
-    assert deny["podSelector"] == {} and sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
-    assert not deny.get("ingress") and not deny.get("egress")
-    to_clamd = [p for p in policies.values() if any(port.get("port") == 3310 for rule in p["spec"].get("egress", [])
-                                                    for port in rule.get("ports", []))]
-    assert [p["spec"]["podSelector"]["matchLabels"] for p in to_clamd] == [{"app.kubernetes.io/name": "sanitizer"}]
-    metrics = policies["metrics-from-monitoring"]["spec"]["ingress"]
-    assert metrics == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-                        "ports": [{"protocol": "TCP", "port": "metrics"}]}]
-    http_open = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name")
-                 for p in policies.values() for rule in p["spec"].get("ingress", [])
-                 if "from" not in rule and any(port.get("port") == "http" for port in rule.get("ports", []))}
-    assert http_open == {"upload", "delivery"}, f"{name}: only the public HTTP APIs are open to clients"
-
-
 def stage_groups() -> dict[str, str]:
     """The consumer group each stream processor reads its stage's topic with, from the real services."""
     env = environment(rendered("trial"), of_kind(rendered("trial"), "Deployment")["sanitizer"])
@@ -360,103 +254,6 @@ def test_trial_environment_builds_every_service():
     script = container(jobs["minio-buckets"])["args"][0]
     assert "mc --config-dir /tmp/mc version enable" in script and "mb --ignore-existing" in script
 
-
-# NetworkPolicy semantics, enough for these manifests: a pod selected by no policy of a direction
-# is open in it; else a connection needs one rule of a selecting policy that matches peer and port.
-class Pod:
-    def __init__(self, labels: dict, namespace: str | None = NAMESPACE, ports: dict[str, int] | None = None):
-        self.labels, self.namespace, self.ports = labels, namespace, ports or {}
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    assert not selector.get("matchExpressions"), "this check knows matchLabels only"
-    return selector.get("matchLabels", {}).items() <= labels.items()
-
-
-def peer_matches(peer: dict, other: Pod) -> bool:
-    assert "ipBlock" not in peer, "this check does not model ipBlocks"
-    if other.namespace is None:  # outside the cluster: only an ipBlock (or no `to`/`from`) admits it
-        return False
-    namespace_labels = {"kubernetes.io/metadata.name": other.namespace}
-    in_namespace = (selects(peer["namespaceSelector"], namespace_labels) if "namespaceSelector" in peer
-                    else other.namespace == NAMESPACE)
-    return in_namespace and selects(peer.get("podSelector", {}), other.labels)
-
-
-def admits(policies: list[dict], direction: str, pod: Pod, other: Pod, port: int, port_owner: Pod) -> bool:
-    if pod.namespace != NAMESPACE:
-        return True  # these manifests set no policy elsewhere
-    applicable = [p["spec"] for p in policies
-                  if direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], pod.labels)]
-    peers_key = "from" if direction == "Ingress" else "to"
-    for spec in applicable:
-        for rule in spec.get(direction.lower(), []):
-            peer_ok = peers_key not in rule or any(peer_matches(peer, other) for peer in rule[peers_key])
-            port_ok = "ports" not in rule or any(
-                p["port"] == port or port_owner.ports.get(p["port"]) == port for p in rule["ports"])
-            if peer_ok and port_ok:
-                return True
-    return not applicable
-
-
-def can_connect(objects: list[dict], source: Pod, target: Pod, port: int) -> bool:
-    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    return (admits(policies, "Egress", source, target, port, target)
-            and admits(policies, "Ingress", target, source, port, target))
-
-
-def pods(objects: list[dict]) -> dict[str, Pod]:
-    found = {}
-    for o in objects:
-        if o["kind"] in ("Deployment", "StatefulSet", "Job"):
-            template = o["spec"]["template"]
-            ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
-            found[o["metadata"]["name"]] = Pod(template["metadata"]["labels"], NAMESPACE, ports)
-    return found
-
-
-OUTSIDE = Pod({}, None)  # a browser, the platform, a managed Kafka or S3 outside the cluster
-PROMETHEUS = Pod({"app.kubernetes.io/name": "prometheus"}, "monitoring")
-KUBE_DNS = Pod({"k8s-app": "kube-dns"}, "kube-system")
-
-
-def test_trial_network_lets_only_what_must_talk_talk():
-    objects = rendered("trial")
-    pod = pods(objects)
-    env = environment(objects, of_kind(objects, "Deployment")["upload"])
-    for service in SERVICES:
-        for backend, port in (("kafka", 9092), ("postgres", 5432), ("minio", 9000)):
-            assert can_connect(objects, pod[service], pod[backend], port), f"{service} -> {backend}"
-        assert can_connect(objects, pod[service], KUBE_DNS, 53), f"{service} -> DNS"
-        assert can_connect(objects, pod[service], pod["clamd"], 3310) == (service == "sanitizer"), service
-        metrics = settings_from(env).metrics_port(service)
-        assert can_connect(objects, PROMETHEUS, pod[service], metrics), f"monitoring -> {service} metrics"
-        assert not can_connect(objects, Pod(PROMETHEUS.labels, "default"), pod[service], metrics)
-        assert not can_connect(objects, OUTSIDE, pod[service], metrics), f"{service} metrics open to anyone"
-    for service in HTTP_PORT_SETTING:
-        assert can_connect(objects, OUTSIDE, pod[service], int(env[HTTP_PORT_SETTING[service]])), service
-    assert can_connect(objects, pod["upload"], pod["delivery"], int(env["FS_DELIVERY_PORT"])), "re-drive's lookup"
-    assert not can_connect(objects, pod["resizer"], pod["delivery"], int(env["FS_DELIVERY_PORT"]))
-    for backend, port in (("kafka", 9092), ("postgres", 5432), ("minio", 9000), ("clamd", 3310)):
-        assert not can_connect(objects, OUTSIDE, pod[backend], port), f"{backend} open to the outside"
-        assert not can_connect(objects, PROMETHEUS, pod[backend], port), f"{backend} open to monitoring"
-    assert can_connect(objects, pod["minio-buckets"], pod["minio"], 9000)
-    assert not can_connect(objects, pod["minio-buckets"], pod["postgres"], 5432)
-    assert can_connect(objects, pod["clamd"], OUTSIDE, 443), "freshclam fetches the signatures"
-    assert not can_connect(objects, pod["postgres"], OUTSIDE, 443), "the database talks to no one"
-
-
-def test_base_network_reaches_backends_outside_the_cluster_and_nothing_else():
-    objects = rendered("base")
-    pod = pods(objects)
-    for service in SERVICES:
-        for port in (9092, 5432, 443):  # managed Kafka, PostgreSQL and S3
-            assert can_connect(objects, pod[service], OUTSIDE, port), f"{service} -> {port}"
-        for port in (22, 25, 6379):
-            assert not can_connect(objects, pod[service], OUTSIDE, port), f"{service} -> {port}"
-        assert can_connect(objects, pod[service], OUTSIDE, 3310) == (service == "sanitizer"), service
-
-
 def options(conf: str) -> dict[str, str]:
     return dict(line.split(None, 1) for line in conf.splitlines() if line.strip() and not line.startswith("#"))
 
@@ -474,46 +271,3 @@ def test_trial_kafka_and_clamd_are_configured_like_compose():
                                                                     if k not in differs}
     conf = next(o for name, o in of_kind(objects, "ConfigMap").items() if name.startswith("clamd-config"))
     assert options(conf["data"]["clamd.conf"]) == options(compose["configs"]["clamd_conf"]["content"])
-
-
-def pod_address() -> str:
-    """This machine's own non-loopback IPv4 address, standing for the pod IP the kubelet probes."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
-        address = s.getsockname()[0]
-    if address.startswith("127."):
-        pytest.skip("this machine has no non-loopback IPv4 address to probe")
-    return address
-
-
-async def probe(host: str, port: int, path: str) -> int | None:
-    """The HTTP status of GET path, as the kubelet's httpGet probe asks it; None when refused."""
-    try:
-        reader, writer = await asyncio.open_connection(host, port)
-    except OSError:
-        return None
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-    status = int((await reader.readline()).split()[1])
-    writer.close()
-    return status
-
-
-async def test_probes_reach_the_pod_address_only_with_the_manifests_bind_host():
-    """The kubelet probes the pod's IP, not its loopback: with the manifests' FS_BIND_HOST the metrics
-    server answers /healthz and /readyz there; with the settings' default it would not answer."""
-    objects = rendered("base")
-    env = environment(objects, of_kind(objects, "Deployment")["retention"])
-    address, metrics = pod_address(), ServiceMetrics("retention")
-
-    async def ready() -> bool:
-        return True
-
-    for bind_host, answers in ((env["FS_BIND_HOST"], True), (Settings().bind_host, False)):
-        port = free_port()
-        server = await serve_metrics(metrics, port, ready, bind_host)
-        try:
-            statuses = [await probe(address, port, path) for path in ("/healthz", "/readyz")]
-        finally:
-            server.close()
-            await server.wait_closed()
-        assert statuses == ([200, 200] if answers else [None, None]), f"FS_BIND_HOST={bind_host}"
