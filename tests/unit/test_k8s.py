@@ -16,9 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.crypto import decode_master_key
+from shared.adapters.crypto import decode_master_key
 from shared.settings import Settings
-from shared.topics import MAX_MESSAGE_BYTES
+from shared.contract.topics import MAX_MESSAGE_BYTES
 from tests.k8ssupport import (HTTP_PORT_SETTING, NAMESPACE, ROOT, SERVICES, STREAM_PROCESSORS, TREES,
                               compose_environment, container, environment, of_kind, port_number, quantity,
                               rendered, settings_from)
@@ -75,7 +75,7 @@ def test_probes_ask_the_contract_endpoints_on_the_ports_that_serve_them(tree):
         contract_port = int(env[HTTP_PORT_SETTING[service]]) if service in HTTP_PORT_SETTING else metrics_port
         ready = spec["readinessProbe"]["httpGet"]
         assert ready["path"] == "/readyz" and port_number(spec, ready["port"]) == contract_port, service
-        # /healthz is also served on the metrics port from the process's first second (shared/metrics.py).
+        # /healthz is also served on the metrics port from the process's first second (shared/runtime/metrics.py).
         for probe in ("livenessProbe", "startupProbe"):
             alive = spec[probe]["httpGet"]
             assert alive["path"] == "/healthz", f"{service} {probe}"

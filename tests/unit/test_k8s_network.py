@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from shared.embedded import free_port
-from shared.metrics import ServiceMetrics, serve_metrics
+from shared.devstack.embedded import free_port
+from shared.runtime.metrics import ServiceMetrics, serve_metrics
 from shared.settings import Settings
 from tests.k8ssupport import (HTTP_PORT_SETTING, KUBE_DNS, OUTSIDE, PROMETHEUS, SERVICES, TREES, Pod,
                               can_connect, environment, of_kind, pods, rendered, settings_from)
