@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from shared.conversations import conversation_follower
 from shared.db import Database
-from shared.httpapi import add_health_routes, contract_openapi, install_error_handlers
+from shared.httpapi import add_health_routes, contract_openapi, count_responses, install_error_handlers
 from shared.kafka import GroupOffsets, Publisher, StreamProcessor
 from shared.projection import projection
 from shared.runtime import build_storage
@@ -54,6 +54,7 @@ def build_api(deps: UploadDeps, service: Service) -> FastAPI:
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
+    count_responses(app, deps.metrics.http_responses)
     add_health_routes(app, service.ready, deps.metrics.exposition)
     mount_agent_pages(app, deps.settings)
     add_file_routes(app, deps)
