@@ -1,7 +1,7 @@
 """A real Prometheus (the Debian package) scrapes `fileshare run` (what `make run` runs) with the
 project's configuration and alert rules: every target is up, every rule group evaluates on the real
-series without an error, each service exports its series, and every dashboard expression is a
-query Prometheus accepts."""
+series without an error, each service exports its series, every dashboard expression is a query
+Prometheus accepts, and a malware file makes its alert fire."""
 from __future__ import annotations
 
 import json
@@ -119,14 +119,39 @@ def test_prometheus_scrapes_make_run_and_the_rules_evaluate_on_real_series(tmp_p
             for group in groups:
                 for rule in group["rules"]:
                     assert (rule["health"], rule.get("lastError", "")) == ("ok", ""), (group["name"], rule)
-            assert not [a for a in api(url, "alerts")["data"]["alerts"] if a["state"] == "firing"]
+            assert firing(url) == {}
 
             check_series(url, jobs)
             for expr in dashboard_expressions():
                 query(url, expr)
+
+            # A rule fires on the real series: the rejection counter was scraped at 0 before, so
+            # increase() sees the first malware file (a counter born at 1 would show no increase).
+            send_malware(env)
+            alerts = wait_until(lambda: firing(url).get("FileshareMalwareDetected") and firing(url), timeout=60,
+                                interval=0.5, what="FileshareMalwareDetected to fire")
+            assert set(alerts) == {"FileshareMalwareDetected"}
+            assert alerts["FileshareMalwareDetected"]["runbook_url"] == "docs/runbook.md#filesharemalwaredetected"
         finally:
             prometheus.terminate()
             prometheus.wait(timeout=30)
+
+
+def firing(url: str) -> dict[str, dict]:
+    """The firing alerts: {alertname: annotations}."""
+    return {a["labels"]["alertname"]: a["annotations"] for a in api(url, "alerts")["data"]["alerts"]
+            if a["state"] == "firing"}
+
+
+def send_malware(env: dict[str, str]) -> None:
+    client = client_of(env)
+    account, conversation = unique("acct"), unique("conv")
+    client.enable_account(account)
+    client.open_conversation(account, conversation, unique("consumer"))
+    answer = client.upload(account, conversation, corpus.jpeg_with_eicar("trailer"))
+    assert answer.status_code == 202, answer.text
+    status = client.wait_status(answer.json()["file_id"], account, timeout=90)
+    assert (status["status"], status["reason"]) == ("rejected", "malware_detected")
 
 
 def check_series(url: str, jobs: set[str]) -> None:
