@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from shared.embedded import free_port, free_port_block
+from shared.devstack.embedded import free_port, free_port_block
 from shared.settings import METRICS_PORT_OFFSETS
 from tests import imagecorpus as corpus
 from tests.launcher import client_of, launched, run_env, wait_all_ready

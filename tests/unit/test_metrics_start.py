@@ -9,9 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.delivery.metrics import DeliveryMetrics
 from services.upload.metrics import UploadMetrics
-from shared.errors import ApiError
-from shared.httpapi import count_responses, install_error_handlers
-from shared.metrics import start_at_zero
+from shared.contract.errors import ApiError
+from shared.runtime.httpapi import count_responses, install_error_handlers
+from shared.runtime.metrics import start_at_zero
 
 
 def samples(exposition: bytes) -> dict[tuple[str, tuple], float]:
