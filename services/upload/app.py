@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
-from shared.runtime.httpapi import add_health_routes, contract_openapi, install_error_handlers
+from shared.runtime.httpapi import add_health_routes, contract_openapi, count_responses, install_error_handlers
 from shared.adapters.kafka import GroupOffsets, Publisher, StreamProcessor
 from shared.projections.projection import projection
 from shared.runtime.wiring import build_storage
@@ -61,6 +61,7 @@ def build_api(deps: UploadDeps, ready) -> FastAPI:
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
+    count_responses(app, deps.metrics.http_responses)
     add_health_routes(app, ready, deps.metrics.exposition)
     mount_agent_pages(app, deps.settings)
     add_file_routes(app, deps)
