@@ -14,6 +14,7 @@ from shared.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileSt
 from shared.kafka import Outgoing
 from shared.storage import ObjectKey
 from shared.topics import FILE_REJECTED
+from shared.tracing import describe
 
 log = logging.getLogger(__name__)
 
@@ -147,4 +148,6 @@ def poison_to_rejection(stage: str):
 
 
 def parse_file_event(record: ConsumerRecord, model: type[ev.FileEvent]) -> ev.FileEvent:
-    return model.model_validate_json(record.value)
+    event = model.model_validate_json(record.value)
+    describe(event)  # the stage's span names the file
+    return event
