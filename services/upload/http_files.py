@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 from fastapi import FastAPI, Header, Path, Request
 from starlette.datastructures import UploadFile
@@ -10,7 +9,7 @@ from starlette.datastructures import UploadFile
 from shared.account_settings import get_document
 from shared.conversations import get_conversation
 from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
-from shared.tracing import answered, describe, server_span
+from shared.tracing import answered, server_span
 
 from services.upload import status as file_status
 from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, MalformedForm, read_form_limited
@@ -117,8 +116,6 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
                 body = await receive_upload(request, deps, account_id, conversation_id, idempotency_key)
                 outcome = "accepted"
                 answered(span, 202)
-                describe(SimpleNamespace(file_id=body["file_id"], account_id=account_id,
-                                         conversation_id=conversation_id))  # ids checked by now
                 return body
             except ApiError as e:
                 outcome = "refused" if e.status < 500 else "failed"
