@@ -2,6 +2,7 @@
 W3C headers; nothing leaks between records or requests; with no OTEL_* variable it is all a no-op."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,3 +162,22 @@ def test_an_unknown_exporter_refuses_to_start():
                            "setup_tracing('upload', {'OTEL_TRACES_EXPORTER': 'jaeger'})"],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "unknown exporter 'jaeger'" in done.stderr
+
+
+@pytest.mark.parametrize("service_name, expected", [(None, "fileshare-resizer"), ("resizer-eu-1", "resizer-eu-1")])
+def test_the_console_exporter_writes_the_spans_named_by_the_service(service_name, expected):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_TRACES_EXPORTER"] = "console"
+    if service_name:
+        env["OTEL_SERVICE_NAME"] = service_name
+    script = ("from shared.tracing import setup_tracing, tracer\n"
+              "provider = setup_tracing('resizer')\n"
+              "with tracer.start_as_current_span('resize file.sanitized'):\n"
+              "    pass\n"
+              "provider.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    span = json.loads(done.stdout)
+    assert span["name"] == "resize file.sanitized"
+    assert span["resource"]["attributes"]["service.name"] == expected
