@@ -228,7 +228,7 @@ def write_clamd_config(
         "DetectPUA no",
         # Every photo is disarmed (re-encoded from its pixels) after the scan; the image fuzzy hash
         # (decoding each image again, most of clamd's CPU per photo) only feeds signatures of known
-        # images (README, Bursts).
+        # images (docs/benchmarks.md, Bursts).
         "ScanImageFuzzyHash no",
     ]
     if local_socket is not None:

@@ -1,6 +1,6 @@
 """`make bench` history at a tiny size, on a stack of its own: it loads its history, every service
 becomes ready on the empty and on the loaded database, and the loaded files answer on the status
-API. No timing assertions: the figures are the bench's, read in the README."""
+API. No timing assertions: the figures are the bench's, read in docs/benchmarks.md."""
 from __future__ import annotations
 
 import json

@@ -123,7 +123,7 @@ def test_message_carries_a_small_jpeg_preview(client, conversation):
 
 def test_preview_crosses_the_internal_topic_encrypted(client, conversation):
     """file.resized carries the preview to delivery sealed under the consumer's key: no plaintext
-    image bytes on that topic (message.published carries it by contract, see README)."""
+    image bytes on that topic (message.published carries it by contract, see docs/security.md)."""
     import base64
     import json
     from shared.topics import FILE_RESIZED, MESSAGE_PUBLISHED

@@ -63,7 +63,7 @@ def assert_each_once_in_transcripts(client: Client, account: str, sent: dict[str
 
 def test_every_event_topic_has_a_finite_retention_read_back_from_the_broker(rclient):
     # First in this module: topics the embedded broker auto-creates for a producer in the instant
-    # between its restart and the topic creation have no configs (README, known limits).
+    # between its restart and the topic creation have no configs (docs/operations.md, known limits).
     async def read_back():
         admin = AIOKafkaAdminClient(bootstrap_servers=rclient.env["FS_KAFKA_BOOTSTRAP"])
         await admin.start()
