@@ -155,6 +155,12 @@ def test_one_photo_is_one_trace_from_its_upload_to_its_download(client, receiver
         exported = b"".join(receiver.bodies)
     assert CAPTION.encode() not in exported and FILENAME.encode() not in exported
 
+    # The next photo on the same keep-alive connection is a trace of its own.
+    r = client.upload(account, conversation, camera_photo(300, 200))
+    assert r.status_code == 202, r.text
+    following = wait_until(lambda: receiver.span_named(UPLOAD, r.json()["file_id"]), what="the next upload's span")
+    assert following["trace_id"] != spans[UPLOAD]["trace_id"] and following["parent"] is None
+
 
 def test_a_bots_traceparent_is_continued_through_the_pipeline(client, receiver):
     account, conversation = conversation_of(client)
