@@ -93,10 +93,16 @@ def current_headers() -> list[tuple[str, bytes]]:
     return headers
 
 
-def current_traceparent() -> tuple[str | None, str | None]:
-    """The current span as (traceparent, tracestate), to be continued by a later request."""
+def current_http_headers() -> dict[str, str]:
+    """The current trace context as HTTP headers (empty when no span is current)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    return carrier
+
+
+def current_traceparent() -> tuple[str | None, str | None]:
+    """The current span as (traceparent, tracestate), to be continued by a later request."""
+    carrier = current_http_headers()
     return carrier.get("traceparent"), carrier.get("tracestate")
 
 

@@ -1,7 +1,8 @@
 """One photo is one trace: its upload, each stage's handling and its download, exported by the five
 service processes over OTLP (configured by OTEL_* alone) to a receiver in the test, all in one
 trace, each span the child of the step before; a bot's traceparent on file.share.requested is
-continued; no caption or file name in any exported byte."""
+continued, and so is an HTTP caller's (the SDK sends its own); no caption or file name in any
+exported byte."""
 from __future__ import annotations
 
 import asyncio
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from opentelemetry import context, propagate
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
                                                                         ExportTraceServiceResponse)
 
 from shared.embedded import running_stack
+from shared.sdk import FileSharingClient
 from shared.topics import FILE_SHARE_REQUESTED
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import Client, unique, wait_until
@@ -184,3 +187,17 @@ def test_a_bots_traceparent_is_continued_through_the_pipeline(client, receiver):
     assert_one_chain(spans, "accept file.share.requested")
     assert spans["accept file.share.requested"]["trace_id"] == BOT_TRACE
     assert spans["accept file.share.requested"]["parent"] == "00f067aa0ba902b7"
+
+
+def test_the_sdk_sends_the_callers_trace_context_and_the_upload_continues_it(client, receiver):
+    account, conversation = conversation_of(client)
+    caller_trace, caller_span = "c0ffee" * 5 + "ab", "1234567890abcdef"
+    token = context.attach(propagate.extract({"traceparent": f"00-{caller_trace}-{caller_span}-01"}))
+    try:
+        with FileSharingClient(client.upload_url, client.token(account, "agent", "agent-1")) as sdk:
+            file_id = sdk.send_file(account, conversation, png_bytes(), wait=False)["file_id"]
+    finally:
+        context.detach(token)
+    upload = wait_until(lambda: receiver.span_named(UPLOAD, file_id), what="the upload's span")
+    assert (upload["trace_id"], upload["parent"]) == (caller_trace, caller_span)
+    wait_until(lambda: "sanitize file.uploaded" in receiver.trace_of(caller_trace), what="the sanitizer's span")
