@@ -128,24 +128,30 @@ def consuming(record, name: str | None, group: str | None = None) -> Iterator[Sp
                   "messaging.kafka.offset": record.offset}
     if group:
         attributes["messaging.consumer.group.name"] = group
-    with tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes) as span:
-        yield span
+    with tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
+                                      record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            fail(span, exc)
+            raise
 
 
 def fail(span: Span | None, exc: BaseException) -> None:
-    """Mark a span whose work ended in an error that was handled (a poison record)."""
+    """Mark a span whose work ended in an error. Its type only: an exception's message may quote
+    the input (a validation error quotes a caption), and spans never hold content."""
     if span is not None and span.is_recording():
-        span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 @contextmanager
-def server_span(name: str, headers: Mapping[str, str], route: str, method: str,
+def server_span(method: str, route: str, headers: Mapping[str, str],
                 parent: tuple[str | None, str | None] | None = None,
                 start_time: int | None = None) -> Iterator[Span]:
-    """An HTTP request's span, in the trace the request's own `traceparent` names, or in `parent`'s
-    (a stored traceparent, tracestate) with a link to the request's. The context is attached for this
-    block only: nothing leaks into the next request on a keep-alive connection."""
+    """An HTTP request's span (`{method} {route}`), in the trace the request's own `traceparent`
+    names, or in `parent`'s (a stored traceparent, tracestate) with a link to the request's. The
+    context is attached for this block only: nothing leaks into the next request on a keep-alive
+    connection. An exception's `status` (ApiError's) is the response's status code."""
     incoming = propagate.extract(headers)
     context_, links = incoming, []
     if parent is not None and parent[0]:
@@ -153,8 +159,8 @@ def server_span(name: str, headers: Mapping[str, str], route: str, method: str,
         asked = trace.get_current_span(incoming).get_span_context()
         links = [Link(asked)] if asked.is_valid else []
     attributes = {"http.request.method": method, "http.route": route}
-    with tracer.start_as_current_span(name, context=context_, kind=SpanKind.SERVER, attributes=attributes,
-                                      links=links, start_time=start_time, record_exception=False,
+    with tracer.start_as_current_span(f"{method} {route}", context=context_, kind=SpanKind.SERVER,
+                                      attributes=attributes, links=links, start_time=start_time, record_exception=False,
                                       set_status_on_exception=False) as span:
         try:
             yield span
@@ -162,7 +168,7 @@ def server_span(name: str, headers: Mapping[str, str], route: str, method: str,
             status = getattr(exc, "status", 500)
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                fail(span, exc)
             raise
 
 

@@ -148,12 +148,11 @@ def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
             message = await find_file(deps, file_id, principal)
         except ApiError as e:
             metrics.downloads.labels(e.code).inc()
-            with server_span(f"{request.method} {DOWNLOAD_ROUTE}", request.headers, DOWNLOAD_ROUTE, request.method,
-                             start_time=started) as span:
+            with server_span(request.method, DOWNLOAD_ROUTE, request.headers, start_time=started) as span:
                 answered(span, e.status)  # in the caller's trace: which file it was is not known
             raise
         # A later request of its own, in the file's trace: a child of the publish's span.
-        with server_span(f"{request.method} {DOWNLOAD_ROUTE}", request.headers, DOWNLOAD_ROUTE, request.method,
+        with server_span(request.method, DOWNLOAD_ROUTE, request.headers,
                          parent=(message.traceparent, message.tracestate), start_time=started) as span:
             describe(message)
             response = await serve_content(deps, message, request)

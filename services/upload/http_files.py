@@ -111,7 +111,7 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         started = time.perf_counter()
         outcome = "failed"  # a 5xx: ours to fix, not the client's (an alert, unlike a refusal)
         # The file's trace starts here (or continues the caller's traceparent): file.uploaded carries it.
-        with server_span(f"POST {UPLOAD_ROUTE}", request.headers, UPLOAD_ROUTE, "POST") as span:
+        with server_span("POST", UPLOAD_ROUTE, request.headers) as span:
             try:
                 body = await receive_upload(request, deps, account_id, conversation_id, idempotency_key)
                 outcome = "accepted"
