@@ -301,7 +301,7 @@ class StreamProcessor:
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
                  on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
                  concurrency: int = 1, commit_per_batch: bool = False, background: bool = False,
-                 trace_as: str | None = None):
+                 trace_as: str | dict[str, str] | None = None):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
         the next record of the partition (state that must only follow a real publish);
@@ -314,8 +314,9 @@ class StreamProcessor:
         committed, so a rebalance or crash redoes one record, not a batch);
         background: nobody waits on this consumer's lag (half a second is never noticed), so it polls
         the broker less often (fetch_wait_ms);
-        trace_as: the name of the span each record's handling is, in the trace its headers carry (the
-        pipeline's stages; projections are not traced: a file's trace would gain a span per view)."""
+        trace_as: the name of the span each record's handling is, in the trace its headers carry, or
+        the name per topic (topics not named are not traced): the pipeline's stages; projections are
+        not traced (a file's trace would gain a span per view)."""
         if concurrency > 1 and before_partition is not None:
             raise ValueError("before_partition runs before a batch; records handled ahead would skip it")
         self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
@@ -594,7 +595,8 @@ class StreamProcessor:
             if self.metrics is not None:
                 self.metrics.retries.labels(type(e).__name__).inc()
         started = time.perf_counter()
-        with consuming(record, self.trace_as, self.group_id) as span:  # the outputs made here carry it on
+        span_name = self.trace_as.get(record.topic) if isinstance(self.trace_as, dict) else self.trace_as
+        with consuming(record, span_name, self.group_id) as span:  # the outputs made here carry it on
             try:
                 outputs = await retry_transient(lambda: self.handle(record),
                                                 f"{self.name} handle {record.topic}@{record.offset}",

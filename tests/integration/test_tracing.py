@@ -2,7 +2,7 @@
 service processes over OTLP (configured by OTEL_* alone) to a receiver in the test, all in one
 trace, each span the child of the step before; a bot's traceparent on file.share.requested is
 continued, and so is an HTTP caller's (the SDK sends its own); no caption or file name in any
-exported byte."""
+exported byte. A forget request is a span of its sender's trace that names no consumer."""
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTrac
 
 from shared.embedded import running_stack
 from shared.sdk import FileSharingClient
-from shared.topics import FILE_SHARE_REQUESTED
+from shared.events import GdprForget
+from shared.topics import FILE_SHARE_REQUESTED, GDPR_FORGET
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import Client, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, share_request
@@ -165,19 +166,23 @@ def test_one_photo_is_one_trace_from_its_upload_to_its_download(client, receiver
     assert following["trace_id"] != spans[UPLOAD]["trace_id"] and following["parent"] is None
 
 
-def test_a_bots_traceparent_is_continued_through_the_pipeline(client, receiver):
-    account, conversation = conversation_of(client)
-    request = share_request(client.token(account, "bot", "bot-1"), account, conversation, png_bytes(), CAPTION)
-
+def publish_in_trace(client: Client, topic: str, key: str, event, traceparent: str) -> None:
+    """A record as a producer with a span current sends it: the trace context in its headers."""
     async def send():
         producer = AIOKafkaProducer(bootstrap_servers=client.env["FS_KAFKA_BOOTSTRAP"])
         await producer.start()
         try:
-            await producer.send_and_wait(FILE_SHARE_REQUESTED, request.to_bytes(), key=conversation.encode(),
-                                         headers=[("traceparent", f"00-{BOT_TRACE}-00f067aa0ba902b7-01".encode())])
+            await producer.send_and_wait(topic, event.to_bytes(), key=key.encode(),
+                                         headers=[("traceparent", traceparent.encode())])
         finally:
             await producer.stop()
     asyncio.run(send())
+
+
+def test_a_bots_traceparent_is_continued_through_the_pipeline(client, receiver):
+    account, conversation = conversation_of(client)
+    request = share_request(client.token(account, "bot", "bot-1"), account, conversation, png_bytes(), CAPTION)
+    publish_in_trace(client, FILE_SHARE_REQUESTED, conversation, request, f"00-{BOT_TRACE}-00f067aa0ba902b7-01")
     [uploaded] = bot_outcomes(client, {request.request_id})[request.request_id]
     file_id = uploaded.file_id
     assert client.wait_status(file_id, account)["status"] == "published"
@@ -201,3 +206,16 @@ def test_the_sdk_sends_the_callers_trace_context_and_the_upload_continues_it(cli
     upload = wait_until(lambda: receiver.span_named(UPLOAD, file_id), what="the upload's span")
     assert (upload["trace_id"], upload["parent"]) == (caller_trace, caller_span)
     wait_until(lambda: "sanitize file.uploaded" in receiver.trace_of(caller_trace), what="the sanitizer's span")
+
+
+def test_a_forget_request_is_a_span_of_the_platforms_trace_naming_no_consumer(client, receiver):
+    account, consumer, platform_trace = unique("acct"), unique("consumer"), "f0" * 16
+    publish_in_trace(client, GDPR_FORGET, consumer, GdprForget(request_id=unique("forget"), account_id=account,
+                                                               consumer_id=consumer),
+                     f"00-{platform_trace}-00f067aa0ba902b7-01")
+    forget = wait_until(lambda: receiver.trace_of(platform_trace).get("forget gdpr.forget"),
+                        what="retention's span of the forget")
+    assert forget["service"] == "fileshare-retention" and forget["parent"] == "00f067aa0ba902b7"
+    assert forget["attributes"]["account_id"] == account
+    with receiver.lock:
+        assert consumer.encode() not in b"".join(receiver.bodies)
