@@ -1,4 +1,4 @@
-"""What tracing costs a stage per record: the record's span (shared.tracing.consuming) and the
+"""What tracing costs a stage per record: the record's span (shared.runtime.tracing.consuming) and the
 trace context of one output (Outgoing.headers), off (no OTEL_*: the API's no-op) and on (the SDK
 with its batch processor, exporting to nowhere), each in a fresh process (a process has one tracer
 provider). Writes bench/out/tracing.json."""
@@ -37,9 +37,9 @@ def per_record_seconds(mode: str, with_context: bool) -> float:
     """The best of 5 rounds, less the cost of making the record itself."""
     from aiokafka import ConsumerRecord
 
-    from shared.events import GdprForget
-    from shared.kafka import Outgoing
-    from shared.tracing import consuming, describe
+    from shared.contract.events import GdprForget
+    from shared.adapters.kafka import Outgoing
+    from shared.runtime.tracing import consuming, describe
     if mode == "on":
         install_sdk()
     event = GdprForget(request_id="r", account_id="a", consumer_id="u")

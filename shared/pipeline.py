@@ -9,12 +9,12 @@ from contextlib import contextmanager
 
 from aiokafka import ConsumerRecord
 
-from shared import events as ev
-from shared.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
-from shared.kafka import Outgoing
-from shared.storage import ObjectKey
-from shared.topics import FILE_REJECTED
-from shared.tracing import describe
+from shared.contract import events as ev
+from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
+from shared.adapters.kafka import Outgoing
+from shared.adapters.storage import ObjectKey
+from shared.contract.topics import FILE_REJECTED
+from shared.runtime.tracing import describe
 
 log = logging.getLogger(__name__)
 

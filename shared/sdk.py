@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.tracing import current_headers, current_http_headers
+from shared.runtime.tracing import current_headers, current_http_headers
 
 FINAL_STATUSES = ("published", "rejected", "deleted")
 MESSAGE_PUBLISHED = "message.published"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench import history
-from shared.embedded import SERVICES
+from shared.devstack.embedded import SERVICES
 
 FILES, CONVERSATIONS, ACCOUNTS, PROBES = 2000, 400, 20, 100
 

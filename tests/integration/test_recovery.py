@@ -12,8 +12,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from shared.embedded import free_port, free_port_block, running_stack
-from shared.topics import FILE_DELETED, FILE_UPLOADED, MESSAGE_PUBLISHED, topic_configs
+from shared.devstack.embedded import free_port, free_port_block, running_stack
+from shared.contract.topics import FILE_DELETED, FILE_UPLOADED, MESSAGE_PUBLISHED, topic_configs
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import Client, sample, scrape, unique, wait_until
 

@@ -17,10 +17,10 @@ from opentelemetry import context, propagate
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
                                                                         ExportTraceServiceResponse)
 
-from shared.embedded import running_stack
+from shared.devstack.embedded import running_stack
 from shared.sdk import FileSharingClient
-from shared.events import GdprForget
-from shared.topics import FILE_SHARE_REQUESTED, GDPR_FORGET
+from shared.contract.events import GdprForget
+from shared.contract.topics import FILE_SHARE_REQUESTED, GDPR_FORGET
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import Client, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, share_request

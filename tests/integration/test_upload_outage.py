@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from shared.auth import Principal
-from shared.embedded import SERVICES
+from shared.contract.auth import Principal
+from shared.devstack.embedded import SERVICES
 from services.upload.handlers import file_id_for
-from shared.topics import FILE_UPLOADED
+from shared.contract.topics import FILE_UPLOADED
 from tests.support import sample, scrape, unique, wait_until
 from tests.uploadsupport import png_bytes
 

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from shared.events import GdprForget
-from shared.kafka import Outgoing
-from shared.tracing import consuming, current_traceparent, exporters_from_env, server_span, tracer
+from shared.contract.events import GdprForget
+from shared.adapters.kafka import Outgoing
+from shared.runtime.tracing import consuming, current_traceparent, exporters_from_env, server_span, tracer
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -141,9 +141,9 @@ def test_without_otel_variables_tracing_is_a_no_op():
         import threading
         from aiokafka import ConsumerRecord
         from opentelemetry import trace
-        from shared.events import GdprForget
-        from shared.kafka import Outgoing
-        from shared.tracing import consuming, setup_tracing
+        from shared.contract.events import GdprForget
+        from shared.adapters.kafka import Outgoing
+        from shared.runtime.tracing import consuming, setup_tracing
         assert setup_tracing("upload") is None
         assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
         with consuming(ConsumerRecord("t", 0, 0, 0, 0, b"", b"", None, 0, 0, []), "sanitize") as span:
@@ -159,7 +159,7 @@ def test_without_otel_variables_tracing_is_a_no_op():
 
 def test_an_unknown_exporter_refuses_to_start():
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run([sys.executable, "-c", "from shared.tracing import setup_tracing; "
+    done = subprocess.run([sys.executable, "-c", "from shared.runtime.tracing import setup_tracing; "
                            "setup_tracing('upload', {'OTEL_TRACES_EXPORTER': 'jaeger'})"],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "unknown exporter 'jaeger'" in done.stderr
@@ -171,7 +171,7 @@ def test_the_console_exporter_writes_the_spans_named_by_the_service(service_name
     env["OTEL_TRACES_EXPORTER"] = "console"
     if service_name:
         env["OTEL_SERVICE_NAME"] = service_name
-    script = ("from shared.tracing import setup_tracing, tracer\n"
+    script = ("from shared.runtime.tracing import setup_tracing, tracer\n"
               "provider = setup_tracing('resizer')\n"
               "with tracer.start_as_current_span('resize file.sanitized'):\n"
               "    pass\n"

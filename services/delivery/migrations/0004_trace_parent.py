@@ -1,5 +1,5 @@
 """The trace context of each message's publish (W3C traceparent and tracestate), so a download,
-a later request of its own, joins the file's trace (shared.tracing). NULL when tracing was off or
+a later request of its own, joins the file's trace (shared.runtime.tracing). NULL when tracing was off or
 the message was published before.
 
 Revision ID: 0004
