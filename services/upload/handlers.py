@@ -30,6 +30,7 @@ from shared.rules import enforce, limits
 from shared.settings import Settings
 from shared.adapters.storage import ObjectKey
 from shared.contract.topics import FILE_UPLOADED
+from shared.runtime.tracing import describe
 
 from services.upload.metrics import UploadMetrics
 
@@ -150,6 +151,7 @@ async def _claim_store_publish(req: UploadRequest, deps: UploadDeps, file_id: st
             consumer_id=conversation.consumer_id, sender=ev.Sender(id=req.principal.sub, role=req.principal.role),
             source=req.source, request_id=req.request_id, object_key=str(key), content_type=content_type,
             size_bytes=len(req.data))
+        describe(event)  # the request's span (or the bot record's) names the file
         status = await file_status.claim(conn, event)
         if status is None:  # a concurrent request with the same id committed first
             check_replay(await file_status.load(conn, file_id), req.account_id, req.conversation_id)
