@@ -120,7 +120,8 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         if source is not None and source not in SOURCES:
             raise ApiError(422, "invalid_request", "source must be 'local' or 'widget'")
         async with deps.db.pool.connection() as conn:
-            caps = capabilities(principal, account_id, await get_document(conn, account_id),
+            account = await get_document(conn, account_id)
+            caps = capabilities(principal, account_id, account,
                                 await get_conversation(conn, conversation_id), settings.file_channel_set, source)
         return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
-                "accepted_types": ["image/jpeg", "image/png", "image/gif"], "max_bytes": settings.max_upload_bytes}
+                "accepted_types": account.accepted_types, "max_bytes": settings.max_upload_bytes}
