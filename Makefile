@@ -10,7 +10,7 @@ install:
 	@$(UV) sync --frozen --quiet
 
 run: install
-	@$(UV) run --frozen fileshare run
+	@$(UV) run --frozen python -m shared.devstack run
 
 test: install
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ConfigurationError(RuntimeError):
-    """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime)."""
+    """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime.wiring)."""
 
 
 # Metrics port = FS_METRICS_PORT_BASE + offset (DESIGN.md).
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # Photos an image stage handles at once, also of one conversation (one partition): while some
     # wait on storage or the scanner, others use the cores. Published in send order regardless.
     records_in_flight: int = Field(default=4, ge=1)
-    # How long a consumer's fetch waits on the broker when it has nothing new (shared.kafka.fetch_wait_ms).
+    # How long a consumer's fetch waits on the broker when it has nothing new (shared.adapters.kafka.fetch_wait_ms).
     kafka_fetch_wait_ms: int = Field(default=50, ge=1, le=5000)
     link_ttl_seconds: int = 300
     log_level: str = "INFO"

@@ -8,16 +8,16 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from shared.conversations import get_conversation
-from shared.auth import AuthError, Principal, bearer_token, verify_token
-from shared.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.httpapi import (ApiError, add_health_routes, contract_openapi, error_responses, install_body_limit,
+from shared.projections.conversations import get_conversation
+from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
+from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
+from shared.runtime.httpapi import (ApiError, add_health_routes, contract_openapi, error_responses, install_body_limit,
                             install_error_handlers, lookup_id, query_int, write_id)
 from shared.images.formats import EXTENSIONS
-from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
-from shared.logs import file_ctx
-from shared.storage import ObjectKey
-from shared.storage.objectstore import StorageUnavailable
+from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.runtime.logs import file_ctx
+from shared.adapters.storage import ObjectKey
+from shared.adapters.storage.objectstore import StorageUnavailable
 
 from services.delivery.handlers import (DeliveryDeps, StoredMessage, authorize_conversation,
                                        authorize_file_access, find_deletion, find_message, transcript_of)

@@ -2,15 +2,15 @@
 the download API, in one process over one schema."""
 from __future__ import annotations
 
-from shared import events as ev
-from shared.conversations import conversation_follower
-from shared.db import Database
-from shared.kafka import Publisher, StreamProcessor
+from shared.contract import events as ev
+from shared.projections.conversations import conversation_follower
+from shared.adapters.db import Database
+from shared.adapters.kafka import Publisher, StreamProcessor
 from shared.pipeline import parse_file_event, poison_to_rejection
-from shared.projection import projection
-from shared.runtime import build_storage
-from shared.service import Service
-from shared.topics import FILE_DELETED, FILE_RESIZED
+from shared.projections.projection import projection
+from shared.runtime.wiring import build_storage
+from shared.runtime.service import Service
+from shared.contract.topics import FILE_DELETED, FILE_RESIZED
 
 from services.delivery.api import build_api
 from services.delivery.handlers import STAGE, DeliveryDeps, publish_resized, record_deletion

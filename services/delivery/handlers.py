@@ -20,16 +20,16 @@ from dataclasses import dataclass
 
 from psycopg.types.json import Jsonb
 
-from shared import events as ev
-from shared.auth import Principal
-from shared.conversations import get_conversation
-from shared.crypto import EncryptedFileStore
-from shared.db import Connection, Database, lock_files
-from shared.errors import ApiError
-from shared.kafka import Outgoing, Publisher
-from shared.logs import file_ctx
+from shared.contract import events as ev
+from shared.contract.auth import Principal
+from shared.projections.conversations import get_conversation
+from shared.adapters.crypto import EncryptedFileStore
+from shared.adapters.db import Connection, Database, lock_files
+from shared.contract.errors import ApiError
+from shared.adapters.kafka import Outgoing, Publisher
+from shared.runtime.logs import file_ctx
 from shared.pipeline import StageRejection, carry, check_variant, companion_of, open_caption, open_for_file, reject
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract.topics import MESSAGE_PUBLISHED
 
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.republish import note_landed

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import logging
 
-from shared import events as ev
-from shared.account_settings import settings_follower
-from shared.db import Database
-from shared.inputs import parse_input
-from shared.kafka import Publisher, StreamProcessor
-from shared.projection import projection
-from shared.runtime import build_storage
-from shared.service import Service
-from shared.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
+from shared.contract import events as ev
+from shared.projections.account_settings import settings_follower
+from shared.adapters.db import Database
+from shared.contract.inputs import parse_input
+from shared.adapters.kafka import Publisher, StreamProcessor
+from shared.projections.projection import projection
+from shared.runtime.wiring import build_storage
+from shared.runtime.service import Service
+from shared.contract.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
 
 from services.retention.handlers import (RetentionDeps, SafetyNet, clean_forgotten_file, handle_forget_request,
                                          index_file, retention_changed, sweep_every)

@@ -1,4 +1,4 @@
-"""Retention's record of forget requests, as read by the master-key rotation (shared.key_rotation).
+"""Retention's record of forget requests, as read by the master-key rotation (shared.adapters.key_rotation).
 
 A forget inserts its row (forget_requests, committed) BEFORE it destroys the consumer's keys, and
 sets done_at after; both stamps come from the database's clock. So a rotation that read a key at
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.db import Database
+from shared.adapters.db import Database
 
 FORGOTTEN_SINCE = """
     SELECT DISTINCT account_id, consumer_id FROM forget_requests

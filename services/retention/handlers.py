@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
-from shared import events as ev
-from shared.account_settings import all_documents, get_document
-from shared.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
-from shared.db import Connection, Database, lock_files
-from shared.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
-from shared.kafka import Outgoing, Send, TransientError
-from shared.storage import ObjectInfo, ObjectStore, consumer_prefix
-from shared.storage.keys import file_prefix
-from shared.topics import FILE_DELETED
+from shared.contract import events as ev
+from shared.projections.account_settings import all_documents, get_document
+from shared.adapters.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
+from shared.adapters.db import Connection, Database, lock_files
+from shared.contract.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
+from shared.adapters.kafka import Outgoing, Send, TransientError
+from shared.adapters.storage import ObjectInfo, ObjectStore, consumer_prefix
+from shared.adapters.storage.keys import file_prefix
+from shared.contract.topics import FILE_DELETED
 
 from services.retention.metrics import RetentionMetrics
 
@@ -282,7 +282,7 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
 
 
 async def handle_forget_request(request: ev.GdprForget, deps: RetentionDeps) -> ForgetSummary:
-    """A gdpr.forget record (its ids of the contract's shape: shared.events, one that is not was dropped
+    """A gdpr.forget record (its ids of the contract's shape: shared.contract.events, one that is not was dropped
     and counted when it was read). It is never dropped: any failure is a TransientError, retried with
     backoff (counted in fileshare_transient_retries_total) until the erasure is done."""
     try:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.conversations import conversation_follower
-from shared.db import Database
-from shared.httpapi import add_health_routes, contract_openapi, install_error_handlers
-from shared.kafka import GroupOffsets, Publisher, StreamProcessor
-from shared.projection import projection
-from shared.runtime import build_storage
-from shared.service import Service
-from shared.events import parse_event
-from shared.topics import FILE_SHARE_REQUESTED, FILE_TOPICS
+from shared.projections.conversations import conversation_follower
+from shared.adapters.db import Database
+from shared.runtime.httpapi import add_health_routes, contract_openapi, install_error_handlers
+from shared.adapters.kafka import GroupOffsets, Publisher, StreamProcessor
+from shared.projections.projection import projection
+from shared.runtime.wiring import build_storage
+from shared.runtime.service import Service
+from shared.contract.events import parse_event
+from shared.contract.topics import FILE_SHARE_REQUESTED, FILE_TOPICS
 
 from services.upload import bots
 from services.upload.forms import install_upload_body_limits

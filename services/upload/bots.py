@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from shared import events as ev
-from shared.account_settings import get_document
-from shared.auth import AuthError, Principal, verify_token
-from shared.conversations import get_conversation
-from shared.ids import InvalidId, check_id, is_valid_id, shown
-from shared.inputs import drop_invalid
-from shared.kafka import Outgoing, TransientError
-from shared.topics import FILE_REJECTED
+from shared.contract import events as ev
+from shared.projections.account_settings import get_document
+from shared.contract.auth import AuthError, Principal, verify_token
+from shared.projections.conversations import get_conversation
+from shared.contract.ids import InvalidId, check_id, is_valid_id, shown
+from shared.contract.inputs import drop_invalid
+from shared.adapters.kafka import Outgoing, TransientError
+from shared.contract.topics import FILE_REJECTED
 
 from services.upload import status as file_status
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,

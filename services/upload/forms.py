@@ -7,7 +7,7 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 
-from shared.httpapi import ApiError, BodyTooLarge, ByteBudget, install_body_limit
+from shared.runtime.httpapi import ApiError, BodyTooLarge, ByteBudget, install_body_limit
 
 # Boundaries, part headers and a 2000-character caption around the file.
 MULTIPART_SLACK = 64 * 1024

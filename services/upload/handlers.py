@@ -17,18 +17,18 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from shared import events as ev
-from shared.account_settings import get_document
-from shared.auth import Principal
-from shared.conversations import get_conversation
-from shared.crypto import EncryptedFileStore
-from shared.db import Connection, Database
+from shared.contract import events as ev
+from shared.projections.account_settings import get_document
+from shared.contract.auth import Principal
+from shared.projections.conversations import get_conversation
+from shared.adapters.crypto import EncryptedFileStore
+from shared.adapters.db import Connection, Database
 from shared.images.formats import SNIFF_BYTES, sniff_content_type
-from shared.kafka import GroupOffsets, Outgoing, Publisher
+from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
 from shared.pipeline import caption_binding, seal_for_file
 from shared.settings import Settings
-from shared.storage import ObjectKey
-from shared.topics import FILE_UPLOADED
+from shared.adapters.storage import ObjectKey
+from shared.contract.topics import FILE_UPLOADED
 
 from services.upload.metrics import UploadMetrics
 

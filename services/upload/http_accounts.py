@@ -8,13 +8,13 @@ from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI, Query, Request
 from pydantic import ValidationError
 
-from shared import events as ev
-from shared.account_settings import get_document, put_document, wait_applied
-from shared.conversations import get_conversation
-from shared.durations import parse_duration
-from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
-from shared.kafka import Outgoing
-from shared.topics import ACCOUNT_SETTINGS
+from shared.contract import events as ev
+from shared.projections.account_settings import get_document, put_document, wait_applied
+from shared.projections.conversations import get_conversation
+from shared.contract.durations import parse_duration
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.adapters.kafka import Outgoing
+from shared.contract.topics import ACCOUNT_SETTINGS
 
 from services.upload.handlers import UploadDeps
 from services.upload.http_files import SOURCES

@@ -6,9 +6,9 @@ import time
 from fastapi import FastAPI, Header, Path, Request
 from starlette.datastructures import UploadFile
 
-from shared.account_settings import get_document
-from shared.conversations import get_conversation
-from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.projections.account_settings import get_document
+from shared.projections.conversations import get_conversation
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
 
 from services.upload import status as file_status
 from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, MalformedForm, read_form_limited

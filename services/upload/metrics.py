@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from shared.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, ServiceMetrics
+from shared.runtime.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, ServiceMetrics
 
 
 class UploadMetrics(ServiceMetrics):

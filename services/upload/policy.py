@@ -14,10 +14,10 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from shared.auth import SENDER_ROLES, Principal
-from shared.errors import ApiError
-from shared.events import AccountSettingsDocument
-from shared.conversations import Conversation
+from shared.contract.auth import SENDER_ROLES, Principal
+from shared.contract.errors import ApiError
+from shared.contract.events import AccountSettingsDocument
+from shared.projections.conversations import Conversation
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
 VIAS = ("http", "topic")

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.auth import Principal
-from shared.db import Database
+from shared.contract.auth import Principal
+from shared.adapters.db import Database
 
 from services.upload.policy import Refused
 

@@ -23,15 +23,15 @@ from typing import Awaitable, Callable
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared import events as ev
-from shared.account_settings import all_documents
-from shared.auth import mint_token
-from shared.db import Connection, Database
-from shared.ids import is_valid_id, shown
-from shared.kafka import Outgoing, Publisher, start_with_retry
-from shared.logs import file_ctx
-from shared.outages import note_transient
-from shared.topics import ACCOUNT_SETTINGS, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED
+from shared.contract import events as ev
+from shared.projections.account_settings import all_documents
+from shared.contract.auth import mint_token
+from shared.adapters.db import Connection, Database
+from shared.contract.ids import is_valid_id, shown
+from shared.adapters.kafka import Outgoing, Publisher, start_with_retry
+from shared.runtime.logs import file_ctx
+from shared.runtime.outages import note_transient
+from shared.contract.topics import ACCOUNT_SETTINGS, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED
 
 from services.upload import rate_limits
 from services.upload import status as file_status

@@ -13,8 +13,8 @@ from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
-from shared import events as ev
-from shared.db import Connection
+from shared.contract import events as ev
+from shared.adapters.db import Connection
 
 STAGE_OF_EVENT = {
     "file.uploaded": "uploaded", "file.sanitized": "sanitized", "file.resized": "resized",

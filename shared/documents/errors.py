@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from shared.rejections import Rejected
+from shared.contract.rejections import Rejected
 
 RejectionReason = Literal["unsupported_type", "corrupt_file", "file_too_complex", "encrypted_file", "processing_failed"]
 REJECTION_REASONS: frozenset[str] = frozenset(

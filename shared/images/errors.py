@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.rejections import Rejected
+from shared.contract.rejections import Rejected
 
 RejectionReason = Literal["unsupported_type", "corrupt_image", "image_too_large", "processing_failed"]
 REJECTION_REASONS: frozenset[str] = frozenset(

@@ -9,7 +9,7 @@ import sys
 
 import httpx
 
-from shared.embedded import free_port_block
+from shared.devstack.embedded import free_port_block
 from shared.settings import METRICS_PORT_OFFSETS
 from tests.support import sample, scrape
 

@@ -2,7 +2,7 @@
 order they were sent."""
 from __future__ import annotations
 
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract.topics import MESSAGE_PUBLISHED
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import unique, wait_until
 

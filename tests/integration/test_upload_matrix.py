@@ -13,7 +13,7 @@ import asyncio
 
 import httpx
 
-from shared.topics import FILE_SHARE_REQUESTED
+from shared.contract.topics import FILE_SHARE_REQUESTED
 from tests.support import unique, wait_until
 from tests.upload_matrix import STATES, CHANNELS, all_cells, expected
 from tests.uploadsupport import bot_outcomes, conversation_record, outcome_of, png_bytes, publish_many, share_request

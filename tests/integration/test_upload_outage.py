@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from shared.auth import Principal
-from shared.embedded import SERVICES
+from shared.contract.auth import Principal
+from shared.devstack.embedded import SERVICES
 from services.upload.handlers import file_id_for
-from shared.topics import FILE_UPLOADED
+from shared.contract.topics import FILE_UPLOADED
 from tests.support import sample, scrape, unique, wait_until
 from tests.uploadsupport import png_bytes
 
@@ -75,7 +75,7 @@ def test_storage_or_broker_down_gives_503_and_leaves_nothing_half_done(stack, cl
     finally:
         restore(stack)
     # Nothing was accepted: no status, no event (the encrypted original may stay until the retry
-    # below writes the same object again: README, design decision 14).
+    # below writes the same object again: docs/decisions.md, decision 14).
     assert client.status(file_id_for(Principal("agent-1", account, "agent"), key), account)["error"]["code"] == \
         "not_found"
     assert uploaded_events(client, conversation) == []

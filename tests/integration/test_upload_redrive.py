@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from psycopg.types.json import Jsonb
 
-from shared import events as ev
-from shared.topics import FILE_RESIZED, FILE_SANITIZED
+from shared.contract import events as ev
+from shared.contract.topics import FILE_RESIZED, FILE_SANITIZED
 from services.upload import status as file_status
 from services.upload.redrive import LOOKUPS_AT_ONCE, redrive_stalled
 from tests.dbsupport import RecordingPublisher

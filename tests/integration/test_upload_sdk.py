@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.sdk import FileRejected, FileSharingClient, FileSharingError, publish_file_request
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract.topics import MESSAGE_PUBLISHED
 from tests.support import unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes
 

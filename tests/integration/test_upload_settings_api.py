@@ -6,11 +6,11 @@ from aiokafka import TopicPartition
 from fastapi.routing import APIRoute
 from psycopg import sql
 
-from shared import events as ev
-from shared.account_settings import IMAGE_STAGES, follower_group
-from shared.kafka import GroupOffsets, Outgoing, Publisher
+from shared.contract import events as ev
+from shared.projections.account_settings import IMAGE_STAGES, follower_group
+from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
 from shared.settings import Settings
-from shared.topics import ACCOUNT_SETTINGS
+from shared.contract.topics import ACCOUNT_SETTINGS
 from tests.support import sample, scrape, unique, wait_until
 
 PHOTO_TYPES = ["image/jpeg", "image/png", "image/gif"]

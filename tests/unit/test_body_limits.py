@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from shared.httpapi import ApiError, ByteBudget, install_body_limit, install_error_handlers
+from shared.runtime.httpapi import ApiError, ByteBudget, install_body_limit, install_error_handlers
 
 TOKEN = {"Authorization": "Bearer good"}
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from shared.settings import METRICS_PORT_OFFSETS, Settings
-from shared.topics import MAX_MESSAGE_BYTES
+from shared.contract.topics import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = ROOT / "docker-compose.yml"

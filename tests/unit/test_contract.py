@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import events, topics
-from shared.auth import verify_token
-from shared.cli import main as fileshare
+from shared.contract import events, topics
+from shared.contract.auth import verify_token
+from services.cli import main as fileshare
 from shared.settings import METRICS_PORT_OFFSETS, Settings
 
 # --- Configuration -------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_fileshare_token_mints_a_verifiable_token(clean_env, capsys):
     token = capsys.readouterr().out.strip()
     principal = verify_token("dev-secret-for-tests-0123456789abcdef", token)
     assert (principal.account_id, principal.role, principal.sub) == ("A", "agent", "agent-1")
-    from shared.auth import AuthError
+    from shared.contract.auth import AuthError
     with pytest.raises(AuthError):
         verify_token("another-secret-0123456789abcdef0123", token)
 

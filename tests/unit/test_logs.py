@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shared.logs import escape_controls, setup_logging
+from shared.runtime.logs import escape_controls, setup_logging
 
 FORGED = "x\nFORGED 2026-11-30 retention INFO forget request done"
 
