@@ -38,7 +38,7 @@ def _id(value: str) -> str:
 def _auth_secret() -> str:
     secret = os.environ.get("FS_AUTH_SECRET")
     if not secret:
-        from shared.runtime.wiring.stack_secrets import load_or_create_secrets
+        from shared.runtime.stack_secrets import load_or_create_secrets
         secret = load_or_create_secrets(Path(os.environ.get("FS_DATA_DIR", ".data")))["FS_AUTH_SECRET"]
     return secret
 
@@ -49,7 +49,7 @@ def _settings():
     from shared.settings import Settings
     settings = Settings()
     if not settings.database_url:
-        from shared.runtime.wiring.stack_secrets import embedded_database_url, load_or_create_secrets
+        from shared.runtime.stack_secrets import embedded_database_url, load_or_create_secrets
         password = load_or_create_secrets(settings.data_dir)["FS_DATABASE_PASSWORD"]
         settings = settings.model_copy(update={"database_url": embedded_database_url(
             password, settings.embedded_database_port)})
@@ -59,7 +59,7 @@ def _settings():
 def _stack_settings():
     """_settings() with the secrets `make run` keeps in FS_DATA_DIR/secrets.env (master keys, S3
     credentials) wherever the environment does not set them; reads the file, never writes it."""
-    from shared.runtime.wiring.stack_secrets import read_secrets
+    from shared.runtime.stack_secrets import read_secrets
     settings = _settings()
     stored = read_secrets(settings.data_dir)
     names = ("FS_MASTER_KEY", "FS_PREVIOUS_MASTER_KEYS", "FS_S3_ACCESS_KEY", "FS_S3_SECRET_KEY")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from shared.devstack.child_processes import die_with_launcher
-from shared.runtime.wiring.stack_secrets import (  # noqa: F401 (the stack's secrets, also read from here)
+from shared.runtime.stack_secrets import (  # noqa: F401 (the stack's secrets, also read from here)
     DATABASE_NAME, DATABASE_USER, OPTIONAL_SECRETS, SECRETS_FILE, embedded_database_url, load_or_create_secrets,
     read_secrets)
 
