@@ -11,6 +11,7 @@ from PIL import Image
 from tests import imagecorpus as corpus
 from tests import phonecorpus as phone
 from tests.support import unique
+from tests.upload_matrix import ACCEPTED_LISTS, CONTENT_TYPE_OF, expected_for_type, type_cells
 
 PHOTO_TYPES = ["image/jpeg", "image/png", "image/gif"]
 
@@ -104,3 +105,31 @@ def test_heic_and_webp_are_415_for_an_account_that_does_not_list_them(client, ac
     # The account listing HEIC only takes it.
     status, download = published(client, heic_only, heic_conv, heic, "IMG_0002.HEIC")
     assert download.headers["content-type"] == "image/jpeg"
+
+
+CONTENT_OF = {
+    "jpeg": lambda: corpus.to_jpeg(corpus.photo(32, 24)), "png": lambda: corpus.to_png(corpus.photo(32, 24)),
+    "gif": lambda: corpus.to_gif(corpus.photo(32, 24)), "heic": lambda: phone.heic(corpus.photo(32, 24)),
+    "webp": phone.webp_with_alpha, "svg": lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+    "bmp": lambda: b"BM" + bytes(60),
+}
+
+
+def test_every_type_against_every_accepted_list_over_http(client):
+    """The oracle's table (tests/upload_matrix.py) against the running service: each file sent
+    under one name and declared type, so only its content can decide."""
+    assert set(CONTENT_OF) == set(CONTENT_TYPE_OF)
+    conversations = {}
+    for accepted in ACCEPTED_LISTS:
+        account, conv = unique("tacct"), unique("tconv")
+        client.enable_account(account, accepted_types=list(accepted))
+        client.open_conversation(account, conv, unique("consumer"))
+        conversations[accepted] = (account, conv)
+    contents = {kind: make() for kind, make in CONTENT_OF.items()}
+    answers = {}
+    for kind, accepted in type_cells():
+        account, conv = conversations[accepted]
+        r = client.upload(account, conv, contents[kind], filename="photo.jpg", content_type="image/jpeg")
+        answers[kind, accepted] = (r.status_code, None if r.status_code == 202 else r.json()["error"]["code"])
+    wrong = {cell: answer for cell, answer in answers.items() if answer != expected_for_type(*cell)}
+    assert not wrong, wrong
