@@ -77,7 +77,7 @@ class StoredFile:
 
 
 def group_files(objects: list[ObjectInfo]) -> list[StoredFile]:
-    files: dict[tuple, StoredFile] = {}
+    files: dict[tuple[str, str, str, str], StoredFile] = {}
     for o in objects:
         ident = file_of(o.key)
         if ident is None:
@@ -97,7 +97,7 @@ class RetentionDeps:
     clock: Callable[[], datetime] = utcnow
 
 
-def receipt(f: StoredFile, reason: str, request_id: str | None = None) -> Outgoing:
+def receipt(f: StoredFile, reason: ev.DeletionReason, request_id: str | None = None) -> Outgoing:
     return Outgoing(FILE_DELETED, f.conversation_id, ev.FileDeleted(
         file_id=f.file_id, account_id=f.account_id, conversation_id=f.conversation_id,
         consumer_id=f.consumer_id, reason=reason, request_id=request_id))
@@ -112,7 +112,10 @@ class Erased:
 
 # --- the index ---------------------------------------------------------------------------------
 
-async def index_file(conn: Connection, event: ev.FileUploaded | ev.FileSanitized | ev.FileResized) -> None:
+IndexedEvent = ev.FileUploaded | ev.FileSanitized | ev.FileResized  # the events of the retention index
+
+
+async def index_file(conn: Connection, event: IndexedEvent) -> None:
     """A pipeline stage event: the file enters the index with its expiry time (a receipted file never
     does). Every stage indexes, not only file.uploaded: after a broker lost its log, re-drive emits a
     file's latest stage event, which may be the first this index sees of it."""

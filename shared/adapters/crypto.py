@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -61,7 +62,7 @@ def decode_master_key(b64: str) -> bytes:
 class MasterKeyRing:
     """The current master key plus former ones, so keys wrapped before a rotation still open."""
 
-    def __init__(self, current: bytes, previous: list[bytes] = ()):
+    def __init__(self, current: bytes, previous: Sequence[bytes] = ()):
         self.current_id = master_key_id(current)
         self._keys = {master_key_id(k): k for k in [*previous, current]}
 

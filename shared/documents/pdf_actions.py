@@ -61,7 +61,7 @@ def is_kept_uri(value) -> bool:
     if not isinstance(value, pikepdf.String):
         return False
     match = _SCHEME.match(_IGNORED_IN_URI.sub("", str(value)))
-    return bool(match) and match.group(1).lower() in KEPT_URI_SCHEMES
+    return match is not None and match.group(1).lower() in KEPT_URI_SCHEMES
 
 
 def disarm_dictionary(obj) -> None:
