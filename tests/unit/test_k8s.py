@@ -271,3 +271,15 @@ def test_trial_kafka_and_clamd_are_configured_like_compose():
                                                                     if k not in differs}
     conf = next(o for name, o in of_kind(objects, "ConfigMap").items() if name.startswith("clamd-config"))
     assert options(conf["data"]["clamd.conf"]) == options(compose["configs"]["clamd_conf"]["content"])
+
+
+def test_trial_database_takes_every_connection_the_autoscalers_can_open():
+    """Each pod keeps up to FS_DATABASE_POOL_SIZE connections: at every autoscaler's maximum, the trial's
+    PostgreSQL must still accept them all (its default, 100, is reached by ten pods)."""
+    objects = rendered("trial")
+    deployments, scalers = of_kind(objects, "Deployment"), of_kind(objects, "HorizontalPodAutoscaler")
+    pool_size = {s: settings_from(environment(objects, deployments[s])).database_pool_size for s in SERVICES}
+    needed = sum(scalers[s]["spec"]["maxReplicas"] * pool_size[s] for s in SERVICES)
+    args = container(of_kind(objects, "StatefulSet")["postgres"])["args"]
+    max_connections = int(next(a.split("=", 1)[1] for a in args if a.startswith("max_connections=")))
+    assert needed + 10 <= max_connections, f"{needed} connections at full scale, max_connections {max_connections}"
