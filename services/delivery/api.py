@@ -11,19 +11,21 @@ from fastapi.responses import Response
 from shared.projections.conversations import get_conversation
 from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
 from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.runtime.httpapi import (ApiError, add_health_routes, contract_openapi, error_responses, install_body_limit,
-                            install_error_handlers, lookup_id, query_int, write_id)
+from shared.runtime.httpapi import (ApiError, add_health_routes, contract_openapi, count_responses, error_responses,
+                                    install_body_limit, install_error_handlers, lookup_id, query_int, write_id)
 from shared.images.formats import EXTENSIONS
 from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.runtime.logs import file_ctx
+from shared.rules import access, enforce
 from shared.adapters.storage import ObjectKey
 from shared.adapters.storage.objectstore import StorageUnavailable
+from shared.runtime.tracing import answered, describe, now_ns, server_span
 
-from services.delivery.handlers import (DeliveryDeps, StoredMessage, authorize_conversation,
-                                       authorize_file_access, find_deletion, find_message, transcript_of)
+from services.delivery.handlers import DeliveryDeps, StoredMessage, find_deletion, find_message, transcript_of
 from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
+DOWNLOAD_ROUTE = "/v1/files/{file_id}/content"
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -54,6 +56,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
+    count_responses(app, deps.metrics.http_responses)
     add_health_routes(app, ready, deps.metrics.exposition)
     mount_consumer_pages(app, settings)
     add_file_routes(app, settings, deps)
@@ -67,11 +70,9 @@ async def find_file(deps: DeliveryDeps, file_id: str, principal: Principal) -> S
     async with deps.db.pool.connection() as conn:
         message = await find_message(conn, file_id)
         deletion = None if message is not None else await find_deletion(conn, file_id)
-    if message is None:
-        if deletion is not None and deletion.account_id == principal.account_id and principal.role != "consumer":
-            raise ApiError(410, "gone", "the file was deleted")
-        raise ApiError(404, "not_found", "no such file")
-    authorize_file_access(principal, message)
+    published = access.Owner(message.account_id, message.consumer_id) if message is not None else None
+    enforce(access.file_content(principal, published, deletion.account_id if deletion is not None else None))
+    assert message is not None  # the rule refuses a file that is not published
     return message
 
 
@@ -112,35 +113,53 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
         raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
 
 
+async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Request) -> Response:
+    """The download's answer once the principal may see the file: 304, a HEAD's headers, or the bytes."""
+    metrics = deps.metrics
+    headers = content_headers(message)
+    if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        metrics.downloads.labels("not_modified").inc()
+        return Response(status_code=304, headers=headers)
+    data = await open_final(deps, message, head=request.method == "HEAD")
+    if data is None:
+        metrics.downloads.labels("head").inc()
+        return Response(status_code=200, media_type=message.content_type,
+                        headers={**headers, "Content-Length": str(message.size_bytes)})
+    metrics.downloads.labels("ok").inc()
+    metrics.served.inc(len(data))
+    return Response(data, media_type=message.content_type, headers=headers)
+
+
 def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
     metrics = deps.metrics
 
-    @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
-                   responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
-                                             (404, "not_found"), (410, "gone"), (500, "integrity_error"),
-                                             (503, "unavailable")))
+    content, refusals = DOWNLOAD_ROUTE, error_responses(
+        (401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"), (404, "not_found"), (410, "gone"),
+        (500, "integrity_error"), (503, "unavailable"))
+
+    # Two routes, not one api_route for both methods: OpenAPI needs an operationId of its own per method.
+    @app.head(content, responses=refusals, operation_id="head_file_content")
+    @app.get(content, responses=refusals)
     async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
+        started = now_ns()
         try:
             principal = _principal_from(request, settings, file_id, exp, aud, sig)
             lookup_id(file_id, "file_id", file_id=True)
             message = await find_file(deps, file_id, principal)
         except ApiError as e:
             metrics.downloads.labels(e.code).inc()
+            with server_span(request.method, DOWNLOAD_ROUTE, request.headers, start_time=started) as span:
+                answered(span, e.status)  # in the caller's trace: which file it was is not known
             raise
-        headers = content_headers(message)
-        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
-            metrics.downloads.labels("not_modified").inc()
-            return Response(status_code=304, headers=headers)
-        data = await open_final(deps, message, head=request.method == "HEAD")
-        if data is None:
-            metrics.downloads.labels("head").inc()
-            return Response(status_code=200, media_type=message.content_type,
-                            headers={**headers, "Content-Length": str(message.size_bytes)})
-        metrics.downloads.labels("ok").inc()
-        metrics.served.inc(len(data))
-        return Response(data, media_type=message.content_type, headers=headers)
+        # A later request of its own, in the file's trace: a child of the publish's span.
+        with server_span(request.method, DOWNLOAD_ROUTE, request.headers,
+                         parent=(message.traceparent, message.tracestate), start_time=started) as span:
+            describe(message)
+            response = await serve_content(deps, message, request)
+            answered(span, response.status_code)
+            return response
 
     @app.post("/v1/files/{file_id}/link",
               responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone"),
@@ -168,9 +187,7 @@ def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
         async with deps.db.pool.connection() as conn:
             items = await transcript_of(conn, conversation_id)
             conversation = await get_conversation(conn, conversation_id)
-        owner = (conversation.account_id, conversation.consumer_id) if conversation else \
-            ((items[0]["account_id"], items[0]["consumer_id"]) if items else None)
-        if owner is None:
-            raise ApiError(404, "not_found", "no such conversation")
-        authorize_conversation(principal, *owner)
+        owner = access.Owner(conversation.account_id, conversation.consumer_id) if conversation else \
+            (access.Owner(items[0]["account_id"], items[0]["consumer_id"]) if items else None)
+        enforce(access.transcript(principal, owner))
         return {"conversation_id": conversation_id, "messages": items}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.adapters.db import Database
+from shared.adapters.db import Database, the_row
 
 FORGOTTEN_SINCE = """
     SELECT DISTINCT account_id, consumer_id FROM forget_requests
@@ -33,7 +33,7 @@ class ForgetLedger:
     async def now(self) -> datetime:
         """The database's clock (the one forget_requests is stamped with), now."""
         async with self._db.pool.connection() as conn:
-            return (await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
+            return the_row(await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
 
     async def forgotten_since(self, consumers: set[tuple[str, str]], since: datetime) -> set[tuple[str, str]]:
         """The consumers among `consumers` with a forget running now or finished at or after `since`."""

@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from shared.runtime.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
 # Failures of the database that pass: retried by stream processors, 503 on HTTP.
 DB_TRANSIENT: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
 
-Connection = psycopg.AsyncConnection
+# Every connection of a Database reads rows as dicts (row_factory below).
+Connection = psycopg.AsyncConnection[DictRow]
 
 
 class Database:
@@ -34,7 +37,7 @@ class Database:
         if not url:
             raise ValueError("FS_DATABASE_URL is not set: the services keep their state in PostgreSQL")
         self.url, self.schema = url, schema
-        self.pool = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, open=False, timeout=10,
             # A connection that died with a restarted server is replaced, not handed out.
             check=AsyncConnectionPool.check_connection,
@@ -45,8 +48,6 @@ class Database:
         """Wait for the server to answer (a connection, counted as a database outage while it does not),
         apply migrations once (a migration that fails stops the service: retrying cannot mend it), then
         open the pool."""
-        from shared.adapters.kafka import retry_transient
-
         async def server_answers() -> None:
             await (await psycopg.AsyncConnection.connect(self.url, connect_timeout=5)).close()
         await retry_transient(server_answers, f"database of {self.schema}", DB_TRANSIENT, stop, max_delay=5)
@@ -70,6 +71,13 @@ class Database:
             return True
         except Exception:
             return False
+
+
+def the_row(row: DictRow | None) -> DictRow:
+    """The row of a query that always answers one (an aggregate, a clock, an upsert's RETURNING)."""
+    if row is None:
+        raise LookupError("the query answered no row")
+    return row
 
 
 async def lock_files(conn: Connection, *file_ids: str) -> None:

@@ -14,12 +14,12 @@ with backoff and never committed past.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -31,7 +31,9 @@ from shared.adapters.crypto import UnknownMasterKey
 from shared.adapters.db import DB_TRANSIENT
 from shared.contract.events import Event
 from shared.runtime.outages import note_transient
+from shared.runtime.retry import Backoff, retry_transient
 from shared.contract.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
+from shared.runtime.tracing import consuming, current_headers, fail
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ class Outgoing:
     topic: str
     key: str
     event: Event
+    # The trace context where the event was made (the handler's or request's span), for the record's
+    # headers: whoever consumes it continues the file's trace (shared.runtime.tracing).
+    headers: tuple[tuple[str, bytes], ...] = field(default_factory=lambda: tuple(current_headers()),
+                                                   compare=False, repr=False)
 
 
 class TransientError(Exception):
@@ -83,34 +89,28 @@ def make_consumer(settings, group_id: str | None, *topics: str, background: bool
         enable_auto_commit=False, auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_wait_ms(settings, background),
         fetch_max_bytes=4 * MAX_MESSAGE_BYTES, max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
-        # Low timeouts: Tansu group joins otherwise wait out the full session (DESIGN.md).
+        # Low timeouts: Tansu group joins otherwise wait out the full session.
         session_timeout_ms=10000, heartbeat_interval_ms=1000, rebalance_timeout_ms=10000,
         max_poll_interval_ms=600000, **kwargs)
 
 
 async def start_with_retry(client, what: str, stop: asyncio.Event | None = None, max_wait: float = 10.0):
     """Start an aiokafka client, retrying until the broker answers (services start before Kafka is up)."""
-    delay = 0.2
-    while True:
+    async def start():
         try:
             await client.start()
-            return client
-        except KafkaError as e:
-            if stop is not None and stop.is_set():
-                raise
-            if not note_transient(e, what):
-                log.warning("%s: Kafka not ready (%s); retrying in %.1fs", what, e, delay)
-            try:
+        except KafkaError:
+            with contextlib.suppress(Exception):  # a client that failed to start is stopped before the next try
                 await client.stop()
-            except Exception:
-                pass
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_wait)
+            raise
+        return client
+    return await retry_transient(start, what, (KafkaError,), stop, backoff=Backoff(0.2, max_wait))
 
 
 async def _produce(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> list:
     """Send every event; the broker's answer to each, in order: its record metadata or the error."""
-    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode()) for o in outgoing]
+    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode(),
+                                   **({"headers": list(o.headers)} if o.headers else {})) for o in outgoing]
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
@@ -119,6 +119,9 @@ async def send_all(producer: AIOKafkaProducer, outgoing: Iterable[Outgoing]) -> 
     for answer in await _produce(producer, list(outgoing)):
         if isinstance(answer, BaseException):
             raise answer
+
+
+PUBLISH_BACKOFF = Backoff(0.2)  # between the tries of a produce the broker did not acknowledge
 
 
 class Publisher:
@@ -157,7 +160,7 @@ class Publisher:
             log.info("%s: %d of %d events not acknowledged (%s); sending those again", self.name, len(failed),
                      len(pending), error)
             pending = [i for i, _ in failed]  # the acknowledged ones are not sent twice
-            await asyncio.sleep(0.2 * 2 ** attempt)
+            await asyncio.sleep(PUBLISH_BACKOFF.delay(attempt + 1))
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -239,25 +242,6 @@ async def fetched_ends(consumer: AIOKafkaConsumer, topic: str, near: dict[int, i
     return {tp.partition: consumer.highwater(tp) for tp in tps if consumer.highwater(tp) is not None}
 
 
-async def retry_transient(fn: Callable[[], Awaitable], what: str, transient: tuple[type[BaseException], ...],
-                          stop: asyncio.Event | None = None,
-                          on_retry: Callable[[BaseException], None] | None = None, max_delay: float = 30.0):
-    """Call fn until it succeeds, retrying `transient` errors with jittered exponential backoff."""
-    delay = 0.2
-    while True:
-        try:
-            return await fn()
-        except transient as e:
-            if stop is not None and stop.is_set():
-                raise
-            if on_retry:
-                on_retry(e)
-            if not note_transient(e, what):  # a dependency's outage is logged once, not per retry
-                log.warning("%s: transient error (%s: %s); retrying in %.1fs", what, type(e).__name__, e, delay)
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, max_delay)
-
-
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError,
                                                       UnknownMasterKey) + DB_TRANSIENT
 
@@ -294,7 +278,8 @@ class StreamProcessor:
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
                  on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
-                 concurrency: int = 1, commit_per_batch: bool = False, background: bool = False):
+                 concurrency: int = 1, commit_per_batch: bool = False, background: bool = False,
+                 trace_as: str | dict[str, str] | None = None):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
         the next record of the partition (state that must only follow a real publish);
@@ -306,13 +291,16 @@ class StreamProcessor:
         (projections: redoing a few upserts after a crash costs nothing; elsewhere each record is
         committed, so a rebalance or crash redoes one record, not a batch);
         background: nobody waits on this consumer's lag (half a second is never noticed), so it polls
-        the broker less often (fetch_wait_ms)."""
+        the broker less often (fetch_wait_ms);
+        trace_as: the name of the span each record's handling is, in the trace its headers carry, or
+        the name per topic (topics not named are not traced): the pipeline's stages; projections are
+        not traced (a file's trace would gain a span per view)."""
         if concurrency > 1 and before_partition is not None:
             raise ValueError("before_partition runs before a batch; records handled ahead would skip it")
         self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
         self.handle, self.on_poison, self.metrics, self.transient = handle, on_poison, metrics, transient
         self.before_partition, self.on_produced, self.concurrency = before_partition, on_produced, concurrency
-        self.commit_per_batch, self.background = commit_per_batch, background
+        self.commit_per_batch, self.background, self.trace_as = commit_per_batch, background, trace_as
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
@@ -585,20 +573,25 @@ class StreamProcessor:
             if self.metrics is not None:
                 self.metrics.retries.labels(type(e).__name__).inc()
         started = time.perf_counter()
-        try:
-            outputs = await retry_transient(lambda: self.handle(record), f"{self.name} handle {record.topic}@{record.offset}",
-                                            self.transient, self.stopping, on_retry=count_retry)
-            if self.metrics is not None:
-                self.metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
-            return outputs, "ok"
-        except Exception as exc:
-            if self.stopping.is_set():
-                raise
-            log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition, record.offset)
+        span_name = self.trace_as.get(record.topic) if isinstance(self.trace_as, dict) else self.trace_as
+        with consuming(record, span_name, self.group_id) as span:  # the outputs made here carry it on
+            try:
+                outputs = await retry_transient(lambda: self.handle(record),
+                                                f"{self.name} handle {record.topic}@{record.offset}",
+                                                self.transient, self.stopping, on_retry=count_retry)
+                if self.metrics is not None:
+                    self.metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
+                return outputs, "ok"
+            except Exception as exc:
+                if self.stopping.is_set():
+                    raise
+                log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition,
+                              record.offset)
+                fail(span, exc)
 
-            async def poison():
-                outputs = self.on_poison(record, exc)
-                return await outputs if inspect.isawaitable(outputs) else outputs
+                async def poison():
+                    outputs = self.on_poison(record, exc)
+                    return await outputs if inspect.isawaitable(outputs) else outputs
 
-            return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,
-                                         self.stopping), "poison"
+                return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,
+                                             self.stopping), "poison"

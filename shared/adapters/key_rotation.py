@@ -38,7 +38,7 @@ from typing import Awaitable, Callable, Iterable, Protocol
 
 from shared.adapters.crypto import ConsumerKeyStore, UnknownMasterKey
 from shared.adapters.db import DB_TRANSIENT
-from shared.adapters.kafka import retry_transient
+from shared.runtime.retry import retry_transient
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from shared.contract.events import ROLES
 from shared.contract.ids import InvalidId, check_id
-
-ROLES = ("agent", "agent_manager", "bot", "consumer", "admin", "platform")
-SENDER_ROLES = ("agent", "agent_manager", "bot")
 
 
 class AuthError(Exception):
@@ -21,11 +19,6 @@ class Principal:
     sub: str
     account_id: str
     role: str
-
-    @property
-    def is_account_user(self) -> bool:
-        """Any user of the account who is not a consumer."""
-        return self.role != "consumer"
 
 
 def mint_token(secret: str, account_id: str, role: str, sub: str, ttl_seconds: int = 3600) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from shared.devstack.child_processes import die_with_launcher
 from shared.adapters.scanner import CLAMD_MAX_SCAN_SECONDS
+from shared.runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def clamd_binary() -> str | None:
 
 INSTALL_COMMAND = "sudo apt-get install clamav-daemon"
 APT_SECONDS = 900
+READY_POLL = Backoff(first=0.02, longest=0.25)  # how often a starting clamd is asked whether it is ready
 FRESHCLAM_SECONDS = 900  # the official database is a few hundred MB
 
 
@@ -214,7 +216,7 @@ def write_clamd_config(
         "LogClean no",
         "ExtendedDetectionInfo yes",
         f"TemporaryDirectory {tmp_dir}",
-        # Files over any limit must never come back "OK" (DESIGN.md, Known traps).
+        # Files over any limit must never come back "OK".
         "AlertExceedsMax yes",
         f"StreamMaxLength {stream_max}",
         f"MaxFileSize {stream_max}",
@@ -298,7 +300,7 @@ def start_clamd(
             preexec_fn=die_with_launcher(),  # and it dies with its launcher
         )
     deadline = started + ready_timeout
-    delay = 0.02
+    polls = 0
     while True:
         code = proc.poll()
         if code is not None:
@@ -316,8 +318,8 @@ def start_clamd(
                 f"--- {run_dir / 'clamd.log'} ---\n{_tail(run_dir / 'clamd.log')}"
             )
         # Back-off poll on the process and the port (not a synchronisation sleep).
-        proc_wait_or_timeout(proc, delay)
-        delay = min(delay * 2, 0.25)
+        polls += 1
+        proc_wait_or_timeout(proc, READY_POLL.delay(polls))
     log.info("clamd ready on 127.0.0.1:%d in %.2fs (pid %d)", port, time.monotonic() - started, proc.pid)
     return proc
 

@@ -1,4 +1,4 @@
-"""Supervision of what `make run` started (DESIGN.md, "The two commands").
+"""Supervision of what `make run` started.
 
 A component that exits is restarted after a backoff while everything else keeps running; one that
 keeps dying (`max_exits` exits within `window` seconds) makes the supervisor give up, so the
@@ -23,20 +23,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from shared.devstack.liveness import Liveness
+from shared.runtime.retry import Backoff
 
 log = logging.getLogger("fileshare.stack")
+RESTART_BACKOFF = Backoff(first=0.5, longest=10.0)
 
 Start = Callable[[], None]  # (re)starts a component; it leaves its process in `procs`
-
-
-@dataclass
-class Backoff:
-    """Delay before a restart: `first` doubled for each recent exit, at most `longest`."""
-    first: float = 0.5
-    longest: float = 10.0
-
-    def delay(self, recent_exits: int) -> float:
-        return min(self.first * 2 ** max(recent_exits - 1, 0), self.longest)
 
 
 @dataclass
@@ -51,7 +43,7 @@ class Supervisor:
     reap: Callable[[str], None] = lambda name: None
     max_exits: int = 5
     window: float = 60.0
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = RESTART_BACKOFF  # the delay before a restart, by the count of recent exits
     clock: Callable[[], float] = time.monotonic
     exits: dict[str, deque] = field(default_factory=dict)
     pending: dict[str, float] = field(default_factory=dict)  # name → when its restart is due

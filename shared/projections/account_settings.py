@@ -16,7 +16,7 @@ from aiokafka.structs import RecordMetadata
 from psycopg.types.json import Jsonb
 
 from shared.contract import events as ev
-from shared.adapters.db import Connection, Database
+from shared.adapters.db import Connection, Database, the_row
 from shared.adapters.kafka import GroupOffsets, StreamProcessor
 from shared.projections.projection import projection, projection_group
 from shared.contract.topics import ACCOUNT_SETTINGS
@@ -49,7 +49,7 @@ async def put_document(conn: Connection, account_id: str, document: ev.AccountSe
         "  updated_at = greatest(clock_timestamp(), account_settings.updated_at + interval '1 microsecond') "
         "RETURNING updated_at",
         (account_id, Jsonb(document.model_dump())))).fetchone()
-    return row["updated_at"]
+    return the_row(row)["updated_at"]
 
 
 async def follow_document(conn: Connection, event: ev.AccountSettings) -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from dataclasses import dataclass
 
 from shared.contract import events as ev
-from shared.adapters.db import Connection, Database
+from shared.adapters.db import Connection, Database, the_row
 from shared.adapters.kafka import StreamProcessor
 from shared.projections.projection import projection
 from shared.contract.topics import CONVERSATION_EVENTS
@@ -53,8 +53,8 @@ async def apply_conversation_event(conn: Connection, event: ev.ConversationEvent
          event.event_type != "conversation.closed", when))).fetchone()
     if row is not None:
         return True
-    owner = await (await conn.execute("SELECT account_id FROM conversations WHERE conversation_id = %s",
-                                      (event.conversation_id,))).fetchone()
+    owner = the_row(await (await conn.execute("SELECT account_id FROM conversations WHERE conversation_id = %s",
+                                              (event.conversation_id,))).fetchone())
     if owner["account_id"] == event.account_id:
         log.info("conversation %s: %s of %s is older than its known state; ignored", event.conversation_id,
                  event.event_type, event.occurred_at.isoformat())

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from aiokafka import ConsumerRecord
 
@@ -12,6 +12,7 @@ from shared.contract.inputs import parse_input
 from shared.adapters.kafka import StreamProcessor
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=Event)
 
 
 def projection_group(service: str, what: str) -> str:
@@ -19,8 +20,8 @@ def projection_group(service: str, what: str) -> str:
     return f"fileshare-{service}-{what}"
 
 
-def projection(settings, service: str, what: str, topics: list[str], parse: Callable[[bytes], Event],
-               apply: Callable[[Connection, Event], Awaitable[object]], db: Database,
+def projection(settings, service: str, what: str, topics: list[str], parse: Callable[[bytes], E],
+               apply: Callable[[Connection, E], Awaitable[object]], db: Database,
                metrics=None, background: bool = False) -> StreamProcessor:
     """One transaction per record (`apply(conn, parse(value))`), committed before the offset. A record
     that does not parse (an id of the wrong shape, say) is dropped, logged and counted

@@ -140,6 +140,26 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class BodyCap:
+    """A body's bytes counted against its cap: BodyTooLarge once its declared Content-Length or
+    the count of what streamed passes it (both guards of a body use it: the middleware and the
+    upload's form reader)."""
+
+    def __init__(self, limit: int, content_length: str | bytes | None):
+        declared = (content_length or "").strip()
+        self.limit, self.received = limit, 0
+        self.declared = int(declared) if declared.isdigit() else None
+
+    def check_declared(self) -> None:
+        if self.declared is not None and self.declared > self.limit:
+            raise BodyTooLarge(self.limit)
+
+    def count(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.received > self.limit:
+            raise BodyTooLarge(self.limit)
+
+
 class ByteBudget:
     """Bytes of request bodies in flight in one process. A body takes its share (its declared length,
     else its cap) when the handler starts reading it and gives it back when the response is sent;
@@ -213,30 +233,26 @@ class _BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length", b"").strip()
-        declared_length = int(declared) if declared.isdigit() else None
-        has_body = bool(declared_length) or b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        limit = self._limit_for(scope["method"], scope["path"])
+        cap = BodyCap(limit, headers.get(b"content-length"))
+        has_body = bool(cap.declared) or b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         if not has_body:
             return await self.app(scope, receive, send)
-        limit = self._limit_for(scope["method"], scope["path"])
-        state = {"received": 0, "booked": 0, "done": False}
+        state = {"booked": 0, "done": False}
 
         async def limited_receive():
             if state["done"]:  # the body is read: what follows is a disconnect
                 return await receive()
-            if declared_length is not None and declared_length > limit:
-                raise BodyTooLarge(limit)
+            cap.check_declared()
             if self.budget is not None and not state["booked"]:
                 try:
-                    state["booked"] = await self.budget.acquire(min(declared_length or limit, limit))
+                    state["booked"] = await self.budget.acquire(min(cap.declared or limit, limit))
                 except TimeoutError:
                     raise ApiError(503, "unavailable", "too many request bodies in flight; retry shortly",
                                    {"Retry-After": "1"}) from None
             message = await receive()
             if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > limit:
-                    raise BodyTooLarge(limit)
+                cap.count(message.get("body", b""))
                 state["done"] = not message.get("more_body", False)
             return message
 
@@ -258,3 +274,36 @@ def install_body_limit(app: FastAPI, default_max: int = DEFAULT_BODY_LIMIT,
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge):
         return JSONResponse(error_body("body_too_large", str(exc)), status_code=413, headers={"Connection": "close"})
+
+
+# --- responses by status class ----------------------------------------------------------------
+
+class _CountResponses:
+    """ASGI middleware: counts each response by status class; a handler that raised (Starlette answers
+    500 outside this middleware) counts as 5xx."""
+
+    def __init__(self, app: ASGIApp, counter):
+        self.app, self.counter = app, counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = []
+
+        async def counted_send(message):
+            if message["type"] == "http.response.start" and not started:
+                started.append(message["status"])
+                self.counter.labels(f"{message['status'] // 100}xx").inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted_send)
+        except Exception:  # a cancelled request (the client left) is nobody's 5xx
+            if not started:
+                self.counter.labels("5xx").inc()
+            raise
+
+
+def count_responses(app: FastAPI, counter) -> None:
+    """Count every response of `app` in `counter` (labelled by status class: 2xx ... 5xx)."""
+    app.add_middleware(_CountResponses, counter=counter)

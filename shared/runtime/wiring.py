@@ -5,7 +5,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from shared.adapters.kafka import retry_transient
+from shared.runtime.retry import retry_transient
 from shared.contract.topics import ensure_topics
 from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
 from shared.runtime.metrics import ServiceMetrics
