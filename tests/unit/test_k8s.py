@@ -17,11 +17,24 @@ import pytest
 import yaml
 
 from shared.adapters.crypto import decode_master_key
-from shared.settings import Settings
 from shared.contract.topics import MAX_MESSAGE_BYTES
-from tests.k8ssupport import (HTTP_PORT_SETTING, NAMESPACE, ROOT, SERVICES, STREAM_PROCESSORS, TREES,
-                              compose_environment, container, environment, of_kind, port_number, quantity,
-                              rendered, settings_from)
+from shared.settings import Settings
+from tests.k8ssupport import (
+    HTTP_PORT_SETTING,
+    NAMESPACE,
+    ROOT,
+    SERVICES,
+    STREAM_PROCESSORS,
+    TREES,
+    compose_environment,
+    container,
+    environment,
+    of_kind,
+    port_number,
+    quantity,
+    rendered,
+    settings_from,
+)
 
 # The oldest release its schemas cover that we promise, and the newest it ships.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())

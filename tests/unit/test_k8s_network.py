@@ -10,8 +10,21 @@ import pytest
 from shared.devstack.embedded import free_port
 from shared.runtime.metrics import ServiceMetrics, serve_metrics
 from shared.settings import Settings
-from tests.k8ssupport import (HTTP_PORT_SETTING, KUBE_DNS, OUTSIDE, PROMETHEUS, SERVICES, TREES, Pod,
-                              can_connect, environment, of_kind, pods, rendered, settings_from)
+from tests.k8ssupport import (
+    HTTP_PORT_SETTING,
+    KUBE_DNS,
+    OUTSIDE,
+    PROMETHEUS,
+    SERVICES,
+    TREES,
+    Pod,
+    can_connect,
+    environment,
+    of_kind,
+    pods,
+    rendered,
+    settings_from,
+)
 
 
 @pytest.fixture(scope="module", params=sorted(TREES))
