@@ -178,9 +178,12 @@ def test_each_service_gets_what_compose_gives_it(tree):
         assert s.kafka_enable_idempotence, "Apache Kafka: the idempotent producer on"
         services = of_kind(objects, "Service")
         if service in HTTP_PORT_SETTING:
-            ports = {p["name"]: p for p in services[service]["spec"]["ports"]}
-            assert ports["http"]["port"] == int(env[HTTP_PORT_SETTING[service]])
-            assert ports["metrics"]["port"] == s.metrics_port(service)
+            (api,) = services[service]["spec"]["ports"]
+            assert (api["name"], api["port"]) == ("http", int(env[HTTP_PORT_SETTING[service]]))
+        # Headless, not-ready pods included: Prometheus finds every pod by DNS, the stuck one first.
+        metrics = services[f"{service}-metrics"]["spec"]
+        assert metrics["clusterIP"] == "None" and metrics["publishNotReadyAddresses"] is True
+        assert [p["port"] for p in metrics["ports"]] == [s.metrics_port(service)]
 
 
 def test_every_fs_variable_is_a_setting(tree):
