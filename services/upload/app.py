@@ -35,7 +35,8 @@ def bootstrap(settings) -> Service:
     processors = [
         StreamProcessor(settings, "upload-bots", bots.GROUP_ID, [FILE_SHARE_REQUESTED],
                         lambda record: bots.handle_share_request(record, deps), bots.on_poison(deps), metrics,
-                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps)),
+                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps),
+                        trace_as="accept file.share.requested"),
         conversation_follower(settings, "upload", db, metrics),
         projection(settings, "upload", "status", list(FILE_TOPICS), parse_event, record_event, db, metrics),
     ]
