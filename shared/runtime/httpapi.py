@@ -288,7 +288,7 @@ class _CountResponses:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = []
+        started: list[int] = []
 
         async def counted_send(message):
             if message["type"] == "http.response.start" and not started:
