@@ -95,3 +95,9 @@ def test_every_repository_path_the_readme_and_docs_name_exists():
     missing = {str(page.relative_to(REPO)): gone for page in pages
                if (gone := [name for name in named_paths(page) if not (REPO / name).exists()])}
     assert missing == {}, "a module moved: point the page at its new path"
+
+
+def test_the_readme_sends_its_reader_to_every_page_of_the_reference():
+    linked = {unquote(link).partition("#")[0] for link in links(REPO / "README.md")}
+    pages = {str(page.relative_to(REPO)) for page in (REPO / "docs").glob("*.md")}
+    assert pages - linked == set()
