@@ -34,7 +34,8 @@ def bootstrap(settings) -> Service:
         await conversations.wait_caught_up()
 
     processor = StreamProcessor(settings, "delivery", "fileshare-delivery", [FILE_RESIZED], handle,
-                                poison_to_rejection(STAGE), metrics, before_partition=conversations_caught_up)
+                                poison_to_rejection(STAGE), metrics, before_partition=conversations_caught_up,
+                                trace_as="deliver file.resized")
     deletions = projection(settings, "delivery", "deletions", [FILE_DELETED], ev.FileDeleted.model_validate_json,
                            record_deletion, db, metrics)
     service = Service("delivery", settings, metrics, storage, db, processors=[processor, conversations, deletions],

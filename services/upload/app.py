@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
-from shared.runtime.httpapi import add_health_routes, contract_openapi, install_error_handlers
+from shared.runtime.httpapi import add_health_routes, contract_openapi, count_responses, install_error_handlers
 from shared.adapters.kafka import GroupOffsets, Publisher, StreamProcessor
 from shared.projections.projection import projection
 from shared.runtime.wiring import build_storage
@@ -35,7 +35,8 @@ def bootstrap(settings) -> Service:
     processors = [
         StreamProcessor(settings, "upload-bots", bots.GROUP_ID, [FILE_SHARE_REQUESTED],
                         lambda record: bots.handle_share_request(record, deps), bots.on_poison(deps), metrics,
-                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps)),
+                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps),
+                        trace_as="accept file.share.requested"),
         conversation_follower(settings, "upload", db, metrics),
         projection(settings, "upload", "status", list(FILE_TOPICS), parse_event, record_event, db, metrics),
     ]
@@ -63,6 +64,7 @@ def build_api(deps: UploadDeps, ready) -> FastAPI:
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
+    count_responses(app, deps.metrics.http_responses)
     add_health_routes(app, ready, deps.metrics.exposition)
     mount_agent_pages(app, deps.settings)
     add_file_routes(app, deps)

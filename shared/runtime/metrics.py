@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -14,6 +14,24 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SIZE_BUCKETS = (1e3, 1e4, 5e4, 1e5, 5e5, 1e6, 2e6, 5e6, 1e7)
+
+# The label values known in advance, exported at 0 from the start (see start_at_zero).
+PIPELINE_REJECTIONS = ("unsupported_type", "file_too_large", "malware_detected", "corrupt_image", "image_too_large",
+                       "corrupt_file", "file_too_complex", "encrypted_file", "conversation_closed",
+                       "consumer_forgotten", "rate_limited", "processing_failed")
+DEPENDENCIES = ("kafka", "database", "s3", "clamd")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+
+
+def start_at_zero(counter: Counter, label_values: Iterable) -> Counter:
+    """Create the children of `counter` for `label_values` (strings for one label, tuples for more).
+
+    A labelled counter has no series until its first increment, and `rate()` of a series that does
+    not exist is "no data", not 0: an alert on it cannot fire on the first error after a restart
+    (the first sample is the error), and a dashboard shows nothing instead of a flat line."""
+    for values in label_values:
+        counter.labels(*((values,) if isinstance(values, str) else values))
+    return counter
 
 
 class ServiceMetrics:
@@ -47,7 +65,14 @@ class ServiceMetrics:
                                 ["what"], registry=self.registry)
         self.decrypted_bytes = Counter("fileshare_decrypted_bytes_total", "Ciphertext bytes decrypted",
                                        ["what"], registry=self.registry)
+        start_at_zero(self.rejected, PIPELINE_REJECTIONS)
+        start_at_zero(self.dependency_errors, DEPENDENCIES)
         OUTAGES.count_into(self.dependency_errors)
+
+    def count_http_responses(self) -> Counter:
+        """`fileshare_http_responses_total{code}` by status class, for a service with an HTTP API."""
+        return start_at_zero(Counter("fileshare_http_responses_total", "HTTP responses of the API, by status class",
+                                     ["code"], registry=self.registry), STATUS_CLASSES)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
