@@ -3,6 +3,7 @@ the topic configs, so docs/reference/asyncapi.yaml is the code's own description
 the committed file drifts from it)."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic import BaseModel
@@ -82,6 +83,18 @@ def channels() -> dict[str, Any]:
     } for topic, (_key, models, about) in CHANNELS.items()}
 
 
+# Kafka record headers (not the JSON payload): the trace context, docs/tracing.md.
+TRACE_HEADERS = {
+    "type": "object",
+    "description": "Optional Kafka record headers: the W3C trace context of the span that made the event (a "
+                   "producer may send its own on file.share.requested and gdpr.forget; the services continue it).",
+    "properties": {
+        "traceparent": {"type": "string", "description": "W3C traceparent, e.g. 00-<32 hex>-<16 hex>-01"},
+        "tracestate": {"type": "string", "description": "W3C tracestate"},
+    },
+}
+
+
 def messages() -> dict[str, Any]:
     found = {}
     for topic, (key, models, _about) in CHANNELS.items():
@@ -89,6 +102,7 @@ def messages() -> dict[str, Any]:
             found[model.__name__] = {
                 "name": model.__name__, "title": topic, "contentType": "application/json",
                 "summary": (model.__doc__ or "").strip().split("\n")[0] or f"A record on {topic}.",
+                "headers": copy.deepcopy(TRACE_HEADERS),  # a copy: no YAML alias in the document
                 "payload": {"$ref": SCHEMA_REF.format(model=model.__name__)},
                 "bindings": {"kafka": {"key": {"type": "string", "description": f"the {key}"},
                                        "bindingVersion": KAFKA_BINDING}},
