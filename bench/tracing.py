@@ -37,8 +37,8 @@ def per_record_seconds(mode: str, with_context: bool) -> float:
     """The best of 5 rounds, less the cost of making the record itself."""
     from aiokafka import ConsumerRecord
 
-    from shared.contract.events import GdprForget
     from shared.adapters.kafka import Outgoing
+    from shared.contract.events import GdprForget
     from shared.runtime.tracing import consuming, describe
     if mode == "on":
         install_sdk()

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter, Setter

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,13 +15,15 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from opentelemetry import context, propagate
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
-                                                                        ExportTraceServiceResponse)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
-from shared.devstack.embedded import running_stack
-from shared.sdk import FileSharingClient
 from shared.contract.events import GdprForget
 from shared.contract.topics import FILE_SHARE_REQUESTED, GDPR_FORGET
+from shared.devstack.embedded import running_stack
+from shared.sdk import FileSharingClient
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import Client, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, share_request
@@ -129,7 +132,7 @@ def whole_trace(receiver: OtlpReceiver, file_id: str, first: str) -> dict[str, d
 def assert_one_chain(spans: dict[str, dict], first: str) -> None:
     """Each step the child of the one before, in its own service, naming the file."""
     chain = [first, *STAGES, DOWNLOAD]
-    for parent, child in zip(chain, chain[1:]):
+    for parent, child in itertools.pairwise(chain):
         assert spans[child]["parent"] == spans[parent]["span_id"], f"{child} is not a child of {parent}"
     for name, service in STAGES.items():
         assert spans[name]["service"] == service

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from shared.contract.events import GdprForget
 from shared.adapters.kafka import Outgoing
+from shared.contract.events import GdprForget
 from shared.runtime.tracing import consuming, current_traceparent, exporters_from_env, server_span, tracer
 
 ROOT = Path(__file__).resolve().parents[2]
