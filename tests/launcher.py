@@ -27,7 +27,7 @@ def run_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env.update({
         "FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
         "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
-        "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
+        "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(6)),
         "FS_EMBEDDED_DATABASE_PORT": str(free_port()),
         "FS_CLAMAV_DB_DIR": str(write_test_signatures(tmp_path / "clamav").parent),
     })
