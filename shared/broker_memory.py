@@ -33,6 +33,9 @@ log = logging.getLogger("fileshare.stack")
 
 MB = 1024 * 1024
 NAG_SECONDS = 3600.0  # over the limit and never quiet: one warning per this many seconds
+# A broker is not recycled again within this many seconds of its start: with a limit below what an
+# empty broker uses, it would otherwise be restarted at every quiet probe.
+MIN_AGE_SECONDS = 30.0
 
 
 def tree_rss(pid: int) -> int:
@@ -68,13 +71,14 @@ class Probe:
     behind: tuple[str, ...] = ()
     in_flight: int | None = 0
     at: float = 0.0
+    settled: bool = True  # False: started too recently to be recycled again (MIN_AGE_SECONDS)
 
     def over(self, limit: int) -> bool:
         return self.rss > limit
 
     @property
     def quiet(self) -> bool:
-        return not self.behind and self.in_flight == 0
+        return self.settled and not self.behind and self.in_flight == 0
 
 
 def verdict(probe: Probe, limit: int) -> str:
@@ -86,10 +90,14 @@ def verdict(probe: Probe, limit: int) -> str:
 
 async def read_groups_behind(bootstrap: str) -> list[str]:
     """Every consumer group the broker knows whose commits are behind a partition's end."""
+    return groups_behind(*await read_commits_and_ends(bootstrap))
+
+
+async def read_commits_and_ends(bootstrap: str) -> tuple[dict, dict]:
+    """What every consumer group committed, and the end of each partition one committed on."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from shared.kafka import fetched_ends
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="fileshare-broker-memory")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 client_id="fileshare-broker-memory")
@@ -103,15 +111,32 @@ async def read_groups_behind(bootstrap: str) -> list[str]:
         for group, _kind in await admin.list_consumer_groups():
             answer = await admin.list_consumer_group_offsets(group, partitions=tps)
             committed[group] = {(tp.topic, tp.partition): o.offset for tp, o in answer.items() if o.offset >= 0}
-        ends: dict[tuple[str, int], int] = {}
-        for topic in {t for offsets in committed.values() for t, _ in offsets}:
-            near = {p: min(o[(topic, p)] for o in committed.values() if (topic, p) in o)
-                    for p in {p for offsets in committed.values() for t, p in offsets if t == topic}}
-            ends.update({(topic, p): end for p, end in (await fetched_ends(consumer, topic, near)).items()})
-        return groups_behind(committed, ends)
+        lowest: dict[tuple[str, int], int] = {}  # each partition is fetched from just before its lowest commit
+        for offsets in committed.values():
+            for tp, offset in offsets.items():
+                lowest[tp] = min(offset, lowest.get(tp, offset))
+        return committed, await fetched_ends_of(consumer, lowest)
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def fetched_ends_of(consumer, near: dict[tuple[str, int], int],
+                          timeout: float = 5.0) -> dict[tuple[str, int], int]:
+    """The end of each partition as a fetch's high watermark reports it (Tansu under-reports
+    ListOffsets), fetching from just before `near` (a small read when caught up); all partitions
+    in one assignment. Partitions whose end is still unknown at `timeout` are left out."""
+    from aiokafka import TopicPartition
+    tps = [TopicPartition(t, p) for t, p in sorted(near)]
+    if not tps:
+        return {}
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, max(near[(tp.topic, tp.partition)] - 1, 0))
+    deadline = time.monotonic() + timeout
+    while any(consumer.highwater(tp) is None for tp in tps) and time.monotonic() < deadline:
+        await consumer.getmany(*tps, timeout_ms=200, max_records=len(tps))
+    return {(tp.topic, tp.partition): consumer.highwater(tp) for tp in tps if consumer.highwater(tp) is not None}
 
 
 def files_in_flight(database_url: str, redrive_seconds: float) -> int:
@@ -138,6 +163,8 @@ class BrokerRecycler:
     metrics: "LauncherMetrics | None" = None
     clock: Callable[[], float] = time.monotonic
     nag_every: float = NAG_SECONDS
+    min_age: float = MIN_AGE_SECONDS
+    first_seen: dict[int, float] = field(default_factory=dict)  # broker pid → when first probed
     last: Probe | None = None
     over_since: float | None = None
     nagged_at: float | None = None
@@ -151,8 +178,12 @@ class BrokerRecycler:
         rss = tree_rss(pid)
         if self.metrics is not None:
             self.metrics.resident.set(rss)
+        if pid not in self.first_seen:
+            self.first_seen = {pid: self.clock()}
         if rss <= self.limit:
             return Probe(pid, rss, at=self.clock())
+        if self.clock() - self.first_seen[pid] < self.min_age:
+            return Probe(pid, rss, at=self.clock(), settled=False)
         try:
             behind, in_flight = self.quiet_check()
         except Exception as e:  # a broker or database that does not answer now: not quiet
@@ -206,7 +237,7 @@ class BrokerRecycler:
 
 
 def why_not_quiet(probe: Probe) -> str:
-    parts = []
+    parts = [] if probe.settled else [f"started less than {MIN_AGE_SECONDS:.0f} s ago"]
     if probe.behind:
         parts.append(f"consumer groups behind: {', '.join(probe.behind[:5])}"
                      + (f" and {len(probe.behind) - 5} more" if len(probe.behind) > 5 else ""))

@@ -109,3 +109,13 @@ def all_ready(env: dict[str, str]) -> bool:
                    for name in SERVICES)
     except httpx.HTTPError:
         return False
+
+
+def launcher_metrics(env: dict[str, str]) -> dict[str, float]:
+    """The launcher's own metrics (FS_METRICS_PORT_BASE + 5): {sample name: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shared.settings import LAUNCHER_METRICS_PORT_OFFSET
+    port = int(env["FS_METRICS_PORT_BASE"]) + LAUNCHER_METRICS_PORT_OFFSET
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}

@@ -22,6 +22,7 @@ def test_over_the_limit_it_recycles_only_when_quiet():
     assert verdict(Probe(1, 530 * MB, behind=("fileshare-sanitizer",)), LIMIT) == "wait"
     assert verdict(Probe(1, 530 * MB, in_flight=1), LIMIT) == "wait"
     assert verdict(Probe(1, 530 * MB, in_flight=None), LIMIT) == "wait"  # the database did not answer
+    assert verdict(Probe(1, 530 * MB, settled=False), LIMIT) == "wait"  # just restarted: never in a loop
 
 
 def test_a_group_is_behind_until_it_committed_every_end():
@@ -36,7 +37,7 @@ def test_a_group_is_behind_until_it_committed_every_end():
 
 def recycler(rss_limit: int, quiet=((), 0), clock=None) -> BrokerRecycler:
     return BrokerRecycler(rss_limit, pid=os.getpid, quiet_check=lambda: quiet, clock=clock or FakeClock(),
-                          metrics=LauncherMetrics())
+                          metrics=LauncherMetrics(), min_age=0)
 
 
 def test_the_probe_reads_the_resident_memory_of_the_process_tree():
@@ -77,7 +78,7 @@ def test_the_supervisor_restarts_a_broker_over_its_limit_in_a_quiet_moment(compo
     components.start("upload")
     first, steady = components.procs["kafka"].pid, components.procs["upload"].pid
     watcher = BrokerRecycler(1, pid=lambda: components.procs["kafka"].pid, quiet_check=lambda: ((), 0),
-                             metrics=LauncherMetrics())
+                             metrics=LauncherMetrics(), min_age=0)
     supervisor = Supervisor({"kafka": components.starter("kafka"), "upload": components.starter("upload")},
                             components.procs, reap=lambda name: components.procs[name].kill(), backoff=QUICK,
                             recycler=watcher)
@@ -91,3 +92,13 @@ def test_the_supervisor_restarts_a_broker_over_its_limit_in_a_quiet_moment(compo
     assert supervisor.recent_exits("kafka") == 0  # a deliberate restart, not an exit
     assert "and every consumer group is caught up: restarting it to free its memory" in caplog.text
     assert supervisor.check() and components.starts["kafka"] == 2  # one probe, one restart
+
+
+def test_a_broker_just_started_is_not_recycled_again():
+    clock = FakeClock()
+    watcher = BrokerRecycler(1, pid=os.getpid, quiet_check=lambda: ((), 0), clock=clock, min_age=30)
+    watcher.note(watcher.probe())
+    assert watcher.due(os.getpid()) is None
+    clock.now += 30
+    watcher.note(watcher.probe())
+    assert watcher.due(os.getpid()) is not None
