@@ -131,6 +131,7 @@ def measure(env: dict, launcher_pid: int, photos: int, wave: int, limit: int, se
         missing |= wait_received(follower, {message_id_for(f) for f in ids})
         if len(sent) // 1000 > marks[-1]["photos"] // 1000:
             marks.append({"photos": len(sent), "rss_mb": sampler.now()[1] / MB, "recycles": recycles_seen(sampler)})
+            print(f"  {marks[-1]}", flush=True)
         started = time.monotonic()
         if wait_recycled(sampler, limit):
             waits.append(round(time.monotonic() - started, 2))
