@@ -3,7 +3,7 @@ latency on the embedded stack, ours against the same pipeline with pyvips image 
 CPU-only baselines); on that same stack, the delivery download of a 5 MB-class final image and
 the GDPR forget latency; on a stack of its own, upload's peak memory under a burst of 50 concurrent
 5 MB uploads; on a stack of its own, 24 12 MP photos into one conversation and over 12 against
-libvips, single-photo latency and CPU per stage per photo (bench.burst, issue 11); then, on a stack
+libvips, single-photo latency and CPU per stage per photo (bench.burst); then, on a stack
 of its own, start-up, memory and status latency with a year of history (1,000,000 files) against
 an empty database; then `make run` itself over 5,000 distinct photos: the embedded broker's RSS per
 1,000 photos, and its recycling under FS_EMBEDDED_BROKER_MAX_MB (bench.broker_memory). Results in

@@ -1,7 +1,7 @@
 """Broker memory: the embedded broker's resident memory per 1,000 photos, and `make run` keeping it
-under `FS_EMBEDDED_BROKER_MAX_MB` by recycling the broker in quiet moments (shared.broker_memory).
+under `FS_EMBEDDED_BROKER_MAX_MB` by recycling the broker in quiet moments (shared.devstack.broker_memory).
 
-    uv run python -m bench.broker_memory [--photos 5000] [--limit-mb 160] [--wave 250]
+    uv run python -m bench.broker_memory [--photos 5000] [--limit-mb 48] [--wave 250]
 
 Runs `fileshare run` itself (the launcher is what recycles), on free ports, with the rate limits
 raised out of the way. Every photo is its own 640×480 JPEG of random noise, so its preview in
@@ -52,7 +52,7 @@ class BrokerSampler(threading.Thread):
         self.samples: list[tuple[float, int, int]] = []
 
     def run(self) -> None:
-        from shared.broker_memory import tree_rss
+        from shared.devstack.broker_memory import tree_rss
         from tests.launcher import component
         while not self.stopping.is_set():
             broker = component(self.launcher_pid, "kafka")
@@ -146,7 +146,7 @@ def measure(env: dict, launcher_pid: int, photos: int, wave: int, limit: int, se
 
 def recycles_seen(sampler: BrokerSampler) -> int:
     pids = [s[1] for s in sampler.samples]
-    return sum(1 for a, b in zip(pids, pids[1:]) if a != b)
+    return sum(1 for a, b in zip(pids, pids[1:], strict=False) if a != b)
 
 
 def summarise(result: dict, limit_mb: float, wave: int) -> dict:
@@ -178,7 +178,7 @@ def report(r: dict) -> None:
 
 
 def run(photos: int, limit_mb: float, wave: int, seed: int = 1) -> dict:
-    from shared.broker_memory import MB as _MB
+    from shared.devstack.broker_memory import MB as _MB
     from tests.launcher import client_of, launched, launcher_metrics, run_env, wait_all_ready
     with tempfile.TemporaryDirectory(prefix="fsbench-broker-") as tmp:
         env = run_env(Path(tmp), FS_EMBEDDED_BROKER_MAX_MB=str(limit_mb), FS_UPLOADS_PER_MINUTE="1000000",
@@ -199,7 +199,7 @@ def run(photos: int, limit_mb: float, wave: int, seed: int = 1) -> dict:
 def main(argv: list[str] | None = None, out: Path = OUT) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=5000)
-    parser.add_argument("--limit-mb", type=float, default=160)
+    parser.add_argument("--limit-mb", type=float, default=48)
     parser.add_argument("--wave", type=int, default=250)
     parser.add_argument("--tiny", action="store_true", help="30 photos in waves of 10, limit 1 MB (the test's size)")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Bursts (issue 11): photos sent quickly into one conversation and spread over many, against
+"""Bursts: photos sent quickly into one conversation and spread over many, against
 libvips on all cores, the latency of a single photo on a quiet stack, and CPU per stage per photo,
 all in one run on one stack (a benchmark, not a test).
 
@@ -45,7 +45,7 @@ from pathlib import Path
 from bench.cpu import delta
 from bench.pipeline import (baseline_throughput, cpu_by_process, drive_pipeline, open_target, percentile, pids,
                             pyvips_thumbnail)
-from shared.embedded import SERVICES
+from shared.devstack.embedded import SERVICES
 
 OUT = Path(__file__).parent / "out"
 TARGET_BURST, TARGET_SPREAD, TARGET_SINGLE_P50 = 0.5, 0.8, 0.400
@@ -223,8 +223,8 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None, out: Path = OUT) -> dict:
-    from shared.embedded import running_stack
-    from shared.embedded_clamd import write_test_signatures
+    from shared.devstack.embedded import running_stack
+    from shared.devstack.embedded_clamd import write_test_signatures
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=24, help="photos in the burst and in the spread")
     parser.add_argument("--conversations", type=int, default=12, help="conversations of the spread")

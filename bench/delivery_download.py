@@ -1,4 +1,4 @@
-"""Download latency of a 5 MB-class final image (issue 5): p50/p90 over N GETs.
+"""Download latency of a 5 MB-class final image: p50/p90 over N GETs.
 
   uv run python -m bench.delivery_download [--requests 30]
 
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.embedded import running_stack
+from shared.devstack.embedded import running_stack
 from tests.integration.delivery_support import publish_photo, new_conversation
 from tests.integration.test_delivery_api import noisy_png
 from tests.support import Client

@@ -40,8 +40,8 @@ async def forget_once(client, photos: int) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from bench.pipeline import read_from_now
 
-    from shared import events as ev
-    from shared.topics import FILE_DELETED, GDPR_FORGET
+    from shared.contract import events as ev
+    from shared.contract.topics import FILE_DELETED, GDPR_FORGET
     from tests.integration.delivery_support import small_photo, upload_ok
     from tests.support import events_of, unique
 
@@ -141,7 +141,7 @@ def write(result: dict) -> None:
 
 
 def main(argv=None) -> dict:
-    from shared.embedded import running_stack
+    from shared.devstack.embedded import running_stack
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3)

@@ -4,12 +4,12 @@ against an empty system, measured in the same run on the same servers (a benchma
     uv run python -m bench.history [--files 1000000] [--conversations 200000] [--accounts 1000]
                                    [--restarts 3] [--probes 2000]
 
-DESIGN.md, State and recovery: "with a million files and 200,000 conversations stored, every
+The rule it checks: "with a million files and 200,000 conversations stored, every
 service is ready within 1.5x the time it takes with none, and its memory grows by at most 50 MB".
 
 1. One stack (running_stack) on a fresh data folder: the services migrate their schemas in its
    database, which stays empty. A second database on the same server, `history`, is migrated the
-   same way (shared.db.migrate), then the history is bulk-loaded into it as a restore would:
+   same way (shared.adapters.db.migrate), then the history is bulk-loaded into it as a restore would:
    PostgreSQL COPY (psycopg 3 `cursor.copy()`) straight into every service's tables, rows streamed
    from generators (the bench's own memory stays flat), then VACUUM ANALYZE of the loaded tables
    and a CHECKPOINT (what a restore runbook does next). The load is timed.
@@ -55,9 +55,9 @@ import httpx
 
 from bench.cpu import cpu_seconds
 from bench.pipeline import percentile
-from shared.durations import parse_duration
-from shared.events import AccountSettingsDocument
-from shared.embedded import (SERVICES, EmbeddedStack, create_database, free_port, free_port_block, running_stack,
+from shared.contract.durations import parse_duration
+from shared.contract.events import AccountSettingsDocument
+from shared.devstack.embedded import (SERVICES, EmbeddedStack, create_database, free_port, free_port_block, running_stack,
                              tail)
 
 OUT = Path(__file__).parent / "out"
@@ -364,7 +364,7 @@ def probe(http: httpx.Client, targets: list[tuple[str, str, dict]]) -> dict[str,
 def probe_targets(stacks: dict[str, object], h: History, sample: list[int]) -> dict[str, list[tuple[str, str, dict]]]:
     """upload `GET /v1/files/{id}` of the sampled files and delivery transcripts of their
     conversations, each as an agent of the file's account, on both stacks in turn."""
-    from shared.auth import mint_token
+    from shared.contract.auth import mint_token
     tokens: dict[str, dict] = {}
 
     def auth(account: str) -> dict:
@@ -488,7 +488,7 @@ def twin_stack(stack, data_dir: Path, **env: str):
 
 def run(files: int, conversations: int, accounts: int = 1000, restarts: int = 3, probes: int = 2000) -> dict:
     """The whole bench on its own servers; returns the result (see the module docstring)."""
-    from shared.db import migrate
+    from shared.adapters.db import migrate
     h = History(files, conversations, min(accounts, conversations))
     sample = h.sample(probes)
     with tempfile.TemporaryDirectory(prefix="fsbench-history-") as tmp:

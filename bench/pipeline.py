@@ -77,7 +77,7 @@ class Target:
 
 
 def open_target(env: dict, conversations: int = 8) -> Target:
-    from shared.auth import mint_token
+    from shared.contract.auth import mint_token
     from tests.support import Client, unique
     client = Client(env=env, data_dir=Path(env["FS_DATA_DIR"]))
     account = unique("bench")
@@ -131,7 +131,7 @@ class OutcomeWatcher:
 
     async def __aenter__(self) -> "OutcomeWatcher":
         from aiokafka import AIOKafkaConsumer
-        from shared.topics import FILE_REJECTED, MESSAGE_PUBLISHED
+        from shared.contract.topics import FILE_REJECTED, MESSAGE_PUBLISHED
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"], enable_auto_commit=False,
                                          fetch_max_wait_ms=self.fetch_wait_ms, fetch_max_bytes=64 * 2**20)
         await self.consumer.start()
@@ -282,8 +282,8 @@ def run_stack_bench(photos: list[bytes], extras: dict | None = None, rounds: int
     """On one stack: an unmeasured warm-up batch, then rounds in ABBA order (ours, pyvips, pyvips,
     ours, ...) so a drift in machine load hits both alike; the extras (other benches on this stack)
     run right after the first round of ours."""
-    from shared.embedded import running_stack
-    from shared.embedded_clamd import write_test_signatures
+    from shared.devstack.embedded import running_stack
+    from shared.devstack.embedded_clamd import write_test_signatures
     order = [v for i in range(rounds) for v in (("ours", "pyvips") if i % 2 == 0 else ("pyvips", "ours"))]
     with tempfile.TemporaryDirectory(prefix="fsbench-") as tmp:
         data_dir = Path(tmp)

@@ -1,4 +1,4 @@
-"""Upload's memory under a burst (issue 10): 50 concurrent 5 MB uploads, peak RSS of the upload process.
+"""Upload's memory under a burst: 50 concurrent 5 MB uploads, peak RSS of the upload process.
 
   uv run python -m bench.upload_burst [--uploads 50]
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=50)
     args = parser.parse_args(argv)
-    from shared.embedded import running_stack
+    from shared.devstack.embedded import running_stack
     with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
         with running_stack(Path(tmp), FS_LOG_LEVEL="WARNING") as stack:
             result = measure(stack, args.uploads)

@@ -100,7 +100,7 @@ def vips_resize_image(data: bytes, content_type: str, max_dimension: int,
 
 
 def run(service: str) -> None:
-    from shared.service import run_service
+    from shared.runtime.service import run_service
     if service == "sanitizer":
         import services.sanitizer.handlers as handlers
         handlers.sanitize_image = vips_sanitize_image

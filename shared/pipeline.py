@@ -9,11 +9,11 @@ from contextlib import contextmanager
 
 from aiokafka import ConsumerRecord
 
-from shared import events as ev
-from shared.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
-from shared.kafka import Outgoing
-from shared.storage import ObjectKey
-from shared.topics import FILE_REJECTED
+from shared.contract import events as ev
+from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
+from shared.adapters.kafka import Outgoing
+from shared.adapters.storage import ObjectKey
+from shared.contract.topics import FILE_REJECTED
 
 log = logging.getLogger(__name__)
 

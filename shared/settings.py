@@ -1,4 +1,4 @@
-"""One settings model for every FS_* variable of the contract (DESIGN.md, Configuration)."""
+"""One settings model for every FS_* variable of the contract."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -9,10 +9,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ConfigurationError(RuntimeError):
-    """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime)."""
+    """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime.wiring)."""
 
 
-# Metrics port = FS_METRICS_PORT_BASE + offset (DESIGN.md).
+# Metrics port = FS_METRICS_PORT_BASE + offset.
 METRICS_PORT_OFFSETS = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
 # `make run` itself (the embedded broker's memory and recycles) serves its metrics on base + 5.
 LAUNCHER_METRICS_PORT_OFFSET = 5
@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FS_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # Tansu has no InitProducerId: idempotence must stay off against it (DESIGN.md).
+    # Tansu has no InitProducerId: idempotence must stay off against it.
     kafka_enable_idempotence: bool = False
     # PostgreSQL, the system of record (`make run` points it at its embedded server).
     database_url: str = ""
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # Photos an image stage handles at once, also of one conversation (one partition): while some
     # wait on storage or the scanner, others use the cores. Published in send order regardless.
     records_in_flight: int = Field(default=4, ge=1)
-    # How long a consumer's fetch waits on the broker when it has nothing new (shared.kafka.fetch_wait_ms).
+    # How long a consumer's fetch waits on the broker when it has nothing new (shared.adapters.kafka.fetch_wait_ms).
     kafka_fetch_wait_ms: int = Field(default=50, ge=1, le=5000)
     link_ttl_seconds: int = 300
     log_level: str = "INFO"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import Database
-from shared.embedded import (EmbeddedStack, create_database, embedded_database_url, free_port,
+from shared.adapters.db import Database
+from shared.devstack.embedded import (EmbeddedStack, create_database, embedded_database_url, free_port,
                              load_or_create_secrets, running_stack)
-from shared.embedded_clamd import write_test_signatures
+from shared.devstack.embedded_clamd import write_test_signatures
 from tests.support import Client
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from shared import events as ev
-from shared.conversations import apply_conversation_event
-from shared.db import Database
-from shared.kafka import Outgoing, TransientError
+from shared.contract import events as ev
+from shared.projections.conversations import apply_conversation_event
+from shared.adapters.db import Database
+from shared.adapters.kafka import Outgoing, TransientError
 
 
 class RecordingPublisher:

@@ -13,8 +13,8 @@ from typing import Iterator
 import httpx
 import psutil
 
-from shared.embedded import SECRETS_FILE, SERVICES, free_port, free_port_block
-from shared.embedded_clamd import write_test_signatures
+from shared.devstack.embedded import SECRETS_FILE, SERVICES, free_port, free_port_block
+from shared.devstack.embedded_clamd import write_test_signatures
 from tests.support import Client, metrics_url, wait_until
 
 # How to recognise each server of the launcher among its children: the end of its program's path.
@@ -35,7 +35,7 @@ def run_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-FILESHARE_RUN = (sys.executable, "-m", "shared.cli", "run")
+FILESHARE_RUN = (sys.executable, "-m", "shared.devstack", "run")
 
 
 @contextmanager

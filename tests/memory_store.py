@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from shared.storage import ObjectInfo
+from shared.adapters.storage import ObjectInfo
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

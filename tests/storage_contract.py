@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.storage import ObjectStore
+from shared.adapters.storage import ObjectStore
 
 
 async def check_object_store_contract(store: ObjectStore, prefix: str) -> None:

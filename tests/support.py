@@ -16,11 +16,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.auth import mint_token
+from shared.contract.auth import mint_token
 from shared.sdk import PublishedFollower
-from shared.events import ConversationEvent, Event, GdprForget, parse_event
+from shared.contract.events import ConversationEvent, Event, GdprForget, parse_event
 from shared.settings import METRICS_PORT_OFFSETS
-from shared.topics import CONVERSATION_EVENTS, GDPR_FORGET
+from shared.contract.topics import CONVERSATION_EVENTS, GDPR_FORGET
 
 
 def unique(prefix: str) -> str:
@@ -159,7 +159,7 @@ class Client:
 
                 async def behind():
                     # The fetches' high watermark, not ListOffsets: Tansu's end offset can fall short
-                    # of the last batch (shared.kafka, StreamProcessor._reread_partitions_whose_log_was_lost).
+                    # of the last batch (shared.adapters.kafka, StreamProcessor._reread_partitions_whose_log_was_lost).
                     return [tp for tp in tps if c.highwater(tp) is None or await c.position(tp) < c.highwater(tp)]
                 # Tansu can report a high watermark past the last record it serves (after a restart, for
                 # a batch whose produce failed): reading stops once fetches come back empty.
@@ -277,7 +277,7 @@ class PeakRss:
 
 
 def with_forged_data_key(blob: bytes) -> bytes:
-    """The blob with one bit flipped inside its header's wrapped data key (shared.crypto.parse_header's
+    """The blob with one bit flipped inside its header's wrapped data key (shared.adapters.crypto.parse_header's
     layout: magic and version, key id length and key id, wrapped key length and wrapped key, nonce)."""
     data = bytearray(blob)
     data[4 + 1 + data[4] + 1 + 20] ^= 0x01

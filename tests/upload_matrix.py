@@ -1,4 +1,4 @@
-"""The upload rules matrix, written from the contract (DESIGN.md + issue 3), independent of
+"""The upload rules matrix, written from the contract, independent of
 services/upload/policy.py: axes, cells, and the oracle giving each cell's status and code.
 
 Axes: role × the role profile's permission set × feature flag (account team) × account setting

@@ -1,4 +1,4 @@
-"""Helpers of the upload tests (issue 3), speaking only the contract: bot records, outcomes, images."""
+"""Helpers of the upload tests, speaking only the contract: bot records, outcomes, images."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +8,8 @@ import io
 from aiokafka import AIOKafkaProducer
 from PIL import Image
 
-from shared.events import ConversationEvent, FileShareRequested
-from shared.topics import CONVERSATION_EVENTS, FILE_REJECTED, FILE_UPLOADED
+from shared.contract.events import ConversationEvent, FileShareRequested
+from shared.contract.topics import CONVERSATION_EVENTS, FILE_REJECTED, FILE_UPLOADED
 from tests.support import Client, unique, wait_until
 
 

@@ -1,4 +1,4 @@
-from shared.service import run_service
+from shared.runtime.service import run_service
 
 from services.delivery.app import bootstrap
 

@@ -8,19 +8,19 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from shared.conversations import get_conversation
-from shared.auth import AuthError, Principal, bearer_token, verify_token
-from shared.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.httpapi import (ApiError, add_health_routes, contract_openapi, error_responses, install_body_limit,
-                            install_error_handlers, lookup_id, query_int, write_id)
+from shared.projections.conversations import get_conversation
+from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
+from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
+from shared.runtime.httpapi import (ApiError, add_health_routes, contract_openapi, count_responses, error_responses,
+                                    install_body_limit, install_error_handlers, lookup_id, query_int, write_id)
 from shared.images.formats import EXTENSIONS
-from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
-from shared.logs import file_ctx
-from shared.storage import ObjectKey
-from shared.storage.objectstore import StorageUnavailable
+from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.runtime.logs import file_ctx
+from shared.rules import access, enforce
+from shared.adapters.storage import ObjectKey
+from shared.adapters.storage.objectstore import StorageUnavailable
 
-from services.delivery.handlers import (DeliveryDeps, StoredMessage, authorize_conversation,
-                                       authorize_file_access, find_deletion, find_message, transcript_of)
+from services.delivery.handlers import DeliveryDeps, StoredMessage, find_deletion, find_message, transcript_of
 from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
+    count_responses(app, deps.metrics.http_responses)
     add_health_routes(app, ready, deps.metrics.exposition)
     mount_consumer_pages(app, settings)
     add_file_routes(app, settings, deps)
@@ -67,11 +68,9 @@ async def find_file(deps: DeliveryDeps, file_id: str, principal: Principal) -> S
     async with deps.db.pool.connection() as conn:
         message = await find_message(conn, file_id)
         deletion = None if message is not None else await find_deletion(conn, file_id)
-    if message is None:
-        if deletion is not None and deletion.account_id == principal.account_id and principal.role != "consumer":
-            raise ApiError(410, "gone", "the file was deleted")
-        raise ApiError(404, "not_found", "no such file")
-    authorize_file_access(principal, message)
+    published = access.Owner(message.account_id, message.consumer_id) if message is not None else None
+    enforce(access.file_content(principal, published, deletion.account_id if deletion is not None else None))
+    assert message is not None  # the rule refuses a file that is not published
     return message
 
 
@@ -115,10 +114,13 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
 def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
     metrics = deps.metrics
 
-    @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
-                   responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
-                                             (404, "not_found"), (410, "gone"), (500, "integrity_error"),
-                                             (503, "unavailable")))
+    content, refusals = "/v1/files/{file_id}/content", error_responses(
+        (401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"), (404, "not_found"), (410, "gone"),
+        (500, "integrity_error"), (503, "unavailable"))
+
+    # Two routes, not one api_route for both methods: OpenAPI needs an operationId of its own per method.
+    @app.head(content, responses=refusals, operation_id="head_file_content")
+    @app.get(content, responses=refusals)
     async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
@@ -168,9 +170,7 @@ def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
         async with deps.db.pool.connection() as conn:
             items = await transcript_of(conn, conversation_id)
             conversation = await get_conversation(conn, conversation_id)
-        owner = (conversation.account_id, conversation.consumer_id) if conversation else \
-            ((items[0]["account_id"], items[0]["consumer_id"]) if items else None)
-        if owner is None:
-            raise ApiError(404, "not_found", "no such conversation")
-        authorize_conversation(principal, *owner)
+        owner = access.Owner(conversation.account_id, conversation.consumer_id) if conversation else \
+            (access.Owner(items[0]["account_id"], items[0]["consumer_id"]) if items else None)
+        enforce(access.transcript(principal, owner))
         return {"conversation_id": conversation_id, "messages": items}

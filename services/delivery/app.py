@@ -2,15 +2,15 @@
 the download API, in one process over one schema."""
 from __future__ import annotations
 
-from shared import events as ev
-from shared.conversations import conversation_follower
-from shared.db import Database
-from shared.kafka import Publisher, StreamProcessor
+from shared.contract import events as ev
+from shared.projections.conversations import conversation_follower
+from shared.adapters.db import Database
+from shared.adapters.kafka import Publisher, StreamProcessor
 from shared.pipeline import parse_file_event, poison_to_rejection
-from shared.projection import projection
-from shared.runtime import build_storage
-from shared.service import Service
-from shared.topics import FILE_DELETED, FILE_RESIZED
+from shared.projections.projection import projection
+from shared.runtime.wiring import build_storage
+from shared.runtime.service import Service
+from shared.contract.topics import FILE_DELETED, FILE_RESIZED
 
 from services.delivery.api import build_api
 from services.delivery.handlers import STAGE, DeliveryDeps, publish_resized, record_deletion
@@ -42,3 +42,10 @@ def bootstrap(settings) -> Service:
                       on_start=[publisher.start], on_stop=[publisher.stop], http_port=settings.delivery_port)
     service.http = build_api(settings, deps, service.ready)
     return service
+
+
+def openapi_document(settings) -> dict:
+    """The HTTP API's OpenAPI from its routes alone. Routes use their dependencies only when a request
+    comes, so none is made here: no database, broker or storage is needed to write docs/reference."""
+    deps = DeliveryDeps(db=None, files=None, publisher=None, metrics=DeliveryMetrics())
+    return build_api(settings, deps, ready=lambda: False).openapi()

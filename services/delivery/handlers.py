@@ -20,16 +20,16 @@ from dataclasses import dataclass
 
 from psycopg.types.json import Jsonb
 
-from shared import events as ev
-from shared.auth import Principal
-from shared.conversations import get_conversation
-from shared.crypto import EncryptedFileStore
-from shared.db import Connection, Database, lock_files
-from shared.errors import ApiError
-from shared.kafka import Outgoing, Publisher
-from shared.logs import file_ctx
+from shared.contract import events as ev
+from shared.contract.auth import Principal
+from shared.projections.conversations import get_conversation
+from shared.adapters.crypto import EncryptedFileStore
+from shared.adapters.db import Connection, Database, lock_files
+from shared.adapters.kafka import Outgoing, Publisher
+from shared.runtime.logs import file_ctx
 from shared.pipeline import StageRejection, carry, check_variant, companion_of, open_caption, open_for_file, reject
-from shared.topics import MESSAGE_PUBLISHED
+from shared.rules import Refused, access, enforce
+from shared.contract.topics import MESSAGE_PUBLISHED
 
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.republish import note_landed
@@ -161,21 +161,13 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
     return []
 
 
-class Denied(ApiError):
-    """Not this principal's file or conversation."""
+Denied = Refused  # what a delivery access rule answers (shared.rules.access)
 
 
 def authorize_file_access(principal: Principal, message: StoredMessage) -> None:
-    """Users of the file's account (any role but consumer) and the conversation's consumer.
-    Another account never learns the file exists (404); another consumer of the account: 403."""
-    if principal.account_id != message.account_id:
-        raise Denied(404, "not_found", "no such file")
-    if principal.role == "consumer" and principal.sub != message.consumer_id:
-        raise Denied(403, "forbidden", "this file belongs to another consumer's conversation")
+    """Raises the contract's refusal unless the principal may see the published file."""
+    enforce(access.file_content(principal, access.Owner(message.account_id, message.consumer_id)))
 
 
 def authorize_conversation(principal: Principal, account_id: str, consumer_id: str) -> None:
-    if principal.account_id != account_id:
-        raise Denied(404, "not_found", "no such conversation")
-    if principal.role == "consumer" and principal.sub != consumer_id:
-        raise Denied(403, "forbidden", "not your conversation")
+    enforce(access.transcript(principal, access.Owner(account_id, consumer_id)))

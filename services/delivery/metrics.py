@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
+from shared.runtime.metrics import LATENCY_BUCKETS, ServiceMetrics
 
 
 class DeliveryMetrics(ServiceMetrics):
@@ -21,3 +21,4 @@ class DeliveryMetrics(ServiceMetrics):
                                           "Stored blobs that failed authentication", registry=self.registry)
         self.republished = Counter("fileshare_delivery_republished_total",
                                    "Messages sent again after the broker lost its log", registry=self.registry)
+        self.http_responses = self.count_http_responses()

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from shared.webpages import mount_pages
+from shared.runtime.webpages import mount_pages
 
 
 def mount_consumer_pages(app: FastAPI, settings) -> None:

@@ -1,4 +1,4 @@
-"""After the broker lost its log, send the recent messages again (DESIGN.md, State and recovery).
+"""After the broker lost its log, send the recent messages again.
 
 Re-drive (services.upload.redrive) brings back every file that was not finished; a message already
 published is finished, so one the platform had not read yet when the broker lost its log would be
@@ -28,11 +28,11 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared import events as ev
-from shared.db import Connection, Database
-from shared.kafka import Outgoing, Publisher, fetched_ends, start_with_retry
-from shared.outages import note_transient
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract import events as ev
+from shared.adapters.db import Connection, Database
+from shared.adapters.kafka import Outgoing, Publisher, fetched_ends, start_with_retry
+from shared.runtime.outages import note_transient
+from shared.contract.topics import MESSAGE_PUBLISHED
 
 log = logging.getLogger(__name__)
 CHECK_SECONDS = 2.0

@@ -1,16 +1,16 @@
 """Wiring of the resizer."""
 from __future__ import annotations
 
-from shared import events as ev
-from shared.account_settings import settings_follower, settings_reader
-from shared.db import Database
+from shared.contract import events as ev
+from shared.projections.account_settings import settings_follower, settings_reader
+from shared.adapters.db import Database
 from shared.images import ImageWorkerPool
-from shared.kafka import StreamProcessor
-from shared.metrics import ServiceMetrics
+from shared.adapters.kafka import StreamProcessor
+from shared.runtime.metrics import ServiceMetrics
 from shared.pipeline import parse_file_event, poison_to_rejection
-from shared.runtime import build_storage
-from shared.service import Service
-from shared.topics import FILE_SANITIZED
+from shared.runtime.wiring import build_storage
+from shared.runtime.service import Service
+from shared.contract.topics import FILE_SANITIZED
 
 from services.resizer.handlers import STAGE, ResizerDeps, resize_sanitized
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared import events as ev
-from shared.crypto import EncryptedFileStore
+from shared.contract import events as ev
+from shared.adapters.crypto import EncryptedFileStore
 from shared.images import ImageRejected, ImageWorkerPool, resize_image
-from shared.kafka import Outgoing
-from shared.logs import file_ctx
-from shared.metrics import ServiceMetrics
+from shared.adapters.kafka import Outgoing
+from shared.runtime.logs import file_ctx
+from shared.runtime.metrics import ServiceMetrics
 from shared.pipeline import StageRejection, carry, read_variant, reject, companion_of, seal_for_file, write_variant
-from shared.account_settings import SettingsOf
-from shared.topics import FILE_RESIZED
+from shared.projections.account_settings import SettingsOf
+from shared.contract.topics import FILE_RESIZED
 
 log = logging.getLogger(__name__)
 STAGE = "resizer"

@@ -4,18 +4,20 @@ logic lives in handlers.py."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import cast
 
-from shared import events as ev
-from shared.account_settings import settings_follower
-from shared.db import Database
-from shared.inputs import parse_input
-from shared.kafka import Publisher, StreamProcessor
-from shared.projection import projection
-from shared.runtime import build_storage
-from shared.service import Service
-from shared.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
+from shared.contract import events as ev
+from shared.projections.account_settings import settings_follower
+from shared.adapters.db import Database
+from shared.contract.inputs import parse_input
+from shared.adapters.kafka import Publisher, StreamProcessor
+from shared.projections.projection import projection
+from shared.runtime.wiring import build_storage
+from shared.runtime.service import Service
+from shared.contract.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
 
-from services.retention.handlers import (RetentionDeps, SafetyNet, clean_forgotten_file, handle_forget_request,
+from services.retention.handlers import (IndexedEvent, RetentionDeps, SafetyNet, clean_forgotten_file, handle_forget_request,
                                          index_file, retention_changed, sweep_every)
 from services.retention.metrics import RetentionMetrics
 
@@ -48,7 +50,7 @@ def bootstrap(settings) -> Service:
     processors = [
         StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
                         on_poison, metrics),
-        projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], ev.parse_event,
+        projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], cast(Callable[[bytes], IndexedEvent], ev.parse_event),
                    index_file, db, metrics, background=True),
         settings_follower(settings, "retention", db, metrics, on_change=retention_changed, background=True),
     ]

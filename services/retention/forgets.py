@@ -1,4 +1,4 @@
-"""Retention's record of forget requests, as read by the master-key rotation (shared.key_rotation).
+"""Retention's record of forget requests, as read by the master-key rotation (shared.adapters.key_rotation).
 
 A forget inserts its row (forget_requests, committed) BEFORE it destroys the consumer's keys, and
 sets done_at after; both stamps come from the database's clock. So a rotation that read a key at
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.db import Database
+from shared.adapters.db import Database, the_row
 
 FORGOTTEN_SINCE = """
     SELECT DISTINCT account_id, consumer_id FROM forget_requests
@@ -33,7 +33,7 @@ class ForgetLedger:
     async def now(self) -> datetime:
         """The database's clock (the one forget_requests is stamped with), now."""
         async with self._db.pool.connection() as conn:
-            return (await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
+            return the_row(await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
 
     async def forgotten_since(self, consumers: set[tuple[str, str]], since: datetime) -> set[tuple[str, str]]:
         """The consumers among `consumers` with a forget running now or finished at or after `since`."""

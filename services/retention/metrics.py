@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from shared.metrics import LATENCY_BUCKETS, ServiceMetrics
+from shared.runtime.metrics import LATENCY_BUCKETS, ServiceMetrics
 
 FORGET_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared import events as ev
-from shared.account_settings import all_documents
-from shared.db import Database
+from shared.contract import events as ev
+from shared.projections.account_settings import all_documents
+from shared.adapters.db import Database
 
 PER_ACCOUNT = """
     SELECT account_id, count(*) AS files, coalesce(sum(size_bytes), 0) AS bytes,

@@ -1,17 +1,17 @@
 """Wiring of the sanitizer: real adapters in, a Service out."""
 from __future__ import annotations
 
-from shared import events as ev
-from shared.account_settings import settings_follower, settings_reader
-from shared.db import Database
+from shared.contract import events as ev
+from shared.projections.account_settings import settings_follower, settings_reader
+from shared.adapters.db import Database
 from shared.images import ImageLimits, ImageWorkerPool
-from shared.kafka import DEFAULT_TRANSIENT, StreamProcessor
-from shared.metrics import ServiceMetrics
+from shared.adapters.kafka import DEFAULT_TRANSIENT, StreamProcessor
+from shared.runtime.metrics import ServiceMetrics
 from shared.pipeline import parse_file_event, poison_to_rejection
-from shared.runtime import build_storage
-from shared.scanner import ScannerUnavailable, expose_scanner, scanner_from_settings
-from shared.service import Service
-from shared.topics import FILE_UPLOADED
+from shared.runtime.wiring import build_storage
+from shared.adapters.scanner import ScannerUnavailable, expose_scanner, scanner_from_settings
+from shared.runtime.service import Service
+from shared.contract.topics import FILE_UPLOADED
 
 from services.sanitizer.handlers import STAGE, SanitizerDeps, sanitize_uploaded
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared import events as ev
-from shared.crypto import EncryptedFileStore
+from shared.contract import events as ev
+from shared.adapters.crypto import EncryptedFileStore
 from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
-from shared.kafka import Outgoing
-from shared.logs import file_ctx
-from shared.metrics import ServiceMetrics
+from shared.adapters.kafka import Outgoing
+from shared.runtime.logs import file_ctx
+from shared.runtime.metrics import ServiceMetrics
 from shared.pipeline import StageRejection, carry, read_variant, reject, write_variant
-from shared.account_settings import SettingsOf
-from shared.scanner import Scanner
-from shared.topics import FILE_SANITIZED
+from shared.projections.account_settings import SettingsOf
+from shared.adapters.scanner import Scanner
+from shared.contract.topics import FILE_SANITIZED
 
 log = logging.getLogger(__name__)
 STAGE = "sanitizer"

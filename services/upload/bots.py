@@ -2,7 +2,7 @@
 
 Outcome of every record: file.uploaded, or file.rejected (stage `upload`) carrying the
 record's request_id and the HTTP error code as reason. A record without a valid request_id
-(DESIGN "Identifiers"; or no JSON object at all) has nobody to answer: it is dropped, logged
+(an id not of the contract's shape, or no JSON object at all) has nobody to answer: it is dropped, logged
 and counted like an invalid input event. An account or conversation id of the wrong shape
 (or none) is `invalid_request`, as over HTTP; the rejection carries `unknown` in its place, as
 it carries consumer_id `unknown` for a conversation the service does not know (or one of
@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from shared import events as ev
-from shared.account_settings import get_document
-from shared.auth import AuthError, Principal, verify_token
-from shared.conversations import get_conversation
-from shared.ids import InvalidId, check_id, is_valid_id, shown
-from shared.inputs import drop_invalid
-from shared.kafka import Outgoing, TransientError
-from shared.topics import FILE_REJECTED
+from shared.contract import events as ev
+from shared.projections.account_settings import get_document
+from shared.contract.auth import AuthError, Principal, verify_token
+from shared.projections.conversations import get_conversation
+from shared.contract.ids import InvalidId, check_id, is_valid_id, shown
+from shared.contract.inputs import drop_invalid
+from shared.adapters.kafka import Outgoing, TransientError
+from shared.rules import enforce, limits
+from shared.rules.limits import max_b64_chars  # noqa: F401 - part of this module's interface (tests)
+from shared.contract.topics import FILE_REJECTED
 
 from services.upload import status as file_status
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
@@ -36,10 +38,6 @@ from services.upload.policy import Refused, check_sender
 log = logging.getLogger(__name__)
 GROUP_ID = "fileshare-upload-bots"
 UNKNOWN = "unknown"  # in a rejection, for an id the record lacks or holds in the wrong shape
-
-
-def max_b64_chars(max_bytes: int) -> int:
-    return 4 * ((max_bytes + 2) // 3) + 4  # + line-break slack some encoders add
 
 
 class BotStorageUnavailable(TransientError):
@@ -112,15 +110,13 @@ def verify_record_token(token, deps: UploadDeps) -> Principal:
 
 
 def decode_content(content_b64: str, max_bytes: int) -> bytes:
-    if len(content_b64) > max_b64_chars(max_bytes):
-        raise Refused(413, "file_too_large", f"the file is larger than {max_bytes} bytes")
+    enforce(limits.base64_size(len(content_b64), max_bytes))
     try:
         # MIME encoders wrap lines: whitespace is dropped, anything else outside the alphabet is an error.
         data = base64.b64decode("".join(content_b64.split()), validate=True)
     except (binascii.Error, ValueError) as e:
         raise Refused(422, "invalid_request", f"content_b64 is not base64: {e}") from None
-    if len(data) > max_bytes:
-        raise Refused(413, "file_too_large", f"the file is larger than {max_bytes} bytes")
+    enforce(limits.file_size(len(data), max_bytes))
     return data
 
 

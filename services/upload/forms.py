@@ -7,13 +7,12 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 
-from shared.httpapi import ApiError, BodyTooLarge, ByteBudget, install_body_limit
+from shared.runtime.httpapi import ApiError, BodyCap, BodyTooLarge, ByteBudget, install_body_limit
+from shared.rules import limits
 
-# Boundaries, part headers and a 2000-character caption around the file.
-MULTIPART_SLACK = 64 * 1024
 UPLOAD_ROUTE = ("POST", "/v1/accounts/{account_id}/conversations/{conversation_id}/files")
 
-__all__ = ["MULTIPART_SLACK", "BodyTooLarge", "MalformedForm", "install_upload_body_limits", "read_form_limited"]
+__all__ = ["BodyTooLarge", "MalformedForm", "install_upload_body_limits", "read_form_limited"]
 
 
 class MalformedForm(Exception):
@@ -25,7 +24,7 @@ def install_upload_body_limits(app: FastAPI, settings) -> None:
     + multipart slack, anything else (a settings document) at 64 KiB. The bodies read at one time
     share FS_UPLOAD_BUFFER_BYTES, so a burst of uploads waits in line (or is answered 503 with
     Retry-After) instead of growing the process: the photo is held in memory, never spooled to disk."""
-    install_body_limit(app, overrides={UPLOAD_ROUTE: settings.max_upload_bytes + MULTIPART_SLACK},
+    install_body_limit(app, overrides={UPLOAD_ROUTE: limits.multipart_cap(settings.max_upload_bytes)},
                        budget=ByteBudget(settings.upload_buffer_bytes))
 
 
@@ -33,16 +32,12 @@ async def read_form_limited(request: Request, limit: int) -> FormData:
     """Parse the multipart body while counting bytes: past `limit` it stops reading, so a
     1 GB body is refused after ~limit bytes and never held in memory. BodyTooLarge past the limit,
     MalformedForm when the body is no multipart form."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit)
+    cap = BodyCap(limit, request.headers.get("content-length"))
+    cap.check_declared()
 
     async def counted_body():
-        received = 0
         async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise BodyTooLarge(limit)
+            cap.count(chunk)
             yield chunk
 
     parser = MultiPartParser(request.headers, counted_body(), max_files=2, max_fields=8)

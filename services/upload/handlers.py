@@ -17,18 +17,19 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from shared import events as ev
-from shared.account_settings import get_document
-from shared.auth import Principal
-from shared.conversations import get_conversation
-from shared.crypto import EncryptedFileStore
-from shared.db import Connection, Database
+from shared.contract import events as ev
+from shared.projections.account_settings import get_document
+from shared.contract.auth import Principal
+from shared.projections.conversations import get_conversation
+from shared.adapters.crypto import EncryptedFileStore
+from shared.adapters.db import Connection, Database
 from shared.images.formats import sniff_content_type
-from shared.kafka import GroupOffsets, Outgoing, Publisher
+from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
 from shared.pipeline import caption_binding, seal_for_file
+from shared.rules import enforce, limits
 from shared.settings import Settings
-from shared.storage import ObjectKey
-from shared.topics import FILE_UPLOADED
+from shared.adapters.storage import ObjectKey
+from shared.contract.topics import FILE_UPLOADED
 
 from services.upload.metrics import UploadMetrics
 
@@ -92,8 +93,7 @@ async def check_request(conn: Connection, req: UploadRequest, deps: UploadDeps, 
     """Every rule in contract order; returns (conversation, content_type, caption) or raises Refused."""
     conversation = check_sender(req.principal, req.account_id, await get_document(conn, req.account_id), req.source,
                                 await get_conversation(conn, req.conversation_id), deps.settings.file_channel_set, via)
-    if len(req.data) > deps.settings.max_upload_bytes:
-        raise Refused(413, "file_too_large", f"the file is larger than {deps.settings.max_upload_bytes} bytes")
+    enforce(limits.file_size(len(req.data), deps.settings.max_upload_bytes))
     content_type = sniff_content_type(req.data[:64])
     if content_type is None:
         raise Refused(415, "unsupported_type", "only jpeg, png and gif photos can be sent (decided by content)")

@@ -8,17 +8,18 @@ from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI, Query, Request
 from pydantic import ValidationError
 
-from shared import events as ev
-from shared.account_settings import get_document, put_document, wait_applied
-from shared.conversations import get_conversation
-from shared.durations import parse_duration
-from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
-from shared.kafka import Outgoing
-from shared.topics import ACCOUNT_SETTINGS
+from shared.contract import events as ev
+from shared.projections.account_settings import get_document, put_document, wait_applied
+from shared.projections.conversations import get_conversation
+from shared.contract.durations import parse_duration
+from shared.images.formats import ACCEPTED_TYPES
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.adapters.kafka import Outgoing
+from shared.rules import access, enforce
+from shared.contract.topics import ACCOUNT_SETTINGS
 
 from services.upload.handlers import UploadDeps
-from services.upload.http_files import SOURCES
-from services.upload.policy import capabilities
+from services.upload.policy import capabilities, check_source
 
 log = logging.getLogger(__name__)
 SETTINGS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -66,8 +67,7 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         """The account's settings document (defaults, all off, until one is stored)."""
         principal = authenticate(request, settings.auth_secret)
         lookup_id(account_id, "account_id")
-        if principal.account_id != account_id or principal.role == "consumer":
-            raise ApiError(403, "permission_denied", "only users of the account can read its settings")
+        enforce(access.read_settings(principal, account_id))
         async with deps.db.pool.connection() as conn:
             return (await get_document(conn, account_id)).model_dump()
 
@@ -83,16 +83,16 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         answer is resized with the new settings."""
         principal = authenticate(request, settings.auth_secret)
         write_id(account_id, "account_id")
-        if principal.account_id != account_id or principal.role not in ("platform", "admin"):
-            raise ApiError(403, "permission_denied", "only the account team or an account admin can change settings")
+        enforce(access.write_settings(principal, account_id))
         document = parse_settings_document(await request.body())
         # The row lock orders concurrent PUTs (on any instance): the topic gets them in commit order,
         # and an admin's PUT can never write back a feature_enabled the account team changed meanwhile.
         async with deps.db.transaction() as conn:
             current = await get_document(conn, account_id, for_update=True)
-            if principal.role == "admin":
+            may_not_set_feature = access.set_feature_enabled(principal)
+            if may_not_set_feature is not None:  # an admin: the flag stays the account team's
                 if "feature_enabled" in document.model_fields_set and document.feature_enabled != current.feature_enabled:
-                    raise ApiError(403, "permission_denied", "only the account team can change feature_enabled")
+                    raise may_not_set_feature
                 document = document.model_copy(update={"feature_enabled": current.feature_enabled})
             written_at = await put_document(conn, account_id, document)
             event = ev.AccountSettings(account_id=account_id, occurred_at=written_at, **document.model_dump())
@@ -110,17 +110,18 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
                                source: str | None = Query(
                                    None, description="`local` or `widget`: ask for one source; default: any the "
                                                      "caller's profile holds",
-                                   json_schema_extra={"enum": list(SOURCES)})):
+                                   json_schema_extra={"enum": list(ev.SOURCES)})):
         """Whether the attachment icon is shown (`visible`: the caller's profile holds the permission and
         the account team enabled the feature) and clickable (`enabled`: an upload would pass every rule
         but the file's own); `reason` names the first failing rule with the upload's error code."""
         principal = authenticate(request, settings.auth_secret)
         lookup_id(account_id, "account_id")
         lookup_id(conversation_id, "conversation_id")
-        if source is not None and source not in SOURCES:
-            raise ApiError(422, "invalid_request", "source must be 'local' or 'widget'")
+        enforce(access.read_capabilities(principal, account_id))
+        if source is not None:
+            check_source(source)
         async with deps.db.pool.connection() as conn:
             caps = capabilities(principal, account_id, await get_document(conn, account_id),
                                 await get_conversation(conn, conversation_id), settings.file_channel_set, source)
         return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
-                "accepted_types": ["image/jpeg", "image/png", "image/gif"], "max_bytes": settings.max_upload_bytes}
+                "accepted_types": list(ACCEPTED_TYPES), "max_bytes": settings.max_upload_bytes}

@@ -6,15 +6,17 @@ import time
 from fastapi import FastAPI, Header, Path, Request
 from starlette.datastructures import UploadFile
 
-from shared.account_settings import get_document
-from shared.conversations import get_conversation
-from shared.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.projections.account_settings import get_document
+from shared.projections.conversations import get_conversation
+from shared.contract.events import SOURCES
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.rules import access, enforce, limits
 
 from services.upload import status as file_status
-from services.upload.forms import MULTIPART_SLACK, BodyTooLarge, MalformedForm, read_form_limited
+from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
                                       already_accepted, file_id_for)
-from services.upload.policy import check_conversation, check_may_send_at_all
+from services.upload.policy import check_conversation, check_may_send_at_all, check_source
 
 UPLOAD_ERRORS = ((401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
                  (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
@@ -26,13 +28,12 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
         "file": {"type": "string", "format": "binary",
                  "description": "exactly one jpeg, png or gif photo (type decided by content), at most 5 MB"},
         "caption": {"type": "string", "maxLength": 2000, "description": "optional; no control characters"},
-        "source": {"type": "string", "enum": ["local", "widget"], "default": "local",
+        "source": {"type": "string", "enum": list(SOURCES), "default": "local",
                    "description": "local file browser (agents, bots) or a custom widget"}}}}}}}
 # Request parts that could fail validation are read as plain strings / raw bytes and validated
 # in the handler AFTER authentication: an unauthenticated request is always 401, never 422
 # (FastAPI would otherwise validate declared parameters and bodies before the handler runs).
 MAX_IDEMPOTENCY_KEY = 200
-SOURCES = ("local", "widget")
 
 
 def accepted_body(file_id: str) -> dict:
@@ -61,12 +62,12 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
         check_may_send_at_all(principal, account_id, await get_document(conn, account_id))
         conversation = await get_conversation(conn, conversation_id)
     try:
-        form = await read_form_limited(request, settings.max_upload_bytes + MULTIPART_SLACK)
+        form = await read_form_limited(request, limits.multipart_cap(settings.max_upload_bytes))
     except BodyTooLarge:
         # The conversation's state outranks the size (contract order) and needs no body; the
         # source-specific permission would need the unread `source` field, so it is not checked here.
         check_conversation(account_id, conversation, settings.file_channel_set)
-        raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
+        raise limits.too_large(settings.max_upload_bytes) from None
     except MalformedForm as e:  # malformed multipart, or not multipart at all
         raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
     try:
@@ -74,8 +75,7 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
         if len(files) != 1 or any(isinstance(v, UploadFile) for k, v in form.multi_items() if k != "file"):
             raise ApiError(422, "invalid_request", f"send exactly one file in the `file` field (got {len(files)})")
         source, caption = form.get("source") or "local", form.get("caption")
-        if source not in SOURCES:
-            raise ApiError(422, "invalid_request", "source must be 'local' or 'widget'")
+        check_source(source)
         data = await files[0].read(settings.max_upload_bytes + 1)
     finally:
         await form.close()
@@ -127,7 +127,6 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         lookup_id(file_id, "file_id", file_id=True)
         async with deps.db.pool.connection() as conn:
             status = await file_status.load(conn, file_id)
-        if status is None or principal.account_id != status.account_id or (
-                principal.role == "consumer" and principal.sub != status.consumer_id):
-            raise ApiError(404, "not_found", "no such file")
+        enforce(access.file_status(principal, access.Owner(status.account_id, status.consumer_id) if status else None))
+        assert status is not None  # the rule refuses an unknown file
         return status.public()

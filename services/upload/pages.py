@@ -1,12 +1,12 @@
 """The agent workspace (`/agent/`) and the custom widget SDK (`/agent/widget-sdk.js`): plain files
-from static/, served with a strict Content-Security-Policy (shared/webpages.py)."""
+from static/, served with a strict Content-Security-Policy (shared/runtime/webpages.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared.webpages import mount_pages
+from shared.runtime.webpages import mount_pages
 
 
 def mount_agent_pages(app: FastAPI, settings) -> None:

@@ -13,19 +13,14 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from shared.auth import SENDER_ROLES, Principal
-from shared.errors import ApiError
-from shared.events import AccountSettingsDocument
-from shared.conversations import Conversation
+from shared.contract.auth import Principal
+from shared.projections.conversations import Conversation
+from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument
+from shared.rules import Refused
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
-VIAS = ("http", "topic")
 # Bidirectional overrides/isolates can disguise a caption's text ("Trojan Source"): refused like control characters.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-class Refused(ApiError):
-    """A rule said no: the contract's HTTP status and error code."""
 
 
 def check_account_gates(principal: Principal, account_id: str, settings: AccountSettingsDocument) -> None:
@@ -40,11 +35,11 @@ def check_account_gates(principal: Principal, account_id: str, settings: Account
 
 
 def held_permissions(principal: Principal, settings: AccountSettingsDocument) -> list[str]:
-    return list(settings.permissions.get(principal.role, [])) if principal.role in SENDER_ROLES else []
+    return list(settings.permissions.get(principal.role, [])) if principal.role in PROFILES else []
 
 
 def check_permission(principal: Principal, settings: AccountSettingsDocument, source: str, via: str = "http") -> None:
-    if principal.role not in SENDER_ROLES:
+    if principal.role not in PROFILES:
         raise Refused(403, "permission_denied", f"role {principal.role!r} cannot send files")
     if via == "topic" and principal.role != "bot":
         raise Refused(403, "permission_denied", "file.share.requested is for bots; use the HTTP API")
@@ -59,6 +54,13 @@ def check_may_send_at_all(principal: Principal, account_id: str, settings: Accou
     check_account_gates(principal, account_id, settings)
     if not held_permissions(principal, settings):
         check_permission(principal, settings, "local")  # raises permission_denied with the precise message
+
+
+def check_source(source: str) -> str:
+    """The form field or query parameter `source`, one of the contract's."""
+    if source not in SOURCES:
+        raise Refused(422, "invalid_request", "source must be 'local' or 'widget'")
+    return source
 
 
 def check_conversation(account_id: str, conversation: Conversation | None, file_channels: frozenset[str]) -> Conversation:
@@ -91,8 +93,7 @@ def check_caption(caption: str | None, max_chars: int) -> str | None:
 def check_sender(principal: Principal, account_id: str, settings: AccountSettingsDocument, source: str,
                  conversation: Conversation | None, file_channels: frozenset[str], via: str = "http") -> Conversation:
     """Every rule about who sends where, in contract order; returns the conversation or raises Refused."""
-    if source not in PERMISSION_FOR_SOURCE:
-        raise Refused(422, "invalid_request", "source must be 'local' or 'widget'")
+    check_source(source)
     check_account_gates(principal, account_id, settings)
     check_permission(principal, settings, source, via)
     return check_conversation(account_id, conversation, file_channels)

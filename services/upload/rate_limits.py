@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.auth import Principal
-from shared.db import Database
+from shared.contract.auth import Principal
+from shared.adapters.db import Database, the_row
 
 from services.upload.policy import Refused
 
@@ -53,10 +53,10 @@ async def take_slot(db: Database, limits: list[Limit], file_id: str) -> None:
     async with db.transaction() as conn:
         for limit in sorted(limits, key=lambda l: l.scope):  # one order everywhere: no deadlock
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (limit.scope,))
-            now = (await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
-            row = await (await conn.execute(
+            now = the_row(await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
+            row = the_row(await (await conn.execute(
                 "SELECT count(*) AS count, min(at) AS oldest, coalesce(bool_or(file_digest = %s), false) AS counted "
-                "FROM recent_uploads WHERE scope = %s AND at > %s", (digest, limit.scope, now - WINDOW))).fetchone()
+                "FROM recent_uploads WHERE scope = %s AND at > %s", (digest, limit.scope, now - WINDOW))).fetchone())
             if row["counted"]:
                 continue
             wait = retry_after(row["count"], row["oldest"], limit.per_minute, now)

@@ -13,17 +13,18 @@ from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
-from shared import events as ev
-from shared.db import Connection
+from shared.contract import events as ev
+from shared.adapters.db import Connection
 
 STAGE_OF_EVENT = {
     "file.uploaded": "uploaded", "file.sanitized": "sanitized", "file.resized": "resized",
     "message.published": "published", "file.rejected": "rejected", "file.deleted": "deleted",
 }
+StatusEvent = ev.FileEvent | ev.MessagePublished | ev.FileDeleted  # every event that names a file
 # Events of one file may be read out of order across topics: a later stage never goes back.
 STAGE_RANK = {"uploaded": 1, "sanitized": 2, "resized": 3, "published": 4, "rejected": 5, "deleted": 6}
 UNFINISHED = ("uploaded", "sanitized", "resized")
-# What a deleted file's row keeps: its receipt (DESIGN.md, Privacy), and the stages it went through
+# What a deleted file's row keeps: its receipt, and the stages it went through
 # (events read late must still settle the status: a receipt read before the publish is `deleted`).
 RECEIPT_FIELDS = ("file_id", "account_id", "status", "reason", "deletion", "updated_at", "history",
                   "rejection_reason")
@@ -99,7 +100,7 @@ class FileStatus:
         self.settle()
         if self.status in UNFINISHED:
             pending_stage = STAGE_OF_EVENT[self.pending_event["event_type"]] if self.pending_event else None
-            if stage in UNFINISHED and STAGE_RANK[stage] >= STAGE_RANK.get(pending_stage, 0):
+            if stage in UNFINISHED and STAGE_RANK[stage] >= STAGE_RANK.get(pending_stage or "", 0):
                 self.pending_event = json.loads(event.model_dump_json())
         else:
             self.pending_event = None
@@ -122,7 +123,7 @@ class FileStatus:
         described = event.content if isinstance(event, ev.MessagePublished) else event
         for name in ("content_type", "size_bytes", "width", "height"):
             value = getattr(described, name, None)
-            if value is not None and STAGE_RANK[stage] >= STAGE_RANK.get(self.described_by, 0):
+            if value is not None and STAGE_RANK[stage] >= STAGE_RANK.get(self.described_by or "", 0):
                 setattr(self, name, value)
                 self.described_by = stage
         for name in ("conversation_id", "consumer_id", "request_id"):
@@ -133,7 +134,7 @@ class FileStatus:
             self.sender_id = sender.id
 
     def erase(self) -> None:
-        """Forget everything about the file but its receipt (DESIGN.md, Privacy): deleted, not flagged."""
+        """Forget everything about the file but its receipt: deleted, not flagged."""
         for f in fields(self):
             if f.name not in RECEIPT_FIELDS:
                 setattr(self, f.name, None)
@@ -149,7 +150,7 @@ async def load(conn: Connection, file_id: str, for_update: bool = False) -> File
     return FileStatus(**row) if row else None
 
 
-async def claim(conn: Connection, event: ev.FileEvent) -> FileStatus | None:
+async def claim(conn: Connection, event: StatusEvent) -> FileStatus | None:
     """Create the file's row, or wait for a concurrent transaction that is creating it (on any
     instance) and return None when it committed: the primary key is the idempotency lock."""
     row = await (await conn.execute(
@@ -172,10 +173,11 @@ async def save(conn: Connection, status: FileStatus, moved: bool) -> None:
 
 async def record_event(conn: Connection, event: ev.Event) -> FileStatus | None:
     """The projection: fold one file event into its row (created if new), under the row's lock."""
-    if STAGE_OF_EVENT.get(getattr(event, "event_type", "")) is None:
+    if not isinstance(event, StatusEvent) or STAGE_OF_EVENT.get(event.event_type) is None:
         return None
     await claim(conn, event)
     status = await load(conn, event.file_id, for_update=True)
+    assert status is not None  # claimed above
     moved = status.apply(event)
     await save(conn, status, moved)
     return status

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from shared.rejections import Rejected
+from shared.contract.rejections import Rejected
 
 RejectionReason = Literal["unsupported_type", "corrupt_file", "file_too_complex", "encrypted_file", "processing_failed"]
 REJECTION_REASONS: frozenset[str] = frozenset(
@@ -14,7 +14,7 @@ REJECTION_REASONS: frozenset[str] = frozenset(
 
 
 class DocumentRejected(Rejected):
-    """A document we refuse; `reason` is a DESIGN.md rejection code, `detail` says why."""
+    """A document we refuse; `reason` is a contract rejection code, `detail` says why."""
 
     REASONS = REJECTION_REASONS
 

@@ -35,7 +35,7 @@ def follow_relationships(parts: dict[str, bytes], types: ContentTypes) -> Packag
                     graph.main_type = types.of(target) if target else None
                 if _is_kept(rel, target, types):
                     graph.main_part = target if source == "" and rel.kind == OFFICE_DOCUMENT else graph.main_part
-                    if target not in seen:
+                    if target is not None and target not in seen:
                         seen.add(target)
                         queue.append(target)
                 else:

@@ -7,6 +7,7 @@ Pure and CPU-bound: run it in the worker pool (time and memory limits).
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pikepdf
 import pypdfium2
@@ -59,7 +60,7 @@ def walk_and_disarm(pdf: pikepdf.Pdf, limits: DocumentLimits) -> None:
     dictionary and measuring each stream. Iterative: a deep page tree cannot exhaust the stack."""
     budget = ExpansionBudget(limits)
     seen: set[tuple[int, int]] = set()
-    stack: list[tuple[object, int]] = [(pdf.trailer, 0)]
+    stack: list[tuple[Any, int]] = [(pdf.trailer, 0)]  # pikepdf objects
     while stack:
         obj, depth = stack.pop()
         if depth > limits.max_pdf_nesting:

@@ -1,4 +1,4 @@
-"""What a disarmed PDF may keep of the active content a PDF can hold (DESIGN.md "Documents").
+"""What a disarmed PDF may keep of the active content a PDF can hold.
 
 Actions: an allowlist. Links inside the document (GoTo), viewer commands (Named), article threads
 and layer switches stay, and URI actions whose scheme is http, https or mailto; every other action
@@ -61,7 +61,7 @@ def is_kept_uri(value) -> bool:
     if not isinstance(value, pikepdf.String):
         return False
     match = _SCHEME.match(_IGNORED_IN_URI.sub("", str(value)))
-    return bool(match) and match.group(1).lower() in KEPT_URI_SCHEMES
+    return match is not None and match.group(1).lower() in KEPT_URI_SCHEMES
 
 
 def disarm_dictionary(obj) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.rejections import Rejected
+from shared.contract.rejections import Rejected
 
 RejectionReason = Literal["unsupported_type", "corrupt_image", "image_too_large", "processing_failed"]
 REJECTION_REASONS: frozenset[str] = frozenset(
@@ -12,6 +12,6 @@ REJECTION_REASONS: frozenset[str] = frozenset(
 
 
 class ImageRejected(Rejected):
-    """An image we refuse to process; `reason` is a DESIGN.md rejection code, `detail` says why."""
+    """An image we refuse to process; `reason` is a contract rejection code, `detail` says why."""
 
     REASONS = REJECTION_REASONS

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from shared.rejections import Rejected
+from shared.contract.rejections import Rejected
 
 from .errors import ImageRejected
 

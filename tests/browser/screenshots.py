@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFilter
 from playwright.sync_api import expect, sync_playwright
 
-from shared.embedded import running_stack
-from shared.embedded_clamd import EICAR, clamd_binary, write_test_signatures
+from shared.devstack.embedded import running_stack
+from shared.devstack.embedded_clamd import EICAR, clamd_binary, write_test_signatures
 from tests.browser.support import agent_url, consumer_url, file_payload, held, launch, preview_of, send_from
 from tests.imagecorpus import to_jpeg
 from tests.support import Client

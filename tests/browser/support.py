@@ -11,8 +11,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 
-from shared.embedded import EmbeddedStack
-from shared.webpages import page_url
+from shared.devstack.embedded import EmbeddedStack
+from shared.runtime.webpages import page_url
 from tests.imagecorpus import jpeg_with_eicar, photo, to_jpeg
 from tests.support import Client, unique
 

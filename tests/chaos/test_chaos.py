@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from services.delivery.handlers import message_id_for
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract.topics import MESSAGE_PUBLISHED
 from tests import imagecorpus as corpus
 from tests.launcher import (all_ready, client_of, component, launched, pause, restarted, run_env,
                             wait_all_ready)

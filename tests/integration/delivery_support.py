@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from shared.embedded import EmbeddedStack, free_port
+from shared.devstack.embedded import EmbeddedStack, free_port
 from tests.support import Client, unique, wait_until
 
 

@@ -1,7 +1,7 @@
 """`make bench` bursts at a tiny size, on a stack of its own: every photo of the burst, the spread and
 the single runs is published and the report has its figures, and no photo of the run is sent twice
 (a repeated photo would measure clamd's verdict cache, not the scan). No timing assertions: the figures are
-the bench's, read in the README."""
+the bench's, read in docs/benchmarks.md."""
 from __future__ import annotations
 
 import json

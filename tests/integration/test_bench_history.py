@@ -1,6 +1,6 @@
 """`make bench` history at a tiny size, on a stack of its own: it loads its history, every service
 becomes ready on the empty and on the loaded database, and the loaded files answer on the status
-API. No timing assertions: the figures are the bench's, read in the README."""
+API. No timing assertions: the figures are the bench's, read in docs/benchmarks.md."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench import history
-from shared.embedded import SERVICES
+from shared.devstack.embedded import SERVICES
 
 FILES, CONVERSATIONS, ACCOUNTS, PROBES = 2000, 400, 20, 100
 

@@ -8,8 +8,16 @@ import signal
 
 from services.delivery.handlers import message_id_for
 from tests.integration.test_recovery import assert_each_once_in_transcripts, conversations, send
-from tests.launcher import (all_ready, client_of, component, launched, launcher_metrics, restarted, run_env,
-                            wait_all_ready)
+from tests.launcher import (
+    all_ready,
+    client_of,
+    component,
+    launched,
+    launcher_metrics,
+    restarted,
+    run_env,
+    wait_all_ready,
+)
 from tests.support import FollowerThread, unique, wait_until
 
 RECYCLE_LINE = "and every consumer group is caught up: restarting it to free its memory"

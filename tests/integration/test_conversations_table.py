@@ -1,12 +1,12 @@
-"""Conversations as upload and delivery keep them (shared.conversations), on a real PostgreSQL."""
+"""Conversations as upload and delivery keep them (shared.projections.conversations), on a real PostgreSQL."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared import events as ev
-from shared.conversations import apply_conversation_event, get_conversation
+from shared.contract import events as ev
+from shared.projections.conversations import apply_conversation_event, get_conversation
 from services.upload.policy import Refused, check_conversation
 from tests.dbsupport import announce
 from tests.support import unique

@@ -1,4 +1,4 @@
-"""Issue 5: downloads, signed links and transcripts: only the right people, the right headers,
+"""Downloads, signed links and transcripts: only the right people, the right headers,
 never a tampered image."""
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from shared.auth import mint_token
-from shared.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key
-from shared.events import FileDeleted
-from shared.links import sign_link
-from shared.storage.objectstore import S3ObjectStore
-from shared.topics import FILE_DELETED
+from shared.contract.auth import mint_token
+from shared.adapters.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key
+from shared.contract.events import FileDeleted
+from shared.contract.links import sign_link
+from shared.adapters.storage.objectstore import S3ObjectStore
+from shared.contract.topics import FILE_DELETED
 from tests.integration.delivery_support import delivery_log, new_conversation, publish_photo, small_photo
 from tests.support import sample, scrape, unique, wait_until, with_forged_data_key
 

@@ -1,9 +1,9 @@
-"""Issue 5: exactly one message per photo, across a crash, a rebalance, a closed conversation
+"""Exactly one message per photo, across a crash, a rebalance, a closed conversation
 and a forgotten consumer. Each test that replaces delivery restores the normal one in finally."""
 from __future__ import annotations
 
-from shared.events import GdprForget
-from shared.topics import FILE_DELETED, FILE_REJECTED, GDPR_FORGET, MESSAGE_PUBLISHED
+from shared.contract.events import GdprForget
+from shared.contract.topics import FILE_DELETED, FILE_REJECTED, GDPR_FORGET, MESSAGE_PUBLISHED
 from tests.integration.delivery_support import (ExtraDelivery, delivery_stopped, ensure_normal_delivery,
                                                 new_conversation, small_photo, start_delivery, upload_ok)
 from tests.support import sample, scrape, unique, wait_until

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from shared import events as ev
-from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, parse_header
+from shared.contract import events as ev
+from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, parse_header
 from shared.pipeline import caption_binding, companion_of, seal_for_file
-from shared.storage import ObjectKey
-from shared.topics import FILE_REJECTED, MESSAGE_PUBLISHED
+from shared.adapters.storage import ObjectKey
+from shared.contract.topics import FILE_REJECTED, MESSAGE_PUBLISHED
 from tests.dbsupport import RecordingPublisher, announce
 from tests.memory_store import MemoryStore
 from tests.support import unique, with_forged_data_key

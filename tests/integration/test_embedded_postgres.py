@@ -9,7 +9,7 @@ import signal
 import psycopg
 import pytest
 
-from shared.embedded import EmbeddedStack, embedded_database_url, free_port, load_or_create_secrets
+from shared.devstack.embedded import EmbeddedStack, embedded_database_url, free_port, load_or_create_secrets
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only when started by root")

@@ -1,4 +1,4 @@
-"""Identifiers (DESIGN "Identifiers"): hostile ids in every id position of every route of both HTTP
+"""Identifiers: hostile ids in every id position of every route of both HTTP
 services, in token claims, in input events and in bot records. Lookups answer 404, writes 422, a
 token 401, never a 5xx; input events are dropped and counted; nothing is stored under such an id."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import jwt
 import psycopg
 import pytest
 
-from shared import events as ev
-from shared.ids import ID_PATTERN
+from shared.contract import events as ev
+from shared.contract.ids import ID_PATTERN
 from shared.settings import Settings
-from shared.topics import ACCOUNT_SETTINGS, CONVERSATION_EVENTS, FILE_SHARE_REQUESTED, GDPR_FORGET
+from shared.contract.topics import ACCOUNT_SETTINGS, CONVERSATION_EVENTS, FILE_SHARE_REQUESTED, GDPR_FORGET
 from tests.support import raw_request, sample, scrape, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, publish_many, share_request
 

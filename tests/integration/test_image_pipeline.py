@@ -1,4 +1,4 @@
-"""Issue 4 end to end: what the sanitizer and resizer do to hostile and unusual photos on the
+"""End to end: what the sanitizer and resizer do to hostile and unusual photos on the
 running stack (real clamd with the test EICAR signature)."""
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_bombs_and_broken_files_are_rejected_with_their_reason(client, conversat
 
 
 def test_scan_bombs_are_refused_before_decoding_and_a_photo_beside_them_is_published(client, conversation):
-    """Issue 10: four senders each send a JPEG with 3,000 progressive scans (each held a sanitizer
+    """Four senders each send a JPEG with 3,000 progressive scans (each held a sanitizer
     worker for the whole 10 s decode limit before) while a normal photo goes to another conversation."""
     account, _ = conversation
     bomb = corpus.progressive_scan_bomb(scans=3000)
@@ -113,7 +113,7 @@ def test_account_dimension_is_honoured_and_small_photos_are_not_upscaled(client)
 
 def test_message_carries_a_small_jpeg_preview(client, conversation):
     import base64
-    from shared.topics import MESSAGE_PUBLISHED
+    from shared.contract.topics import MESSAGE_PUBLISHED
     file_id, _ = send(client, conversation, corpus.to_jpeg(corpus.photo(2000, 1500)))
     [message] = client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == file_id)
     preview = base64.b64decode(message.content.preview)
@@ -123,10 +123,10 @@ def test_message_carries_a_small_jpeg_preview(client, conversation):
 
 def test_preview_crosses_the_internal_topic_encrypted(client, conversation):
     """file.resized carries the preview to delivery sealed under the consumer's key: no plaintext
-    image bytes on that topic (message.published carries it by contract, see README)."""
+    image bytes on that topic (message.published carries it by contract, see docs/security.md)."""
     import base64
     import json
-    from shared.topics import FILE_RESIZED, MESSAGE_PUBLISHED
+    from shared.contract.topics import FILE_RESIZED, MESSAGE_PUBLISHED
     file_id, _ = send(client, conversation, corpus.to_jpeg(corpus.photo(1200, 900)))
     [message] = client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == file_id)
     preview = base64.b64decode(message.content.preview)

@@ -14,9 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key, master_key_id
-from shared.embedded import SECRETS_FILE, read_secrets
-from shared.storage import S3ObjectStore
+from shared.adapters.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key, master_key_id
+from shared.devstack.embedded import SECRETS_FILE, read_secrets
+from shared.adapters.storage import S3ObjectStore
 from tests import imagecorpus as corpus
 from tests.launcher import client_of, launched, run_env, wait_all_ready
 from tests.support import Client, unique
@@ -42,7 +42,7 @@ def write_secrets(data_dir: Path, **values: str | None) -> None:
 
 def fileshare(env: dict[str, str], *args: str, **popen) -> subprocess.Popen:
     """An operator's command beside `make run`: FS_* of the shell (no secrets), the rest from secrets.env."""
-    return subprocess.Popen((sys.executable, "-m", "shared.cli", *args), env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen((sys.executable, "-m", "services.cli", *args), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)
 
 

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-from shared.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key, master_key_id
-from shared.storage import S3ObjectStore
+from shared.adapters.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key, master_key_id
+from shared.adapters.storage import S3ObjectStore
 from tests.support import unique
 
 
@@ -19,7 +19,7 @@ def key_bucket(env: dict[str, str]) -> S3ObjectStore:
 
 
 def fileshare(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run((sys.executable, "-m", "shared.cli", *args), env=env, capture_output=True, text=True,
+    return subprocess.run((sys.executable, "-m", "services.cli", *args), env=env, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from shared import events as ev
-from shared.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
-from shared.key_rotation import rotate
-from shared.storage import ObjectKey
+from shared.contract import events as ev
+from shared.adapters.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
+from shared.adapters.key_rotation import rotate
+from shared.adapters.storage import ObjectKey
 from tests.memory_store import MemoryStore
 from services.retention.forgets import ForgetLedger
 from services.retention.handlers import RetentionDeps, forget_consumer

@@ -1,5 +1,5 @@
 """A launcher (`make run`, a test session) killed by SIGKILL leaves no server running: every child
-it started, clamd included, gets SIGTERM from the kernel when it dies (shared.child_processes)."""
+it started, clamd included, gets SIGTERM from the kernel when it dies (shared.devstack.child_processes)."""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,8 @@ from tests.support import wait_until
 LAUNCHER = textwrap.dedent("""
     import os, signal, socket, sys
     from pathlib import Path
-    from shared.embedded import EmbeddedStack
-    from shared.embedded_clamd import start_clamd, write_test_signatures
+    from shared.devstack.embedded import EmbeddedStack
+    from shared.devstack.embedded_clamd import start_clamd, write_test_signatures
     data = Path(sys.argv[1])
     stack = EmbeddedStack(data, {})
     sleeper = stack.spawn("sleeper", ["sleep", "300"])

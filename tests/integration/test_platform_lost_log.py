@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.delivery.handlers import message_id_for
-from shared.embedded import running_stack
+from shared.devstack.embedded import running_stack
 from tests.integration.test_recovery import conversations, send
 from tests.support import Client, FollowerThread, sample, scrape, unique, wait_until
 

@@ -1,4 +1,4 @@
-"""Issue 9: erasure that really erases. After a forget and after an expiry no row in any schema holds
+"""Erasure that really erases. After a forget and after an expiry no row in any schema holds
 the caption, sender or dimensions of those files, their sealed captions no longer open (forget), and
 the status API answers `deleted` and nothing more."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from psycopg import sql
 
 from shared.pipeline import StageRejection, open_caption
-from shared.runtime import build_storage
+from shared.runtime.wiring import build_storage
 from shared.settings import Settings
-from shared.topics import FILE_DELETED, FILE_UPLOADED
+from shared.contract.topics import FILE_DELETED, FILE_UPLOADED
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import unique, wait_until
 

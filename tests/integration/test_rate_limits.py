@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from shared.topics import FILE_SHARE_REQUESTED
-from shared.embedded import free_port, free_port_block
-from shared.topics import FILE_UPLOADED
+from shared.contract.topics import FILE_SHARE_REQUESTED
+from shared.devstack.embedded import free_port, free_port_block
+from shared.contract.topics import FILE_UPLOADED
 from tests.support import Client, sample, scrape, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, publish_many, share_request
 

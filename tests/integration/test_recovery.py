@@ -1,4 +1,4 @@
-"""Issue 9 acceptance on a stack of its own (re-drive after 3 s): a broker that lost its log, a database
+"""Recovery on a stack of its own (re-drive after 3 s): a broker that lost its log, a database
 restarted mid-pipeline, and several instances of upload, delivery and retention at once."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from shared.embedded import free_port, free_port_block, running_stack
-from shared.topics import FILE_DELETED, FILE_UPLOADED, MESSAGE_PUBLISHED, topic_configs
+from shared.devstack.embedded import free_port, free_port_block, running_stack
+from shared.contract.topics import FILE_DELETED, FILE_UPLOADED, MESSAGE_PUBLISHED, topic_configs
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import Client, sample, scrape, unique, wait_until
 
@@ -63,7 +63,7 @@ def assert_each_once_in_transcripts(client: Client, account: str, sent: dict[str
 
 def test_every_event_topic_has_a_finite_retention_read_back_from_the_broker(rclient):
     # First in this module: topics the embedded broker auto-creates for a producer in the instant
-    # between its restart and the topic creation have no configs (README, known limits).
+    # between its restart and the topic creation have no configs (docs/operations.md, known limits).
     async def read_back():
         admin = AIOKafkaAdminClient(bootstrap_servers=rclient.env["FS_KAFKA_BOOTSTRAP"])
         await admin.start()

@@ -1,4 +1,4 @@
-"""Issue 6: files leave on time, and a forgotten consumer is unreadable at once.
+"""Files leave on time, and a forgotten consumer is unreadable at once.
 
 Against the session stack (Tansu, rclone, clamd, the five services; FS_RETENTION_SWEEP_SECONDS=1).
 Tests that stop a service restart it in a finally.
@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from shared import events as ev
-from shared.crypto import encrypt_blob
-from shared.runtime import build_storage
+from shared.contract import events as ev
+from shared.adapters.crypto import encrypt_blob
+from shared.runtime.wiring import build_storage
 from shared.settings import Settings
-from shared.topics import FILE_DELETED, FILE_REJECTED, FILE_UPLOADED, GDPR_FORGET, MESSAGE_PUBLISHED
+from shared.contract.topics import FILE_DELETED, FILE_REJECTED, FILE_UPLOADED, GDPR_FORGET, MESSAGE_PUBLISHED
 from tests.support import metrics_url, unique, wait_until
 
 
@@ -63,7 +63,7 @@ def retention_metric(client, name: str, labels: str = "") -> float:
 def run_cli(client, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
     env.update(client.env)
-    result = subprocess.run([sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     return result

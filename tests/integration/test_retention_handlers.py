@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared import events as ev
-from shared.account_settings import follow_document, put_document
-from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, encrypt_blob
-from shared.db import Database
-from shared.storage import ObjectKey
+from shared.contract import events as ev
+from shared.projections.account_settings import follow_document, put_document
+from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, encrypt_blob
+from shared.adapters.db import Database
+from shared.adapters.storage import ObjectKey
 from tests.memory_store import MemoryStore
 from services.retention.handlers import (RetentionDeps, clean_forgotten_file, forget_consumer, index_file,
                                          retention_changed, sweep)

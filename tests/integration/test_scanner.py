@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.embedded_clamd import (
+from shared.devstack.embedded_clamd import (
     EICAR,
     EICAR_SIGNATURE_REPORTED,
     clamd_binary,
@@ -23,7 +23,7 @@ from shared.embedded_clamd import (
     stop_clamd,
     write_test_signatures,
 )
-from shared.scanner import (
+from shared.adapters.scanner import (
     ClamdScanner,
     DisabledScanner,
     ScannerError,
@@ -207,7 +207,7 @@ def test_scanner_from_settings(clamd, caplog):
     s = Settings(clamd=clamd.address)
     scanner = scanner_from_settings(s)
     assert isinstance(scanner, ClamdScanner) and scanner.address == clamd.address
-    with caplog.at_level("WARNING", logger="shared.scanner"):
+    with caplog.at_level("WARNING", logger="shared.adapters.scanner"):
         disabled = scanner_from_settings(Settings(clamd="disabled"))
     assert isinstance(disabled, DisabledScanner)
     assert any("DISABLED" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)

@@ -1,4 +1,4 @@
-"""Issue 10: the malware scanner fails closed. FS_CLAMD unset: the sanitizer refuses to start;
+"""The malware scanner fails closed. FS_CLAMD unset: the sanitizer refuses to start;
 `disabled` is the explicit, loud opt-out (see test_make_run.py for `make run` without signatures);
 a clamd address: scanning, said in /readyz and a metric."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import httpx
 
-from shared.embedded import free_port_block
+from shared.devstack.embedded import free_port_block
 from shared.settings import METRICS_PORT_OFFSETS
 from tests.support import sample, scrape
 

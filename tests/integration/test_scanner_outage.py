@@ -1,4 +1,4 @@
-"""Issue 4: an unreachable scanner is never taken for "clean": the sanitizer retries with
+"""An unreachable scanner is never taken for "clean": the sanitizer retries with
 backoff, the photo waits, and it goes through once clamd is back."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import httpx
 
-from shared.embedded import split_hostport
-from shared.embedded_clamd import start_clamd
+from shared.devstack.embedded import split_hostport
+from shared.devstack.embedded_clamd import start_clamd
 from tests import imagecorpus as corpus
 from tests.support import metrics_url, unique, wait_until
 

@@ -1,8 +1,8 @@
-"""Issue 11: photos sent quickly into one conversation reach the platform and the transcript in the
+"""Photos sent quickly into one conversation reach the platform and the transcript in the
 order they were sent."""
 from __future__ import annotations
 
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract.topics import MESSAGE_PUBLISHED
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import unique, wait_until
 

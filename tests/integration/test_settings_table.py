@@ -1,11 +1,11 @@
-"""Account settings as sanitizer, resizer and retention follow them (shared.account_settings), on a
+"""Account settings as sanitizer, resizer and retention follow them (shared.projections.account_settings), on a
 real PostgreSQL."""
 from __future__ import annotations
 
 from datetime import timedelta
 
-from shared import events as ev
-from shared.account_settings import follow_document, get_document, put_document
+from shared.contract import events as ev
+from shared.projections.account_settings import follow_document, get_document, put_document
 from tests.support import unique
 
 

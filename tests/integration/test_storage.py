@@ -11,13 +11,13 @@ import os
 
 import pytest
 
-from shared.crypto import (ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, UnknownMasterKey,
+from shared.adapters.crypto import (ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, UnknownMasterKey,
                            decode_master_key, master_key_id)
 from services.retention.forgets import ForgetLedger
-from shared.key_rotation import rotate
-from shared.runtime import build_storage
+from shared.adapters.key_rotation import rotate
+from shared.runtime.wiring import build_storage
 from shared.settings import Settings
-from shared.storage import ObjectKey, S3ObjectStore, StorageUnavailable
+from shared.adapters.storage import ObjectKey, S3ObjectStore, StorageUnavailable
 from tests.storage_contract import check_object_store_contract
 from tests.support import unique
 
@@ -36,7 +36,7 @@ def test_object_store_contract(stack):
 
 
 def test_unreachable_store_is_a_transient_error():
-    from shared.embedded import free_port
+    from shared.devstack.embedded import free_port
     store = S3ObjectStore(f"127.0.0.1:{free_port()}", "fileshareaccess", "secretsecret", "fileshare")
     with pytest.raises(StorageUnavailable):
         run(store.get("x"))

@@ -14,9 +14,9 @@ import pytest
 from minio import Minio
 from minio.versioningconfig import ENABLED, VersioningConfig
 
-from shared.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
-from shared.embedded import free_port
-from shared.storage import ObjectKey, S3ObjectStore
+from shared.adapters.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
+from shared.devstack.embedded import free_port
+from shared.adapters.storage import ObjectKey, S3ObjectStore
 from tests.storage_contract import check_object_store_contract
 from tests.support import unique
 

@@ -9,8 +9,8 @@ from aiokafka import ConsumerRecord
 
 from services.upload import bots
 from services.upload.handlers import UploadDeps
-from shared import events as ev
-from shared.auth import mint_token
+from shared.contract import events as ev
+from shared.contract.auth import mint_token
 from shared.settings import Settings
 from tests.dbsupport import RecordingPublisher, announce
 from tests.support import unique

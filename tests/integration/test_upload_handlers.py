@@ -9,13 +9,13 @@ import os
 import pytest
 from PIL import Image
 
-from shared import events as ev
-from shared.account_settings import put_document
-from shared.auth import Principal
-from shared.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
+from shared.contract import events as ev
+from shared.projections.account_settings import put_document
+from shared.contract.auth import Principal
+from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
 from shared.pipeline import open_caption
 from shared.settings import Settings
-from shared.topics import FILE_UPLOADED
+from shared.contract.topics import FILE_UPLOADED
 from tests.dbsupport import RecordingPublisher, announce
 from tests.memory_store import MemoryStore
 from tests.support import unique

@@ -1,11 +1,11 @@
-"""Issue 3: hostile and malformed requests at the upload door (HTTP and bot topic)."""
+"""Hostile and malformed requests at the upload door (HTTP and bot topic)."""
 from __future__ import annotations
 
 import httpx
 import jwt
 
-from shared.auth import mint_token
-from shared.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
+from shared.contract.auth import mint_token
+from shared.contract.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
 from tests.support import PeakRss, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, publish_many, share_request
 

@@ -1,4 +1,4 @@
-"""Issue 3: the rules matrix end to end, over HTTP and the bot topic, against the running service.
+"""The rules matrix end to end, over HTTP and the bot topic, against the running service.
 
 Every cell of the cartesian product (tests.upload_matrix.all_cells, 3840 cells: role ×
 permission set × feature flag × account setting × conversation state × channel × source) goes
@@ -13,7 +13,7 @@ import asyncio
 
 import httpx
 
-from shared.topics import FILE_SHARE_REQUESTED
+from shared.contract.topics import FILE_SHARE_REQUESTED
 from tests.support import unique, wait_until
 from tests.upload_matrix import STATES, CHANNELS, all_cells, expected
 from tests.uploadsupport import bot_outcomes, conversation_record, outcome_of, png_bytes, publish_many, share_request

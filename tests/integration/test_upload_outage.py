@@ -1,4 +1,4 @@
-"""Issue 3: if storing or publishing fails the client gets 503 and nothing half-done remains.
+"""If storing or publishing fails the client gets 503 and nothing half-done remains.
 
 Stops one server of the session stack (the S3 server, then the broker) and always restarts it,
 waiting until every service is ready again, so the tests after this one find the stack whole.
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from shared.auth import Principal
-from shared.embedded import SERVICES
+from shared.contract.auth import Principal
+from shared.devstack.embedded import SERVICES
 from services.upload.handlers import file_id_for
-from shared.topics import FILE_UPLOADED
+from shared.contract.topics import FILE_UPLOADED
 from tests.support import sample, scrape, unique, wait_until
 from tests.uploadsupport import png_bytes
 
@@ -53,14 +53,18 @@ def test_storage_or_broker_down_gives_503_and_leaves_nothing_half_done(stack, cl
     client.open_conversation(account, conversation, consumer)
 
     # --- the object store is down: nothing can be stored, nothing is published ---
-    failed = sample(scrape(client.env, "upload"), "fileshare_upload_request_seconds_count", outcome="failed")
+    before = scrape(client.env, "upload")
     stack.stop_process("s3")
     try:
         r = post(client, account, conversation, unique("key"))
         assert (r.status_code, r.json()["error"]["code"]) == (503, "unavailable"), r.text
-        # Counted as the service's failure, apart from the clients' refusals (what an alert watches).
-        assert sample(scrape(client.env, "upload"), "fileshare_upload_request_seconds_count",
-                      outcome="failed") == failed + 1
+        # Counted as the service's failure, apart from the clients' refusals (what the alerts watch).
+        after = scrape(client.env, "upload")
+        for name, labels in (("fileshare_upload_request_seconds_count", {"outcome": "failed"}),
+                             ("fileshare_http_responses_total", {"code": "5xx"})):
+            assert sample(after, name, **labels) == sample(before, name, **labels) + 1, name
+        assert sample(after, "fileshare_dependency_errors_total", dependency="s3") > \
+            sample(before, "fileshare_dependency_errors_total", dependency="s3")
     finally:
         restore(stack)
     assert uploaded_events(client, conversation) == []
@@ -75,7 +79,7 @@ def test_storage_or_broker_down_gives_503_and_leaves_nothing_half_done(stack, cl
     finally:
         restore(stack)
     # Nothing was accepted: no status, no event (the encrypted original may stay until the retry
-    # below writes the same object again: README, design decision 14).
+    # below writes the same object again: docs/decisions.md, decision 14).
     assert client.status(file_id_for(Principal("agent-1", account, "agent"), key), account)["error"]["code"] == \
         "not_found"
     assert uploaded_events(client, conversation) == []

@@ -1,8 +1,8 @@
-"""Issue 3: a restarted upload service knows every setting, conversation state and
+"""A restarted upload service knows every setting, conversation state and
 Idempotency-Key published before (the topics are its only store of truth)."""
 from __future__ import annotations
 
-from shared.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
+from shared.contract.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
 from tests.support import unique
 from tests.uploadsupport import bot_outcomes, conversation_record, png_bytes, publish_many, share_request
 

@@ -1,4 +1,4 @@
-"""Issue 3: the Python bot SDK and the example bot against the running stack."""
+"""The Python bot SDK and the example bot against the running stack."""
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.sdk import FileRejected, FileSharingClient, FileSharingError, publish_file_request
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract.topics import MESSAGE_PUBLISHED
 from tests.support import unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes
 

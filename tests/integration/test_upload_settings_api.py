@@ -1,4 +1,4 @@
-"""Issue 3: account settings (who may change what, validation), capabilities and the OpenAPI page."""
+"""Account settings (who may change what, validation), capabilities and the OpenAPI page."""
 from __future__ import annotations
 
 import psycopg
@@ -6,11 +6,11 @@ from aiokafka import TopicPartition
 from fastapi.routing import APIRoute
 from psycopg import sql
 
-from shared import events as ev
-from shared.account_settings import IMAGE_STAGES, follower_group
-from shared.kafka import GroupOffsets, Outgoing, Publisher
+from shared.contract import events as ev
+from shared.projections.account_settings import IMAGE_STAGES, follower_group
+from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
 from shared.settings import Settings
-from shared.topics import ACCOUNT_SETTINGS
+from shared.contract.topics import ACCOUNT_SETTINGS
 from tests.support import sample, scrape, unique, wait_until
 
 DOC = {"feature_enabled": True, "file_sharing_enabled": True,
@@ -124,7 +124,7 @@ def test_capabilities_body_in_each_state(client):
     assert client.capabilities(account, web, role="agent_manager") == body(True, True, None)
 
 
-# Every public route of the upload service and its error codes, exactly (DESIGN.md, HTTP API).
+# Every public route of the upload service and its error codes, exactly.
 UPLOAD_ROUTES = {
     ("post", "/v1/accounts/{account_id}/conversations/{conversation_id}/files"): {
         (401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
@@ -134,7 +134,7 @@ UPLOAD_ROUTES = {
         (503, "unavailable")},
     ("put", "/v1/accounts/{account_id}/settings"): {
         (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request"), (503, "unavailable")},
-    # A lookup naming an id not of the contract's shape is 404 not_found (DESIGN "Identifiers").
+    # A lookup naming an id not of the contract's shape is 404 not_found.
     ("get", "/v1/accounts/{account_id}/settings"): {(401, "unauthenticated"), (403, "permission_denied"),
                                                     (404, "not_found")},
     ("get", "/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"): {

@@ -1,11 +1,11 @@
-"""Issue 2: one photo through all five services on the embedded stack."""
+"""One photo through all five services on the embedded stack."""
 from __future__ import annotations
 
 import io
 
 from PIL import Image
 
-from shared.topics import MESSAGE_PUBLISHED
+from shared.contract.topics import MESSAGE_PUBLISHED
 from tests.support import unique
 
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")

@@ -1,12 +1,12 @@
-"""shared.broker_memory: when `make run` restarts its embedded broker to free its memory (over
+"""shared.devstack.broker_memory: when `make run` restarts its embedded broker to free its memory (over
 FS_EMBEDDED_BROKER_MAX_MB and quiet), and the supervisor doing it without counting an exit."""
 from __future__ import annotations
 
 import logging
 import os
 
-from shared.broker_memory import MB, BrokerRecycler, LauncherMetrics, Probe, groups_behind, tree_rss, verdict
-from shared.supervisor import Supervisor
+from shared.devstack.broker_memory import MB, BrokerRecycler, LauncherMetrics, Probe, groups_behind, tree_rss, verdict
+from shared.devstack.supervisor import Supervisor
 from tests.support import FakeClock
 from tests.unit.test_supervisor import QUICK, components  # noqa: F401  (the fixture)
 
@@ -69,7 +69,8 @@ def test_over_the_limit_and_never_quiet_it_warns_once_an_hour(caplog):
             clock.now += 60
     lines = [r.getMessage() for r in caplog.records if "cannot be recycled yet" in r.getMessage()]
     assert len(lines) == 3  # after its first hour over the limit, then each hour
-    assert "(limit 0 MB) and cannot be recycled yet: consumer groups behind: platform-7; 2 file(s) in flight" in lines[0]
+    assert ("(limit 0 MB) and cannot be recycled yet: consumer groups behind: platform-7; 2 file(s) in flight"
+            in lines[0])
     assert watcher.due(os.getpid()) is None
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared import embedded_clamd
+from shared.devstack import embedded_clamd
 
 
 def test_a_user_who_cannot_install_clamd_is_told_the_one_command_to_run(monkeypatch):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from shared.auth import verify_token
-from shared.cli import main
+from shared.contract.auth import verify_token
+from services.cli import main
 
 SECRET = "s" * 48
 

@@ -1,4 +1,4 @@
-"""Envelope encryption (DESIGN.md, Storage and encryption): round trip, binding to the object key,
+"""Envelope encryption: round trip, binding to the object key,
 tamper evidence, and master-key rotation."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from shared.crypto import (BlobIntegrityError, MasterKeyRing, decrypt_blob, encrypt_blob, parse_header,
+from shared.adapters.crypto import (BlobIntegrityError, MasterKeyRing, decrypt_blob, encrypt_blob, parse_header,
                            unwrap_data_key, wrap_data_key)
 
 KEY = "acct-1/consumer-1/conv-1/file-1/original"
@@ -92,7 +92,7 @@ def test_consumer_key_wrapped_under_old_master_still_opens_after_rotation():
 
 
 def test_master_key_removed_from_ring_cannot_open():
-    from shared.crypto import UnknownMasterKey
+    from shared.adapters.crypto import UnknownMasterKey
     old = os.urandom(32)
     record = MasterKeyRing(old).wrap(consumer_key(), b"aad")
     with pytest.raises(UnknownMasterKey):
@@ -100,14 +100,14 @@ def test_master_key_removed_from_ring_cannot_open():
 
 
 def test_master_key_must_be_32_bytes():
-    from shared.crypto import decode_master_key
+    from shared.adapters.crypto import decode_master_key
     with pytest.raises(ValueError):
         decode_master_key(base64.b64encode(b"short").decode())
 
 
 def test_rotation_through_settings_keeps_blobs_written_under_the_old_master_readable(monkeypatch):
     """The production path: the ring is built from FS_MASTER_KEY and FS_PREVIOUS_MASTER_KEYS."""
-    from shared.crypto import UnknownMasterKey, master_key_id
+    from shared.adapters.crypto import UnknownMasterKey, master_key_id
     from shared.settings import Settings
     for name in [k for k in os.environ if k.startswith("FS_")]:
         monkeypatch.delenv(name)
@@ -143,7 +143,7 @@ def test_an_upload_racing_a_forget_gets_no_fresh_key():
     would let the upload slip past the forget. Once the forget is over, a new key is made."""
     import asyncio
 
-    from shared.crypto import ConsumerForgotten, ConsumerKeyStore
+    from shared.adapters.crypto import ConsumerForgotten, ConsumerKeyStore
     from tests.memory_store import MemoryStore
 
     class ForgetBetweenListAndGet(MemoryStore):
@@ -182,13 +182,13 @@ class CountingStore:
 
 
 def file_store():
-    from shared.crypto import ConsumerKeyStore, EncryptedFileStore
+    from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore
     key_blobs = CountingStore()
     return EncryptedFileStore(CountingStore(), ConsumerKeyStore(key_blobs, MasterKeyRing(os.urandom(32)))), key_blobs
 
 
 async def test_a_scoped_store_fetches_each_consumer_key_once_and_only_for_its_own_lifetime():
-    from shared.storage import ObjectKey
+    from shared.adapters.storage import ObjectKey
     files, key_blobs = file_store()
     key = ObjectKey.parse(KEY)
     key_id = await files.put(key, PHOTO)
@@ -205,8 +205,8 @@ async def test_a_scoped_store_fetches_each_consumer_key_once_and_only_for_its_ow
 
 
 async def test_check_proves_a_blob_from_its_header_without_decrypting_it():
-    from shared.crypto import ConsumerForgotten
-    from shared.storage import ObjectKey
+    from shared.adapters.crypto import ConsumerForgotten
+    from shared.adapters.storage import ObjectKey
     files, _ = file_store()
     key = ObjectKey.parse(KEY)
     key_id = await files.put(key, PHOTO)

@@ -7,8 +7,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from shared.auth import Principal
-from shared.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.contract.auth import Principal
+from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from services.delivery.handlers import Denied, StoredMessage, authorize_conversation, authorize_file_access
 
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.durations import expires_at, parse_duration
+from shared.contract.durations import expires_at, parse_duration
 
 
 def at(*parts) -> datetime:

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from shared import events as ev
+from shared.contract import events as ev
 from services.upload.status import STAGE_OF_EVENT, FileStatus
 
 FILE = dict(file_id="f-1", account_id="acct-1", conversation_id="conv-1", consumer_id="consumer-1",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from shared.account_settings import wait_applied
-from shared.kafka import GroupOffsets
+from shared.projections.account_settings import wait_applied
+from shared.adapters.kafka import GroupOffsets
 
 
 async def test_a_broker_that_never_answers_holds_the_wait_no_longer_than_its_timeout():

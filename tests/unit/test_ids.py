@@ -1,4 +1,4 @@
-"""The one id rule (DESIGN "Identifiers"), and every door that uses it: event models, token claims,
+"""The one id rule, and every door that uses it: event models, token claims,
 signed link audiences, object keys, the command line, the log line of a dropped record."""
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from shared import events as ev
-from shared.auth import AuthError, mint_token, verify_token
-from shared.cli import main as cli
-from shared.ids import FileId, check_file_id, check_id, is_valid_id, shown
-from shared.inputs import parse_input
-from shared.links import LinkError, parse_audience
-from shared.metrics import ServiceMetrics
-from shared.storage import ObjectKey
+from shared.contract import events as ev
+from shared.contract.auth import AuthError, mint_token, verify_token
+from services.cli import main as cli
+from shared.contract.ids import FileId, check_file_id, check_id, is_valid_id, shown
+from shared.contract.inputs import parse_input
+from shared.contract.links import LinkError, parse_audience
+from shared.runtime.metrics import ServiceMetrics
+from shared.adapters.storage import ObjectKey
 
 SECRET = "unit-test-secret-unit-test-secret"
 GOOD = ["a", "acct-1", "conv_2.x", "user@example.com", "a:b", "a..b", "A" * 128, "7"]

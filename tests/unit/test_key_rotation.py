@@ -1,4 +1,4 @@
-"""The pure parts of master-key rotation (shared.key_rotation); the rotation itself runs against the
+"""The pure parts of master-key rotation (shared.adapters.key_rotation); the rotation itself runs against the
 real object store and database in tests/integration/test_key_rotation*.py."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from shared.crypto import ConsumerKeyStore, MasterKeyRing, UnknownMasterKey
-from shared.key_rotation import Progress, batches, census, stale
+from shared.adapters.crypto import ConsumerKeyStore, MasterKeyRing, UnknownMasterKey
+from shared.adapters.key_rotation import Progress, batches, census, stale
 from tests.memory_store import MemoryStore
 
 
@@ -65,7 +65,7 @@ def test_a_rewrapped_record_opens_to_the_same_secret_under_the_new_master_key_al
 
 def test_make_run_hands_the_former_master_key_from_secrets_env_to_the_services(tmp_path, monkeypatch):
     """The operator of `make run` puts FS_PREVIOUS_MASTER_KEYS in secrets.env during a rotation."""
-    from shared.embedded import load_or_create_secrets
+    from shared.devstack.embedded import load_or_create_secrets
     for name in [k for k in os.environ if k.startswith("FS_")]:
         monkeypatch.delenv(name)
     assert "FS_PREVIOUS_MASTER_KEYS" not in load_or_create_secrets(tmp_path)  # never generated

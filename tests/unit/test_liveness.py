@@ -1,4 +1,4 @@
-"""shared.liveness and the supervisor's use of it: a component that stops answering is replaced."""
+"""shared.devstack.liveness and the supervisor's use of it: a component that stops answering is replaced."""
 from __future__ import annotations
 
 import logging
@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from shared.liveness import Liveness, http_answers, kafka_answers, postgres_answers
-from shared.supervisor import Supervisor
+from shared.devstack.liveness import Liveness, http_answers, kafka_answers, postgres_answers
+from shared.devstack.supervisor import Supervisor
 from tests.support import FakeClock, wait_until
 from tests.unit.test_supervisor import QUICK, components  # noqa: F401 (fixture)
 

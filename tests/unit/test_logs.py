@@ -1,4 +1,4 @@
-"""Log forging (issue 10): an id from outside can never start a line of its own in a service log."""
+"""Log forging: an id from outside can never start a line of its own in a service log."""
 from __future__ import annotations
 
 import io
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shared.logs import escape_controls, setup_logging
+from shared.runtime.logs import escape_controls, setup_logging
 
 FORGED = "x\nFORGED 2026-11-30 retention INFO forget request done"
 

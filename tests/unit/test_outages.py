@@ -1,4 +1,4 @@
-"""shared.outages: a dependency outage logs one line when it starts and one when it ends."""
+"""shared.runtime.outages: a dependency outage logs one line when it starts and one when it ends."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +8,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry, Counter
 
-from shared.outages import ClientRetryFilter, DependencyOutages, dependency_of, note_transient
-from shared.scanner import ScannerUnavailable
-from shared.storage.objectstore import StorageUnavailable
+from shared.runtime.outages import ClientRetryFilter, DependencyOutages, dependency_of, note_transient
+from shared.adapters.scanner import ScannerUnavailable
+from shared.adapters.storage.objectstore import StorageUnavailable
 from tests.support import FakeClock
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from shared.auth import Principal
+from shared.contract.auth import Principal
 from shared.settings import Settings
 from services.upload.rate_limits import limits_for, retry_after
 

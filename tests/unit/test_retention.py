@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from shared import events as ev
+from shared.contract import events as ev
 from services.retention.handlers import safety_net_days
 from services.retention.status import summarize
 

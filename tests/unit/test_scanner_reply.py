@@ -1,7 +1,7 @@
 """clamd INSTREAM replies -> verdicts: only an explicit OK is clean, anything unexpected is an error."""
 import pytest
 
-from shared.scanner import ScannerError, ScannerUnavailable, ScanResult, parse_reply
+from shared.adapters.scanner import ScannerError, ScannerUnavailable, ScanResult, parse_reply
 
 
 @pytest.mark.parametrize("reply", [b"stream: OK\0", b"stream: OK", b"stream: OK\n\0"])
@@ -65,7 +65,7 @@ def test_a_scan_waits_longer_than_clamd_may_take_so_a_slow_file_gets_a_verdict_n
     import re
     from pathlib import Path
 
-    from shared.scanner import CLAMD_MAX_SCAN_SECONDS, ClamdScanner, scanner_from_settings
+    from shared.adapters.scanner import CLAMD_MAX_SCAN_SECONDS, ClamdScanner, scanner_from_settings
     compose = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
     [compose_ms] = re.findall(r"MaxScanTime (\d+)", compose)
     assert int(compose_ms) / 1000 == CLAMD_MAX_SCAN_SECONDS  # the embedded clamd.conf uses the constant
@@ -76,14 +76,14 @@ def test_a_scan_waits_longer_than_clamd_may_take_so_a_slow_file_gets_a_verdict_n
 def test_the_scanner_fails_closed_unset_refuses_disabled_is_the_explicit_opt_out(caplog):
     from prometheus_client import CollectorRegistry
 
-    from shared.scanner import ClamdScanner, DisabledScanner, ScannerNotConfigured, expose_scanner, scanner_from_settings
+    from shared.adapters.scanner import ClamdScanner, DisabledScanner, ScannerNotConfigured, expose_scanner, scanner_from_settings
     from shared.settings import ConfigurationError
 
     for unset in (None, "", "  "):
         with pytest.raises(ScannerNotConfigured, match="FS_CLAMD is not set") as caught:
             scanner_from_settings(type("S", (), {"clamd": unset})())
         assert isinstance(caught.value, ConfigurationError)  # run_service logs it and exits non-zero
-    with caplog.at_level("WARNING", logger="shared.scanner"):
+    with caplog.at_level("WARNING", logger="shared.adapters.scanner"):
         disabled = scanner_from_settings(type("S", (), {"clamd": "disabled"})())
     assert isinstance(disabled, DisabledScanner)
     assert any("MALWARE SCANNING IS DISABLED" in r.getMessage() for r in caplog.records)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.storage import ObjectKey
-from shared.storage.keys import check_id
+from shared.adapters.storage import ObjectKey
+from shared.adapters.storage.keys import check_id
 
 
 @pytest.mark.parametrize("value", ["acct-1", "conv_2.x", "user@example.com", "a:b", "a..b", "A" * 128])

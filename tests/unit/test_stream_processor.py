@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shared import kafka
-from shared.events import GdprForget
-from shared.kafka import Outgoing, StreamProcessor
+from shared.adapters import kafka
+from shared.contract.events import GdprForget
+from shared.adapters.kafka import Outgoing, StreamProcessor
 
 TP = TopicPartition("file.resized", 0)
 
@@ -96,7 +96,7 @@ async def test_a_record_that_outlives_the_fence_is_dropped_not_published_twice(m
 async def test_a_missing_master_key_is_retried_not_turned_into_rejections(monkeypatch):
     # An operator rotated FS_MASTER_KEY without FS_PREVIOUS_MASTER_KEYS: every file in flight would
     # be rejected for good if this were a poison record. It is retried until the config is fixed.
-    from shared.crypto import UnknownMasterKey
+    from shared.adapters.crypto import UnknownMasterKey
     monkeypatch.setattr(kafka.asyncio, "sleep", _no_wait)
     attempts = []
 

@@ -1,4 +1,4 @@
-"""shared.supervisor: what `make run` does when something it started exits."""
+"""shared.devstack.supervisor: what `make run` does when something it started exits."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from shared.supervisor import Backoff, Supervisor
+from shared.devstack.supervisor import Backoff, Supervisor
 from tests.support import FakeClock, wait_until
 
 QUICK = Backoff(first=0.01, longest=0.05)

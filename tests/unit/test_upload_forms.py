@@ -7,7 +7,7 @@ import pytest
 from starlette.requests import Request
 
 from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
-from shared.httpapi import ApiError
+from shared.runtime.httpapi import ApiError
 
 BOUNDARY = "xyzBOUNDARYxyz"
 

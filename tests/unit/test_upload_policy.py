@@ -1,4 +1,4 @@
-"""Issue 3: the upload rules as pure functions, the whole matrix cell by cell."""
+"""The upload rules as pure functions, the whole matrix cell by cell."""
 from __future__ import annotations
 
 import base64
@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from shared import events as ev
-from shared.auth import Principal
-from shared.conversations import Conversation
+from shared.contract import events as ev
+from shared.contract.auth import Principal
+from shared.projections.conversations import Conversation
 from services.upload.bots import decode_content, max_b64_chars
 from services.upload.policy import Refused, capabilities, check_caption, check_sender
 from tests.upload_matrix import OK, all_cells, expected

@@ -5,7 +5,7 @@ Revises:
 """
 from alembic import op
 
-from shared.migrations.tables import create_conversations_v1
+from shared.adapters.migrations.tables import create_conversations_v1
 
 revision = "0001"
 down_revision = None

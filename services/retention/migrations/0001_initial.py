@@ -6,7 +6,7 @@ Revises:
 """
 from alembic import op
 
-from shared.migrations.tables import create_account_settings_v1
+from shared.adapters.migrations.tables import create_account_settings_v1
 
 revision = "0001"
 down_revision = None

@@ -1,0 +1,112 @@
+"""Prometheus metrics: a per-service registry served with /healthz and /readyz on the metrics port."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Awaitable, Callable, Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from shared.runtime.outages import OUTAGES
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+SIZE_BUCKETS = (1e3, 1e4, 5e4, 1e5, 5e5, 1e6, 2e6, 5e6, 1e7)
+
+# The label values known in advance, exported at 0 from the start (see start_at_zero).
+PIPELINE_REJECTIONS = ("unsupported_type", "file_too_large", "malware_detected", "corrupt_image", "image_too_large",
+                       "corrupt_file", "file_too_complex", "encrypted_file", "conversation_closed",
+                       "consumer_forgotten", "rate_limited", "processing_failed")
+DEPENDENCIES = ("kafka", "database", "s3", "clamd")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+
+
+def start_at_zero(counter: Counter, label_values: Iterable) -> Counter:
+    """Create the children of `counter` for `label_values` (strings for one label, tuples for more).
+
+    A labelled counter has no series until its first increment, and `rate()` of a series that does
+    not exist is "no data", not 0: an alert on it cannot fire on the first error after a restart
+    (the first sample is the error), and a dashboard shows nothing instead of a flat line."""
+    for values in label_values:
+        counter.labels(*((values,) if isinstance(values, str) else values))
+    return counter
+
+
+class ServiceMetrics:
+    """The metrics every stream processor has; services add their own to `registry`."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.registry = CollectorRegistry()
+        self.records = Counter("fileshare_records_total", "Kafka records handled, by topic and outcome",
+                               ["topic", "outcome"], registry=self.registry)
+        self.handle_seconds = Histogram("fileshare_handle_seconds", "Time to handle one record",
+                                        ["topic"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.invalid_events = Counter("fileshare_invalid_events_total",
+                                      "Records dropped because they fail their model (an id of the wrong shape, ...)",
+                                      ["topic"], registry=self.registry)
+        self.rejected = Counter("fileshare_files_rejected_total", "Files rejected, by reason",
+                                ["reason"], registry=self.registry)
+        self.bytes = Counter("fileshare_processed_bytes", "Bytes of images written, by variant",
+                             ["variant"], registry=self.registry)
+        self.retries = Counter("fileshare_transient_retries_total", "Retries after a transient error",
+                               ["kind"], registry=self.registry)
+        self.dependency_errors = Counter("fileshare_dependency_errors_total",
+                                         "Errors of a dependency (kafka, database, s3, clamd), logged once per outage",
+                                         ["dependency"], registry=self.registry)
+        # The cost around the image work: S3 round trips and decrypts, per operation.
+        self.storage_requests = Counter("fileshare_storage_requests_total",
+                                        "HTTP requests to the object store, by bucket and operation",
+                                        ["bucket", "op"], registry=self.registry)
+        self.decrypts = Counter("fileshare_decrypts_total",
+                                "Decryptions: a stored file variant, or a sealed preview/caption",
+                                ["what"], registry=self.registry)
+        self.decrypted_bytes = Counter("fileshare_decrypted_bytes_total", "Ciphertext bytes decrypted",
+                                       ["what"], registry=self.registry)
+        start_at_zero(self.rejected, PIPELINE_REJECTIONS)
+        start_at_zero(self.dependency_errors, DEPENDENCIES)
+        OUTAGES.count_into(self.dependency_errors)
+
+    def count_http_responses(self) -> Counter:
+        """`fileshare_http_responses_total{code}` by status class, for a service with an HTTP API."""
+        return start_at_zero(Counter("fileshare_http_responses_total", "HTTP responses of the API, by status class",
+                                     ["code"], registry=self.registry), STATUS_CLASSES)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+Check = Callable[[], Awaitable[bool]]
+
+
+async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1",
+                        detail: Callable[[], dict] | None = None) -> asyncio.AbstractServer:
+    """A tiny HTTP server: GET /metrics, /healthz (alive), /readyz (dependencies answer; `detail()` adds
+    fields to its JSON, e.g. {"ready": true, "scanner": "disabled"})."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            path = request.split()[1].decode() if len(request.split()) > 1 else "/"
+            status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            if path == "/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, metrics.exposition()
+            elif path == "/healthz":
+                status, ctype, body = "200 OK", "application/json", b'{"status":"ok"}'
+            elif path == "/readyz":
+                ok = await ready()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                ctype, body = "application/json", json.dumps({"ready": ok, **(detail() if detail else {})}).encode()
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except Exception:  # a broken scrape must never hurt the service
+            log.debug("metrics request failed", exc_info=True)
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
