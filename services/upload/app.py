@@ -35,7 +35,8 @@ def bootstrap(settings) -> Service:
     processors = [
         StreamProcessor(settings, "upload-bots", bots.GROUP_ID, [FILE_SHARE_REQUESTED],
                         lambda record: bots.handle_share_request(record, deps), bots.on_poison(deps), metrics,
-                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps)),
+                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps),
+                        trace_as="accept file.share.requested"),
         conversation_follower(settings, "upload", db, metrics),
         projection(settings, "upload", "status", list(FILE_TOPICS), parse_event, record_event, db, metrics),
     ]
@@ -48,10 +49,12 @@ def bootstrap(settings) -> Service:
 
 
 def openapi_document(settings) -> dict:
-    """The HTTP API's OpenAPI from its routes alone. Routes use their dependencies only when a request
-    comes, so none is made here: no database, broker or storage is needed to write docs/reference."""
-    deps = UploadDeps(settings=settings, db=None, files=None, publisher=None, metrics=UploadMetrics())
-    return build_api(deps, ready=lambda: False).openapi()
+    """The HTTP API's OpenAPI. Building the service connects nothing (its parts connect when it
+    starts), so docs/reference is written without a database, a broker or storage."""
+    http = bootstrap(settings).http
+    if http is None:
+        raise RuntimeError("the service has no HTTP API")
+    return http.openapi()
 
 
 def build_api(deps: UploadDeps, ready) -> FastAPI:

@@ -3,6 +3,7 @@ the topic configs, so docs/reference/asyncapi.yaml is the code's own description
 the committed file drifts from it)."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic import BaseModel
@@ -44,7 +45,8 @@ CHANNELS: dict[str, tuple[str, list[type[BaseModel]], str]] = {
                      "One receipt per deleted file (expired, or erased by a forget)."),
 }
 
-# who sends and who receives each topic: the services, and the systems around them
+# who sends and who receives each topic: the services, and the systems around them (the services'
+# receivers are checked against the topics their processors consume, tests/unit/test_reference_drift.py)
 SENDS = {
     "platform": [t.CONVERSATION_EVENTS], "bots": [t.FILE_SHARE_REQUESTED], "gdpr": [t.GDPR_FORGET],
     "upload": [t.ACCOUNT_SETTINGS, t.FILE_UPLOADED, t.FILE_SANITIZED, t.FILE_RESIZED, t.FILE_REJECTED],
@@ -81,6 +83,18 @@ def channels() -> dict[str, Any]:
     } for topic, (_key, models, about) in CHANNELS.items()}
 
 
+# Kafka record headers (not the JSON payload): the trace context, docs/tracing.md.
+TRACE_HEADERS = {
+    "type": "object",
+    "description": "Optional Kafka record headers: the W3C trace context of the span that made the event (a "
+                   "producer may send its own on file.share.requested and gdpr.forget; the services continue it).",
+    "properties": {
+        "traceparent": {"type": "string", "description": "W3C traceparent, e.g. 00-<32 hex>-<16 hex>-01"},
+        "tracestate": {"type": "string", "description": "W3C tracestate"},
+    },
+}
+
+
 def messages() -> dict[str, Any]:
     found = {}
     for topic, (key, models, _about) in CHANNELS.items():
@@ -88,6 +102,7 @@ def messages() -> dict[str, Any]:
             found[model.__name__] = {
                 "name": model.__name__, "title": topic, "contentType": "application/json",
                 "summary": (model.__doc__ or "").strip().split("\n")[0] or f"A record on {topic}.",
+                "headers": copy.deepcopy(TRACE_HEADERS),  # a copy: no YAML alias in the document
                 "payload": {"$ref": SCHEMA_REF.format(model=model.__name__)},
                 "bindings": {"kafka": {"key": {"type": "string", "description": f"the {key}"},
                                        "bindingVersion": KAFKA_BINDING}},
@@ -120,9 +135,10 @@ def asyncapi_document() -> dict[str, Any]:
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "fileshare topics and events", "version": "3",
-                 "description": "Every Kafka topic of fileshare, its record key and its JSON events. Every event "
-                                "has event_id, event_type, occurred_at (RFC 3339 UTC) and schema_version. "
-                                "Generated from the pydantic event models: `fileshare schemas --write docs/reference`."},
+                  "description": "Every Kafka topic of fileshare, its record key and its JSON events. Every "
+                                "event has event_id, event_type, occurred_at (RFC 3339 UTC) and schema_version. "
+                                "Generated from the pydantic event models: "
+                                "`fileshare schemas --write docs/reference`."},
         "defaultContentType": "application/json",
         "channels": channels(),
         "operations": operations(),

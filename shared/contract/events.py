@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from shared.contract.ids import Id
 
@@ -199,6 +199,19 @@ def _no_permissions() -> dict[SenderRole, list[Permission]]:
     return {p: [] for p in get_args(SenderRole)}
 
 
+# The types an account may accept (DESIGN.md, settings document): photos, the phone formats that
+# are converted to JPEG or PNG, and documents.
+PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")
+AcceptedType = Literal[
+    "image/jpeg", "image/png", "image/gif", "image/heic", "image/webp",
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+]
+ACCEPTABLE_TYPES: tuple[str, ...] = get_args(AcceptedType)
+
+
 class _AccountSettingsFields(BaseModel):
     feature_enabled: bool = False
     file_sharing_enabled: bool = False
@@ -206,6 +219,13 @@ class _AccountSettingsFields(BaseModel):
         default_factory=_no_permissions)
     max_image_dimension: int = Field(default=800, ge=100, le=4096)
     retention: str = "P13M"
+    # Version 3; a stored document without it means the photo types of versions 1 and 2.
+    accepted_types: list[AcceptedType] = Field(default_factory=lambda: list(PHOTO_TYPES))
+
+    @field_validator("accepted_types")
+    @classmethod
+    def _each_type_once(cls, types: list[str]) -> list[str]:
+        return list(dict.fromkeys(types))  # a set in meaning, kept in the order given
 
 
 class AccountSettingsDocument(_AccountSettingsFields):

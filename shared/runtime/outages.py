@@ -26,7 +26,9 @@ QUIET_SECONDS = 5.0
 _DEPENDENCY_OF_MODULE = {"aiokafka": "kafka", "psycopg": "database", "psycopg_pool": "database",
                          "shared.adapters.storage": "s3", "urllib3": "s3", "shared.adapters.scanner": "clamd"}
 # Loggers of client libraries that log every retry themselves.
-_DEPENDENCY_OF_LOGGER = {"aiokafka": "kafka", "psycopg.pool": "database", "urllib3": "s3"}
+# The OpenTelemetry exporter's (when tracing is on) logs each failed batch: a collector outage.
+_DEPENDENCY_OF_LOGGER = {"aiokafka": "kafka", "psycopg.pool": "database", "urllib3": "s3",
+                         "opentelemetry.exporter": "collector"}
 # What starts an outage in those loggers (other warnings pass, unless an outage is already open).
 _CONNECTION_TROUBLE = re.compile(r"connect|metadata|NodeNotReady|RequestTimedOut|coordinator|not available|"
                                  r"broken|refused|timed out|timeout", re.IGNORECASE)

@@ -23,6 +23,7 @@ from shared.runtime.logs import setup_logging
 from shared.runtime.metrics import ServiceMetrics, serve_metrics
 from shared.runtime.wiring import Storage, wait_for_dependencies
 from shared.settings import ConfigurationError, Settings, get_settings
+from shared.runtime.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,11 @@ def run_service(name: str, bootstrap: Callable[[Settings], Service]) -> None:
     """Entry point of a service process: logging, SIGINT/SIGTERM → graceful stop; exit 1 if a part died."""
     settings = get_settings()
     setup_logging(name, settings.log_level)
+    try:
+        setup_tracing(name)  # flushed at exit by the SDK's own atexit hook
+    except ValueError as e:
+        log.critical("%s refuses to start: %s", name, e)
+        sys.exit(2)
 
     async def runner() -> bool:
         stop = asyncio.Event()
