@@ -12,13 +12,15 @@ def run() -> int:
     from shared.devstack.embedded_clamd import prepare_for_run
     from shared.devstack.liveness import stack_liveness
     from shared.runtime.logs import setup_logging
-    from shared.settings import Settings
+    from shared.devstack.broker_memory import LauncherMetrics, stack_recycler
+    from shared.settings import LAUNCHER_METRICS_PORT_OFFSET, Settings
     from shared.devstack.supervisor import Supervisor
     setup_logging("stack")
     log = logging.getLogger("fileshare.stack")
     data_dir = Path(os.environ.get("FS_DATA_DIR", ".data")).resolve()
     env = default_env(data_dir)
     stack = EmbeddedStack(data_dir, env)
+    metrics = LauncherMetrics()
     stopping = {"flag": False}
 
     def on_signal(signum, _frame):
@@ -53,8 +55,11 @@ def run() -> int:
             log.info("%s ready", name)
         log.info("all services ready: upload http://127.0.0.1:%s  delivery http://127.0.0.1:%s  (logs in %s)",
                  env["FS_UPLOAD_PORT"], env["FS_DELIVERY_PORT"], stack.log_dir)
+        settings = Settings(**{k[3:].lower(): v for k, v in env.items() if k.startswith("FS_")})
+        metrics.serve(settings.bind_host, settings.metrics_port_base + LAUNCHER_METRICS_PORT_OFFSET)
         supervisor = Supervisor(stack.restarters(), stack.procs, stack.reap,
-                                liveness=stack_liveness(stack, Settings().liveness_seconds))
+                                liveness=stack_liveness(stack, settings.liveness_seconds),
+                                recycler=stack_recycler(stack, settings, metrics))
         code = supervisor.run(lambda: stopping["flag"])
         if supervisor.gave_up:
             log.error("see %s", stack.log_dir / f"{supervisor.gave_up}.log")
@@ -64,5 +69,6 @@ def run() -> int:
         return 1
     finally:
         log.info("stopping")
+        metrics.stop()
         stack.stop()
         log.info("stopped")
