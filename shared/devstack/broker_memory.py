@@ -5,7 +5,7 @@ message.published carries a preview of up to 30 KB, so a broker that serves for 
 Its log is transport, never state (the database is the system of record, re-drive and delivery's
 republish mend a lost log, the platform's follower reads a partition again from its beginning), so
 the way to free that memory is to restart it empty. `make run` does that in a quiet moment once
-the broker's resident memory passes the limit:
+the broker's resident memory passes 90% of the limit (so what comes before that moment keeps it under the limit):
 
 - every consumer group has committed the end of every partition it committed on (the end is a
   fetch's high watermark: Tansu under-reports ListOffsets, see shared.adapters.kafka.fetched_ends), and
@@ -36,6 +36,9 @@ NAG_SECONDS = 3600.0  # over the limit and never quiet: one warning per this man
 # A broker is not recycled again within this many seconds of its start: with a limit below what an
 # empty broker uses, it would otherwise be restarted at every quiet probe.
 MIN_AGE_SECONDS = 30.0
+# The recycler looks for a quiet moment from this share of FS_EMBEDDED_BROKER_MAX_MB on: the records
+# that arrive before the next quiet moment then grow the broker up to the limit, not past it.
+RECYCLE_FROM = 0.9
 
 
 def tree_rss(pid: int) -> int:
@@ -283,4 +286,4 @@ def stack_recycler(stack, settings, metrics: LauncherMetrics | None = None) -> B
         proc = stack.procs.get("kafka")
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    return BrokerRecycler(int(settings.embedded_broker_max_mb * MB), pid, quiet_check, metrics=metrics)
+    return BrokerRecycler(int(settings.embedded_broker_max_mb * MB * RECYCLE_FROM), pid, quiet_check, metrics=metrics)

@@ -132,8 +132,8 @@ class Supervisor:
         if probe is None or proc is None:
             return True
         from shared.devstack.broker_memory import MB
-        log.info("%s uses %d MB (limit %d MB) and every consumer group is caught up: restarting it to free its "
-                 "memory", name, probe.rss // MB, self.recycler.limit // MB)
+        log.info("%s uses %d MB (recycled from %d MB on) and every consumer group is caught up: restarting it to "
+                 "free its memory", name, probe.rss // MB, self.recycler.limit // MB)
         self.reap(name)
         try:
             proc.wait(10)
