@@ -3,10 +3,13 @@
 committed file no longer matches what the code generates."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import yaml
+from pydantic_settings import BaseSettings
+from pydantic_settings import PydanticBaseSettingsSource as Source
 
 from services.delivery.app import openapi_document as delivery_openapi
 from services.upload.app import openapi_document as upload_openapi
@@ -20,8 +23,18 @@ class DefaultSettings(Settings):
     """The documented defaults whatever the environment holds (a description names a default)."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **sources):
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Source,
+                                   env_settings: Source, dotenv_settings: Source,
+                                   file_secret_settings: Source) -> tuple[Source, ...]:
         return (init_settings,)
+
+
+def offline_settings() -> Settings:
+    """The defaults, plus placeholders for what a service needs to be built (never used: nothing
+    connects until a service starts)."""
+    return DefaultSettings(database_url="postgresql://nobody@127.0.0.1:1/none", auth_secret="unused",
+                           master_key=base64.b64encode(bytes(32)).decode(), s3_access_key="unused",
+                           s3_secret_key="unused", clamd="127.0.0.1:1")
 
 
 def as_json(document: dict) -> str:
@@ -30,7 +43,7 @@ def as_json(document: dict) -> str:
 
 def reference_files() -> dict[str, str]:
     """Each file of docs/reference by name, with the text the code gives it."""
-    settings = DefaultSettings()
+    settings = offline_settings()
     return {
         "openapi-upload.json": as_json(upload_openapi(settings)),
         "openapi-delivery.json": as_json(delivery_openapi(settings)),

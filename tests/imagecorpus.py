@@ -160,11 +160,15 @@ def camera_exif(orientation: int = 1) -> Image.Exif:
     return exif
 
 
+def stored_for_orientation(upright: Image.Image, orientation: int) -> Image.Image:
+    """The pixels a camera stores for `upright` when it writes EXIF orientation N."""
+    method = _STORE_FOR_ORIENTATION[orientation]
+    return upright.transpose(method) if method is not None else upright
+
+
 def oriented_jpeg(orientation: int, upright: Image.Image | None = None) -> bytes:
     """A JPEG whose pixels are stored rotated/mirrored, with EXIF orientation + GPS + camera tags."""
-    upright = upright if upright is not None else marked()
-    method = _STORE_FOR_ORIENTATION[orientation]
-    stored = upright.transpose(method) if method is not None else upright
+    stored = stored_for_orientation(upright if upright is not None else marked(), orientation)
     return to_jpeg(stored, exif=camera_exif(orientation).tobytes())
 
 

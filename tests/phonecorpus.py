@@ -42,9 +42,7 @@ def heic(image: Image.Image, **params) -> bytes:
 def oriented_heic(orientation: int, upright: Image.Image | None = None) -> bytes:
     """The upright picture stored turned as a sensor saw it, with EXIF orientation N (libheif's
     encoder writes it as the HEIF transform too), the camera's GPS, the author in EXIF and XMP."""
-    upright = upright if upright is not None else corpus.marked()
-    method = corpus._STORE_FOR_ORIENTATION[orientation]
-    stored = upright.transpose(method) if method is not None else upright
+    stored = corpus.stored_for_orientation(upright if upright is not None else corpus.marked(), orientation)
     return heic(stored, exif=author_exif(orientation).tobytes(), xmp=author_xmp())
 
 
@@ -97,9 +95,7 @@ def webp_with_alpha() -> bytes:
 
 
 def oriented_webp(orientation: int) -> bytes:
-    method = corpus._STORE_FOR_ORIENTATION[orientation]
-    upright = corpus.marked()
-    stored = upright.transpose(method) if method is not None else upright
+    stored = corpus.stored_for_orientation(corpus.marked(), orientation)
     return webp(stored, quality=90, exif=author_exif(orientation).tobytes(), xmp=author_xmp())
 
 

@@ -63,7 +63,7 @@ def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
     return OK
 
 
-# The file's own type against the account's `accepted_types` (DESIGN.md, settings document and
+# The file's own type against the account's `accepted_types` (its settings document, and
 # 415 unsupported_type): content kinds × lists an account may hold. A kind's type is what its
 # content is, whatever the file is called; svg and bmp are no type an account can accept.
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")

@@ -11,8 +11,9 @@ from fastapi.responses import Response
 from shared.projections.conversations import get_conversation
 from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
 from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.runtime.httpapi import (ApiError, add_health_routes, contract_openapi, count_responses, error_responses,
-                                    install_body_limit, install_error_handlers, lookup_id, query_int, write_id)
+from shared.runtime.httpapi import (ApiError, add_health_routes, authenticate_service, contract_openapi, count_responses,
+                                    error_responses, install_body_limit, install_error_handlers, lookup_id, query_int,
+                                    write_id)
 from shared.images.formats import EXTENSIONS
 from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.runtime.logs import file_ctx
@@ -26,6 +27,7 @@ from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
 DOWNLOAD_ROUTE = "/v1/files/{file_id}/content"
+PUBLICATION_ROUTE = "/internal/v1/files/{file_id}/publication"
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -61,6 +63,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
     mount_consumer_pages(app, settings)
     add_file_routes(app, settings, deps)
     add_conversation_routes(app, settings, deps)
+    add_internal_routes(app, settings, deps)
     contract_openapi(app)
     return app
 
@@ -175,6 +178,21 @@ def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
                                    audience_of(message.account_id, principal.role, principal.sub), ttl_seconds)
         return {"url": f"/v1/files/{file_id}/content?{query}",
                 "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
+
+
+def add_internal_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
+    @app.get(PUBLICATION_ROUTE, tags=["internal"],
+             responses=error_responses((401, "unauthenticated"), (404, "not_found")))
+    async def publication(file_id: str, request: Request):
+        """Whether delivery published the file: upload's re-drive asks before it sends a file again
+        after the broker lost its log. A service token only (`aud` fileshare-internal)."""
+        authenticate_service(request, settings.auth_secret)
+        lookup_id(file_id, "file_id", file_id=True)
+        async with deps.db.pool.connection() as conn:
+            message = await find_message(conn, file_id)
+        if message is None:
+            raise ApiError(404, "not_found", "delivery has not published this file")
+        return {"file_id": file_id, "published": True}
 
 
 def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:

@@ -8,8 +8,8 @@ lost. `FOR UPDATE SKIP LOCKED`: several instances share the work, none emits a f
 One case re-drive cannot mend: delivery published the file, and the broker lost the
 message.published before this service read it. Delivery then ignores the re-driven file.resized
 (at most one message per file), so a `resized` file that was re-driven before is first looked up
-with delivery's own API (`POST /v1/files/{id}/link` answers only for a published file): when it
-is published, its status says so and nothing is emitted.
+with delivery's internal publication lookup (`GET /internal/v1/files/{id}/publication`, a service
+token): when it is published, its status says so and nothing is emitted.
 
 Also here: account.settings is re-published from the database when the topic is empty (a broker
 that restarted on its memory engine), so the services that follow it keep their settings.
@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contract import events as ev
 from shared.projections.account_settings import all_documents
-from shared.contract.auth import mint_token
+from shared.contract.auth import mint_service_token
 from shared.adapters.db import Connection, Database
 from shared.contract.ids import is_valid_id, shown
 from shared.adapters.kafka import Outgoing, Publisher, start_with_retry
@@ -102,13 +102,13 @@ async def confirm_published(conn: Connection, event: ev.FileResized) -> None:
 
 
 def delivery_lookup(settings, http: httpx.AsyncClient) -> Delivered:
-    """Asks delivery's API whether it published the file (an account-team token of the file's account)."""
+    """Asks delivery's internal publication lookup whether it published the file (upload's service token)."""
 
     async def delivered(event: ev.FileResized) -> bool:
-        token = mint_token(settings.auth_secret, event.account_id, "platform", "fileshare-upload-redrive", 60)
+        token = mint_service_token(settings.auth_secret, "upload")
         try:
-            r = await http.post(f"{settings.public_delivery_url}/v1/files/{event.file_id}/link",
-                                headers={"Authorization": f"Bearer {token}"})
+            r = await http.get(f"{settings.public_delivery_url}/internal/v1/files/{event.file_id}/publication",
+                               headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError:
             return False  # delivery unreachable: re-drive as usual
         return r.status_code == 200

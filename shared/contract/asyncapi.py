@@ -45,7 +45,8 @@ CHANNELS: dict[str, tuple[str, list[type[BaseModel]], str]] = {
                      "One receipt per deleted file (expired, or erased by a forget)."),
 }
 
-# who sends and who receives each topic: the services, and the systems around them
+# who sends and who receives each topic: the services, and the systems around them (the services'
+# receivers are checked against the topics their processors consume, tests/unit/test_reference_drift.py)
 SENDS = {
     "platform": [t.CONVERSATION_EVENTS], "bots": [t.FILE_SHARE_REQUESTED], "gdpr": [t.GDPR_FORGET],
     "upload": [t.ACCOUNT_SETTINGS, t.FILE_UPLOADED, t.FILE_SANITIZED, t.FILE_RESIZED, t.FILE_REJECTED],
@@ -134,9 +135,10 @@ def asyncapi_document() -> dict[str, Any]:
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "fileshare topics and events", "version": "3",
-                 "description": "Every Kafka topic of fileshare, its record key and its JSON events. Every event "
-                                "has event_id, event_type, occurred_at (RFC 3339 UTC) and schema_version. "
-                                "Generated from the pydantic event models: `fileshare schemas --write docs/reference`."},
+                  "description": "Every Kafka topic of fileshare, its record key and its JSON events. Every "
+                                "event has event_id, event_type, occurred_at (RFC 3339 UTC) and schema_version. "
+                                "Generated from the pydantic event models: "
+                                "`fileshare schemas --write docs/reference`."},
         "defaultContentType": "application/json",
         "channels": channels(),
         "operations": operations(),

@@ -30,6 +30,34 @@ def mint_token(secret: str, account_id: str, role: str, sub: str, ttl_seconds: i
                       secret, algorithm="HS256")
 
 
+# A service's own credential for the internal routes (delivery's publication lookup): its audience
+# keeps it apart from user tokens both ways (a user token has no audience, this one has no account).
+INTERNAL_AUDIENCE = "fileshare-internal"
+SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
+
+
+def mint_service_token(secret: str, service: str, ttl_seconds: int = 60) -> str:
+    if service not in SERVICES:
+        raise ValueError(f"service must be one of {SERVICES}")
+    now = int(time.time())
+    return jwt.encode({"sub": service, "aud": INTERNAL_AUDIENCE, "iat": now, "exp": now + ttl_seconds},
+                      secret, algorithm="HS256")
+
+
+def verify_service_token(secret: str, token: str) -> str:
+    """The calling service's name, or AuthError."""
+    if not secret:
+        raise AuthError("server has no FS_AUTH_SECRET")
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=INTERNAL_AUDIENCE,
+                            options={"require": ["exp", "sub", "aud"]})
+    except jwt.PyJWTError as e:
+        raise AuthError(f"not a service token: {e}") from e
+    if claims["sub"] not in SERVICES:
+        raise AuthError(f"unknown service {claims['sub']!r}")
+    return claims["sub"]
+
+
 def verify_token(secret: str, token: str) -> Principal:
     if not secret:
         raise AuthError("server has no FS_AUTH_SECRET")

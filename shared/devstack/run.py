@@ -8,7 +8,6 @@ from pathlib import Path
 
 
 def run() -> int:
-    """Start the embedded stack and the five services; supervise them until SIGTERM or SIGINT."""
     from shared.devstack.embedded import SERVICES, EmbeddedStack, default_env
     from shared.devstack.embedded_clamd import prepare_for_run
     from shared.devstack.liveness import stack_liveness

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
+from shared.contract.auth import AuthError, Principal, bearer_token, verify_service_token, verify_token
 from shared.adapters.db import DB_TRANSIENT
 from shared.contract.errors import ApiError
 from shared.contract.ids import InvalidId, check_file_id, check_id
@@ -61,6 +61,14 @@ def install_error_handlers(app: FastAPI) -> None:
 def authenticate(request: Request, secret: str) -> Principal:
     try:
         return verify_token(secret, bearer_token(request.headers.get("authorization")))
+    except AuthError as e:
+        raise ApiError(401, "unauthenticated", str(e), {"WWW-Authenticate": "Bearer"}) from None
+
+
+def authenticate_service(request: Request, secret: str) -> str:
+    """The internal routes: a service token (401 for anything else, a user's token included)."""
+    try:
+        return verify_service_token(secret, bearer_token(request.headers.get("authorization")))
     except AuthError as e:
         raise ApiError(401, "unauthenticated", str(e), {"WWW-Authenticate": "Bearer"}) from None
 
@@ -288,7 +296,7 @@ class _CountResponses:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = []
+        started: list[int] = []
 
         async def counted_send(message):
             if message["type"] == "http.response.start" and not started:

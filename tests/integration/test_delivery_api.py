@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from shared.contract.auth import mint_token
+from shared.contract.auth import mint_service_token, mint_token
 from shared.adapters.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key
 from shared.contract.events import FileDeleted
 from shared.contract.links import sign_link
@@ -394,3 +394,29 @@ def test_large_final_image_downloads_whole(client):
     served = Image.open(io.BytesIO(r.content))
     assert served.size == (1400, 1150)
     assert served.convert("RGB").tobytes() == Image.open(io.BytesIO(original)).convert("RGB").tobytes()
+
+
+# --- the internal publication lookup (upload's re-drive asks it after a lost log) ---
+
+def publication(client, file_id: str, headers: dict):
+    return client.http.get(f"{client.delivery_url}/internal/v1/files/{file_id}/publication", headers=headers)
+
+
+def test_a_service_learns_that_delivery_published_a_file(client, photo):
+    service = {"Authorization": f"Bearer {mint_service_token(client.env['FS_AUTH_SECRET'], 'upload')}"}
+    r = publication(client, photo.file_id, service)
+    assert r.status_code == 200 and r.json() == {"file_id": photo.file_id, "published": True}
+    missing = publication(client, str(uuid.uuid4()), service)
+    assert missing.status_code == 404 and error_code(missing) == "not_found"
+
+
+@pytest.mark.parametrize("role", ["platform", "admin", "agent"])
+def test_a_user_token_cannot_ask_the_internal_lookup(client, photo, role):
+    r = publication(client, photo.file_id, client.auth(photo.account, role, f"{role}-9"))
+    assert r.status_code == 401 and error_code(r) == "unauthenticated"
+
+
+def test_a_service_token_is_no_user_token(client, photo):
+    token = mint_service_token(client.env["FS_AUTH_SECRET"], "upload")
+    r = get_content(client, photo.file_id, {"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401 and not r.content.startswith(IMAGE_SIGNATURES)

@@ -11,6 +11,7 @@ import jwt
 import psycopg
 import pytest
 
+from shared.contract.auth import mint_service_token
 from shared.contract import events as ev
 from shared.contract.ids import ID_PATTERN
 from shared.settings import Settings
@@ -43,6 +44,7 @@ ROUTES_WITH_IDS = {
     ("delivery", "HEAD", "/v1/files/{file_id}/content"): ("lookup", "agent"),
     ("delivery", "POST", "/v1/files/{file_id}/link"): ("write", "agent"),
     ("delivery", "GET", "/v1/conversations/{conversation_id}/messages"): ("lookup", "agent"),
+    ("delivery", "GET", "/internal/v1/files/{file_id}/publication"): ("lookup", "service"),
     ("delivery", "GET", "/consumer/{name:path}"): ("page", None),
     ("delivery", "HEAD", "/consumer/{name:path}"): ("page", None),
 }
@@ -90,6 +92,13 @@ def token_with(client, role: str, **claims) -> str:
     """A correctly signed token whose claims may hold anything (mint_token refuses hostile ids)."""
     return jwt.encode({"role": role, "exp": int(time.time()) + 600, **claims}, client.env["FS_AUTH_SECRET"],
                       algorithm="HS256")
+
+
+def token_for(client, world: dict, role: str | None) -> str | None:
+    """The token a route is called with: a user's of the world's account, upload's service token, or none."""
+    if role == "service":
+        return mint_service_token(client.env["FS_AUTH_SECRET"], "upload")
+    return client.token(world["account_id"], role, "user-1") if role else None
 
 
 def call(client, service: str, method: str, path: str, token: str | None) -> tuple[int, dict, bytes]:
@@ -146,7 +155,7 @@ def test_every_route_of_both_services_is_walked(client):
 def test_each_route_answers_its_valid_ids(client, world):
     """The baseline: with valid ids and the same tokens every route answers, so a refusal below is the id's."""
     for (service, method, template), (_, role) in ROUTES_WITH_IDS.items():
-        token = client.token(world["account_id"], role, "user-1") if role else None
+        token = token_for(client, world, role)
         status, _, body = call(client, service, method, path_of(template, world), token)
         assert status in (200, 202), (service, method, template, status, body[:300])
         if status == 202:  # the photo sent: published before the walk counts stored objects
@@ -157,7 +166,7 @@ def test_a_hostile_id_in_any_path_position_is_refused_and_nothing_is_stored(clie
     rows_before, objects_before = invalid_id_rows(client), stored_objects(client)
     answers = []
     for (service, method, template), (kind, role) in ROUTES_WITH_IDS.items():
-        token = client.token(world["account_id"], role, "user-1") if role else None
+        token = token_for(client, world, role)
         for param in (p for p in world if "{" + p in template):
             for name, (in_path, _) in HOSTILE.items():
                 status, _, body = call(client, service, method, path_of(template, {**world, param: in_path}), token)
@@ -181,8 +190,8 @@ def test_a_hostile_id_in_any_path_position_is_refused_and_nothing_is_stored(clie
 def test_a_token_whose_claims_hold_a_hostile_id_is_401_on_every_route(client, world, claim):
     answers = []
     for (service, method, template), (_, role) in ROUTES_WITH_IDS.items():
-        if role is None:
-            continue  # a page needs no token
+        if role in (None, "service"):
+            continue  # a page needs no token; a service token holds no account or user
         for name, (_, decoded) in HOSTILE.items():
             claims = {"acct": world["account_id"], "sub": "user-1", claim: decoded}
             status, headers, body = call(client, service, method, path_of(template, world),

@@ -105,3 +105,14 @@ def test_the_dashboard_shows_every_area_an_alert_watches():
                  "fileshare_http_responses_total", "fileshare_dependency_errors_total",
                  "fileshare_embedded_broker_resident_bytes", "fileshare_oldest_unfinished_file_seconds"):
         assert name in exprs, name
+
+
+def test_the_dashboard_imports_into_any_grafana_with_a_prometheus_data_source():
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    assert [v["name"] for v in dashboard["templating"]["list"] if v["type"] == "datasource"] == ["datasource"]
+    for panel in (p for p in panels if p["type"] != "row"):
+        targets = panel["targets"]
+        assert targets and len({t["refId"] for t in targets}) == len(targets), panel["title"]
+        assert {t["datasource"]["uid"] for t in targets} == {"${datasource}"}, panel["title"]

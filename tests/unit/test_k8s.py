@@ -17,11 +17,24 @@ import pytest
 import yaml
 
 from shared.adapters.crypto import decode_master_key
-from shared.settings import Settings
 from shared.contract.topics import MAX_MESSAGE_BYTES
-from tests.k8ssupport import (HTTP_PORT_SETTING, NAMESPACE, ROOT, SERVICES, STREAM_PROCESSORS, TREES,
-                              compose_environment, container, environment, of_kind, port_number, quantity,
-                              rendered, settings_from)
+from shared.settings import Settings
+from tests.k8ssupport import (
+    HTTP_PORT_SETTING,
+    NAMESPACE,
+    ROOT,
+    SERVICES,
+    STREAM_PROCESSORS,
+    TREES,
+    compose_environment,
+    container,
+    environment,
+    of_kind,
+    port_number,
+    quantity,
+    rendered,
+    settings_from,
+)
 
 # The oldest release its schemas cover that we promise, and the newest it ships.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -165,9 +178,12 @@ def test_each_service_gets_what_compose_gives_it(tree):
         assert s.kafka_enable_idempotence, "Apache Kafka: the idempotent producer on"
         services = of_kind(objects, "Service")
         if service in HTTP_PORT_SETTING:
-            ports = {p["name"]: p for p in services[service]["spec"]["ports"]}
-            assert ports["http"]["port"] == int(env[HTTP_PORT_SETTING[service]])
-            assert ports["metrics"]["port"] == s.metrics_port(service)
+            (api,) = services[service]["spec"]["ports"]
+            assert (api["name"], api["port"]) == ("http", int(env[HTTP_PORT_SETTING[service]]))
+        # Headless, not-ready pods included: Prometheus finds every pod by DNS, the stuck one first.
+        metrics = services[f"{service}-metrics"]["spec"]
+        assert metrics["clusterIP"] == "None" and metrics["publishNotReadyAddresses"] is True
+        assert [p["port"] for p in metrics["ports"]] == [s.metrics_port(service)]
 
 
 def test_every_fs_variable_is_a_setting(tree):
@@ -271,3 +287,15 @@ def test_trial_kafka_and_clamd_are_configured_like_compose():
                                                                     if k not in differs}
     conf = next(o for name, o in of_kind(objects, "ConfigMap").items() if name.startswith("clamd-config"))
     assert options(conf["data"]["clamd.conf"]) == options(compose["configs"]["clamd_conf"]["content"])
+
+
+def test_trial_database_takes_every_connection_the_autoscalers_can_open():
+    """Each pod keeps up to FS_DATABASE_POOL_SIZE connections: at every autoscaler's maximum, the trial's
+    PostgreSQL must still accept them all (its default, 100, is reached by ten pods)."""
+    objects = rendered("trial")
+    deployments, scalers = of_kind(objects, "Deployment"), of_kind(objects, "HorizontalPodAutoscaler")
+    pool_size = {s: settings_from(environment(objects, deployments[s])).database_pool_size for s in SERVICES}
+    needed = sum(scalers[s]["spec"]["maxReplicas"] * pool_size[s] for s in SERVICES)
+    args = container(of_kind(objects, "StatefulSet")["postgres"])["args"]
+    max_connections = int(next(a.split("=", 1)[1] for a in args if a.startswith("max_connections=")))
+    assert needed + 10 <= max_connections, f"{needed} connections at full scale, max_connections {max_connections}"

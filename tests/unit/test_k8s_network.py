@@ -3,15 +3,33 @@ CNI would), and the bind address that lets the kubelet's probes reach a pod at a
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import subprocess
 
 import pytest
+import yaml
 
 from shared.devstack.embedded import free_port
 from shared.runtime.metrics import ServiceMetrics, serve_metrics
 from shared.settings import Settings
-from tests.k8ssupport import (HTTP_PORT_SETTING, KUBE_DNS, OUTSIDE, PROMETHEUS, SERVICES, TREES, Pod,
-                              can_connect, environment, of_kind, pods, rendered, settings_from)
+from tests.k8ssupport import (
+    HTTP_PORT_SETTING,
+    K8S,
+    KUBE_DNS,
+    NAMESPACE,
+    OUTSIDE,
+    PROMETHEUS,
+    SERVICES,
+    TREES,
+    Pod,
+    can_connect,
+    environment,
+    of_kind,
+    pods,
+    rendered,
+    settings_from,
+)
 
 
 @pytest.fixture(scope="module", params=sorted(TREES))
@@ -116,3 +134,24 @@ async def test_probes_reach_the_pod_address_only_with_the_manifests_bind_host():
             server.close()
             await server.wait_closed()
         assert statuses == ([200, 200] if answers else [None, None]), f"FS_BIND_HOST={bind_host}"
+
+
+def test_the_kubernetes_prometheus_config_finds_every_pod_of_every_service():
+    """deploy/k8s/monitoring/prometheus.yml: promtool accepts it with the alert rules, and each job (named
+    after its service, as the rules expect) looks up that service's headless metrics Service."""
+    config_path = K8S / "monitoring" / "prometheus.yml"
+    tool = shutil.which("promtool")
+    assert tool, "promtool is missing: apt-get install prometheus (Debian's package brings promtool)"
+    done = subprocess.run([tool, "check", "config", str(config_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    objects = rendered("base")
+    services, env = of_kind(objects, "Service"), environment(objects, of_kind(objects, "Deployment")["upload"])
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config_path.read_text())["scrape_configs"]}
+    assert sorted(jobs) == sorted(SERVICES)
+    for service, job in jobs.items():
+        (sd,) = job["dns_sd_configs"]
+        name, namespace, _ = sd["names"][0].split(".", 2)
+        assert (namespace, sd["type"]) == (NAMESPACE, "A")
+        assert services[name]["spec"]["clusterIP"] == "None", f"{name}: one A record per pod"
+        assert services[name]["spec"]["selector"] == {"app.kubernetes.io/name": service}
+        assert sd["port"] == settings_from(env).metrics_port(service)

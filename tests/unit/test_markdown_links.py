@@ -95,3 +95,10 @@ def test_every_repository_path_the_readme_and_docs_name_exists():
     missing = {str(page.relative_to(REPO)): gone for page in pages
                if (gone := [name for name in named_paths(page) if not (REPO / name).exists()])}
     assert missing == {}, "a module moved: point the page at its new path"
+
+
+def test_the_readme_and_the_overview_send_their_reader_to_every_page_of_the_reference():
+    pages = {page.resolve() for page in (REPO / "docs").glob("*.md")}
+    for overview in (REPO / "README.md", REPO / "docs" / "index.md"):
+        linked = {(overview.parent / unquote(link).partition("#")[0]).resolve() for link in links(overview)}
+        assert {str(p.relative_to(REPO)) for p in pages - linked - {overview.resolve()}} == set(), overview.name

@@ -62,3 +62,11 @@ async def test_responses_are_counted_by_status_class_and_a_crash_is_a_5xx():
     assert answers == [200, 200, 422, 404, 500]
     got = samples(metrics.exposition())
     assert [got[("fileshare_http_responses_total", (("code", c),))] for c in ("2xx", "4xx", "5xx")] == [2, 2, 1]
+
+
+def test_every_reason_the_image_and_document_code_can_reject_with_starts_at_zero():
+    from shared.documents import REJECTION_REASONS as DOCUMENT_REASONS
+    from shared.images import REJECTION_REASONS as IMAGE_REASONS
+    from shared.runtime.metrics import PIPELINE_REJECTIONS
+
+    assert IMAGE_REASONS | DOCUMENT_REASONS <= set(PIPELINE_REJECTIONS)

@@ -3,14 +3,16 @@ AsyncAPI of the topics, built from the pydantic event models. A route, an error 
 changed without `make docs` (`fileshare schemas --write docs/reference`) fails here."""
 from __future__ import annotations
 
+import importlib
 import json
 import typing
 
 import yaml
 
-from shared.contract import events as ev
 from services.cli import main
-from services.reference import REFERENCE_DIR, reference_files, stale_files
+from services.reference import REFERENCE_DIR, offline_settings, reference_files, stale_files
+from shared.contract import events as ev
+from shared.contract.asyncapi import RECEIVES
 from shared.contract.topics import topic_configs
 
 
@@ -69,3 +71,12 @@ def test_each_openapi_document_lists_its_routes_with_unique_operation_ids_and_re
         ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
         assert len(ids) == len(set(ids))
         assert all(resolve(doc, ref) is not None for ref in refs(doc))
+
+
+def test_the_asyncapi_receivers_are_the_topics_each_service_consumes():
+    """Built, not started: a service's processors name their topics without connecting to anything."""
+    settings = offline_settings()
+    for name in ("upload", "sanitizer", "resizer", "delivery", "retention"):
+        service = importlib.import_module(f"services.{name}.app").bootstrap(settings)
+        consumed = {topic for processor in service.processors for topic in processor.topics}
+        assert consumed == set(RECEIVES[name]), name
