@@ -18,7 +18,7 @@ from shared.rules import access, enforce
 from shared.contract.topics import ACCOUNT_SETTINGS
 
 from services.upload.handlers import UploadDeps
-from services.upload.policy import capabilities, check_source
+from services.upload.policy import capabilities, check_source, sendable_types
 
 log = logging.getLogger(__name__)
 SETTINGS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -124,4 +124,4 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
             caps = capabilities(principal, account_id, account,
                                 await get_conversation(conn, conversation_id), settings.file_channel_set, source)
         return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
-                "accepted_types": account.accepted_types, "max_bytes": settings.max_upload_bytes}
+                "accepted_types": sendable_types(principal, account_id, account), "max_bytes": settings.max_upload_bytes}
