@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 
-from shared.contract import events as ev
-from shared.contract.auth import Principal
-from shared.projections.conversations import Conversation
 from services.upload.bots import decode_content, max_b64_chars
 from services.upload.policy import Refused, capabilities, check_caption, check_sender, check_type, sendable_types
+from shared.contract import events as ev
+from shared.contract.auth import Principal
 from shared.images import sniff_content_type
 from shared.images.formats import SNIFF_BYTES
+from shared.projections.conversations import Conversation
 from tests import imagecorpus as corpus
 from tests import phonecorpus as phone
 from tests.upload_matrix import OK, all_cells, expected, expected_for_type, type_cells
