@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # How the web pages reach the services (origin, no trailing slash); default http://127.0.0.1:{port}.
     public_upload_url: str = ""
     public_delivery_url: str = ""
+    # How upload's re-drive reaches delivery's internal routes (inside the cluster, never the public origin).
+    internal_delivery_url: str = ""
     max_upload_bytes: int = 5 * 1024 * 1024
     # Upload bodies being read at one time share this many bytes; more wait in line (then 503).
     upload_buffer_bytes: int = 32 * 1024 * 1024
@@ -95,6 +97,7 @@ class Settings(BaseSettings):
     def _public_urls(self):
         self.public_upload_url = (self.public_upload_url or f"http://127.0.0.1:{self.upload_port}").rstrip("/")
         self.public_delivery_url = (self.public_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip("/")
+        self.internal_delivery_url = (self.internal_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip("/")
         return self
 
     @property

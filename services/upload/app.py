@@ -58,7 +58,7 @@ def openapi_document(settings) -> dict:
 
 
 def build_api(deps: UploadDeps, ready) -> FastAPI:
-    app = FastAPI(title="fileshare upload", version="2",
+    app = FastAPI(title="fileshare upload", version="3",
                   description="Send photos to consumers in conversations; account settings; capabilities for the "
                               "agent UI; file status. Errors are always `{\"error\": {\"code\", \"message\"}}`. "
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")

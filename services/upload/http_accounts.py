@@ -103,6 +103,12 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
             await wait_until_applied(deps, account_id, landed)
         return document.model_dump()
 
+    add_capabilities_route(router, deps)
+
+
+def add_capabilities_route(router: FastAPI, deps: UploadDeps) -> None:
+    settings = deps.settings
+
     @router.get("/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities",
                 responses=error_responses((401, "unauthenticated"), (404, "not_found"), (422, "invalid_request")))
     async def get_capabilities(account_id: str, conversation_id: str, request: Request,
