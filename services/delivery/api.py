@@ -11,7 +11,8 @@ from fastapi.responses import Response
 from shared.projections.conversations import get_conversation
 from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
 from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.runtime.httpapi import (ApiError, add_health_routes, contract_openapi, error_responses, install_body_limit,
+from shared.runtime.health import add_health_routes
+from shared.runtime.httpapi import (ApiError, contract_openapi, error_responses, install_body_limit,
                             install_error_handlers, lookup_id, query_int, write_id)
 from shared.images.formats import EXTENSIONS
 from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
@@ -54,7 +55,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
-    add_health_routes(app, ready, deps.metrics.exposition)
+    add_health_routes(app, ready, deps.metrics.registry)
     mount_consumer_pages(app, settings)
     add_file_routes(app, settings, deps)
     add_conversation_routes(app, settings, deps)

@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
-from shared.runtime.httpapi import add_health_routes, contract_openapi, install_error_handlers
+from shared.runtime.health import add_health_routes
+from shared.runtime.httpapi import contract_openapi, install_error_handlers
 from shared.adapters.kafka import GroupOffsets, Publisher, StreamProcessor
 from shared.projections.projection import projection
 from shared.runtime.wiring import build_storage
@@ -54,7 +55,7 @@ def build_api(deps: UploadDeps, service: Service) -> FastAPI:
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
-    add_health_routes(app, service.ready, deps.metrics.exposition)
+    add_health_routes(app, service.ready, deps.metrics.registry)
     mount_agent_pages(app, deps.settings)
     add_file_routes(app, deps)
     add_account_routes(app, deps)
