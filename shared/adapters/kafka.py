@@ -574,8 +574,10 @@ class StreamProcessor:
                 raise
             log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition, record.offset)
 
+            error = exc  # what poison() closes over: a name that outlives the except block
+
             async def poison():
-                outputs = self.on_poison(record, exc)
+                outputs = self.on_poison(record, error)
                 return await outputs if inspect.isawaitable(outputs) else outputs
 
             return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,
