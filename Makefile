@@ -3,7 +3,7 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: run test chaos bench screenshots install
+.PHONY: run test chaos bench screenshots docs install
 
 install:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -23,3 +23,8 @@ bench: install
 
 screenshots: install
 	@$(UV) run --frozen python -m tests.browser.screenshots
+
+# docs/reference (OpenAPI of both HTTP APIs, AsyncAPI of the topics) regenerated from the code, then the site
+docs: install
+	@$(UV) run --frozen fileshare schemas --write docs/reference
+	@$(UV) run --frozen mkdocs build --strict

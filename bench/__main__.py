@@ -3,13 +3,15 @@ latency on the embedded stack, ours against the same pipeline with pyvips image 
 CPU-only baselines); on that same stack, the delivery download of a 5 MB-class final image and
 the GDPR forget latency; on a stack of its own, upload's peak memory under a burst of 50 concurrent
 5 MB uploads; on a stack of its own, 24 12 MP photos into one conversation and over 12 against
-libvips, single-photo latency and CPU per stage per photo (bench.burst, issue 11); then, on a stack
+libvips, single-photo latency and CPU per stage per photo (bench.burst); then, on a stack
 of its own, start-up, memory and status latency with a year of history (1,000,000 files) against
-an empty database. Results in bench/out/*.json and *.png."""
-from bench import burst, delivery_download, forget, history, images, pipeline, upload_burst
+an empty database; what tracing costs a stage per record (bench.tracing). Results in bench/out/*.json
+and *.png."""
+from bench import burst, delivery_download, forget, history, images, pipeline, tracing, upload_burst
 
 if __name__ == "__main__":
     images.main()
+    tracing.main([])
     pipeline.main([], extras={"delivery_download": delivery_download.measure, "forget": forget.measure},
                   reports={"delivery_download": delivery_download.report, "forget": forget.report})
     # Own stack: the burst leaves 50 photos for the stages behind upload, which must not slow the rounds above.

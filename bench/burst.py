@@ -1,4 +1,4 @@
-"""Bursts (issue 11): photos sent quickly into one conversation and spread over many, against
+"""Bursts: photos sent quickly into one conversation and spread over many, against
 libvips on all cores, the latency of a single photo on a quiet stack, and CPU per stage per photo,
 all in one run on one stack (a benchmark, not a test).
 

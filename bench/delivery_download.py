@@ -1,4 +1,4 @@
-"""Download latency of a 5 MB-class final image (issue 5): p50/p90 over N GETs.
+"""Download latency of a 5 MB-class final image: p50/p90 over N GETs.
 
   uv run python -m bench.delivery_download [--requests 30]
 

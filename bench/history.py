@@ -4,7 +4,7 @@ against an empty system, measured in the same run on the same servers (a benchma
     uv run python -m bench.history [--files 1000000] [--conversations 200000] [--accounts 1000]
                                    [--restarts 3] [--probes 2000]
 
-DESIGN.md, State and recovery: "with a million files and 200,000 conversations stored, every
+The rule it checks: "with a million files and 200,000 conversations stored, every
 service is ready within 1.5x the time it takes with none, and its memory grows by at most 50 MB".
 
 1. One stack (running_stack) on a fresh data folder: the services migrate their schemas in its

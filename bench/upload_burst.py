@@ -1,4 +1,4 @@
-"""Upload's memory under a burst (issue 10): 50 concurrent 5 MB uploads, peak RSS of the upload process.
+"""Upload's memory under a burst: 50 concurrent 5 MB uploads, peak RSS of the upload process.
 
   uv run python -m bench.upload_burst [--uploads 50]
 

@@ -9,7 +9,8 @@
   fileshare keys status              consumer keys per master key id (exit 0: none under a former key)
   fileshare keys rotate [--batch-size N] [--max-batches N]
                                      re-wrap every consumer key under FS_MASTER_KEY (docs/key-rotation.md)
-  fileshare schemas                  JSON Schema of every event
+  fileshare schemas [--write DIR]    JSON Schema of every event; --write: the OpenAPI of both HTTP APIs
+                                     and the AsyncAPI of the topics into DIR (docs/reference)
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from shared.contract.ids import InvalidId, check_id
 
 
 def _id(value: str) -> str:
-    """An id argument (DESIGN "Identifiers"): refused with the rule when it is not of that shape."""
+    """An id argument: refused with the rule when it is not of that shape."""
     try:
         return check_id(value, "the id")
     except InvalidId as e:
@@ -132,6 +133,11 @@ def cmd_open(args) -> int:
 
 
 def cmd_schemas(args) -> int:
+    if args.write:
+        from services.reference import write_reference
+        for path in write_reference(Path(args.write)):
+            print(path)
+        return 0
     from shared.contract.events import json_schemas
     print(json.dumps(json_schemas(), indent=2))
     return 0
@@ -247,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=_positive, default=100, help="keys per batch (default 100)")
     p.add_argument("--max-batches", type=_positive, help="stop after this many batches (run again to go on)")
     p.set_defaults(fn=cmd_keys_rotate)
-    sub.add_parser("schemas", help="print the JSON Schema of every event").set_defaults(fn=cmd_schemas)
+    p = sub.add_parser("schemas", help="print the JSON Schema of every event")
+    p.add_argument("--write", metavar="DIR", help="write openapi-upload.json, openapi-delivery.json and "
+                                                   "asyncapi.yaml into DIR (the project's docs/reference)")
+    p.set_defaults(fn=cmd_schemas)
     sub.add_parser("run", help="start the embedded stack and the five services").set_defaults(fn=cmd_run)
     args = parser.parse_args(argv)
     return args.fn(args)

@@ -15,6 +15,7 @@ from shared.adapters.kafka import Outgoing
 from shared.adapters.storage import ObjectKey
 from shared.contract.topics import FILE_REJECTED
 from shared.runtime.logs import file_ctx
+from shared.runtime.tracing import describe
 
 log = logging.getLogger(__name__)
 
@@ -146,4 +147,6 @@ def poison_to_rejection(stage: str):
 
 
 def parse_file_event(record: ConsumerRecord, model: type[ev.FileEvent]) -> ev.FileEvent:
-    return model.model_validate_json(record.value)
+    event = model.model_validate_json(record.value)
+    describe(event)  # the stage's span names the file
+    return event

@@ -9,7 +9,9 @@ Over Kafka (a record on file.share.requested; the outcome is file.uploaded or
 file.rejected carrying the request_id):
     request_id = publish_file_request("127.0.0.1:9092", token, "acct-1", "conv-1", "photo.jpg")
 
-Every refusal raises FileSharingError whose `code` is the contract's error code.
+Every refusal raises FileSharingError whose `code` is the contract's error code. Both send the
+caller's current OpenTelemetry trace context along (`traceparent`), so the photo's trace continues
+the caller's.
 
 For messaging platforms, a follower of message.published that survives a broker which lost its log
 (a position past a partition's end is read again from the beginning; each `message_id` yielded once,
@@ -30,6 +32,8 @@ import uuid
 from pathlib import Path
 
 import httpx
+
+from shared.runtime.tracing import current_headers, current_http_headers
 
 FINAL_STATUSES = ("published", "rejected", "deleted")
 MESSAGE_PUBLISHED = "message.published"
@@ -95,7 +99,8 @@ class FileSharingClient:
         for attempt in range(3):
             try:
                 response = self.http.post(url, files={"file": (filename, data, "application/octet-stream")},
-                                          data=form, headers={**self.headers, "Idempotency-Key": key})
+                                          data=form, headers={**self.headers, "Idempotency-Key": key,
+                                                                    **current_http_headers()})
                 if response.status_code != 503 or attempt == 2:
                     break
             except httpx.TransportError:
@@ -148,7 +153,8 @@ async def publish_file_request_async(bootstrap: str, token: str, account: str, c
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_RECORD_BYTES)
     await producer.start()
     try:
-        await producer.send_and_wait("file.share.requested", json.dumps(record).encode(), key=conversation.encode())
+        await producer.send_and_wait("file.share.requested", json.dumps(record).encode(), key=conversation.encode(),
+                                     headers=current_headers() or None)
     finally:
         await producer.stop()
     return record["request_id"]

@@ -1,4 +1,4 @@
-"""One settings model for every FS_* variable of the contract (DESIGN.md, Configuration)."""
+"""One settings model for every FS_* variable of the contract."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -12,7 +12,7 @@ class ConfigurationError(RuntimeError):
     """A service cannot run with this configuration: it logs why and exits non-zero (shared.runtime.wiring)."""
 
 
-# Metrics port = FS_METRICS_PORT_BASE + offset (DESIGN.md).
+# Metrics port = FS_METRICS_PORT_BASE + offset.
 METRICS_PORT_OFFSETS = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
 
 
@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FS_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # Tansu has no InitProducerId: idempotence must stay off against it (DESIGN.md).
+    # Tansu has no InitProducerId: idempotence must stay off against it.
     kafka_enable_idempotence: bool = False
     # PostgreSQL, the system of record (`make run` points it at its embedded server).
     database_url: str = ""

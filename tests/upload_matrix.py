@@ -1,4 +1,4 @@
-"""The upload rules matrix, written from the contract (DESIGN.md + issue 3), independent of
+"""The upload rules matrix, written from the contract, independent of
 services/upload/policy.py: axes, cells, and the oracle giving each cell's status and code.
 
 Axes: role × the role profile's permission set × feature flag (account team) × account setting
@@ -61,3 +61,22 @@ def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
     if cell.channel not in file_channels:
         return 409, "channel_not_supported"
     return OK
+
+
+# The file's own type against the account's `accepted_types` (DESIGN.md, settings document and
+# 415 unsupported_type): content kinds × lists an account may hold. A kind's type is what its
+# content is, whatever the file is called; svg and bmp are no type an account can accept.
+PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")
+PHONE_TYPES = ("image/heic", "image/webp")
+CONTENT_TYPE_OF = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "heic": "image/heic",
+                   "webp": "image/webp", "svg": None, "bmp": None}
+ACCEPTED_LISTS = (PHOTO_TYPES, (*PHOTO_TYPES, *PHONE_TYPES), ("image/heic",), ("image/webp", "application/pdf"),
+                  ("image/png",), ())
+
+
+def type_cells() -> list[tuple[str, tuple[str, ...]]]:
+    return list(itertools.product(CONTENT_TYPE_OF, ACCEPTED_LISTS))
+
+
+def expected_for_type(kind: str, accepted: tuple[str, ...]) -> tuple[int, str | None]:
+    return OK if CONTENT_TYPE_OF[kind] in accepted else (415, "unsupported_type")

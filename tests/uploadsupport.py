@@ -1,4 +1,4 @@
-"""Helpers of the upload tests (issue 3), speaking only the contract: bot records, outcomes, images."""
+"""Helpers of the upload tests, speaking only the contract: bot records, outcomes, images."""
 from __future__ import annotations
 
 import asyncio

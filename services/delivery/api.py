@@ -12,19 +12,21 @@ from shared.projections.conversations import get_conversation
 from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
 from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
 from shared.runtime.health import add_health_routes
-from shared.runtime.httpapi import (ApiError, contract_openapi, error_responses, install_body_limit,
-                            install_error_handlers, lookup_id, query_int, write_id)
+from shared.runtime.httpapi import (ApiError, contract_openapi, count_responses, error_responses,
+                                    install_body_limit, install_error_handlers, lookup_id, query_int, write_id)
 from shared.images.formats import EXTENSIONS
 from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.runtime.logs import file_ctx
 from shared.rules import access, enforce
 from shared.adapters.storage import ObjectKey
 from shared.adapters.storage.objectstore import StorageUnavailable
+from shared.runtime.tracing import answered, describe, now_ns, server_span
 
 from services.delivery.handlers import DeliveryDeps, StoredMessage, find_deletion, find_message, transcript_of
 from services.delivery.pages import mount_consumer_pages
 
 log = logging.getLogger(__name__)
+DOWNLOAD_ROUTE = "/v1/files/{file_id}/content"
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -55,6 +57,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
+    count_responses(app, deps.metrics.http_responses)
     add_health_routes(app, ready, deps.metrics.registry)
     mount_consumer_pages(app, settings)
     add_file_routes(app, settings, deps)
@@ -111,35 +114,53 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
         raise ApiError(500, "integrity_error", "the stored file failed its integrity check") from None
 
 
+async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Request) -> Response:
+    """The download's answer once the principal may see the file: 304, a HEAD's headers, or the bytes."""
+    metrics = deps.metrics
+    headers = content_headers(message)
+    if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        metrics.downloads.labels("not_modified").inc()
+        return Response(status_code=304, headers=headers)
+    data = await open_final(deps, message, head=request.method == "HEAD")
+    if data is None:
+        metrics.downloads.labels("head").inc()
+        return Response(status_code=200, media_type=message.content_type,
+                        headers={**headers, "Content-Length": str(message.size_bytes)})
+    metrics.downloads.labels("ok").inc()
+    metrics.served.inc(len(data))
+    return Response(data, media_type=message.content_type, headers=headers)
+
+
 def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
     metrics = deps.metrics
 
-    @app.api_route("/v1/files/{file_id}/content", methods=["GET", "HEAD"],
-                   responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"),
-                                             (404, "not_found"), (410, "gone"), (500, "integrity_error"),
-                                             (503, "unavailable")))
+    content, refusals = DOWNLOAD_ROUTE, error_responses(
+        (401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"), (404, "not_found"), (410, "gone"),
+        (500, "integrity_error"), (503, "unavailable"))
+
+    # Two routes, not one api_route for both methods: OpenAPI needs an operationId of its own per method.
+    @app.head(content, responses=refusals, operation_id="head_file_content")
+    @app.get(content, responses=refusals)
     async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
                        sig: str | None = None):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
+        started = now_ns()
         try:
             principal = _principal_from(request, settings, file_id, exp, aud, sig)
             lookup_id(file_id, "file_id", file_id=True)
             message = await find_file(deps, file_id, principal)
         except ApiError as e:
             metrics.downloads.labels(e.code).inc()
+            with server_span(request.method, DOWNLOAD_ROUTE, request.headers, start_time=started) as span:
+                answered(span, e.status)  # in the caller's trace: which file it was is not known
             raise
-        headers = content_headers(message)
-        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
-            metrics.downloads.labels("not_modified").inc()
-            return Response(status_code=304, headers=headers)
-        data = await open_final(deps, message, head=request.method == "HEAD")
-        if data is None:
-            metrics.downloads.labels("head").inc()
-            return Response(status_code=200, media_type=message.content_type,
-                            headers={**headers, "Content-Length": str(message.size_bytes)})
-        metrics.downloads.labels("ok").inc()
-        metrics.served.inc(len(data))
-        return Response(data, media_type=message.content_type, headers=headers)
+        # A later request of its own, in the file's trace: a child of the publish's span.
+        with server_span(request.method, DOWNLOAD_ROUTE, request.headers,
+                         parent=(message.traceparent, message.tracestate), start_time=started) as span:
+            describe(message)
+            response = await serve_content(deps, message, request)
+            answered(span, response.status_code)
+            return response
 
     @app.post("/v1/files/{file_id}/link",
               responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone"),

@@ -34,7 +34,8 @@ def bootstrap(settings) -> Service:
         await conversations.wait_caught_up()
 
     processor = StreamProcessor(settings, "delivery", "fileshare-delivery", [FILE_RESIZED], handle,
-                                poison_to_rejection(STAGE), metrics, before_partition=conversations_caught_up)
+                                poison_to_rejection(STAGE), metrics, before_partition=conversations_caught_up,
+                                trace_as="deliver file.resized")
     deletions = projection(settings, "delivery", "deletions", [FILE_DELETED], ev.FileDeleted.model_validate_json,
                            record_deletion, db, metrics)
     service = Service("delivery", settings, metrics, storage, db, processors=[processor, conversations, deletions],
@@ -42,3 +43,10 @@ def bootstrap(settings) -> Service:
                       on_start=[publisher.start], on_stop=[publisher.stop], http_port=settings.delivery_port)
     service.http = build_api(settings, deps, service.ready)
     return service
+
+
+def openapi_document(settings) -> dict:
+    """The HTTP API's OpenAPI from its routes alone. Routes use their dependencies only when a request
+    comes, so none is made here: no database, broker or storage is needed to write docs/reference."""
+    deps = DeliveryDeps(db=None, files=None, publisher=None, metrics=DeliveryMetrics())
+    return build_api(settings, deps, ready=lambda: False).openapi()

@@ -30,6 +30,7 @@ from shared.runtime.logs import file_ctx
 from shared.pipeline import StageRejection, carry, check_variant, companion_of, open_caption, open_for_file, reject
 from shared.rules import Refused, access, enforce
 from shared.contract.topics import MESSAGE_PUBLISHED
+from shared.runtime.tracing import current_traceparent
 
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.republish import note_landed
@@ -61,12 +62,14 @@ class StoredMessage:
     consumer_id: str
     content_type: str
     size_bytes: int
+    traceparent: str | None = None  # the publish's span: a download continues the file's trace
+    tracestate: str | None = None
 
 
 async def find_message(conn: Connection, file_id: str) -> StoredMessage | None:
     row = await (await conn.execute(
-        "SELECT file_id, account_id, conversation_id, consumer_id, content_type, size_bytes FROM messages "
-        "WHERE file_id = %s", (file_id,))).fetchone()
+        "SELECT file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, traceparent, tracestate "
+        "FROM messages WHERE file_id = %s", (file_id,))).fetchone()
     return StoredMessage(**row) if row else None
 
 
@@ -143,10 +146,12 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
         if deletion is not None:  # deleted while we opened it
             return rejected_as_deleted(event, deletion)
         claimed = await (await conn.execute(
-            "INSERT INTO messages (file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, message) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
+            "INSERT INTO messages (file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, message, "
+            "traceparent, tracestate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
             (event.file_id, event.account_id, event.conversation_id, event.consumer_id, event.content_type,
-             event.size_bytes, Jsonb(message.model_dump(mode="json", exclude={"schema_version"}))))).fetchone()
+             event.size_bytes, Jsonb(message.model_dump(mode="json", exclude={"schema_version"})),
+             *current_traceparent()))).fetchone()
         if claimed is None:  # another handler of this file committed its message while we worked
             if deps.metrics is not None:
                 deps.metrics.duplicates.inc()

@@ -21,3 +21,4 @@ class DeliveryMetrics(ServiceMetrics):
                                           "Stored blobs that failed authentication", registry=self.registry)
         self.republished = Counter("fileshare_delivery_republished_total",
                                    "Messages sent again after the broker lost its log", registry=self.registry)
+        self.http_responses = self.count_http_responses()

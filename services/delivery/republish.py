@@ -1,4 +1,4 @@
-"""After the broker lost its log, send the recent messages again (DESIGN.md, State and recovery).
+"""After the broker lost its log, send the recent messages again.
 
 Re-drive (services.upload.redrive) brings back every file that was not finished; a message already
 published is finished, so one the platform had not read yet when the broker lost its log would be

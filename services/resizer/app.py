@@ -26,7 +26,8 @@ def bootstrap(settings) -> Service:
         return await resize_sanitized(parse_file_event(record, ev.FileSanitized), deps)
 
     processor = StreamProcessor(settings, "resizer", "fileshare-resizer", [FILE_SANITIZED], handle,
-                                poison_to_rejection(STAGE), metrics, concurrency=settings.records_in_flight)
+                                poison_to_rejection(STAGE), metrics, concurrency=settings.records_in_flight,
+                                trace_as="resize file.sanitized")
     return Service("resizer", settings, metrics, storage, db,
                    processors=[processor, settings_follower(settings, "resizer", db, metrics)],
                    on_start=[pool.start], on_stop=[pool.close])

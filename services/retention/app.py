@@ -16,6 +16,7 @@ from shared.projections.projection import projection
 from shared.runtime.wiring import build_storage
 from shared.runtime.service import Service
 from shared.contract.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
+from shared.runtime.tracing import describe
 
 from services.retention.handlers import (IndexedEvent, RetentionDeps, SafetyNet, clean_forgotten_file, handle_forget_request,
                                          index_file, retention_changed, sweep_every)
@@ -35,6 +36,7 @@ def bootstrap(settings) -> Service:
         if record.topic == GDPR_FORGET:
             # An input from outside: one the model refuses (an id of the wrong shape) is dropped and counted.
             if (request := parse_input(record, ev.GdprForget.model_validate_json, metrics, "retention")) is not None:
+                describe(request)  # its account only: no consumer id outlives a forget in a trace backend
                 await handle_forget_request(request, deps)
         elif isinstance(event := ev.parse_event(record.value), ev.FileRejected):
             await clean_forgotten_file(event, deps)
@@ -49,7 +51,7 @@ def bootstrap(settings) -> Service:
     # change in flight), so those two poll the broker less often.
     processors = [
         StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
-                        on_poison, metrics),
+                        on_poison, metrics, trace_as={GDPR_FORGET: "forget gdpr.forget"}),
         projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], cast(Callable[[bytes], IndexedEvent], ev.parse_event),
                    index_file, db, metrics, background=True),
         settings_follower(settings, "retention", db, metrics, on_change=retention_changed, background=True),

@@ -21,6 +21,9 @@ does nothing new: the consumer may have come back since, with new files it never
 In-flight race: once the keys are destroyed, a stage that reads or writes such a file rejects it
 as consumer_forgotten; retention consumes those rejections and erases what the stage wrote after
 the forget's listing, with the consumer's latest forget request id.
+
+The statements on retention's tables are in services.retention.repository; object paths come from
+shared.adapters.storage.keys.
 """
 from __future__ import annotations
 
@@ -34,14 +37,15 @@ from typing import Awaitable, Callable
 from shared.contract import events as ev
 from shared.projections.account_settings import all_documents, get_document
 from shared.adapters.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
-from shared.adapters.db import Connection, Database, lock_files, the_row
-from shared.contract.durations import MAKE_INTERVAL_SQL, interval_args, parse_duration
+from shared.adapters.db import Connection, Database, lock_files
+from shared.contract.durations import parse_duration
 from shared.adapters.kafka import Outgoing, Send, TransientError
 from shared.adapters.storage import ObjectInfo, ObjectStore, consumer_prefix
-from shared.adapters.storage.keys import file_prefix
+from shared.adapters.storage.keys import file_of, file_prefix
 from shared.contract.topics import FILE_DELETED
 from shared.runtime.logs import file_ctx, log_ctx
 
+from services.retention import repository as files_db
 from services.retention.metrics import RetentionMetrics
 
 log = logging.getLogger(__name__)
@@ -66,15 +70,19 @@ class StoredFile:
     def ctx(self) -> dict:
         return file_ctx(self)
 
+    @property
+    def ids(self) -> dict:
+        return {"file_id": self.file_id, "account_id": self.account_id, "consumer_id": self.consumer_id,
+                "conversation_id": self.conversation_id}
+
 
 def group_files(objects: list[ObjectInfo]) -> list[StoredFile]:
     files: dict[tuple[str, str, str, str], StoredFile] = {}
     for o in objects:
-        parts = o.key.split("/")
-        if len(parts) != 5:
+        ident = file_of(o.key)
+        if ident is None:
             log.warning("object outside the storage layout: %s", o.key)
             continue
-        ident = (parts[0], parts[1], parts[2], parts[3])
         files.setdefault(ident, StoredFile(*ident)).objects.append(o)
     return list(files.values())
 
@@ -118,21 +126,14 @@ async def index_file(conn: Connection, event: IndexedEvent) -> None:
     # account's files, blind to this uncommitted row, would leave the file with it for good.
     retention = (await get_document(conn, event.account_id, for_update=True)).retention
     created = getattr(event, "uploaded_at", None) or event.occurred_at
-    await conn.execute(
-        "INSERT INTO files (file_id, account_id, consumer_id, conversation_id, size_bytes, created_at, expires_at) "
-        f"SELECT %(file_id)s, %(account_id)s, %(consumer_id)s, %(conversation_id)s, %(size)s, %(created)s, "
-        f"%(created)s + {MAKE_INTERVAL_SQL} "
-        "WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE file_id = %(file_id)s) ON CONFLICT (file_id) DO NOTHING",
-        {"file_id": event.file_id, "account_id": event.account_id, "consumer_id": event.consumer_id,
-         "conversation_id": event.conversation_id, "size": event.size_bytes, "created": created,
-         **interval_args(retention)})
+    await files_db.index(conn, {"file_id": event.file_id, "account_id": event.account_id,
+                                "consumer_id": event.consumer_id, "conversation_id": event.conversation_id},
+                         event.size_bytes, created, retention)
 
 
 async def retention_changed(conn: Connection, event: ev.AccountSettings) -> None:
     """A changed retention applies to the account's existing files."""
-    await conn.execute(f"UPDATE files SET expires_at = created_at + {MAKE_INTERVAL_SQL} "
-                       "WHERE account_id = %(account_id)s", {"account_id": event.account_id,
-                                                             **interval_args(event.retention)})
+    await files_db.set_retention(conn, event.account_id, event.retention)
 
 
 # --- erasing -------------------------------------------------------------------------------------
@@ -146,9 +147,9 @@ async def erase_files(conn: Connection, files: list[StoredFile], reason: str, re
     ids = sorted({f.file_id for f in files})
     # Rows first, in one order, then the files' locks: a sweep holds its batch's rows before it asks for
     # their locks, so taking the locks first here could close a cycle with it.
-    await conn.execute("SELECT file_id FROM files WHERE file_id = ANY(%s) ORDER BY file_id FOR UPDATE", (ids,))
+    await files_db.lock_indexed(conn, ids)
     await lock_files(conn, *ids)
-    await conn.execute("DELETE FROM files WHERE file_id = ANY(%s)", (ids,))
+    await files_db.unindex(conn, ids)
     objects = freed = 0
     for f in files:
         for o in f.objects or await deps.blobs.list(file_prefix(f.account_id, f.consumer_id, f.conversation_id,
@@ -156,14 +157,7 @@ async def erase_files(conn: Connection, files: list[StoredFile], reason: str, re
             await deps.blobs.delete(o.key)  # every version on versioned buckets
             objects += 1
             freed += o.size
-    new = []
-    for f in files:
-        row = await (await conn.execute(
-            "INSERT INTO receipts (file_id, account_id, reason, request_id) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
-            (f.file_id, f.account_id, reason, request_id))).fetchone()
-        if row is not None:
-            new.append(f)
+    new = [f for f in files if await files_db.add_receipt(conn, f.file_id, f.account_id, reason, request_id)]
     if new:
         await deps.send([receipt(f, reason, request_id) for f in new])
     if deps.metrics is not None:
@@ -181,14 +175,7 @@ async def remember(deps: RetentionDeps, files: list[StoredFile]) -> None:
         return
     async with deps.db.transaction() as conn:
         for f in files:
-            await conn.execute(
-                "INSERT INTO files (file_id, account_id, consumer_id, conversation_id, created_at, expires_at) "
-                "SELECT %(file_id)s, %(account_id)s, %(consumer_id)s, %(conversation_id)s, now(), "
-                "now() + interval '1 day' "  # the erasure retries until it is done; expiry is the backstop
-                "WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE file_id = %(file_id)s) "
-                "ON CONFLICT (file_id) DO NOTHING",
-                {"file_id": f.file_id, "account_id": f.account_id, "consumer_id": f.consumer_id,
-                 "conversation_id": f.conversation_id})
+            await files_db.index_found(conn, f.ids)
 
 
 def _indexed(rows: list[dict]) -> list[StoredFile]:
@@ -200,9 +187,7 @@ async def sweep(deps: RetentionDeps) -> int:
     total = 0
     while True:
         async with deps.db.transaction() as conn:
-            rows = await (await conn.execute(
-                "SELECT file_id, account_id, consumer_id, conversation_id FROM files WHERE expires_at <= %s "
-                "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED", (deps.clock(), SWEEP_BATCH))).fetchall()
+            rows = await files_db.lock_expired(conn, deps.clock(), SWEEP_BATCH)
             if not rows:
                 return total
             files = _indexed(rows)
@@ -234,12 +219,7 @@ class ForgetSummary:
 async def _start_request(deps: RetentionDeps, request: ev.GdprForget) -> bool:
     """Record the request; False when it was carried out before (a repeat: nothing new is erased)."""
     async with deps.db.transaction() as conn:
-        await conn.execute("INSERT INTO forget_requests (request_id, account_id, consumer_id) VALUES (%s, %s, %s) "
-                           "ON CONFLICT DO NOTHING", (request.request_id, request.account_id, request.consumer_id))
-        row = the_row(await (await conn.execute(
-            "SELECT done_at FROM forget_requests WHERE request_id = %s AND account_id = %s AND consumer_id = %s",
-            (request.request_id, request.account_id, request.consumer_id))).fetchone())
-    return row["done_at"] is None
+        return await files_db.start_forget(conn, request.request_id, request.account_id, request.consumer_id)
 
 
 async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> ForgetSummary:
@@ -256,10 +236,7 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
     shredded_at = deps.clock()
     await remember(deps, group_files(await deps.blobs.list(prefix)))
     async with deps.db.pool.connection() as conn:
-        files = _indexed(await (await conn.execute(
-            "SELECT file_id, account_id, consumer_id, conversation_id FROM files "
-            "WHERE account_id = %s AND consumer_id = %s ORDER BY file_id",
-            (request.account_id, request.consumer_id))).fetchall())
+        files = _indexed(await files_db.indexed_of_consumer(conn, request.account_id, request.consumer_id))
     # A batch per transaction, like the sweep: a consumer with years of photos does not hold thousands of
     # rows locked while their objects are deleted one by one (the keys are gone already: nothing opens).
     erased = Erased([], 0, 0)
@@ -268,8 +245,7 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
             batch = await erase_files(conn, files[start:start + SWEEP_BATCH], "gdpr", request.request_id, deps)
         erased = Erased(erased.receipted + batch.receipted, erased.objects + batch.objects, erased.bytes + batch.bytes)
     async with deps.db.transaction() as conn:
-        await conn.execute("UPDATE forget_requests SET done_at = now() WHERE request_id = %s AND account_id = %s "
-                           "AND consumer_id = %s", (request.request_id, request.account_id, request.consumer_id))
+        await files_db.finish_forget(conn, request.request_id, request.account_id, request.consumer_id)
     done_at = deps.clock()
     summary = ForgetSummary(request.request_id, shredded, len(files), len(erased.receipted), erased.objects,
                             erased.bytes)
@@ -322,10 +298,8 @@ async def clean_forgotten_file(event: ev.FileRejected, deps: RetentionDeps) -> E
         return None
     await remember(deps, files)
     async with deps.db.transaction() as conn:
-        row = await (await conn.execute(
-            "SELECT request_id FROM forget_requests WHERE account_id = %s AND consumer_id = %s "
-            "ORDER BY received_at DESC LIMIT 1", (f.account_id, f.consumer_id))).fetchone()
-        erased = await erase_files(conn, files, "gdpr", row["request_id"] if row else None, deps)
+        request_id = await files_db.latest_forget(conn, f.account_id, f.consumer_id)
+        erased = await erase_files(conn, files, "gdpr", request_id, deps)
     log.info("removed %d object(s) left by an in-flight stage after a forget (receipt: %s)", erased.objects,
              "new" if erased.receipted else "already given", **f.ctx)
     return erased

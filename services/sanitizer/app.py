@@ -31,7 +31,7 @@ def bootstrap(settings, scanner=None) -> Service:
     processor = StreamProcessor(settings, "sanitizer", "fileshare-sanitizer", [FILE_UPLOADED], handle,
                                 poison_to_rejection(STAGE), metrics,
                                 transient=DEFAULT_TRANSIENT + (ScannerUnavailable,),
-                                concurrency=settings.records_in_flight)
+                                concurrency=settings.records_in_flight, trace_as="sanitize file.uploaded")
     return Service("sanitizer", settings, metrics, storage, db,
                    processors=[processor, settings_follower(settings, "sanitizer", db, metrics)],
                    on_start=[pool.start], on_stop=[pool.close],

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
 from shared.runtime.health import add_health_routes
-from shared.runtime.httpapi import contract_openapi, install_error_handlers
+from shared.runtime.httpapi import contract_openapi, count_responses, install_error_handlers
 from shared.adapters.kafka import GroupOffsets, Publisher, StreamProcessor
 from shared.projections.projection import projection
 from shared.runtime.wiring import build_storage
@@ -36,7 +36,8 @@ def bootstrap(settings) -> Service:
     processors = [
         StreamProcessor(settings, "upload-bots", bots.GROUP_ID, [FILE_SHARE_REQUESTED],
                         lambda record: bots.handle_share_request(record, deps), bots.on_poison(deps), metrics,
-                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps)),
+                        on_produced=lambda outputs: bots.record_outcomes(outputs, deps),
+                        trace_as="accept file.share.requested"),
         conversation_follower(settings, "upload", db, metrics),
         projection(settings, "upload", "status", list(FILE_TOPICS), parse_event, record_event, db, metrics),
     ]
@@ -44,18 +45,26 @@ def bootstrap(settings) -> Service:
                       background=[recovery_job(settings, db, publisher, metrics)],
                       on_start=[publisher.start], on_stop=[publisher.stop, offsets.stop],
                       http_port=settings.upload_port)
-    service.http = build_api(deps, service)
+    service.http = build_api(deps, service.ready)
     return service
 
 
-def build_api(deps: UploadDeps, service: Service) -> FastAPI:
+def openapi_document(settings) -> dict:
+    """The HTTP API's OpenAPI from its routes alone. Routes use their dependencies only when a request
+    comes, so none is made here: no database, broker or storage is needed to write docs/reference."""
+    deps = UploadDeps(settings=settings, db=None, files=None, publisher=None, metrics=UploadMetrics())
+    return build_api(deps, ready=lambda: False).openapi()
+
+
+def build_api(deps: UploadDeps, ready) -> FastAPI:
     app = FastAPI(title="fileshare upload", version="2",
                   description="Send photos to consumers in conversations; account settings; capabilities for the "
                               "agent UI; file status. Errors are always `{\"error\": {\"code\", \"message\"}}`. "
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
-    add_health_routes(app, service.ready, deps.metrics.registry)
+    count_responses(app, deps.metrics.http_responses)
+    add_health_routes(app, ready, deps.metrics.registry)
     mount_agent_pages(app, deps.settings)
     add_file_routes(app, deps)
     add_account_routes(app, deps)

@@ -2,7 +2,7 @@
 
 Outcome of every record: file.uploaded, or file.rejected (stage `upload`) carrying the
 record's request_id and the HTTP error code as reason. A record without a valid request_id
-(DESIGN "Identifiers"; or no JSON object at all) has nobody to answer: it is dropped, logged
+(an id not of the contract's shape, or no JSON object at all) has nobody to answer: it is dropped, logged
 and counted like an invalid input event. An account or conversation id of the wrong shape
 (or none) is `invalid_request`, as over HTTP; the rejection carries `unknown` in its place, as
 it carries consumer_id `unknown` for a conversation the service does not know (or one of

@@ -23,7 +23,7 @@ from shared.contract.auth import Principal
 from shared.projections.conversations import get_conversation
 from shared.adapters.crypto import EncryptedFileStore
 from shared.adapters.db import Connection, Database
-from shared.images.formats import sniff_content_type
+from shared.images.formats import SNIFF_BYTES, sniff_content_type
 from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
 from shared.pipeline import caption_binding, seal_for_file
 from shared.rules import enforce, limits
@@ -31,12 +31,13 @@ from shared.settings import Settings
 from shared.adapters.storage import ObjectKey
 from shared.contract.topics import FILE_UPLOADED
 from shared.runtime.logs import file_ctx, log_ctx
+from shared.runtime.tracing import describe
 
 from services.upload.metrics import UploadMetrics
 
 from services.upload import rate_limits
 from services.upload import status as file_status
-from services.upload.policy import Refused, check_caption, check_sender
+from services.upload.policy import Refused, check_caption, check_sender, check_type
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f9a43-2f7c-4c8e-bb0e-3a3c52f1c7d2")
@@ -92,12 +93,11 @@ class Replayed(Exception):
 
 async def check_request(conn: Connection, req: UploadRequest, deps: UploadDeps, via: str = "http"):
     """Every rule in contract order; returns (conversation, content_type, caption) or raises Refused."""
-    conversation = check_sender(req.principal, req.account_id, await get_document(conn, req.account_id), req.source,
+    account = await get_document(conn, req.account_id)
+    conversation = check_sender(req.principal, req.account_id, account, req.source,
                                 await get_conversation(conn, req.conversation_id), deps.settings.file_channel_set, via)
     enforce(limits.file_size(len(req.data), deps.settings.max_upload_bytes))
-    content_type = sniff_content_type(req.data[:64])
-    if content_type is None:
-        raise Refused(415, "unsupported_type", "only jpeg, png and gif photos can be sent (decided by content)")
+    content_type = check_type(sniff_content_type(req.data[:SNIFF_BYTES]), account)
     caption = check_caption(req.caption, deps.settings.max_caption_chars)
     return conversation, content_type, caption
 
@@ -151,6 +151,7 @@ async def _claim_store_publish(req: UploadRequest, deps: UploadDeps, file_id: st
             consumer_id=conversation.consumer_id, sender=ev.Sender(id=req.principal.sub, role=req.principal.role),
             source=req.source, request_id=req.request_id, object_key=str(key), content_type=content_type,
             size_bytes=len(req.data))
+        describe(event)  # the request's span (or the bot record's) names the file
         status = await file_status.claim(conn, event)
         if status is None:  # a concurrent request with the same id committed first
             check_replay(await file_status.load(conn, file_id), req.account_id, req.conversation_id)

@@ -12,7 +12,6 @@ from shared.contract import events as ev
 from shared.projections.account_settings import get_document, put_document, wait_applied
 from shared.projections.conversations import get_conversation
 from shared.contract.durations import parse_duration
-from shared.images.formats import ACCEPTED_TYPES
 from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
 from shared.adapters.kafka import Outgoing
 from shared.rules import access, enforce
@@ -121,7 +120,8 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         if source is not None:
             check_source(source)
         async with deps.db.pool.connection() as conn:
-            caps = capabilities(principal, account_id, await get_document(conn, account_id),
+            account = await get_document(conn, account_id)
+            caps = capabilities(principal, account_id, account,
                                 await get_conversation(conn, conversation_id), settings.file_channel_set, source)
         return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
-                "accepted_types": list(ACCEPTED_TYPES), "max_bytes": settings.max_upload_bytes}
+                "accepted_types": account.accepted_types, "max_bytes": settings.max_upload_bytes}

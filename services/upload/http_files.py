@@ -11,6 +11,7 @@ from shared.projections.conversations import get_conversation
 from shared.contract.events import SOURCES
 from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
 from shared.rules import access, enforce, limits
+from shared.runtime.tracing import answered, server_span
 
 from services.upload import status as file_status
 from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
@@ -34,6 +35,7 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
 # in the handler AFTER authentication: an unauthenticated request is always 401, never 422
 # (FastAPI would otherwise validate declared parameters and bodies before the handler runs).
 MAX_IDEMPOTENCY_KEY = 200
+UPLOAD_ROUTE = "/v1/accounts/{account_id}/conversations/{conversation_id}/files"
 
 
 def accepted_body(file_id: str) -> dict:
@@ -94,7 +96,7 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
 def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings, metrics = deps.settings, deps.metrics
 
-    @router.post("/v1/accounts/{account_id}/conversations/{conversation_id}/files", status_code=202,
+    @router.post(UPLOAD_ROUTE, status_code=202,
                  responses={202: {"description": "accepted: `{file_id, status: uploaded, status_url}`"},
                             **error_responses(*UPLOAD_ERRORS)},
                  openapi_extra=MULTIPART_BODY)
@@ -108,16 +110,19 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
         returns the first answer and creates nothing new (also across restarts and instances)."""
         started = time.perf_counter()
         outcome = "failed"  # a 5xx: ours to fix, not the client's (an alert, unlike a refusal)
-        try:
-            body = await receive_upload(request, deps, account_id, conversation_id, idempotency_key)
-            outcome = "accepted"
-            return body
-        except ApiError as e:
-            outcome = "refused" if e.status < 500 else "failed"
-            metrics.record_refusal("http", e.code)
-            raise
-        finally:
-            metrics.request_seconds.labels(outcome).observe(time.perf_counter() - started)
+        # The file's trace starts here (or continues the caller's traceparent): file.uploaded carries it.
+        with server_span("POST", UPLOAD_ROUTE, request.headers) as span:
+            try:
+                body = await receive_upload(request, deps, account_id, conversation_id, idempotency_key)
+                outcome = "accepted"
+                answered(span, 202)
+                return body
+            except ApiError as e:
+                outcome = "refused" if e.status < 500 else "failed"
+                metrics.record_refusal("http", e.code)
+                raise
+            finally:
+                metrics.request_seconds.labels(outcome).observe(time.perf_counter() - started)
 
     @router.get("/v1/files/{file_id}", responses=error_responses((401, "unauthenticated"), (404, "not_found")))
     async def get_status(file_id: str, request: Request):

@@ -1,9 +1,12 @@
-"""Upload metrics: outcomes by entry (http/topic) and error code, accepted bytes, request latency."""
+"""Upload metrics: outcomes by entry (http/topic) and error code, accepted bytes, request latency, re-drives
+and how long the oldest unfinished file of each stage has waited."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from shared.runtime.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, ServiceMetrics
+from shared.runtime.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, ServiceMetrics, start_at_zero
+
+from services.upload.status import UNFINISHED
 
 
 class UploadMetrics(ServiceMetrics):
@@ -24,6 +27,15 @@ class UploadMetrics(ServiceMetrics):
         self.redriven = Counter("fileshare_redriven_total",
                                 "Unfinished files whose last stage event was emitted again, by event type",
                                 ["event_type"], registry=self.registry)
+        start_at_zero(self.redriven, ("file.uploaded", "file.sanitized", "file.resized"))
+        # A stage's lag in the one unit every stage shares: a stuck consumer, a full worker pool or
+        # a broker that lost its log all show as a file that stays in the stage before it.
+        self.oldest_unfinished = Gauge("fileshare_oldest_unfinished_file_seconds",
+                                       "Time since the oldest unfinished file reached its stage (0: none), "
+                                       "by the stage it waits in", ["stage"], registry=self.registry)
+        for stage in UNFINISHED:
+            self.oldest_unfinished.labels(stage).set(0)
+        self.http_responses = self.count_http_responses()
 
     def record_accepted(self, via: str, size_bytes: int) -> None:
         self.uploads.labels(via, "accepted").inc()

@@ -2,7 +2,8 @@
 
 Order of checks is the contract's: 401 (done by the caller), 403 feature_disabled,
 403 file_sharing_disabled, 403 permission_denied, 404 conversation, 409 conversation
-state/channel, then the file itself (413/415/422).
+state/channel, then the file itself (413, 415 for content of a type the account does not
+list, 422).
 
 Entry points ("via"): `http` (agent workspace, custom widget, bot SDK over HTTP) and
 `topic` (bot records on file.share.requested). The topic is the bots' interface: a
@@ -97,6 +98,18 @@ def check_sender(principal: Principal, account_id: str, settings: AccountSetting
     check_account_gates(principal, account_id, settings)
     check_permission(principal, settings, source, via)
     return check_conversation(account_id, conversation, file_channels)
+
+
+def check_type(content_type: str | None, settings: AccountSettingsDocument) -> str:
+    """The type detected from the content must be one the account lists (`accepted_types`)."""
+    listed = settings.accepted_types
+    if content_type is None:
+        raise Refused(415, "unsupported_type", f"the content is none of the types this account accepts "
+                                               f"({', '.join(listed) or 'none'}); decided by content, not by name")
+    if content_type not in listed:
+        raise Refused(415, "unsupported_type", f"the content is {content_type}, which this account does not accept "
+                                               f"({', '.join(listed) or 'none'})")
+    return content_type
 
 
 @dataclass(frozen=True)

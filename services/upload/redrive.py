@@ -1,4 +1,4 @@
-"""Re-drive (DESIGN.md, State and recovery): what makes a broker that lost its log lose no photo.
+"""Re-drive: what makes a broker that lost its log lose no photo.
 
 Every `FS_REDRIVE_SECONDS` / 4 each upload instance takes the unfinished files (uploaded, sanitized,
 resized) whose stage has not moved for `FS_REDRIVE_SECONDS`, emits their last pipeline event again
@@ -141,8 +141,20 @@ async def reseed_settings_if_empty(db: Database, publisher: Publisher, consumer:
     return len(documents)
 
 
+async def measure_unfinished(db: Database, metrics) -> None:
+    """Set `fileshare_oldest_unfinished_file_seconds{stage}`: the wait of each stage's oldest file."""
+    async with db.pool.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT status, extract(epoch FROM now() - min(coalesce(updated_at, moved_at))) AS waited "
+            "FROM files WHERE pending_event IS NOT NULL GROUP BY status")).fetchall()
+    waited = {row["status"]: max(0.0, float(row["waited"])) for row in rows}
+    for stage in file_status.UNFINISHED:
+        metrics.oldest_unfinished.labels(stage).set(waited.get(stage, 0.0))
+
+
 def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
-    """The background job: re-drive and the settings re-seed, forever."""
+    """The background job, forever: the settings re-seed, re-drive, the rate-limit sweep and the gauge of
+    unfinished files."""
 
     async def recover(stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
@@ -150,12 +162,14 @@ def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
         http = httpx.AsyncClient(timeout=5)
         delivered = delivery_lookup(settings, http)
         interval = max(0.5, min(settings.redrive_seconds / 4, 15))
+        steps = [(lambda: reseed_settings_if_empty(db, publisher, consumer), "settings re-seed"),
+                 (lambda: redrive_stalled(db, publisher, settings.redrive_seconds, metrics, delivered), "re-drive"),
+                 (lambda: rate_limits.sweep(db), "rate-limit sweep")]
+        if metrics is not None:
+            steps.append((lambda: measure_unfinished(db, metrics), "unfinished-files gauge"))
         try:
             while not stop.is_set():
-                for step, what in ((lambda: reseed_settings_if_empty(db, publisher, consumer), "settings re-seed"),
-                                   (lambda: redrive_stalled(db, publisher, settings.redrive_seconds, metrics,
-                                                            delivered), "re-drive"),
-                                   (lambda: rate_limits.sweep(db), "rate-limit sweep")):
+                for step, what in steps:
                     try:
                         await step()
                     except Exception as e:  # the next round retries; a dead job would stop all recovery

@@ -24,7 +24,7 @@ StatusEvent = ev.FileEvent | ev.MessagePublished | ev.FileDeleted  # every event
 # Events of one file may be read out of order across topics: a later stage never goes back.
 STAGE_RANK = {"uploaded": 1, "sanitized": 2, "resized": 3, "published": 4, "rejected": 5, "deleted": 6}
 UNFINISHED = ("uploaded", "sanitized", "resized")
-# What a deleted file's row keeps: its receipt (DESIGN.md, Privacy), and the stages it went through
+# What a deleted file's row keeps: its receipt, and the stages it went through
 # (events read late must still settle the status: a receipt read before the publish is `deleted`).
 RECEIPT_FIELDS = ("file_id", "account_id", "status", "reason", "deletion", "updated_at", "history",
                   "rejection_reason")
@@ -134,7 +134,7 @@ class FileStatus:
             self.sender_id = sender.id
 
     def erase(self) -> None:
-        """Forget everything about the file but its receipt (DESIGN.md, Privacy): deleted, not flagged."""
+        """Forget everything about the file but its receipt: deleted, not flagged."""
         for f in fields(self):
             if f.name not in RECEIPT_FIELDS:
                 setattr(self, f.name, None)

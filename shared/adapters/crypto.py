@@ -1,4 +1,4 @@
-"""Envelope encryption at rest (DESIGN.md, Storage and encryption).
+"""Envelope encryption at rest.
 
 master key (FS_MASTER_KEY, by key id) ─wraps→ consumer key ─wraps→ data key ─encrypts→ blob
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.adapters.storage.keys import consumer_prefix
+from shared.adapters.storage.keys import consumer_key_name, consumer_key_owner, consumer_prefix
 from shared.adapters.storage.objectstore import ObjectStore
 
 MAGIC = b"FSB"
@@ -180,12 +180,8 @@ class ConsumerKeyStore:
         consumer_forgotten and retention removes it, as for a forget landing between a load and a put."""
         return _KeysOfOneRecord(self._store, self._master)
 
-    @staticmethod
-    def _prefix(account_id: str, consumer_id: str) -> str:
-        return consumer_prefix(account_id, consumer_id)
-
     async def get_or_create(self, account_id: str, consumer_id: str) -> tuple[str, bytes]:
-        prefix = self._prefix(account_id, consumer_id)
+        prefix = consumer_prefix(account_id, consumer_id)
         existing = sorted(o.key for o in await self._store.list(prefix))
         for key in existing:
             key_id = key[len(prefix):]
@@ -204,7 +200,7 @@ class ConsumerKeyStore:
         return key_id, secret
 
     async def load(self, account_id: str, consumer_id: str, key_id: str) -> bytes:
-        name = self._prefix(account_id, consumer_id) + key_id
+        name = consumer_key_name(account_id, consumer_id, key_id)
         try:
             record = json.loads(await self._store.get(name))
         except FileNotFoundError:
@@ -212,14 +208,14 @@ class ConsumerKeyStore:
         return self._master.unwrap(record, name.encode())
 
     async def has_any(self, account_id: str, consumer_id: str) -> bool:
-        return bool(await self._store.list(self._prefix(account_id, consumer_id)))
+        return bool(await self._store.list(consumer_prefix(account_id, consumer_id)))
 
     async def has_key(self, account_id: str, consumer_id: str, key_id: str) -> bool:
-        return await self._store.exists(self._prefix(account_id, consumer_id) + key_id)
+        return await self._store.exists(consumer_key_name(account_id, consumer_id, key_id))
 
     async def destroy(self, account_id: str, consumer_id: str) -> int:
         """Crypto-shred: delete every key of the consumer. Returns how many were deleted."""
-        keys = await self._store.list(self._prefix(account_id, consumer_id))
+        keys = await self._store.list(consumer_prefix(account_id, consumer_id))
         for o in keys:
             await self._store.delete(o.key)
         return len(keys)
@@ -234,11 +230,7 @@ class ConsumerKeyStore:
         """The object name of every consumer key in the key bucket (every account and consumer)."""
         return [o.key for o in await self._store.list("")]
 
-    @staticmethod
-    def owner_of(name: str) -> tuple[str, str]:
-        """(account_id, consumer_id) of a consumer key's object name."""
-        account_id, consumer_id, _ = name.split("/", 2)
-        return account_id, consumer_id
+    owner_of = staticmethod(consumer_key_owner)
 
     async def record(self, name: str) -> dict | None:
         """The stored record of a consumer key (its master_key_id says what wraps it); None once deleted."""
@@ -273,11 +265,11 @@ class _KeysOfOneRecord(ConsumerKeyStore):
 
     async def get_or_create(self, account_id: str, consumer_id: str) -> tuple[str, bytes]:
         key_id, secret = await super().get_or_create(account_id, consumer_id)
-        self._known[self._prefix(account_id, consumer_id) + key_id] = secret
+        self._known[consumer_key_name(account_id, consumer_id, key_id)] = secret
         return key_id, secret
 
     async def load(self, account_id: str, consumer_id: str, key_id: str) -> bytes:
-        name = self._prefix(account_id, consumer_id) + key_id
+        name = consumer_key_name(account_id, consumer_id, key_id)
         if name not in self._known:
             self._known[name] = await super().load(account_id, consumer_id, key_id)
         return self._known[name]

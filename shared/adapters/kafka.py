@@ -19,7 +19,7 @@ import inspect
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -33,6 +33,7 @@ from shared.contract.events import Event
 from shared.runtime.outages import note_transient
 from shared.runtime.retry import Backoff, retry_transient
 from shared.contract.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
+from shared.runtime.tracing import consuming, current_headers, fail
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class Outgoing:
     topic: str
     key: str
     event: Event
+    # The trace context where the event was made (the handler's or request's span), for the record's
+    # headers: whoever consumes it continues the file's trace (shared.runtime.tracing).
+    headers: tuple[tuple[str, bytes], ...] = field(default_factory=lambda: tuple(current_headers()),
+                                                   compare=False, repr=False)
 
 
 class TransientError(Exception):
@@ -84,7 +89,7 @@ def make_consumer(settings, group_id: str | None, *topics: str, background: bool
         enable_auto_commit=False, auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_wait_ms(settings, background),
         fetch_max_bytes=4 * MAX_MESSAGE_BYTES, max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
-        # Low timeouts: Tansu group joins otherwise wait out the full session (DESIGN.md).
+        # Low timeouts: Tansu group joins otherwise wait out the full session.
         session_timeout_ms=10000, heartbeat_interval_ms=1000, rebalance_timeout_ms=10000,
         max_poll_interval_ms=600000, **kwargs)
 
@@ -104,7 +109,8 @@ async def start_with_retry(client, what: str, stop: asyncio.Event | None = None,
 
 async def _produce(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> list:
     """Send every event; the broker's answer to each, in order: its record metadata or the error."""
-    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode()) for o in outgoing]
+    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode(),
+                                   **({"headers": list(o.headers)} if o.headers else {})) for o in outgoing]
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
@@ -272,7 +278,8 @@ class StreamProcessor:
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
                  on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
-                 concurrency: int = 1, commit_per_batch: bool = False, background: bool = False):
+                 concurrency: int = 1, commit_per_batch: bool = False, background: bool = False,
+                 trace_as: str | dict[str, str] | None = None):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
         the next record of the partition (state that must only follow a real publish);
@@ -284,13 +291,16 @@ class StreamProcessor:
         (projections: redoing a few upserts after a crash costs nothing; elsewhere each record is
         committed, so a rebalance or crash redoes one record, not a batch);
         background: nobody waits on this consumer's lag (half a second is never noticed), so it polls
-        the broker less often (fetch_wait_ms)."""
+        the broker less often (fetch_wait_ms);
+        trace_as: the name of the span each record's handling is, in the trace its headers carry, or
+        the name per topic (topics not named are not traced): the pipeline's stages; projections are
+        not traced (a file's trace would gain a span per view)."""
         if concurrency > 1 and before_partition is not None:
             raise ValueError("before_partition runs before a batch; records handled ahead would skip it")
         self.settings, self.name, self.group_id, self.topics = settings, name, group_id, topics
         self.handle, self.on_poison, self.metrics, self.transient = handle, on_poison, metrics, transient
         self.before_partition, self.on_produced, self.concurrency = before_partition, on_produced, concurrency
-        self.commit_per_batch, self.background = commit_per_batch, background
+        self.commit_per_batch, self.background, self.trace_as = commit_per_batch, background, trace_as
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
@@ -563,22 +573,27 @@ class StreamProcessor:
             if self.metrics is not None:
                 self.metrics.retries.labels(type(e).__name__).inc()
         started = time.perf_counter()
-        try:
-            outputs = await retry_transient(lambda: self.handle(record), f"{self.name} handle {record.topic}@{record.offset}",
-                                            self.transient, self.stopping, on_retry=count_retry)
-            if self.metrics is not None:
-                self.metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
-            return outputs, "ok"
-        except Exception as exc:
-            if self.stopping.is_set():
-                raise
-            log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition, record.offset)
+        span_name = self.trace_as.get(record.topic) if isinstance(self.trace_as, dict) else self.trace_as
+        with consuming(record, span_name, self.group_id) as span:  # the outputs made here carry it on
+            try:
+                outputs = await retry_transient(lambda: self.handle(record),
+                                                f"{self.name} handle {record.topic}@{record.offset}",
+                                                self.transient, self.stopping, on_retry=count_retry)
+                if self.metrics is not None:
+                    self.metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
+                return outputs, "ok"
+            except Exception as exc:
+                if self.stopping.is_set():
+                    raise
+                log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition,
+                              record.offset)
+                fail(span, exc)
 
-            error = exc  # what poison() closes over: a name that outlives the except block
+                error = exc  # what poison() closes over: a name that outlives the except block
 
-            async def poison():
-                outputs = self.on_poison(record, error)
-                return await outputs if inspect.isawaitable(outputs) else outputs
+                async def poison():
+                    outputs = self.on_poison(record, error)
+                    return await outputs if inspect.isawaitable(outputs) else outputs
 
-            return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,
-                                         self.stopping), "poison"
+                return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,
+                                             self.stopping), "poison"

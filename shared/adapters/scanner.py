@@ -1,4 +1,4 @@
-"""Malware scanner port (DESIGN.md: one port per outside system) and its clamd implementation.
+"""Malware scanner port (one port per outside system) and its clamd implementation.
 
 `ClamdScanner` speaks clamd's INSTREAM protocol over asyncio: ``zINSTREAM\\0``, then chunks each
 prefixed with a 4-byte big-endian length, then a zero-length chunk; clamd answers one

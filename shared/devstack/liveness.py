@@ -1,4 +1,4 @@
-"""Liveness of what `make run` started (DESIGN.md, "The two commands": `FS_LIVENESS_SECONDS`).
+"""Liveness of what `make run` started (`FS_LIVENESS_SECONDS`).
 
 A process that stops answering (a stuck database, a wedged broker, a deadlocked service) does not
 exit, so the supervisor would never restart it. Each component gets a cheap probe of its own

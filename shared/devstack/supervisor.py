@@ -1,4 +1,4 @@
-"""Supervision of what `make run` started (DESIGN.md, "The two commands").
+"""Supervision of what `make run` started.
 
 A component that exits is restarted after a backoff while everything else keeps running; one that
 keeps dying (`max_exits` exits within `window` seconds) makes the supervisor give up, so the

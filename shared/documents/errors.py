@@ -14,7 +14,7 @@ REJECTION_REASONS: frozenset[str] = frozenset(
 
 
 class DocumentRejected(Rejected):
-    """A document we refuse; `reason` is a DESIGN.md rejection code, `detail` says why."""
+    """A document we refuse; `reason` is a contract rejection code, `detail` says why."""
 
     REASONS = REJECTION_REASONS
 

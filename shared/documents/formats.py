@@ -1,4 +1,4 @@
-"""Which document types we accept, decided by content, never by file name (DESIGN.md "Documents").
+"""Which document types we accept, decided by content, never by file name.
 
 PDF: `%PDF-` within the first 1,024 bytes (qpdf opens it in the disarm). OOXML: a ZIP whose
 `[Content_Types].xml` declares the main part of that type; a macro-enabled main part is refused.

@@ -1,4 +1,4 @@
-"""Resource limits for one document (DESIGN.md "Documents"): bombs are refused as file_too_complex."""
+"""Resource limits for one document: bombs are refused as file_too_complex."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

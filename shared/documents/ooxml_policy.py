@@ -1,4 +1,4 @@
-"""What a disarmed OOXML package may hold (DESIGN.md "Documents"): an allowlist of part types.
+"""What a disarmed OOXML package may hold: an allowlist of part types.
 
 Left out because they are not on it: VBA projects and their data, ActiveX controls, embedded OLE
 objects and packages (often whole executables or further Office files), custom UI (ribbon

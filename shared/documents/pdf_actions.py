@@ -1,4 +1,4 @@
-"""What a disarmed PDF may keep of the active content a PDF can hold (DESIGN.md "Documents").
+"""What a disarmed PDF may keep of the active content a PDF can hold.
 
 Actions: an allowlist. Links inside the document (GoTo), viewer commands (Named), article threads
 and layer switches stay, and URI actions whose scheme is http, https or mailto; every other action

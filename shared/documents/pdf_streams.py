@@ -1,4 +1,4 @@
-"""Decompression bombs in a PDF, measured while streaming (DESIGN.md Known traps: qpdf is lazy).
+"""Decompression bombs in a PDF, measured while streaming (qpdf reads lazily).
 
 Nothing of a stream is decoded to check it: a Flate stream (the usual filter, and the one that
 expands 1000x) is inflated chunk by chunk and only counted, against a budget for the whole file;

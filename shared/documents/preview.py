@@ -1,4 +1,4 @@
-"""A PDF's first page as a JPEG of at most 30 KB (DESIGN.md "Documents"), rendered by PDFium.
+"""A PDF's first page as a JPEG of at most 30 KB, rendered by PDFium.
 
 PDFium is not thread-safe: render in the worker pool's processes, never in threads.
 """

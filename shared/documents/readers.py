@@ -1,5 +1,5 @@
-"""The standard readers a disarmed package must open with before it is accepted (DESIGN.md
-"Documents"), and what each reports as `pages`."""
+"""The standard readers a disarmed package must open with before it is accepted,
+and what each reports as `pages`."""
 from __future__ import annotations
 
 import io

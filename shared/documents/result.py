@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DocumentResult:
-    """A disarmed document: fresh bytes that a standard reader opened, and its `pages` (DESIGN.md
-    "Documents": PDF pages, DOCX pages as the document states them or None, XLSX sheets, PPTX slides)."""
+    """A disarmed document: fresh bytes that a standard reader opened, and its `pages`
+    (PDF pages, DOCX pages as the document states them or None, XLSX sheets, PPTX slides)."""
 
     data: bytes
     content_type: str

@@ -94,7 +94,7 @@ def _flattened_rgb(image: Image.Image) -> Image.Image:
 
 
 def encode_preview(image: Image.Image, dimension: int = PREVIEW_DIMENSION) -> bytes:
-    """JPEG, longer side at most `dimension` px, at most PREVIEW_MAX_BYTES (DESIGN.md message.published)."""
+    """JPEG, longer side at most `dimension` px, at most PREVIEW_MAX_BYTES (the preview of message.published)."""
     image = resampleable(image)
     size = fit_within(image.size, dimension)
     if size != image.size:

@@ -12,6 +12,6 @@ REJECTION_REASONS: frozenset[str] = frozenset(
 
 
 class ImageRejected(Rejected):
-    """An image we refuse to process; `reason` is a DESIGN.md rejection code, `detail` says why."""
+    """An image we refuse to process; `reason` is a contract rejection code, `detail` says why."""
 
     REASONS = REJECTION_REASONS

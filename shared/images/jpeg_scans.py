@@ -1,4 +1,4 @@
-"""Counting the scans of a JPEG before any decoder sees it (DESIGN.md, Known traps: libjpeg-turbo #284).
+"""Counting the scans of a JPEG before any decoder sees it.
 
 A progressive JPEG repeats its picture in scans (SOS segments, marker 0xFFDA); a normal one has
 about 10. A crafted file with thousands of tiny scans makes libjpeg walk every block of the

@@ -33,6 +33,14 @@ def exif_orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+def uses_transparency(image: Image.Image) -> bool:
+    """Some pixel is not fully opaque: an alpha channel that is all 255 (many encoders write one
+    anyway) does not count, so such a photo can still be a JPEG."""
+    if "A" in image.getbands():
+        return image.getchannel("A").getextrema()[0] < 255
+    return "transparency" in image.info
+
+
 def upright(image: Image.Image, orientation: int) -> Image.Image:
     method = _UPRIGHT_TRANSPOSE.get(orientation)
     return image.transpose(method) if method is not None else image

@@ -17,6 +17,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from shared.runtime.metrics import ServiceMetrics
+
 Check = Callable[[], Awaitable[bool]]
 
 
@@ -60,18 +62,22 @@ class _Server(uvicorn.Server):
 
 @dataclass
 class HealthServer:
+    """The running health app; closed like an asyncio server."""
     server: uvicorn.Server
     task: asyncio.Task
 
-    async def stop(self) -> None:
+    def close(self) -> None:
         self.server.should_exit = True
+
+    async def wait_closed(self) -> None:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def serve_health(ready: Check, registry: CollectorRegistry, host: str, port: int,
-                       detail: Callable[[], dict] | None = None) -> HealthServer:
-    """Serve the health app on host:port; the port is bound and listening when this returns (a
-    port in use fails here, not later in a task)."""
+async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1",
+                        detail: Callable[[], dict] | None = None) -> HealthServer:
+    """Serve the health app of `metrics` on host:port; the port is bound and listening when this
+    returns (a port in use fails here, not later in a task)."""
+    registry = metrics.registry
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)
     app = Starlette(routes=health_routes(ready, registry, detail))

@@ -259,3 +259,36 @@ def install_body_limit(app: FastAPI, default_max: int = DEFAULT_BODY_LIMIT,
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge):
         return JSONResponse(error_body("body_too_large", str(exc)), status_code=413, headers={"Connection": "close"})
+
+
+# --- responses by status class ----------------------------------------------------------------
+
+class _CountResponses:
+    """ASGI middleware: counts each response by status class; a handler that raised (Starlette answers
+    500 outside this middleware) counts as 5xx."""
+
+    def __init__(self, app: ASGIApp, counter):
+        self.app, self.counter = app, counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = []
+
+        async def counted_send(message):
+            if message["type"] == "http.response.start" and not started:
+                started.append(message["status"])
+                self.counter.labels(f"{message['status'] // 100}xx").inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted_send)
+        except Exception:  # a cancelled request (the client left) is nobody's 5xx
+            if not started:
+                self.counter.labels("5xx").inc()
+            raise
+
+
+def count_responses(app: FastAPI, counter) -> None:
+    """Count every response of `app` in `counter` (labelled by status class: 2xx ... 5xx)."""
+    app.add_middleware(_CountResponses, counter=counter)

@@ -20,10 +20,11 @@ from fastapi import FastAPI
 from shared.adapters.db import Database
 from shared.adapters.kafka import StreamProcessor
 from shared.runtime.logs import setup_logging
-from shared.runtime.health import serve_health
+from shared.runtime.health import serve_metrics
 from shared.runtime.metrics import ServiceMetrics
 from shared.runtime.wiring import Storage, wait_for_dependencies
 from shared.settings import ConfigurationError, Settings, get_settings
+from shared.runtime.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class Service:
 
     async def serve(self, stop: asyncio.Event) -> bool:
         """Run until `stop` is set (True) or a part dies (False)."""
-        health = await serve_health(self.ready, self.metrics.registry, self.settings.bind_host,
-                                    self.settings.metrics_port(self.name), self.readiness_detail)
+        health = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
+                                     self.settings.bind_host, self.readiness_detail)
         http_server: uvicorn.Server | None = None
         healthy = True
         try:
@@ -100,7 +101,8 @@ class Service:
             for hook in self.on_stop:
                 await hook()
             await self.db.close()
-            await health.stop()
+            health.close()
+            await health.wait_closed()
         return healthy
 
 
@@ -108,6 +110,11 @@ def run_service(name: str, bootstrap: Callable[[Settings], Service]) -> None:
     """Entry point of a service process: logging, SIGINT/SIGTERM → graceful stop; exit 1 if a part died."""
     settings = get_settings()
     setup_logging(name, settings.log_level)
+    try:
+        setup_tracing(name)  # flushed at exit by the SDK's own atexit hook
+    except ValueError as e:
+        log.critical("%s refuses to start: %s", name, e)
+        sys.exit(2)
 
     async def runner() -> bool:
         stop = asyncio.Event()

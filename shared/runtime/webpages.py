@@ -1,4 +1,4 @@
-"""Serving the web pages (DESIGN.md "Web pages"): plain files, a strict Content-Security-Policy.
+"""Serving the web pages: plain files, a strict Content-Security-Policy.
 
 Each service mounts its own folder of pages under a prefix (`/agent/`, `/consumer/`), plus the
 files both pages share (`shared/web/`) under `{prefix}common/`. Every file is known at mount time

@@ -9,6 +9,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.support import (agent_url, eicar_jpeg, file_payload, held, off_loop, open_web_conversation,
                                    photo_jpeg, preview_of, send_from)
+from tests import phonecorpus as phone
 from tests.support import unique, wait_until
 
 pytestmark = pytest.mark.integration
@@ -48,6 +49,29 @@ def test_attach_photo_enabled_in_an_open_web_conversation(client, page):
         attach(page).click()
     accept = chooser.value.element.get_attribute("accept").split(",")
     assert {"image/jpeg", "image/png", "image/gif", ".jpg", ".jpeg", ".png", ".gif"} == set(accept)
+
+
+def test_an_account_accepting_phone_photos_offers_them_and_an_iphone_photo_arrives_as_a_jpeg(client, page):
+    account = unique("acct")
+    conversation, _ = open_web_conversation(client, account)
+    client.enable_account(account, accepted_types=["image/jpeg", "image/heic", "image/webp"])
+    page.goto(agent_url(client, account, conversation))
+    with page.expect_file_chooser() as chooser:
+        attach(page).click()
+    accept = chooser.value.element.get_attribute("accept").split(",")
+    assert {"image/jpeg", "image/heic", "image/webp", ".jpg", ".jpeg", ".heic", ".heif", ".webp"} == set(accept)
+    assert attach(page).get_attribute("title") == "Send a photo (JPEG, HEIC or WebP, up to 5 MB)"
+
+    caption = "Photo from my phone"
+    chooser.value.set_files(file_payload(phone.oriented_heic(6), name="IMG_0001.HEIC", mime="image/heic"))
+    send_from(page.get_by_role("dialog", name="Send a photo"), caption)  # the browser may show no preview
+    photo = delivered_item(page, caption).get_by_role("img", name=caption)
+    expect(photo).to_be_visible()
+    expect(photo).to_have_js_property("naturalWidth", 96)  # upright: the stored picture is 64 wide
+    with page.expect_download() as download:
+        delivered_item(page, caption).get_by_role("link", name="Download").click()
+    assert Image.open(io.BytesIO(download.value.path().read_bytes())).format == "JPEG"
+    assert download.value.suggested_filename.endswith(".jpg")
 
 
 def test_attach_photo_absent_without_the_permission(client, page):

@@ -1,4 +1,4 @@
-"""Issue 5: downloads, signed links and transcripts: only the right people, the right headers,
+"""Downloads, signed links and transcripts: only the right people, the right headers,
 never a tampered image."""
 from __future__ import annotations
 

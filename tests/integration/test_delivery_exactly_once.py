@@ -1,4 +1,4 @@
-"""Issue 5: exactly one message per photo, across a crash, a rebalance, a closed conversation
+"""Exactly one message per photo, across a crash, a rebalance, a closed conversation
 and a forgotten consumer. Each test that replaces delivery restores the normal one in finally."""
 from __future__ import annotations
 

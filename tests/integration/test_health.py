@@ -1,4 +1,4 @@
-"""DESIGN.md, HTTP API: every service answers GET /healthz (alive) and GET /readyz (connected to
+"""Every service answers GET /healthz (alive) and GET /readyz (connected to
 Kafka and storage) on its metrics port (FS_METRICS_PORT_BASE + 0 upload, 1 sanitizer, 2 resizer,
 3 delivery, 4 retention); upload and delivery also on their HTTP ports."""
 from __future__ import annotations

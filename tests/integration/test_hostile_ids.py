@@ -1,4 +1,4 @@
-"""Identifiers (DESIGN "Identifiers"): hostile ids in every id position of every route of both HTTP
+"""Identifiers: hostile ids in every id position of every route of both HTTP
 services, in token claims, in input events and in bot records. Lookups answer 404, writes 422, a
 token 401, never a 5xx; input events are dropped and counted; nothing is stored under such an id."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 4 end to end: what the sanitizer and resizer do to hostile and unusual photos on the
+"""End to end: what the sanitizer and resizer do to hostile and unusual photos on the
 running stack (real clamd with the test EICAR signature)."""
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_bombs_and_broken_files_are_rejected_with_their_reason(client, conversat
 
 
 def test_scan_bombs_are_refused_before_decoding_and_a_photo_beside_them_is_published(client, conversation):
-    """Issue 10: four senders each send a JPEG with 3,000 progressive scans (each held a sanitizer
+    """Four senders each send a JPEG with 3,000 progressive scans (each held a sanitizer
     worker for the whole 10 s decode limit before) while a normal photo goes to another conversation."""
     account, _ = conversation
     bomb = corpus.progressive_scan_bomb(scans=3000)

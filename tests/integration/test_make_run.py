@@ -1,5 +1,5 @@
-"""Issue 2: `make run` (fileshare run) brings the whole system up and stops it cleanly on SIGTERM,
-and on Ctrl-C in a terminal (SIGINT to the foreground process group). Issue 10: it restarts what
+"""`make run` (fileshare run) brings the whole system up and stops it cleanly on SIGTERM,
+and on Ctrl-C in a terminal (SIGINT to the foreground process group). It restarts what
 dies, and gives up with a non-zero exit when a component keeps dying."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 9: erasure that really erases. After a forget and after an expiry no row in any schema holds
+"""Erasure that really erases. After a forget and after an expiry no row in any schema holds
 the caption, sender or dimensions of those files, their sealed captions no longer open (forget), and
 the status API answers `deleted` and nothing more."""
 from __future__ import annotations

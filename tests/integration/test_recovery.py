@@ -1,4 +1,4 @@
-"""Issue 9 acceptance on a stack of its own (re-drive after 3 s): a broker that lost its log, a database
+"""Recovery on a stack of its own (re-drive after 3 s): a broker that lost its log, a database
 restarted mid-pipeline, and several instances of upload, delivery and retention at once."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10, abuse at the HTTP doors: 401 before any other check on every endpoint, a cap on every
+"""Abuse at the HTTP doors: 401 before any other check on every endpoint, a cap on every
 request body while it streams, and a burst of uploads that leaves upload's memory flat."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ CREDENTIAL_PARAMS = {"exp", "aud", "sig"}  # a signed link is a credential: a ba
 BAD_VALUE = "-1e9x\u00e9" * 60  # no integer, no enum member, longer than any key
 
 
-# Every endpoint of both HTTP services (the audit of issue 10); a test below fails when one is added
+# Every endpoint of both HTTP services (the audit of the HTTP doors); a test below fails when one is added
 # to a service and not here.
 ENDPOINTS = [
     ("FS_UPLOAD_PORT", "POST", "/v1/accounts/{account_id}/conversations/{conversation_id}/files"),

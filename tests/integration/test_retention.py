@@ -1,4 +1,4 @@
-"""Issue 6: files leave on time, and a forgotten consumer is unreadable at once.
+"""Files leave on time, and a forgotten consumer is unreadable at once.
 
 Against the session stack (Tansu, rclone, clamd, the five services; FS_RETENTION_SWEEP_SECONDS=1).
 Tests that stop a service restart it in a finally.

@@ -1,4 +1,4 @@
-"""Issue 10: the malware scanner fails closed. FS_CLAMD unset: the sanitizer refuses to start;
+"""The malware scanner fails closed. FS_CLAMD unset: the sanitizer refuses to start;
 `disabled` is the explicit, loud opt-out (see test_make_run.py for `make run` without signatures);
 a clamd address: scanning, said in /readyz and a metric."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 4: an unreachable scanner is never taken for "clean": the sanitizer retries with
+"""An unreachable scanner is never taken for "clean": the sanitizer retries with
 backoff, the photo waits, and it goes through once clamd is back."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 11: photos sent quickly into one conversation reach the platform and the transcript in the
+"""Photos sent quickly into one conversation reach the platform and the transcript in the
 order they were sent."""
 from __future__ import annotations
 

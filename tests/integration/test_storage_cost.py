@@ -1,4 +1,4 @@
-"""Issue 11: what one photo costs around the image work, read from the services' own metrics.
+"""What one photo costs around the image work, read from the services' own metrics.
 
 One photo (with a caption) goes upload → sanitizer → resizer → delivery, then is downloaded (GET)
 and checked (HEAD). The S3 requests and decrypts it caused must stay within the numbers reached,

@@ -1,4 +1,4 @@
-"""Issue 3: hostile and malformed requests at the upload door (HTTP and bot topic)."""
+"""Hostile and malformed requests at the upload door (HTTP and bot topic)."""
 from __future__ import annotations
 
 import httpx

@@ -1,4 +1,4 @@
-"""Issue 3: the rules matrix end to end, over HTTP and the bot topic, against the running service.
+"""The rules matrix end to end, over HTTP and the bot topic, against the running service.
 
 Every cell of the cartesian product (tests.upload_matrix.all_cells, 3840 cells: role ×
 permission set × feature flag × account setting × conversation state × channel × source) goes

@@ -1,4 +1,4 @@
-"""Issue 3: if storing or publishing fails the client gets 503 and nothing half-done remains.
+"""If storing or publishing fails the client gets 503 and nothing half-done remains.
 
 Stops one server of the session stack (the S3 server, then the broker) and always restarts it,
 waiting until every service is ready again, so the tests after this one find the stack whole.
@@ -53,14 +53,18 @@ def test_storage_or_broker_down_gives_503_and_leaves_nothing_half_done(stack, cl
     client.open_conversation(account, conversation, consumer)
 
     # --- the object store is down: nothing can be stored, nothing is published ---
-    failed = sample(scrape(client.env, "upload"), "fileshare_upload_request_seconds_count", outcome="failed")
+    before = scrape(client.env, "upload")
     stack.stop_process("s3")
     try:
         r = post(client, account, conversation, unique("key"))
         assert (r.status_code, r.json()["error"]["code"]) == (503, "unavailable"), r.text
-        # Counted as the service's failure, apart from the clients' refusals (what an alert watches).
-        assert sample(scrape(client.env, "upload"), "fileshare_upload_request_seconds_count",
-                      outcome="failed") == failed + 1
+        # Counted as the service's failure, apart from the clients' refusals (what the alerts watch).
+        after = scrape(client.env, "upload")
+        for name, labels in (("fileshare_upload_request_seconds_count", {"outcome": "failed"}),
+                             ("fileshare_http_responses_total", {"code": "5xx"})):
+            assert sample(after, name, **labels) == sample(before, name, **labels) + 1, name
+        assert sample(after, "fileshare_dependency_errors_total", dependency="s3") > \
+            sample(before, "fileshare_dependency_errors_total", dependency="s3")
     finally:
         restore(stack)
     assert uploaded_events(client, conversation) == []

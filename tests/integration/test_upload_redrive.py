@@ -1,6 +1,7 @@
 """Re-drive on the real database: a file stuck at `resized` that was re-driven before is first looked
 up with delivery (its message.published may have been lost with the broker's log); only the files
-delivery did not publish are emitted again."""
+delivery did not publish are emitted again. And the gauge of how long each stage's oldest
+unfinished file has waited, which the stuck-file alert reads."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,8 @@ from psycopg.types.json import Jsonb
 from shared.contract import events as ev
 from shared.contract.topics import FILE_RESIZED, FILE_SANITIZED
 from services.upload import status as file_status
-from services.upload.redrive import LOOKUPS_AT_ONCE, redrive_stalled
+from services.upload.metrics import UploadMetrics
+from services.upload.redrive import LOOKUPS_AT_ONCE, measure_unfinished, redrive_stalled
 from tests.dbsupport import RecordingPublisher
 from tests.support import unique
 
@@ -76,3 +78,29 @@ async def test_files_delivery_published_are_confirmed_and_only_the_others_are_em
         for file_id in published:
             status = await file_status.load(conn, file_id)
             assert (status.status, status.pending_event) == ("published", None)
+
+
+async def test_each_stage_reports_how_long_its_oldest_unfinished_file_has_waited(open_database):
+    db = await open_database("upload", fresh=True)
+    waits = {"sanitized": [timedelta(minutes=30), timedelta(minutes=1)], "resized": [timedelta(minutes=5)]}
+    kinds = {"sanitized": ev.FileSanitized, "resized": ev.FileResized}
+    for stage, ages in waits.items():
+        for age in ages:
+            event = stage_event(kinds[stage], unique("f"))
+            await stalled(db, event, redrives=0)
+            async with db.transaction() as conn:
+                await conn.execute("UPDATE files SET updated_at = now() - %s WHERE file_id = %s", (age, event.file_id))
+    metrics = UploadMetrics()
+
+    def waited(stage: str) -> float:
+        return metrics.registry.get_sample_value("fileshare_oldest_unfinished_file_seconds", {"stage": stage})
+
+    await measure_unfinished(db, metrics)
+    assert 30 * 60 <= waited("sanitized") < 40 * 60
+    assert 5 * 60 <= waited("resized") < 15 * 60
+    assert waited("uploaded") == 0
+
+    async with db.transaction() as conn:  # every file finished: nothing waits any more
+        await conn.execute("UPDATE files SET pending_event = NULL")
+    await measure_unfinished(db, metrics)
+    assert [waited(stage) for stage in ("uploaded", "sanitized", "resized")] == [0, 0, 0]

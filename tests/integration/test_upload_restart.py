@@ -1,4 +1,4 @@
-"""Issue 3: a restarted upload service knows every setting, conversation state and
+"""A restarted upload service knows every setting, conversation state and
 Idempotency-Key published before (the topics are its only store of truth)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 3: the Python bot SDK and the example bot against the running stack."""
+"""The Python bot SDK and the example bot against the running stack."""
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,4 @@
-"""Issue 3: account settings (who may change what, validation), capabilities and the OpenAPI page."""
+"""Account settings (who may change what, validation), capabilities and the OpenAPI page."""
 from __future__ import annotations
 
 import psycopg
@@ -13,9 +13,10 @@ from shared.settings import Settings
 from shared.contract.topics import ACCOUNT_SETTINGS
 from tests.support import sample, scrape, unique, wait_until
 
+PHOTO_TYPES = ["image/jpeg", "image/png", "image/gif"]
 DOC = {"feature_enabled": True, "file_sharing_enabled": True,
        "permissions": {"agent": ["send_files_local"], "agent_manager": [], "bot": []},
-       "max_image_dimension": 800, "retention": "P13M"}
+       "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES}
 
 
 def put(client, account, doc, role="platform", token_account=None):
@@ -36,7 +37,26 @@ def test_defaults_are_all_off(client):
     doc = get(client, unique("acct")).json()
     assert doc == {"feature_enabled": False, "file_sharing_enabled": False,
                    "permissions": {"agent": [], "agent_manager": [], "bot": []},
-                   "max_image_dimension": 800, "retention": "P13M"}
+                   "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES}
+
+
+def test_accepted_types_are_the_photo_types_until_set_and_any_subset_of_the_contracts_list(client):
+    account = unique("acct")
+    before_v3 = {k: v for k, v in DOC.items() if k != "accepted_types"}  # a document of a version-2 client
+    assert put(client, account, before_v3).json()["accepted_types"] == PHOTO_TYPES
+    every = [*PHOTO_TYPES, "image/heic", "image/webp", "application/pdf",
+             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+             "application/vnd.openxmlformats-officedocument.presentationml.presentation"]
+    for accepted in (every, ["image/heic", "image/webp"], ["application/pdf"], []):
+        assert put(client, account, {**DOC, "accepted_types": accepted}).status_code == 200
+        assert get(client, account).json()["accepted_types"] == accepted
+    for wrong in (["image/heif"], ["image/svg+xml"], ["image/jpeg", "text/html"], ["IMAGE/JPEG"], "image/jpeg",
+                  [None], ["application/vnd.ms-word.document.macroEnabled.12"]):
+        r = put(client, account, {**DOC, "accepted_types": wrong})
+        assert code(r) == (422, "invalid_request"), (wrong, r.text)
+        assert "accepted_types" in r.json()["error"]["message"]
+    assert get(client, account).json()["accepted_types"] == [], "nothing was stored"
 
 
 def test_account_team_sets_everything_admin_all_but_the_feature_flag(client):
@@ -122,9 +142,12 @@ def test_capabilities_body_in_each_state(client):
     client.enable_account(account, permissions={"agent": [], "agent_manager": ["send_files_local"], "bot": []})
     assert client.capabilities(account, web) == body(False, False, "permission_denied")
     assert client.capabilities(account, web, role="agent_manager") == body(True, True, None)
+    # The account's own list of types.
+    client.enable_account(account, accepted_types=["image/webp", "image/jpeg", "image/heic"])
+    assert client.capabilities(account, web)["accepted_types"] == ["image/webp", "image/jpeg", "image/heic"]
 
 
-# Every public route of the upload service and its error codes, exactly (DESIGN.md, HTTP API).
+# Every public route of the upload service and its error codes, exactly.
 UPLOAD_ROUTES = {
     ("post", "/v1/accounts/{account_id}/conversations/{conversation_id}/files"): {
         (401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
@@ -134,7 +157,7 @@ UPLOAD_ROUTES = {
         (503, "unavailable")},
     ("put", "/v1/accounts/{account_id}/settings"): {
         (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request"), (503, "unavailable")},
-    # A lookup naming an id not of the contract's shape is 404 not_found (DESIGN "Identifiers").
+    # A lookup naming an id not of the contract's shape is 404 not_found.
     ("get", "/v1/accounts/{account_id}/settings"): {(401, "unauthenticated"), (403, "permission_denied"),
                                                     (404, "not_found")},
     ("get", "/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"): {

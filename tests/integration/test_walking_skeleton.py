@@ -1,4 +1,4 @@
-"""Issue 2: one photo through all five services on the embedded stack."""
+"""One photo through all five services on the embedded stack."""
 from __future__ import annotations
 
 import io

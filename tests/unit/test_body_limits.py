@@ -1,4 +1,4 @@
-"""Request bodies (issue 10): a cap on every body, enforced while it streams, 401 before 413, and a
+"""Request bodies: a cap on every body, enforced while it streams, 401 before 413, and a
 budget of body bytes in flight that makes a burst wait in line (or answers 503 with Retry-After)."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Static checks of docker-compose.yml (the production shape) against the settings model.
 
-No Docker engine runs on this machine (DESIGN.md), so the compose file cannot be started here:
+No Docker engine runs on this machine, so the compose file cannot be started here:
 these tests only parse it with PyYAML (merge keys resolved) and check it is consistent with
 `shared.settings.Settings`, the Dockerfile and the contract (ports, secrets, buckets, limits).
 """

@@ -1,5 +1,5 @@
-"""The contract of DESIGN.md, Part A, as the shared library exposes it: configuration, topics,
-JSON Schema export, the `fileshare token` CLI and the common event fields (issue 2, Build)."""
+"""The contract as the shared library exposes it: configuration, topics,
+JSON Schema export, the `fileshare token` CLI and the common event fields."""
 from __future__ import annotations
 
 import asyncio
@@ -18,9 +18,9 @@ from shared.settings import METRICS_PORT_OFFSETS, Settings
 
 # --- Configuration -------------------------------------------------------------------------
 
-# Every FS_* variable of DESIGN.md "Configuration", with its documented default
+# Every FS_* variable of the contract, with its documented default
 # (None: documented without a default value; FS_CLAMD unset = the sanitizer refuses to start).
-DESIGN_DEFAULTS = {
+CONTRACT_DEFAULTS = {
     "FS_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
     "FS_S3_ENDPOINT": "127.0.0.1:9000",
     "FS_S3_ACCESS_KEY": None,
@@ -82,14 +82,14 @@ def clean_env(monkeypatch):
 
 
 def test_settings_model_lists_every_contract_variable():
-    missing = [v for v in DESIGN_DEFAULTS if field_of(v) not in Settings.model_fields]
+    missing = [v for v in CONTRACT_DEFAULTS if field_of(v) not in Settings.model_fields]
     assert not missing, f"settings model lacks {missing}"
     assert Settings.model_config.get("env_prefix") == "FS_"
 
 
-@pytest.mark.parametrize("variable", sorted(DESIGN_DEFAULTS))
+@pytest.mark.parametrize("variable", sorted(CONTRACT_DEFAULTS))
 def test_contract_default(clean_env, variable):
-    expected = DESIGN_DEFAULTS[variable]
+    expected = CONTRACT_DEFAULTS[variable]
     value = getattr(Settings(), field_of(variable))
     if expected is None:
         assert value in (None, ""), f"{variable} must be unset by default, got {value!r}"
@@ -193,7 +193,7 @@ def event_types_of(schema: dict) -> set[str]:
     return {prop["const"]} if "const" in prop else set(prop["enum"])
 
 
-# The event types each topic carries (DESIGN.md, Topics).
+# The event types each topic carries.
 TOPIC_EVENT_TYPES = {t: {t} for t in CONTRACT_TOPICS} | {
     "conversation.events": {"conversation.opened", "conversation.closed", "conversation.resumed"}}
 

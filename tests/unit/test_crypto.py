@@ -1,4 +1,4 @@
-"""Envelope encryption (DESIGN.md, Storage and encryption): round trip, binding to the object key,
+"""Envelope encryption: round trip, binding to the object key,
 tamper evidence, and master-key rotation."""
 from __future__ import annotations
 

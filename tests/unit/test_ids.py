@@ -1,4 +1,4 @@
-"""The one id rule (DESIGN "Identifiers"), and every door that uses it: event models, token claims,
+"""The one id rule, and every door that uses it: event models, token claims,
 signed link audiences, object keys, the command line, the log line of a dropped record."""
 from __future__ import annotations
 

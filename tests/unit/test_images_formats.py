@@ -4,6 +4,7 @@ import pytest
 from PIL import Image, ImageFile, PcdImagePlugin
 
 from shared.images import EXTENSIONS, ImageLimits, ImageRejected, resize_image, sanitize_image, sniff_content_type
+from shared.images.formats import SNIFF_BYTES
 from tests import imagecorpus as corpus
 
 
@@ -14,10 +15,14 @@ from tests import imagecorpus as corpus
         (corpus.to_png(corpus.photo(8, 8)), "image/png"),
         (corpus.to_gif(corpus.photo(8, 8)), "image/gif"),
         (b"GIF87a" + b"\x00" * 10, "image/gif"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "image/heic"),
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic", "image/heic"),  # generic brand, HEVC inside
+        (b"\x00\x00\x00\x14ftypheix\x00\x00\x00\x00mif1", "image/heic"),
     ],
 )
 def test_accepted_types_are_recognised_by_content(data, expected):
-    assert sniff_content_type(data[:16]) == expected
+    assert sniff_content_type(data[:SNIFF_BYTES]) == expected
 
 
 @pytest.mark.parametrize(
@@ -27,8 +32,11 @@ def test_accepted_types_are_recognised_by_content(data, expected):
         b"\xff\xd8",  # too short to be a JPEG
         b'<svg xmlns="http://www.w3.org/2000/svg">',
         b"<!DOCTYPE html><html>",
-        b"RIFF\x00\x00\x00\x00WEBPVP8 ",
-        b"\x00\x00\x00\x18ftypheic",
+        b"RIFF\x00\x00\x00\x00WAVEfmt ",  # RIFF, but sound
+        b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf",  # AVIF: AV1, not HEVC
+        b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1avif",  # generic HEIF brand, AV1 inside
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2",  # an MP4 video
+        b"\x00\x00\x00\x08ftyp",  # a box too short to name a brand
         b"%PDF-1.7",
         b"BM\x00\x00",  # BMP: Pillow could decode it, we never let it
         b"II*\x00",  # TIFF
@@ -38,7 +46,8 @@ def test_everything_else_is_not_an_accepted_type(head):
     assert sniff_content_type(head) is None
 
 
-def test_extensions():
+def test_extensions_are_those_of_the_types_we_write():
+    # HEIC and WebP are read, never written: they are published as JPEG or PNG.
     assert EXTENSIONS == {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
 
 
@@ -55,7 +64,7 @@ def photocd_in_disguise(magic: bytes) -> bytes:
 )
 def test_a_decoder_outside_the_allowlist_never_sees_the_bytes(monkeypatch, magic, claimed):
     data = photocd_in_disguise(magic)
-    assert sniff_content_type(data[:16]) == claimed
+    assert sniff_content_type(data[:SNIFF_BYTES]) == claimed
     assert Image.open(io.BytesIO(data)).format == "PCD"  # the threat is real: plain Pillow would decode it
 
     reached = []

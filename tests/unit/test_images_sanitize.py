@@ -1,4 +1,4 @@
-"""Sanitizer behaviour (issue 4): what comes out carries nothing but upright pixels."""
+"""Sanitizer behaviour: what comes out carries nothing but upright pixels."""
 import io
 import zipfile
 

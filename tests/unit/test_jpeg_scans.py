@@ -1,4 +1,4 @@
-"""Scan bombs (issue 10): a JPEG's scans are counted from its marker segments before any decoder runs."""
+"""Scan bombs: a JPEG's scans are counted from its marker segments before any decoder runs."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Log forging (issue 10): an id from outside can never start a line of its own in a service log."""
+"""Log forging: an id from outside can never start a line of its own in a service log."""
 from __future__ import annotations
 
 import io

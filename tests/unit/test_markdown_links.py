@@ -58,6 +58,16 @@ def broken_links(path: Path, root: Path = REPO) -> list[str]:
     return broken
 
 
+def named_paths(path: Path) -> list[str]:
+    """Repository paths a page names in inline code (`shared/adapters/kafka.py`, `tests/unit/`)."""
+    spans = re.findall(r"`([^`\n]+)`", without_fences(path.read_text()))
+    return [span for span in spans if re.fullmatch(r"(shared|services|tests|bench|deploy|docs|examples)/[\w./-]+", span)
+            and not span.startswith(GENERATED)]
+
+
+GENERATED = ("bench/out/",)  # written by `make bench`, not committed
+
+
 def test_the_readme_is_a_first_read_of_at_most_250_lines():
     assert len((REPO / "README.md").read_text().splitlines()) <= 250
 
@@ -78,3 +88,10 @@ def test_the_link_check_catches_a_link_out_of_the_repository_a_missing_file_and_
     assert broken_links(page.resolve(), root.resolve()) == [
         "../shared/DESIGN.md (outside the repository)", "docs/api.md#no-such-part (no such heading)",
         "docs/gone.md (no such file)"]
+
+
+def test_every_repository_path_the_readme_and_docs_name_exists():
+    pages = [REPO / "README.md", *(p for p in (REPO / "docs").rglob("*.md") if p.name != "design.md")]
+    missing = {str(page.relative_to(REPO)): gone for page in pages
+               if (gone := [name for name in named_paths(page) if not (REPO / name).exists()])}
+    assert missing == {}, "a module moved: point the page at its new path"

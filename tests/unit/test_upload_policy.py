@@ -1,4 +1,4 @@
-"""Issue 3: the upload rules as pure functions, the whole matrix cell by cell."""
+"""The upload rules as pure functions, the whole matrix cell by cell."""
 from __future__ import annotations
 
 import base64
@@ -10,8 +10,12 @@ from shared.contract import events as ev
 from shared.contract.auth import Principal
 from shared.projections.conversations import Conversation
 from services.upload.bots import decode_content, max_b64_chars
-from services.upload.policy import Refused, capabilities, check_caption, check_sender
-from tests.upload_matrix import OK, all_cells, expected
+from services.upload.policy import Refused, capabilities, check_caption, check_sender, check_type
+from shared.images import sniff_content_type
+from shared.images.formats import SNIFF_BYTES
+from tests import imagecorpus as corpus
+from tests import phonecorpus as phone
+from tests.upload_matrix import OK, all_cells, expected, expected_for_type, type_cells
 
 ACCOUNT, OTHER = "acct-a", "acct-b"
 CHANNELS = frozenset({"web"})
@@ -57,6 +61,36 @@ def test_every_cell_of_the_matrix_gets_the_contracts_answer():
     assert not wrong, f"{len(wrong)} cells differ, e.g. {wrong[:5]}"
     # The oracle is not trivial: every answer of the contract occurs.
     assert set(Counter(expected(c) for c in cells)) == OUTCOMES
+
+
+CONTENT_OF = {
+    "jpeg": lambda: corpus.to_jpeg(corpus.photo(16, 16)), "png": lambda: corpus.to_png(corpus.photo(16, 16)),
+    "gif": lambda: corpus.to_gif(corpus.photo(16, 16)), "heic": lambda: phone.heic(corpus.photo(16, 16)),
+    "webp": phone.webp_with_alpha, "svg": lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+    "bmp": lambda: b"BM" + bytes(60),
+}
+
+
+def test_every_file_type_against_every_accepted_list_gets_the_contracts_answer():
+    contents = {kind: make()[:SNIFF_BYTES] for kind, make in CONTENT_OF.items()}
+
+    def answer(kind, accepted):
+        try:
+            check_type(sniff_content_type(contents[kind]), ev.AccountSettingsDocument(accepted_types=list(accepted)))
+        except Refused as r:
+            return r.status, r.code
+        return OK
+
+    cells = type_cells()
+    wrong = [(kind, accepted, answer(kind, accepted)) for kind, accepted in cells
+             if answer(kind, accepted) != expected_for_type(kind, accepted)]
+    assert not wrong, wrong
+    assert {expected_for_type(*c) for c in cells} == {OK, (415, "unsupported_type")}
+
+
+def test_an_account_without_accepted_types_in_its_stored_settings_accepts_the_photo_types():
+    stored = {"feature_enabled": True, "file_sharing_enabled": True, "max_image_dimension": 800, "retention": "P13M"}
+    assert ev.AccountSettingsDocument.model_validate(stored).accepted_types == ["image/jpeg", "image/png", "image/gif"]
 
 
 def caps(role, settings, state="open", channel="web", source=None, account=ACCOUNT):

@@ -76,13 +76,31 @@ function select(id) {
 
 // ---------------------------------------------------------------- capabilities
 
+// The file browser offers the types the account accepts; names, since not every system maps
+// .heic or .webp to a type.
+const PHOTO_TYPES = {
+  "image/jpeg": { name: "JPEG", extensions: [".jpg", ".jpeg"] }, "image/png": { name: "PNG", extensions: [".png"] },
+  "image/gif": { name: "GIF", extensions: [".gif"] }, "image/heic": { name: "HEIC", extensions: [".heic", ".heif"] },
+  "image/webp": { name: "WebP", extensions: [".webp"] },
+};
+
+function renderAcceptedTypes(caps) {
+  const types = (caps?.accepted_types || ["image/jpeg", "image/png", "image/gif"]).filter((t) => t in PHOTO_TYPES);
+  $("file-input").accept = [...types, ...types.flatMap((t) => PHOTO_TYPES[t].extensions)].join(",");
+  const names = types.map((t) => PHOTO_TYPES[t].name);
+  const listed = names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names.at(-1)}` : names[0] || "";
+  const limit = caps?.max_bytes ? `, up to ${Math.round(caps.max_bytes / 1024 / 1024)} MB` : "";
+  return `Send a photo (${listed}${limit})`;
+}
+
 function renderCapabilities(caps) {
   const attach = $("attach");
   const reason = $("attach-reason");
   attach.hidden = !caps || !caps.visible;
   const blocked = !!caps && caps.visible && !caps.enabled;
   attach.disabled = !caps || !caps.enabled;
-  attach.title = blocked ? reasonText(caps.reason) : "Send a photo (JPEG, PNG or GIF, up to 5 MB)";
+  const sendTitle = renderAcceptedTypes(caps);
+  attach.title = blocked ? reasonText(caps.reason) : sendTitle;
   reason.hidden = !blocked;
   reason.textContent = blocked ? reasonText(caps.reason) : "";
 }

@@ -1,6 +1,6 @@
 """The one place that builds storage paths, from validated parts.
 
-Layout (DESIGN.md): {account_id}/{consumer_id}/{conversation_id}/{file_id}/{variant},
+Layout: {account_id}/{consumer_id}/{conversation_id}/{file_id}/{variant},
 so one consumer's files share a prefix and can be deleted together.
 """
 from __future__ import annotations
@@ -42,12 +42,31 @@ class ObjectKey:
         return cls(*parts)
 
 
+def file_of(key: str) -> tuple[str, str, str, str] | None:
+    """(account_id, consumer_id, conversation_id, file_id) of a stored object of the layout, whatever
+    its last segment; None for a key outside the layout. Read back from the store: nothing is checked
+    but the shape, so every object a file left behind is found (and can be deleted)."""
+    parts = key.split("/")
+    return (parts[0], parts[1], parts[2], parts[3]) if len(parts) == 5 else None
+
+
 def object_key(account_id: str, consumer_id: str, conversation_id: str, file_id: str, variant: str) -> str:
     return str(ObjectKey(account_id, consumer_id, conversation_id, file_id, variant))
 
 
 def consumer_prefix(account_id: str, consumer_id: str) -> str:
     return f"{check_id(account_id, 'account_id')}/{check_id(consumer_id, 'consumer_id')}/"
+
+
+def consumer_key_name(account_id: str, consumer_id: str, key_id: str) -> str:
+    """Where a consumer key is kept in the key bucket: under the consumer's prefix, named by its id."""
+    return consumer_prefix(account_id, consumer_id) + key_id
+
+
+def consumer_key_owner(name: str) -> tuple[str, str]:
+    """(account_id, consumer_id) of a consumer key's object name (consumer_key_name)."""
+    account_id, consumer_id, _ = name.split("/", 2)
+    return account_id, consumer_id
 
 
 def file_prefix(account_id: str, consumer_id: str, conversation_id: str, file_id: str) -> str:
