@@ -104,8 +104,8 @@ def cmd_keys_rotate(args) -> int:
     progress = asyncio.run(run())
     print(progress.line(), flush=True)
     if progress.complete:
-        print(f"done: no consumer key is under a former master key. Confirm with `fileshare keys status`, "
-              f"then remove the former key (FS_PREVIOUS_MASTER_KEYS) and restart the services.")
+        print("done: no consumer key is under a former master key. Confirm with `fileshare keys status`, "
+              "then remove the former key (FS_PREVIOUS_MASTER_KEYS) and restart the services.")
         return 0
     if progress.stopped_early:
         print("stopped before the end: run `fileshare keys rotate` again to finish (keys done are skipped)")

@@ -89,6 +89,7 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
     like a GET (410 once forgotten or deleted, 500 for a forged header) without a whole decrypt.
     Every failure is the contract's error, counted by outcome."""
     metrics = deps.metrics
+    assert metrics is not None  # the API counts every answer
     key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, message.file_id, "final")
     try:
         if head:
@@ -117,6 +118,7 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
 async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Request) -> Response:
     """The download's answer once the principal may see the file: 304, a HEAD's headers, or the bytes."""
     metrics = deps.metrics
+    assert metrics is not None  # the API counts every answer
     headers = content_headers(message)
     if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
         metrics.downloads.labels("not_modified").inc()
@@ -133,6 +135,7 @@ async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Req
 
 def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
     metrics = deps.metrics
+    assert metrics is not None  # the API counts every answer
 
     content, refusals = DOWNLOAD_ROUTE, error_responses(
         (401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"), (404, "not_found"), (410, "gone"),
@@ -170,10 +173,10 @@ def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
         principal = _principal_from(request, settings, None, None, None, None)
         write_id(file_id, "file_id", file_id=True)
-        ttl_seconds = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
+        ttl = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
         message = await find_file(deps, file_id, principal)
         query, expires = sign_link(settings.auth_secret, file_id,
-                                   audience_of(message.account_id, principal.role, principal.sub), ttl_seconds)
+                                   audience_of(message.account_id, principal.role, principal.sub), ttl)
         return {"url": f"/v1/files/{file_id}/content?{query}",
                 "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
 

@@ -130,6 +130,7 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
     if ids is None:
         return drop_unanswerable(record, raw, deps)
     request_id, account_id, conversation_id = ids.request_id, ids.account_id, ids.conversation_id
+    refused: Refused | None
     try:
         principal = verify_record_token(raw.get("token"), deps)
     except Refused as r:

@@ -74,7 +74,7 @@ class UploadRequest:
     conversation_id: str
     data: bytes
     caption: str | None = None
-    source: str = "local"
+    source: ev.Source = "local"
     file_id: str | None = None
     request_id: str | None = None
 

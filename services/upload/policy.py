@@ -12,11 +12,12 @@ record carrying a token of another role is refused with permission_denied.
 from __future__ import annotations
 
 import unicodedata
+from typing import cast
 from dataclasses import dataclass
 
 from shared.contract.auth import Principal
 from shared.projections.conversations import Conversation
-from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument
+from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument, Source
 from shared.rules import Refused
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
@@ -57,11 +58,11 @@ def check_may_send_at_all(principal: Principal, account_id: str, settings: Accou
         check_permission(principal, settings, "local")  # raises permission_denied with the precise message
 
 
-def check_source(source: str) -> str:
+def check_source(source: object) -> Source:
     """The form field or query parameter `source`, one of the contract's."""
     if source not in SOURCES:
         raise Refused(422, "invalid_request", "source must be 'local' or 'widget'")
-    return source
+    return cast(Source, source)
 
 
 def check_conversation(account_id: str, conversation: Conversation | None, file_channels: frozenset[str]) -> Conversation:

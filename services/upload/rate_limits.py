@@ -51,7 +51,7 @@ async def take_slot(db: Database, limits: list[Limit], file_id: str) -> None:
     in none. A file already counted (a retry) is not counted again."""
     digest = scope_of(file_id)
     async with db.transaction() as conn:
-        for limit in sorted(limits, key=lambda l: l.scope):  # one order everywhere: no deadlock
+        for limit in sorted(limits, key=lambda limit: limit.scope):  # one order everywhere: no deadlock
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (limit.scope,))
             now = the_row(await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
             row = the_row(await (await conn.execute(
