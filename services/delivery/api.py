@@ -57,6 +57,7 @@ def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
+    assert deps.metrics is not None  # the API counts every answer
     count_responses(app, deps.metrics.http_responses)
     add_health_routes(app, ready, deps.metrics.registry)
     mount_consumer_pages(app, settings)

@@ -138,7 +138,7 @@ async def retention_changed(conn: Connection, event: ev.AccountSettings) -> None
 
 # --- erasing -------------------------------------------------------------------------------------
 
-async def erase_files(conn: Connection, files: list[StoredFile], reason: str, request_id: str | None,
+async def erase_files(conn: Connection, files: list[StoredFile], reason: ev.DeletionReason, request_id: str | None,
                       deps: RetentionDeps) -> Erased:
     """Under the files' locks: the index rows, the objects (listed now when not given), then receipts
     for files without one (acknowledged); the caller's transaction commits. Everything that can wait

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from shared.contract.auth import Principal
 from shared.projections.conversations import Conversation
-from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument, Source
+from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument, SenderRole, Source
 from shared.rules import Refused
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
@@ -37,7 +37,9 @@ def check_account_gates(principal: Principal, account_id: str, settings: Account
 
 
 def held_permissions(principal: Principal, settings: AccountSettingsDocument) -> list[str]:
-    return list(settings.permissions.get(principal.role, [])) if principal.role in PROFILES else []
+    if principal.role not in PROFILES:
+        return []
+    return list(settings.permissions.get(cast(SenderRole, principal.role), []))
 
 
 def check_permission(principal: Principal, settings: AccountSettingsDocument, source: str, via: str = "http") -> None:
