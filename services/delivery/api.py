@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
+from shared.settings import Settings
 from shared.projections.conversations import get_conversation
 from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
 from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
@@ -37,7 +38,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
 
 
-def _principal_from(request: Request, settings, file_id: str | None, exp, aud, sig) -> Principal:
+def _principal_from(request: Request, settings: Settings, file_id: str | None, exp, aud, sig) -> Principal:
     if sig is not None and file_id is not None:
         try:
             kind, account, sub = parse_audience(verify_link(settings.auth_secret, file_id, exp, aud, sig))
@@ -52,7 +53,7 @@ def _principal_from(request: Request, settings, file_id: str | None, exp, aud, s
         raise ApiError(401, "unauthenticated", str(e), {"WWW-Authenticate": "Bearer"}) from None
 
 
-def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
+def build_api(settings: Settings, deps: DeliveryDeps, ready) -> FastAPI:
     app = FastAPI(title="fileshare delivery", version="2",
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
@@ -134,7 +135,7 @@ async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Req
     return Response(data, media_type=message.content_type, headers=headers)
 
 
-def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
+def add_file_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> None:
     metrics = deps.metrics
     assert metrics is not None  # the API counts every answer
 
@@ -182,7 +183,7 @@ def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
                 "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
 
 
-def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
+def add_conversation_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> None:
     @app.get("/v1/conversations/{conversation_id}/messages",
              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found")))
     async def transcript(conversation_id: str, request: Request):

@@ -2,6 +2,7 @@
 the download API, in one process over one schema."""
 from __future__ import annotations
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
@@ -18,7 +19,7 @@ from services.delivery.metrics import DeliveryMetrics
 from services.delivery.republish import republish_job
 
 
-def bootstrap(settings) -> Service:
+def bootstrap(settings: Settings) -> Service:
     metrics = DeliveryMetrics()
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "delivery", settings.database_pool_size)
@@ -45,7 +46,7 @@ def bootstrap(settings) -> Service:
     return service
 
 
-def openapi_document(settings) -> dict:
+def openapi_document(settings: Settings) -> dict:
     """The HTTP API's OpenAPI from its routes alone. Routes use their dependencies only when a request
     comes, so none is made here: no database, broker or storage is needed to write docs/reference."""
     deps = DeliveryDeps(db=None, files=None, publisher=None, metrics=DeliveryMetrics())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from shared.settings import Settings
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
 from shared.runtime.health import add_health_routes
@@ -26,7 +27,7 @@ from services.upload.redrive import recovery_job
 from services.upload.status import record_event
 
 
-def bootstrap(settings) -> Service:
+def bootstrap(settings: Settings) -> Service:
     metrics = UploadMetrics()
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "upload", settings.database_pool_size)
@@ -49,7 +50,7 @@ def bootstrap(settings) -> Service:
     return service
 
 
-def openapi_document(settings) -> dict:
+def openapi_document(settings: Settings) -> dict:
     """The HTTP API's OpenAPI from its routes alone. Routes use their dependencies only when a request
     comes, so none is made here: no database, broker or storage is needed to write docs/reference."""
     deps = UploadDeps(settings=settings, db=None, files=None, publisher=None, metrics=UploadMetrics())

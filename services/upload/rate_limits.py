@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.settings import Settings
 from shared.contract.auth import Principal
 from shared.adapters.db import Database, the_row
 
@@ -33,7 +34,7 @@ def scope_of(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def limits_for(principal: Principal, account_id: str, conversation_id: str, settings) -> list[Limit]:
+def limits_for(principal: Principal, account_id: str, conversation_id: str, settings: Settings) -> list[Limit]:
     sender = scope_of("sender", account_id, principal.role, principal.sub, conversation_id)
     return [Limit(sender, settings.uploads_per_minute, "uploads by one sender into one conversation"),
             Limit(scope_of("account", account_id), settings.account_uploads_per_minute, "uploads into this account")]
