@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shared.runtime.metrics import ServiceMetrics
@@ -34,7 +34,7 @@ class _Exposition:
 
 
 def health_routes(ready: Check, registry: CollectorRegistry,
-                  detail: Callable[[], dict] | None = None) -> list[BaseRoute]:
+                  detail: Callable[[], dict] | None = None) -> list[Route]:
     """`detail()` adds fields to /readyz's JSON, e.g. {"ready": true, "scanner": "disabled"}."""
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -43,8 +43,11 @@ def health_routes(ready: Check, registry: CollectorRegistry,
         ok = await ready()
         return JSONResponse({"ready": ok, **(detail() if detail else {})}, status_code=200 if ok else 503)
 
-    return [Route("/healthz", healthz, include_in_schema=False), Route("/readyz", readyz, include_in_schema=False),
-            Route("/metrics", _Exposition(registry), include_in_schema=False)]
+    routes = [Route("/healthz", healthz, include_in_schema=False), Route("/readyz", readyz, include_in_schema=False),
+              Route("/metrics", _Exposition(registry), include_in_schema=False)]
+    for route in routes:
+        route.methods = {"GET"}  # GET only, like the API's own routes (Starlette would add HEAD, or allow any)
+    return routes
 
 
 def add_health_routes(app: Starlette, ready: Check, registry: CollectorRegistry) -> None:
