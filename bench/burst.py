@@ -185,7 +185,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.3, 0.8, 1.3]})
     labels, rates, colours = [], [], []
-    for phase, target in (("burst", TARGET_BURST), ("spread", TARGET_SPREAD)):
+    for phase, _target in (("burst", TARGET_BURST), ("spread", TARGET_SPREAD)):
         r = result[phase]
         labels += [f"{phase}\n({r['conversations']} conv.)", f"libvips\n(around {phase})"]
         rates += [r["photos_per_second"], r["libvips_photos_per_second"]]

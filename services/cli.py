@@ -24,6 +24,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from shared.settings import Settings
 from shared.contract.auth import mint_token
 from shared.contract.events import ROLES
 from shared.contract.ids import InvalidId, check_id
@@ -68,7 +69,7 @@ def _stack_settings():
     return settings.model_copy(update={n[3:].lower(): stored[n] for n in names if n not in os.environ and stored.get(n)})
 
 
-def _key_store(settings):
+def _key_store(settings: Settings):
     from shared.runtime.wiring import build_storage
     try:
         return build_storage(settings).keys
@@ -104,8 +105,8 @@ def cmd_keys_rotate(args) -> int:
     progress = asyncio.run(run())
     print(progress.line(), flush=True)
     if progress.complete:
-        print(f"done: no consumer key is under a former master key. Confirm with `fileshare keys status`, "
-              f"then remove the former key (FS_PREVIOUS_MASTER_KEYS) and restart the services.")
+        print("done: no consumer key is under a former master key. Confirm with `fileshare keys status`, "
+              "then remove the former key (FS_PREVIOUS_MASTER_KEYS) and restart the services.")
         return 0
     if progress.stopped_early:
         print("stopped before the end: run `fileshare keys rotate` again to finish (keys done are skipped)")

@@ -14,6 +14,7 @@ from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, Encryp
 from shared.adapters.kafka import Outgoing
 from shared.adapters.storage import ObjectKey
 from shared.contract.topics import FILE_REJECTED
+from shared.runtime.logs import file_ctx
 from shared.runtime.tracing import describe
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ def _stage_errors(event: ev.FileEvent, what: str):
     except ConsumerForgotten:
         raise StageRejection("consumer_forgotten", "the consumer's key was destroyed") from None
     except BlobIntegrityError as e:
-        log.error("stored %s failed authentication: %s", what, e,
-                  extra={"ctx": {"file_id": event.file_id, "conversation_id": event.conversation_id}})
+        log.error("stored %s failed authentication: %s", what, e, **file_ctx(event))
         raise StageRejection("processing_failed", f"stored {what} failed authentication") from None
 
 
@@ -120,8 +120,7 @@ async def write_variant(event: ev.FileEvent, files: EncryptedFileStore, variant:
 
 
 def reject(event: ev.FileEvent, stage: str, reason: str, detail: str = "") -> Outgoing:
-    log.info("rejected at %s: %s %s", stage, reason, detail, extra={"ctx": {"file_id": event.file_id,
-                                                                          "conversation_id": event.conversation_id}})
+    log.info("rejected at %s: %s %s", stage, reason, detail, **file_ctx(event))
     return Outgoing(FILE_REJECTED, event.conversation_id, ev.FileRejected(
         **{**carry(event), "caption_sealed": None}, stage=stage, reason=reason, detail=detail[:500]))
 

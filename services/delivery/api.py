@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
+from shared.settings import Settings
 from shared.projections.conversations import get_conversation
 from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
 from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.runtime.httpapi import (ApiError, add_health_routes, authenticate_service, contract_openapi, count_responses,
-                                    error_responses, install_body_limit, install_error_handlers, lookup_id, query_int,
-                                    write_id)
+from shared.runtime.health import add_health_routes
+from shared.runtime.httpapi import (ApiError, authenticate_service, contract_openapi, count_responses, error_responses,
+                                    install_body_limit, install_error_handlers, lookup_id, query_int, write_id)
 from shared.images.formats import EXTENSIONS
 from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
 from shared.runtime.logs import file_ctx
@@ -38,7 +39,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
 
 
-def _principal_from(request: Request, settings, file_id: str | None, exp, aud, sig) -> Principal:
+def _principal_from(request: Request, settings: Settings, file_id: str | None, exp, aud, sig) -> Principal:
     if sig is not None and file_id is not None:
         try:
             kind, account, sub = parse_audience(verify_link(settings.auth_secret, file_id, exp, aud, sig))
@@ -53,13 +54,14 @@ def _principal_from(request: Request, settings, file_id: str | None, exp, aud, s
         raise ApiError(401, "unauthenticated", str(e), {"WWW-Authenticate": "Bearer"}) from None
 
 
-def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
+def build_api(settings: Settings, deps: DeliveryDeps, ready) -> FastAPI:
     app = FastAPI(title="fileshare delivery", version="3",
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
+    assert deps.metrics is not None  # the API counts every answer
     count_responses(app, deps.metrics.http_responses)
-    add_health_routes(app, ready, deps.metrics.exposition)
+    add_health_routes(app, ready, deps.metrics.registry)
     mount_consumer_pages(app, settings)
     add_file_routes(app, settings, deps)
     add_conversation_routes(app, settings, deps)
@@ -91,6 +93,7 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
     like a GET (410 once forgotten or deleted, 500 for a forged header) without a whole decrypt.
     Every failure is the contract's error, counted by outcome."""
     metrics = deps.metrics
+    assert metrics is not None  # the API counts every answer
     key = ObjectKey(message.account_id, message.consumer_id, message.conversation_id, message.file_id, "final")
     try:
         if head:
@@ -119,6 +122,7 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
 async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Request) -> Response:
     """The download's answer once the principal may see the file: 304, a HEAD's headers, or the bytes."""
     metrics = deps.metrics
+    assert metrics is not None  # the API counts every answer
     headers = content_headers(message)
     if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
         metrics.downloads.labels("not_modified").inc()
@@ -133,8 +137,9 @@ async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Req
     return Response(data, media_type=message.content_type, headers=headers)
 
 
-def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
+def add_file_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> None:
     metrics = deps.metrics
+    assert metrics is not None  # the API counts every answer
 
     content, refusals = DOWNLOAD_ROUTE, error_responses(
         (401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"), (404, "not_found"), (410, "gone"),
@@ -172,15 +177,15 @@ def add_file_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
         principal = _principal_from(request, settings, None, None, None, None)
         write_id(file_id, "file_id", file_id=True)
-        ttl_seconds = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
+        ttl = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
         message = await find_file(deps, file_id, principal)
         query, expires = sign_link(settings.auth_secret, file_id,
-                                   audience_of(message.account_id, principal.role, principal.sub), ttl_seconds)
+                                   audience_of(message.account_id, principal.role, principal.sub), ttl)
         return {"url": f"/v1/files/{file_id}/content?{query}",
                 "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
 
 
-def add_internal_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
+def add_internal_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> None:
     @app.get(PUBLICATION_ROUTE, tags=["internal"],
              responses=error_responses((401, "unauthenticated"), (404, "not_found")))
     async def publication(file_id: str, request: Request):
@@ -195,7 +200,7 @@ def add_internal_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
         return {"file_id": file_id, "published": True}
 
 
-def add_conversation_routes(app: FastAPI, settings, deps: DeliveryDeps) -> None:
+def add_conversation_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> None:
     @app.get("/v1/conversations/{conversation_id}/messages",
              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found")))
     async def transcript(conversation_id: str, request: Request):

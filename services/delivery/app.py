@@ -2,6 +2,7 @@
 the download API, in one process over one schema."""
 from __future__ import annotations
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
@@ -18,7 +19,7 @@ from services.delivery.metrics import DeliveryMetrics
 from services.delivery.republish import republish_job
 
 
-def bootstrap(settings) -> Service:
+def bootstrap(settings: Settings) -> Service:
     metrics = DeliveryMetrics()
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "delivery", settings.database_pool_size)

@@ -7,10 +7,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from shared.settings import Settings
 from shared.runtime.webpages import mount_pages
 
 
-def mount_consumer_pages(app: FastAPI, settings) -> None:
+def mount_consumer_pages(app: FastAPI, settings: Settings) -> None:
     mount_pages(app, "consumer", Path(__file__).parent / "static", settings)
     app.add_middleware(CORSMiddleware, allow_origins=[settings.public_upload_url], allow_credentials=False,
                        allow_methods=["GET", "HEAD", "POST"], allow_headers=["Authorization", "If-None-Match"],

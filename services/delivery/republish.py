@@ -28,6 +28,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.adapters.db import Connection, Database
 from shared.adapters.kafka import Outgoing, Publisher, fetched_ends, start_with_retry
@@ -112,7 +113,7 @@ async def republish_if_log_lost(db: Database, publisher: Publisher, consumer: AI
     return len(messages)
 
 
-def republish_job(settings, db: Database, publisher: Publisher, metrics=None):
+def republish_job(settings: Settings, db: Database, publisher: Publisher, metrics=None):
     """The background job: a check at start, then every CHECK_SECONDS."""
 
     async def watch(stop: asyncio.Event) -> None:

@@ -1,6 +1,7 @@
 """Wiring of the resizer."""
 from __future__ import annotations
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.projections.account_settings import settings_follower, settings_reader
 from shared.adapters.db import Database
@@ -15,7 +16,7 @@ from shared.contract.topics import FILE_SANITIZED
 from services.resizer.handlers import STAGE, ResizerDeps, resize_sanitized
 
 
-def bootstrap(settings) -> Service:
+def bootstrap(settings: Settings) -> Service:
     metrics = ServiceMetrics("resizer")
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "resizer", settings.database_pool_size)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.projections.account_settings import settings_follower
 from shared.adapters.db import Database
@@ -25,7 +26,7 @@ from services.retention.metrics import RetentionMetrics
 log = logging.getLogger(__name__)
 
 
-def bootstrap(settings) -> Service:
+def bootstrap(settings: Settings) -> Service:
     metrics = RetentionMetrics()
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "retention", settings.database_pool_size)

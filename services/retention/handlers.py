@@ -43,6 +43,7 @@ from shared.adapters.kafka import Outgoing, Send, TransientError
 from shared.adapters.storage import ObjectInfo, ObjectStore, consumer_prefix
 from shared.adapters.storage.keys import file_of, file_prefix
 from shared.contract.topics import FILE_DELETED
+from shared.runtime.logs import file_ctx, log_ctx
 
 from services.retention import repository as files_db
 from services.retention.metrics import RetentionMetrics
@@ -67,8 +68,7 @@ class StoredFile:
 
     @property
     def ctx(self) -> dict:
-        return {"extra": {"ctx": {"file_id": self.file_id, "conversation_id": self.conversation_id,
-                                  "account_id": self.account_id}}}
+        return file_ctx(self)
 
     @property
     def ids(self) -> dict:
@@ -138,7 +138,7 @@ async def retention_changed(conn: Connection, event: ev.AccountSettings) -> None
 
 # --- erasing -------------------------------------------------------------------------------------
 
-async def erase_files(conn: Connection, files: list[StoredFile], reason: str, request_id: str | None,
+async def erase_files(conn: Connection, files: list[StoredFile], reason: ev.DeletionReason, request_id: str | None,
                       deps: RetentionDeps) -> Erased:
     """Under the files' locks: the index rows, the objects (listed now when not given), then receipts
     for files without one (acknowledged); the caller's transaction commits. Everything that can wait
@@ -227,7 +227,7 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
     if not await _start_request(deps, request):
         log.info("forget request %s repeated: carried out before, nothing new is erased (the consumer may have "
                  "come back since)", request.request_id,
-                 extra={"ctx": {"request_id": request.request_id, "account_id": request.account_id}})
+                 **log_ctx(request_id=request.request_id, account_id=request.account_id))
         if deps.metrics is not None:
             deps.metrics.forget_requests.labels("repeated").inc()
         return ForgetSummary(request.request_id, 0, 0, 0, 0, 0, repeated=True)
@@ -256,7 +256,7 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
     log.info("forget request %s %s: keys destroyed=%d, files=%d, receipts=%d, objects deleted=%d, bytes=%d, "
              "%.3fs after the request", request.request_id, summary.outcome, shredded, len(files), summary.receipts,
              erased.objects, erased.bytes, (done_at - request.occurred_at).total_seconds(),
-             extra={"ctx": {"request_id": request.request_id, "account_id": request.account_id}})
+             **log_ctx(request_id=request.request_id, account_id=request.account_id))
     return summary
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.adapters.db import Connection
+from shared.adapters.db import Connection, the_row
 from shared.contract.durations import MAKE_INTERVAL_SQL, interval_args
 
 INDEX_COLUMNS = "file_id, account_id, consumer_id, conversation_id"
@@ -77,9 +77,9 @@ async def start_forget(conn: Connection, request_id: str, account_id: str, consu
     """Record the forget request; False when it was carried out before (done_at set)."""
     await conn.execute("INSERT INTO forget_requests (request_id, account_id, consumer_id) VALUES (%s, %s, %s) "
                        "ON CONFLICT DO NOTHING", (request_id, account_id, consumer_id))
-    row = await (await conn.execute(
+    row = the_row(await (await conn.execute(
         "SELECT done_at FROM forget_requests WHERE request_id = %s AND account_id = %s AND consumer_id = %s",
-        (request_id, account_id, consumer_id))).fetchone()
+        (request_id, account_id, consumer_id))).fetchone())
     return row["done_at"] is None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.projections.account_settings import all_documents
 from shared.adapters.db import Database
@@ -31,7 +32,7 @@ def summarize(rows: list[dict], documents: dict[str, ev.AccountSettingsDocument]
     return {"generated_at": now.isoformat(), "files": sum(a["files"] for a in accounts), "accounts": accounts}
 
 
-async def load_status(settings, now: datetime) -> dict:
+async def load_status(settings: Settings, now: datetime) -> dict:
     db = Database(settings.database_url, "retention", max_size=1)
     await db.open()
     try:

@@ -1,6 +1,7 @@
 """Wiring of the sanitizer: real adapters in, a Service out."""
 from __future__ import annotations
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.projections.account_settings import settings_follower, settings_reader
 from shared.adapters.db import Database
@@ -16,7 +17,7 @@ from shared.contract.topics import FILE_UPLOADED
 from services.sanitizer.handlers import STAGE, SanitizerDeps, sanitize_uploaded
 
 
-def bootstrap(settings, scanner=None) -> Service:
+def bootstrap(settings: Settings, scanner=None) -> Service:
     metrics = ServiceMetrics("sanitizer")
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "sanitizer", settings.database_pool_size)

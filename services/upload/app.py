@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from shared.settings import Settings
 from shared.projections.conversations import conversation_follower
 from shared.adapters.db import Database
-from shared.runtime.httpapi import add_health_routes, contract_openapi, count_responses, install_error_handlers
+from shared.runtime.health import add_health_routes
+from shared.runtime.httpapi import contract_openapi, count_responses, install_error_handlers
 from shared.adapters.kafka import GroupOffsets, Publisher, StreamProcessor
 from shared.projections.projection import projection
 from shared.runtime.wiring import build_storage
@@ -25,7 +27,7 @@ from services.upload.redrive import recovery_job
 from services.upload.status import record_event
 
 
-def bootstrap(settings) -> Service:
+def bootstrap(settings: Settings) -> Service:
     metrics = UploadMetrics()
     storage = build_storage(settings, metrics)
     db = Database(settings.database_url, "upload", settings.database_pool_size)
@@ -57,7 +59,7 @@ def build_api(deps: UploadDeps, ready) -> FastAPI:
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
     count_responses(app, deps.metrics.http_responses)
-    add_health_routes(app, ready, deps.metrics.exposition)
+    add_health_routes(app, ready, deps.metrics.registry)
     mount_agent_pages(app, deps.settings)
     add_file_routes(app, deps)
     add_account_routes(app, deps)

@@ -29,6 +29,7 @@ from shared.adapters.kafka import Outgoing, TransientError
 from shared.rules import enforce, limits
 from shared.rules.limits import max_b64_chars  # noqa: F401 - part of this module's interface (tests)
 from shared.contract.topics import FILE_REJECTED
+from shared.runtime.logs import file_ctx, log_ctx
 
 from services.upload import status as file_status
 from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
@@ -86,7 +87,7 @@ async def rejection(deps: UploadDeps, ids: RecordIds, reason: str, detail: str,
         conversation_id=conversation_id, consumer_id=consumer_id, sender=sender,
         source="local", request_id=ids.request_id, stage="upload", reason=reason, detail=detail[:500])
     log.info("bot request %s rejected: %s (%s)", ids.request_id, reason, detail,
-             extra={"ctx": {"file_id": event.file_id, "conversation_id": conversation_id}})
+             **file_ctx(event))
     if deps.metrics is not None:
         deps.metrics.record_refusal("topic", reason)
     return Outgoing(FILE_REJECTED, conversation_id, event)
@@ -129,6 +130,7 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
     if ids is None:
         return drop_unanswerable(record, raw, deps)
     request_id, account_id, conversation_id = ids.request_id, ids.account_id, ids.conversation_id
+    refused: Refused | None
     try:
         principal = verify_record_token(raw.get("token"), deps)
     except Refused as r:
@@ -140,7 +142,7 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
         handled = await file_status.load(conn, file_id) is not None
     if handled:
         log.info("bot request %s already handled; redelivery ignored", request_id,
-                 extra={"ctx": {"file_id": file_id, "conversation_id": conversation_id}})
+                 **log_ctx(file_id=file_id, conversation_id=conversation_id))
         return []
     if refused is not None:
         return [await rejection(deps, ids, refused.code, refused.message)]

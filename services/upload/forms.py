@@ -7,6 +7,7 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 
+from shared.settings import Settings
 from shared.runtime.httpapi import ApiError, BodyCap, BodyTooLarge, ByteBudget, install_body_limit
 from shared.rules import limits
 
@@ -19,7 +20,7 @@ class MalformedForm(Exception):
     """Not a multipart body, or a broken one: 422."""
 
 
-def install_upload_body_limits(app: FastAPI, settings) -> None:
+def install_upload_body_limits(app: FastAPI, settings: Settings) -> None:
     """Every body of the upload service is capped while it streams: an upload at FS_MAX_UPLOAD_BYTES
     + multipart slack, anything else (a settings document) at 64 KiB. The bodies read at one time
     share FS_UPLOAD_BUFFER_BYTES, so a burst of uploads waits in line (or is answered 503 with

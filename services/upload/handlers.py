@@ -30,6 +30,7 @@ from shared.rules import enforce, limits
 from shared.settings import Settings
 from shared.adapters.storage import ObjectKey
 from shared.contract.topics import FILE_UPLOADED
+from shared.runtime.logs import file_ctx, log_ctx
 from shared.runtime.tracing import describe
 
 from services.upload.metrics import UploadMetrics
@@ -73,7 +74,7 @@ class UploadRequest:
     conversation_id: str
     data: bytes
     caption: str | None = None
-    source: str = "local"
+    source: ev.Source = "local"
     file_id: str | None = None
     request_id: str | None = None
 
@@ -133,7 +134,7 @@ async def accept_file(req: UploadRequest, deps: UploadDeps, via: str = "http") -
         await _give_back_slot(deps, file_id)
         raise
     log.info("accepted %s %d bytes from %s", content_type, len(req.data), req.principal.role,
-             extra={"ctx": {"file_id": file_id, "conversation_id": req.conversation_id}})
+             **log_ctx(file_id=file_id, conversation_id=req.conversation_id))
     return event
 
 
@@ -162,7 +163,7 @@ async def _claim_store_publish(req: UploadRequest, deps: UploadDeps, file_id: st
         try:
             await deps.publisher.send([Outgoing(FILE_UPLOADED, req.conversation_id, event)])
         except Exception as e:
-            log.error("publishing file.uploaded failed: %s", e, extra={"ctx": {"file_id": file_id}})
+            log.error("publishing file.uploaded failed: %s", e, **log_ctx(file_id=file_id))
             raise StorageFailed("the event log is unavailable") from e
     return event
 
@@ -171,7 +172,7 @@ async def _give_back_slot(deps: UploadDeps, file_id: str) -> None:
     try:
         await rate_limits.give_back(deps.db, file_id)
     except Exception as e:  # the database is what failed: the slot expires with its minute
-        log.warning("could not give back the rate-limit slot: %s", e, extra={"ctx": {"file_id": file_id}})
+        log.warning("could not give back the rate-limit slot: %s", e, **log_ctx(file_id=file_id))
 
 
 async def _store_original(event: ev.FileUploaded, key: ObjectKey, data: bytes, caption: str | None,
@@ -185,10 +186,10 @@ async def _store_original(event: ev.FileUploaded, key: ObjectKey, data: bytes, c
         sealed = await seal_for_file(event, files, caption_binding(event.file_id), caption.encode(), key_id)
         return event.model_copy(update={"caption_sealed": sealed})
     except Exception as e:
-        log.error("storing original failed: %s", e, extra={"ctx": {"file_id": event.file_id}})
+        log.error("storing original failed: %s", e, **file_ctx(event))
         try:  # a put that failed late (after the server wrote it) is undone: nothing was published
             await deps.files.store.delete(str(key))
         except Exception:
             log.warning("could not remove a partly stored original; the lifecycle rule will",
-                        extra={"ctx": {"file_id": event.file_id}})
+                        **file_ctx(event))
         raise StorageFailed("storage is unavailable") from e

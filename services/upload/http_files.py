@@ -47,6 +47,7 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
     """The upload's rules in contract order, then the body read within its limit and the file
     accepted; the 202 body, or the contract's error (ApiError)."""
     settings, metrics = deps.settings, deps.metrics
+    assert metrics is not None  # the HTTP API counts every answer
     principal = authenticate(request, settings.auth_secret)
     write_id(account_id, "account_id")
     write_id(conversation_id, "conversation_id")
@@ -76,8 +77,8 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
         files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]
         if len(files) != 1 or any(isinstance(v, UploadFile) for k, v in form.multi_items() if k != "file"):
             raise ApiError(422, "invalid_request", f"send exactly one file in the `file` field (got {len(files)})")
-        source, caption = form.get("source") or "local", form.get("caption")
-        check_source(source)
+        source, caption = check_source(form.get("source") or "local"), form.get("caption")
+        caption = caption if isinstance(caption, str) else None  # (a file in any other field was refused above)
         data = await files[0].read(settings.max_upload_bytes + 1)
     finally:
         await form.close()
@@ -95,6 +96,7 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
 
 def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings, metrics = deps.settings, deps.metrics
+    assert metrics is not None  # the HTTP API counts every answer
 
     @router.post(UPLOAD_ROUTE, status_code=202,
                  responses={202: {"description": "accepted: `{file_id, status: uploaded, status_url}`"},

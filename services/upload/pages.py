@@ -6,8 +6,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shared.settings import Settings
 from shared.runtime.webpages import mount_pages
 
 
-def mount_agent_pages(app: FastAPI, settings) -> None:
+def mount_agent_pages(app: FastAPI, settings: Settings) -> None:
     mount_pages(app, "agent", Path(__file__).parent / "static", settings)

@@ -12,11 +12,12 @@ record carrying a token of another role is refused with permission_denied.
 from __future__ import annotations
 
 import unicodedata
+from typing import cast
 from dataclasses import dataclass
 
 from shared.contract.auth import Principal
 from shared.projections.conversations import Conversation
-from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument
+from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument, SenderRole, Source
 from shared.rules import Refused
 from shared.images.formats import ACCEPTED_TYPES as IMAGE_TYPES
 
@@ -37,7 +38,9 @@ def check_account_gates(principal: Principal, account_id: str, settings: Account
 
 
 def held_permissions(principal: Principal, settings: AccountSettingsDocument) -> list[str]:
-    return list(settings.permissions.get(principal.role, [])) if principal.role in PROFILES else []
+    if principal.role not in PROFILES:
+        return []
+    return list(settings.permissions.get(cast(SenderRole, principal.role), []))
 
 
 def check_permission(principal: Principal, settings: AccountSettingsDocument, source: str, via: str = "http") -> None:
@@ -58,11 +61,11 @@ def check_may_send_at_all(principal: Principal, account_id: str, settings: Accou
         check_permission(principal, settings, "local")  # raises permission_denied with the precise message
 
 
-def check_source(source: str) -> str:
+def check_source(source: object) -> Source:
     """The form field or query parameter `source`, one of the contract's."""
     if source not in SOURCES:
         raise Refused(422, "invalid_request", "source must be 'local' or 'widget'")
-    return source
+    return cast(Source, source)
 
 
 def check_conversation(account_id: str, conversation: Conversation | None, file_channels: frozenset[str]) -> Conversation:

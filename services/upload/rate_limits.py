@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.settings import Settings
 from shared.contract.auth import Principal
 from shared.adapters.db import Database, the_row
 
@@ -33,7 +34,7 @@ def scope_of(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def limits_for(principal: Principal, account_id: str, conversation_id: str, settings) -> list[Limit]:
+def limits_for(principal: Principal, account_id: str, conversation_id: str, settings: Settings) -> list[Limit]:
     sender = scope_of("sender", account_id, principal.role, principal.sub, conversation_id)
     return [Limit(sender, settings.uploads_per_minute, "uploads by one sender into one conversation"),
             Limit(scope_of("account", account_id), settings.account_uploads_per_minute, "uploads into this account")]
@@ -51,7 +52,7 @@ async def take_slot(db: Database, limits: list[Limit], file_id: str) -> None:
     in none. A file already counted (a retry) is not counted again."""
     digest = scope_of(file_id)
     async with db.transaction() as conn:
-        for limit in sorted(limits, key=lambda l: l.scope):  # one order everywhere: no deadlock
+        for limit in sorted(limits, key=lambda limit: limit.scope):  # one order everywhere: no deadlock
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (limit.scope,))
             now = the_row(await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
             row = the_row(await (await conn.execute(

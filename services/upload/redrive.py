@@ -23,6 +23,7 @@ from typing import Awaitable, Callable
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.projections.account_settings import all_documents
 from shared.contract.auth import mint_service_token
@@ -105,7 +106,7 @@ class LookupFailed(Exception):
     """Delivery's publication lookup answered neither yes (200) nor no (404): a wrong secret or URL."""
 
 
-def delivery_lookup(settings, http: httpx.AsyncClient) -> Delivered:
+def delivery_lookup(settings: Settings, http: httpx.AsyncClient) -> Delivered:
     """Asks delivery's internal publication lookup whether it published the file (upload's service token)."""
 
     async def delivered(event: ev.FileResized) -> bool:
@@ -155,7 +156,7 @@ async def measure_unfinished(db: Database, metrics) -> None:
         metrics.oldest_unfinished.labels(stage).set(waited.get(stage, 0.0))
 
 
-def recovery_job(settings, db: Database, publisher: Publisher, metrics=None):
+def recovery_job(settings: Settings, db: Database, publisher: Publisher, metrics=None):
     """The background job, forever: the settings re-seed, re-drive, the rate-limit sweep and the gauge of
     unfinished files."""
 

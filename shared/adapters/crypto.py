@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shared.settings import Settings
 from shared.adapters.storage.keys import consumer_key_name, consumer_key_owner, consumer_prefix
 from shared.adapters.storage.objectstore import ObjectStore
 
@@ -67,7 +68,7 @@ class MasterKeyRing:
         self._keys = {master_key_id(k): k for k in [*previous, current]}
 
     @classmethod
-    def from_settings(cls, settings) -> "MasterKeyRing":
+    def from_settings(cls, settings: Settings) -> "MasterKeyRing":
         if not settings.master_key:
             raise ValueError("FS_MASTER_KEY is not set (base64 of 32 random bytes)")
         previous = [decode_master_key(k.strip()) for k in settings.previous_master_keys.split(",") if k.strip()]

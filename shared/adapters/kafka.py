@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from shared.settings import Settings
 from shared.adapters.crypto import UnknownMasterKey
 from shared.adapters.db import DB_TRANSIENT
 from shared.contract.events import Event
@@ -58,7 +59,7 @@ PoisonHandler = Callable[[ConsumerRecord, BaseException], "list[Outgoing] | Awai
 Send = Callable[[list[Outgoing]], Awaitable[object]]
 
 
-def make_producer(settings) -> AIOKafkaProducer:
+def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
@@ -68,7 +69,7 @@ def make_producer(settings) -> AIOKafkaProducer:
 BACKGROUND_FETCH_WAIT_MS = 500
 
 
-def fetch_wait_ms(settings, background: bool = False) -> int:
+def fetch_wait_ms(settings: Settings, background: bool = False) -> int:
     """How long a consumer's empty fetch waits on the broker: FS_KAFKA_FETCH_WAIT_MS, at least
     BACKGROUND_FETCH_WAIT_MS for a consumer whose lag nobody waits on (retention's index and
     settings copy).
@@ -82,7 +83,7 @@ def fetch_wait_ms(settings, background: bool = False) -> int:
     return max(wait, BACKGROUND_FETCH_WAIT_MS) if background else wait
 
 
-def make_consumer(settings, group_id: str | None, *topics: str, background: bool = False,
+def make_consumer(settings: Settings, group_id: str | None, *topics: str, background: bool = False,
                   **kwargs) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
@@ -128,7 +129,7 @@ class Publisher:
     """A producer for what a service sends outside a stream processor (HTTP answers, sweeps).
     Created at start: aiokafka clients bind to the running loop."""
 
-    def __init__(self, settings, name: str):
+    def __init__(self, settings: Settings, name: str):
         self.settings, self.name = settings, name
         self.producer: AIOKafkaProducer | None = None
 
@@ -172,7 +173,7 @@ class GroupOffsets:
     is opened at first use, and opened again after a failure: aiokafka clients bind to the running
     loop, and a closed admin client cannot be started again."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.admin: AIOKafkaAdminClient | None = None
         self._opening = asyncio.Lock()
@@ -273,7 +274,7 @@ LOG_CHECK_SECONDS = 2.0
 class StreamProcessor:
     """Consume topics in a consumer group, hand each record to `handle`, produce, then commit."""
 
-    def __init__(self, settings, name: str, group_id: str, topics: list[str], handle: Handler,
+    def __init__(self, settings: Settings, name: str, group_id: str, topics: list[str], handle: Handler,
                  on_poison: PoisonHandler, metrics=None,
                  transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
                  before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
@@ -589,8 +590,10 @@ class StreamProcessor:
                               record.offset)
                 fail(span, exc)
 
+                error = exc  # what poison() closes over: a name that outlives the except block
+
                 async def poison():
-                    outputs = self.on_poison(record, exc)
+                    outputs = self.on_poison(record, error)
                     return await outputs if inspect.isawaitable(outputs) else outputs
 
                 return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,

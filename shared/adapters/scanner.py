@@ -28,7 +28,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from shared.settings import ConfigurationError
+from shared.settings import Settings, ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class DisabledScanner:
         return True
 
 
-def scanner_from_settings(settings) -> Scanner:
+def scanner_from_settings(settings: Settings) -> Scanner:
     """FS_CLAMD=host:port or a socket -> ClamdScanner on it; `disabled` -> DisabledScanner (logged
     loudly); unset -> ScannerNotConfigured: the scanner fails closed, never silently open.
 

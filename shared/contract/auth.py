@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from shared.contract.events import ROLES
+from shared.contract.events import ROLES, Role
 from shared.contract.ids import InvalidId, check_id
 
 
@@ -18,7 +18,7 @@ class AuthError(Exception):
 class Principal:
     sub: str
     account_id: str
-    role: str
+    role: Role
 
 
 def mint_token(secret: str, account_id: str, role: str, sub: str, ttl_seconds: int = 3600) -> str:

@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.images import ImageLimits
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # worker processes import this module: they need no settings model
+    from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -20,5 +24,5 @@ class DocumentLimits:
     images: ImageLimits = field(default_factory=ImageLimits)  # embedded pictures, disarmed as photos
 
     @classmethod
-    def from_settings(cls, settings) -> "DocumentLimits":
+    def from_settings(cls, settings: Settings) -> "DocumentLimits":
         return cls(max_pages=settings.max_document_pages, images=ImageLimits.from_settings(settings))

@@ -22,11 +22,14 @@ import resource
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from shared.contract.rejections import Rejected
 
 from .errors import ImageRejected
+
+if TYPE_CHECKING:  # worker processes import this module: they need no settings model
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +134,7 @@ class ImageWorkerPool:
         self._threads: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> "ImageWorkerPool":
+    def from_settings(cls, settings: Settings) -> "ImageWorkerPool":
         return cls(
             workers=settings.image_workers or None,
             timeout_seconds=settings.decode_timeout_seconds,

@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import RecordMetadata
 from psycopg.types.json import Jsonb
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.adapters.db import Connection, Database, the_row
 from shared.adapters.kafka import GroupOffsets, StreamProcessor
@@ -73,7 +74,7 @@ async def all_documents(conn: Connection) -> dict[str, ev.AccountSettingsDocumen
 OnChange = Callable[[Connection, ev.AccountSettings], Awaitable[None]]
 
 
-def settings_follower(settings, service: str, db: Database, metrics=None, on_change: OnChange | None = None,
+def settings_follower(settings: Settings, service: str, db: Database, metrics=None, on_change: OnChange | None = None,
                       background: bool = False) -> StreamProcessor:
     """Keeps this service's account_settings table equal to the topic. on_change runs in the same
     transaction (retention moves its files' expiry times)."""

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timezone
 from dataclasses import dataclass
 
+from shared.settings import Settings
 from shared.contract import events as ev
 from shared.adapters.db import Connection, Database, the_row
 from shared.adapters.kafka import StreamProcessor
@@ -64,7 +65,7 @@ async def apply_conversation_event(conn: Connection, event: ev.ConversationEvent
     return False
 
 
-def conversation_follower(settings, service: str, db: Database, metrics=None) -> StreamProcessor:
+def conversation_follower(settings: Settings, service: str, db: Database, metrics=None) -> StreamProcessor:
     """Keeps this service's conversations table up to date."""
     return projection(settings, service, "conversations", [CONVERSATION_EVENTS],
                       ev.ConversationEvent.model_validate_json, apply_conversation_event, db, metrics)

@@ -6,6 +6,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from aiokafka import ConsumerRecord
 
+from shared.settings import Settings
 from shared.adapters.db import Connection, Database
 from shared.contract.events import Event
 from shared.contract.inputs import parse_input
@@ -20,7 +21,7 @@ def projection_group(service: str, what: str) -> str:
     return f"fileshare-{service}-{what}"
 
 
-def projection(settings, service: str, what: str, topics: list[str], parse: Callable[[bytes], E],
+def projection(settings: Settings, service: str, what: str, topics: list[str], parse: Callable[[bytes], E],
                apply: Callable[[Connection, E], Awaitable[object]], db: Database,
                metrics=None, background: bool = False) -> StreamProcessor:
     """One transaction per record (`apply(conn, parse(value))`), committed before the offset. A record

@@ -8,7 +8,7 @@ from collections import deque
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -98,21 +98,6 @@ def query_int(raw: str | None, name: str, default: int, low: int, high: int) -> 
     if not re.fullmatch(r"[0-9]{1,9}", raw.strip()) or not low <= int(raw) <= high:
         raise ApiError(422, "invalid_request", f"{name}: a whole number from {low} to {high}")
     return int(raw)
-
-
-def add_health_routes(app: FastAPI, ready, metrics_exposition) -> None:
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz():
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz():
-        ok = await ready()
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics():
-        return Response(metrics_exposition(), media_type="text/plain; version=0.0.4")
 
 
 def contract_openapi(app: FastAPI) -> None:

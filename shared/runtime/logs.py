@@ -54,6 +54,11 @@ def setup_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def log_ctx(**fields) -> dict:
+    """Log context, appended to the line as k=v (escaped; None left out): log.info("...", **log_ctx(request_id=r))."""
+    return {"extra": {"ctx": fields}}
+
+
 def file_ctx(event) -> dict:
-    """Log context of a pipeline event: log.info("...", **file_ctx(event))."""
-    return {"extra": {"ctx": {k: getattr(event, k, None) for k in ("file_id", "conversation_id", "account_id")}}}
+    """Log context of a pipeline event (or anything naming a file): log.info("...", **file_ctx(event))."""
+    return log_ctx(**{k: getattr(event, k, None) for k in ("file_id", "conversation_id", "account_id")})

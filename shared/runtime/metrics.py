@@ -1,12 +1,10 @@
-"""Prometheus metrics: a per-service registry served with /healthz and /readyz on the metrics port."""
+"""Prometheus metrics: a per-service registry (served by shared.runtime.health on the metrics port)."""
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from shared.runtime.outages import OUTAGES
 
@@ -75,38 +73,5 @@ class ServiceMetrics:
                                      ["code"], registry=self.registry), STATUS_CLASSES)
 
     def exposition(self) -> bytes:
+        """The registry in Prometheus' text format (what /metrics answers without an Accept header)."""
         return generate_latest(self.registry)
-
-
-Check = Callable[[], Awaitable[bool]]
-
-
-async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1",
-                        detail: Callable[[], dict] | None = None) -> asyncio.AbstractServer:
-    """A tiny HTTP server: GET /metrics, /healthz (alive), /readyz (dependencies answer; `detail()` adds
-    fields to its JSON, e.g. {"ready": true, "scanner": "disabled"})."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            path = request.split()[1].decode() if len(request.split()) > 1 else "/"
-            status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
-            if path == "/metrics":
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, metrics.exposition()
-            elif path == "/healthz":
-                status, ctype, body = "200 OK", "application/json", b'{"status":"ok"}'
-            elif path == "/readyz":
-                ok = await ready()
-                status = "200 OK" if ok else "503 Service Unavailable"
-                ctype, body = "application/json", json.dumps({"ready": ok, **(detail() if detail else {})}).encode()
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode() + body)
-            await writer.drain()
-        except Exception:  # a broken scrape must never hurt the service
-            log.debug("metrics request failed", exc_info=True)
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, host, port)

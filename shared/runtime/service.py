@@ -20,7 +20,8 @@ from fastapi import FastAPI
 from shared.adapters.db import Database
 from shared.adapters.kafka import StreamProcessor
 from shared.runtime.logs import setup_logging
-from shared.runtime.metrics import ServiceMetrics, serve_metrics
+from shared.runtime.health import serve_metrics
+from shared.runtime.metrics import ServiceMetrics
 from shared.runtime.wiring import Storage, wait_for_dependencies
 from shared.settings import ConfigurationError, Settings, get_settings
 from shared.runtime.tracing import setup_tracing
@@ -55,8 +56,8 @@ class Service:
 
     async def serve(self, stop: asyncio.Event) -> bool:
         """Run until `stop` is set (True) or a part dies (False)."""
-        metrics_server = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
-                                             self.settings.bind_host, self.readiness_detail)
+        health = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
+                                     self.settings.bind_host, self.readiness_detail)
         http_server: uvicorn.Server | None = None
         healthy = True
         try:
@@ -100,7 +101,8 @@ class Service:
             for hook in self.on_stop:
                 await hook()
             await self.db.close()
-            metrics_server.close()
+            health.close()
+            await health.wait_closed()
         return healthy
 
 

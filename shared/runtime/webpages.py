@@ -13,12 +13,14 @@ from urllib.parse import quote
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from shared.settings import Settings
+
 COMMON = Path(__file__).parents[1] / "web"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
 
 
-def content_security_policy(settings) -> str:
+def content_security_policy(settings: Settings) -> str:
     """`default-src 'self'`; scripts and styles from files only (no inline, no eval); images and
     API calls only to the two services, plus blob:/data: for local previews and fetched photos."""
     services = f"'self' {settings.public_upload_url} {settings.public_delivery_url}"
@@ -29,12 +31,12 @@ def content_security_policy(settings) -> str:
     ])
 
 
-def page_headers(settings) -> dict[str, str]:
+def page_headers(settings: Settings) -> dict[str, str]:
     return {"Content-Security-Policy": content_security_policy(settings), "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 
 
-def mount_pages(app: FastAPI, prefix: str, folder: Path, settings) -> None:
+def mount_pages(app: FastAPI, prefix: str, folder: Path, settings: Settings) -> None:
     """Serve `folder` at `/{prefix}/` (index.html at the root) and shared/web at `/{prefix}/common/`."""
     files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
     files |= {f"common/{p.relative_to(COMMON).as_posix()}": p for p in COMMON.rglob("*") if p.is_file()}

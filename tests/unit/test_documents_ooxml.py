@@ -1,7 +1,6 @@
 """OOXML content disarm: the package rebuilt from an allowlist, person fields cleared, pictures
 disarmed as photos, the standard reader's check, and bombs, macros and broken packages refused."""
 import io
-import zipfile
 
 import docx
 import openpyxl

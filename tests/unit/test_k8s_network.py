@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from shared.devstack.embedded import free_port
-from shared.runtime.metrics import ServiceMetrics, serve_metrics
+from shared.runtime.health import serve_metrics
+from shared.runtime.metrics import ServiceMetrics
 from shared.settings import Settings
 from tests.k8ssupport import (
     HTTP_PORT_SETTING,

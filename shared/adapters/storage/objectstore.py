@@ -21,6 +21,8 @@ from minio import Minio
 from minio.error import InvalidResponseError, S3Error
 from minio.helpers import MIN_PART_SIZE
 
+from shared.settings import Settings
+
 _log = logging.getLogger(__name__)
 
 
@@ -85,7 +87,7 @@ class S3ObjectStore:
                              http_client=http)
 
     @classmethod
-    def from_settings(cls, settings, bucket: str | None = None, requests=None) -> "S3ObjectStore":
+    def from_settings(cls, settings: Settings, bucket: str | None = None, requests=None) -> "S3ObjectStore":
         return cls(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
                    bucket or settings.s3_bucket, settings.s3_secure, requests)
 
