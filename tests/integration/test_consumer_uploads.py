@@ -7,15 +7,20 @@ consumer like the files agents sent them.
 """
 from __future__ import annotations
 
+import asyncio
 import io
 
+import httpx
 from PIL import Image
 
 from shared.contract.topics import FILE_DELETED, MESSAGE_PUBLISHED
 from tests.integration.test_privacy import RECEIPTS, rows_mentioning
 from tests.integration.test_retention import small_photo, stored_objects_of
+from tests.integration.test_upload_matrix import EVENTS, KNOWN_REASON, gather_limited
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import unique, wait_until
+from tests.upload_matrix import CHANNELS, consumer_cells, expected_for_consumer
+from tests.uploadsupport import conversation_record, png_bytes, publish_many
 
 
 def consumer_account(client, **overrides) -> str:
@@ -136,3 +141,53 @@ def test_a_forget_of_the_consumer_erases_their_own_uploads(client):
         assert not {"caption", "sender_id", "consumer_id", "conversation_id", "size_bytes", "width"} & described, (
             table, row)
     assert client.status(file_id, account) == {"file_id": file_id, "status": "deleted", "reason": "gdpr"}
+
+
+def test_consumer_matrix_end_to_end(client):
+    """Every cell of tests.upload_matrix.consumer_cells through the running service (the same cells
+    are checked against the policy function in tests/unit/test_upload_policy.py)."""
+    cells = consumer_cells()
+    configs = sorted({(c.feature_enabled, c.file_sharing_enabled, c.consumer_uploads_enabled) for c in cells})
+    accounts = {cfg: unique("cacct") for cfg in configs}
+    other_account, consumer, stranger = unique("cother"), unique("cconsumer"), unique("cconsumer")
+    conversations = {(acct, state, channel): unique("cconv") for acct in [*accounts.values(), other_account]
+                     for state in EVENTS for channel in CHANNELS}
+    strangers = {acct: unique("cconv") for acct in accounts.values()}  # open, web, another consumer's
+    publish_many(client, [conversation_record(acct, conv, consumer, kind, channel)
+                          for (acct, state, channel), conv in conversations.items() for kind in EVENTS[state]] +
+                 [conversation_record(acct, conv, stranger, "conversation.opened") for acct, conv in strangers.items()])
+    for acct in [*accounts.values(), other_account]:
+        client.enable_account(acct)
+    wait_until(lambda: all(client.capabilities(acct, conv).get("reason") == KNOWN_REASON[(state, channel)]
+                           for (acct, state, channel), conv in conversations.items()) and
+               all(client.capabilities(acct, conv).get("reason") is None for acct, conv in strangers.items()),
+               timeout=60, interval=0.3, what="the upload service to learn every conversation")
+    for (feature, setting, consumers), acct in accounts.items():
+        client.enable_account(acct, feature_enabled=feature, file_sharing_enabled=setting,
+                              consumer_uploads_enabled=consumers)
+
+    def target(cell) -> tuple[str, str]:
+        acct = accounts[(cell.feature_enabled, cell.file_sharing_enabled, cell.consumer_uploads_enabled)]
+        if cell.state == "unknown":
+            return acct, unique("cnone")
+        if cell.state == "other_consumer":
+            return acct, strangers[acct]
+        owner = other_account if cell.state == "other_account" else acct
+        return acct, conversations[(owner, "open" if cell.state == "other_account" else cell.state, cell.channel)]
+
+    async def send(http: httpx.AsyncClient, cell):
+        acct, conv = target(cell)
+        r = await http.post(f"{client.upload_url}/v1/accounts/{acct}/conversations/{conv}/files",
+                            files={"file": ("photo.png", png_bytes(), "image/png")},
+                            data={"source": cell.form_source} if cell.form_source else {},
+                            headers=client.auth(acct, "consumer", consumer))
+        return r.status_code, (r.json().get("error") or {}).get("code")
+
+    async def send_all():
+        async with httpx.AsyncClient(timeout=60) as http:
+            return await gather_limited([send(http, c) for c in cells])
+
+    answers = asyncio.run(send_all())
+    wrong = [(c.label(), got, expected_for_consumer(c)) for c, got in zip(cells, answers)
+             if got != expected_for_consumer(c)]
+    assert not wrong, f"{len(wrong)} of {len(cells)} cells differ: {wrong[:8]}"
