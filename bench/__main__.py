@@ -5,9 +5,10 @@ the GDPR forget latency; on a stack of its own, upload's peak memory under a bur
 5 MB uploads; on a stack of its own, 24 12 MP photos into one conversation and over 12 against
 libvips, single-photo latency and CPU per stage per photo (bench.burst); then, on a stack
 of its own, start-up, memory and status latency with a year of history (1,000,000 files) against
-an empty database; what tracing costs a stage per record (bench.tracing). Results in bench/out/*.json
-and *.png."""
-from bench import burst, delivery_download, forget, history, images, pipeline, tracing, upload_burst
+an empty database; what tracing costs a stage per record (bench.tracing); then `make run` itself over
+5,000 distinct photos: the embedded broker's RSS per 1,000 photos, and its recycling under
+FS_EMBEDDED_BROKER_MAX_MB (bench.broker_memory). Results in bench/out/*.json and *.png."""
+from bench import broker_memory, burst, delivery_download, forget, history, images, pipeline, tracing, upload_burst
 
 if __name__ == "__main__":
     images.main()
@@ -18,3 +19,4 @@ if __name__ == "__main__":
     upload_burst.main([])
     burst.main([])
     history.main([])
+    broker_memory.main([])

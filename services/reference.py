@@ -11,8 +11,8 @@ import yaml
 from pydantic_settings import BaseSettings
 from pydantic_settings import PydanticBaseSettingsSource as Source
 
-from services.delivery.app import openapi_document as delivery_openapi
-from services.upload.app import openapi_document as upload_openapi
+from services.delivery.app import bootstrap as delivery_bootstrap
+from services.upload.app import bootstrap as upload_bootstrap
 from shared.contract.asyncapi import asyncapi_document
 from shared.settings import Settings
 
@@ -35,6 +35,23 @@ def offline_settings() -> Settings:
     return DefaultSettings(database_url="postgresql://nobody@127.0.0.1:1/none", auth_secret="unused",
                            master_key=base64.b64encode(bytes(32)).decode(), s3_access_key="unused",
                            s3_secret_key="unused", clamd="127.0.0.1:1")
+
+
+def openapi_document(bootstrap, settings: Settings) -> dict:
+    """A service's OpenAPI. Building the service connects nothing (its parts connect when it
+    starts), so docs/reference is written without a database, a broker or storage."""
+    http = bootstrap(settings).http
+    if http is None:
+        raise RuntimeError("the service has no HTTP API")
+    return http.openapi()
+
+
+def upload_openapi(settings: Settings) -> dict:
+    return openapi_document(upload_bootstrap, settings)
+
+
+def delivery_openapi(settings: Settings) -> dict:
+    return openapi_document(delivery_bootstrap, settings)
 
 
 def as_json(document: dict) -> str:

@@ -14,6 +14,8 @@ class ConfigurationError(RuntimeError):
 
 # Metrics port = FS_METRICS_PORT_BASE + offset.
 METRICS_PORT_OFFSETS = {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
+# `make run` itself (the embedded broker's memory and recycles) serves its metrics on base + 5.
+LAUNCHER_METRICS_PORT_OFFSET = 5
 
 
 class Settings(BaseSettings):
@@ -34,6 +36,8 @@ class Settings(BaseSettings):
     redrive_seconds: float = 60
     # `make run` kills and restarts a component that has not answered its liveness probe this long.
     liveness_seconds: float = Field(default=30, gt=0)
+    # `make run` restarts its embedded broker in a quiet moment once its resident memory passes this.
+    embedded_broker_max_mb: float = Field(default=512, gt=0)
     # When delivery sees that the broker lost its log, it sends again the messages of this many last minutes.
     republish_minutes: float = 10
     s3_endpoint: str = "127.0.0.1:9000"
@@ -56,6 +60,8 @@ class Settings(BaseSettings):
     # How the web pages reach the services (origin, no trailing slash); default http://127.0.0.1:{port}.
     public_upload_url: str = ""
     public_delivery_url: str = ""
+    # How upload's re-drive reaches delivery's internal routes (inside the cluster, never the public origin).
+    internal_delivery_url: str = ""
     max_upload_bytes: int = 5 * 1024 * 1024
     # Upload bodies being read at one time share this many bytes; more wait in line (then 503).
     upload_buffer_bytes: int = 32 * 1024 * 1024
@@ -91,6 +97,7 @@ class Settings(BaseSettings):
     def _public_urls(self):
         self.public_upload_url = (self.public_upload_url or f"http://127.0.0.1:{self.upload_port}").rstrip("/")
         self.public_delivery_url = (self.public_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip("/")
+        self.internal_delivery_url = (self.internal_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip("/")
         return self
 
     @property

@@ -27,7 +27,7 @@ def run_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env.update({
         "FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
         "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
-        "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
+        "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(6)),
         "FS_EMBEDDED_DATABASE_PORT": str(free_port()),
         "FS_CLAMAV_DB_DIR": str(write_test_signatures(tmp_path / "clamav").parent),
     })
@@ -109,3 +109,13 @@ def all_ready(env: dict[str, str]) -> bool:
                    for name in SERVICES)
     except httpx.HTTPError:
         return False
+
+
+def launcher_metrics(env: dict[str, str]) -> dict[str, float]:
+    """The launcher's own metrics (FS_METRICS_PORT_BASE + 5): {sample name: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shared.settings import LAUNCHER_METRICS_PORT_OFFSET
+    port = int(env["FS_METRICS_PORT_BASE"]) + LAUNCHER_METRICS_PORT_OFFSET
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}

@@ -68,7 +68,7 @@ def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
     return OK
 
 
-# A consumer's upload into a conversation (DESIGN.md, "Consumer uploads"): feature flag × account
+# A consumer's upload into a conversation (the contract's "Consumer uploads"): feature flag × account
 # setting × consumer_uploads_enabled × the conversation as the consumer sees it × channel × what
 # the form names as source (absent, or any value: a consumer's upload is always `consumer`).
 CONSUMER_STATES = ("open", "closed", "resumed", "unknown", "other_account", "other_consumer")
@@ -111,7 +111,7 @@ def expected_for_consumer(cell: ConsumerCell, file_channels=("web",)) -> tuple[i
     return OK
 
 
-# The file's own type against the account's `accepted_types` (DESIGN.md, settings document and
+# The file's own type against the account's `accepted_types` (its settings document, and
 # 415 unsupported_type): content kinds × lists an account may hold. A kind's type is what its
 # content is, whatever the file is called; svg and bmp are no type an account can accept.
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")

@@ -54,7 +54,7 @@ def _principal_from(request: Request, settings, file_id: str | None, exp, aud, s
 
 
 def build_api(settings, deps: DeliveryDeps, ready) -> FastAPI:
-    app = FastAPI(title="fileshare delivery", version="2",
+    app = FastAPI(title="fileshare delivery", version="3",
                   description="Download published photos, signed links, conversation transcripts.")
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything

@@ -44,11 +44,3 @@ def bootstrap(settings) -> Service:
     service.http = build_api(settings, deps, service.ready)
     return service
 
-
-def openapi_document(settings) -> dict:
-    """The HTTP API's OpenAPI. Building the service connects nothing (its parts connect when it
-    starts), so docs/reference is written without a database, a broker or storage."""
-    http = bootstrap(settings).http
-    if http is None:
-        raise RuntimeError("the service has no HTTP API")
-    return http.openapi()

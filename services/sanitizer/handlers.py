@@ -18,7 +18,7 @@ from shared.pipeline import StageRejection, carry, read_variant, reject, write_v
 from shared.projections.account_settings import SettingsOf
 from shared.adapters.scanner import Scanner
 from shared.contract.topics import FILE_SANITIZED
-from shared.runtime.tracing import tracer
+from shared.runtime.tracing import step_span
 
 log = logging.getLogger(__name__)
 STAGE = "sanitizer"
@@ -38,13 +38,13 @@ async def sanitize_uploaded(event: ev.FileUploaded, deps: SanitizerDeps) -> list
     files = deps.files.scoped()  # the read and the write share one key fetch
     try:
         original, key_id = await read_variant(event, files)
-        with tracer.start_as_current_span("scan"):
+        with step_span("scan"):
             verdict = await deps.scanner.scan(original)  # ScannerUnavailable is transient: retried, never "clean"
         if not verdict.clean:
             log.warning("malware detected: %s", verdict.signature, **file_ctx(event))
             raise StageRejection("malware_detected", verdict.signature or "malware")
         target = (await deps.settings_of(event.account_id)).max_image_dimension
-        with tracer.start_as_current_span("disarm"):
+        with step_span("disarm"):
             result = await deps.pool.run(sanitize_image, original, event.content_type, deps.limits, target)
         sanitized_key = await write_variant(event, files, "sanitized", result.data, key_id)
     except (StageRejection, ImageRejected) as r:

@@ -48,17 +48,9 @@ def bootstrap(settings) -> Service:
     return service
 
 
-def openapi_document(settings) -> dict:
-    """The HTTP API's OpenAPI. Building the service connects nothing (its parts connect when it
-    starts), so docs/reference is written without a database, a broker or storage."""
-    http = bootstrap(settings).http
-    if http is None:
-        raise RuntimeError("the service has no HTTP API")
-    return http.openapi()
-
 
 def build_api(deps: UploadDeps, ready) -> FastAPI:
-    app = FastAPI(title="fileshare upload", version="2",
+    app = FastAPI(title="fileshare upload", version="3",
                   description="Send photos to consumers in conversations; account settings; capabilities for the "
                               "agent UI; file status. Errors are always `{\"error\": {\"code\", \"message\"}}`. "
                               "Bots may also publish records on the Kafka topic `file.share.requested`.")

@@ -18,7 +18,7 @@ from shared.rules import access, enforce
 from shared.contract.topics import ACCOUNT_SETTINGS
 
 from services.upload.handlers import UploadDeps
-from services.upload.policy import capabilities, check_source
+from services.upload.policy import capabilities, check_source, sendable_types
 
 log = logging.getLogger(__name__)
 SETTINGS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -103,6 +103,12 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
             await wait_until_applied(deps, account_id, landed)
         return document.model_dump()
 
+    add_capabilities_route(router, deps)
+
+
+def add_capabilities_route(router: FastAPI, deps: UploadDeps) -> None:
+    settings = deps.settings
+
     @router.get("/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities",
                 responses=error_responses((401, "unauthenticated"), (404, "not_found"), (422, "invalid_request")))
     async def get_capabilities(account_id: str, conversation_id: str, request: Request,
@@ -124,4 +130,4 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
             caps = capabilities(principal, account_id, account,
                                 await get_conversation(conn, conversation_id), settings.file_channel_set, source)
         return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
-                "accepted_types": account.accepted_types, "max_bytes": settings.max_upload_bytes}
+                "accepted_types": sendable_types(principal, account_id, account), "max_bytes": settings.max_upload_bytes}

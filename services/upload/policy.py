@@ -22,6 +22,7 @@ from shared.contract.auth import Principal
 from shared.projections.conversations import Conversation
 from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument
 from shared.rules import Refused
+from shared.images.formats import ACCEPTED_TYPES as IMAGE_TYPES
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
 # Bidirectional overrides/isolates can disguise a caption's text ("Trojan Source"): refused like control characters.
@@ -177,3 +178,11 @@ def _consumer_capabilities(principal: Principal, account_id: str, settings: Acco
     except Refused as r:
         return Capabilities(visible, False, r.code)
     return Capabilities(visible, True, None)
+
+
+def sendable_types(principal: Principal, account_id: str, settings: AccountSettingsDocument) -> list[str]:
+    """The types capabilities offer: the account's that upload can take today (documents are not
+    sent yet), and none to a token of another account (another account's settings stay private)."""
+    if principal.account_id != account_id:
+        return []
+    return [t for t in settings.accepted_types if t in IMAGE_TYPES]

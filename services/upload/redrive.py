@@ -101,16 +101,19 @@ async def confirm_published(conn: Connection, event: ev.FileResized) -> None:
                     **file_ctx(event))
 
 
+class LookupFailed(Exception):
+    """Delivery's publication lookup answered neither yes (200) nor no (404): a wrong secret or URL."""
+
+
 def delivery_lookup(settings, http: httpx.AsyncClient) -> Delivered:
     """Asks delivery's internal publication lookup whether it published the file (upload's service token)."""
 
     async def delivered(event: ev.FileResized) -> bool:
         token = mint_service_token(settings.auth_secret, "upload")
-        try:
-            r = await http.get(f"{settings.public_delivery_url}/internal/v1/files/{event.file_id}/publication",
-                               headers={"Authorization": f"Bearer {token}"})
-        except httpx.HTTPError:
-            return False  # delivery unreachable: re-drive as usual
+        url = f"{settings.internal_delivery_url}/internal/v1/files/{event.file_id}/publication"
+        r = await http.get(url, headers={"Authorization": f"Bearer {token}"})  # an error: counted, re-driven
+        if r.status_code not in (200, 404):
+            raise LookupFailed(f"delivery answered {r.status_code} at {url}")
         return r.status_code == 200
 
     return delivered

@@ -201,7 +201,7 @@ def _no_permissions() -> dict[SenderRole, list[Permission]]:
     return {p: [] for p in get_args(SenderRole)}
 
 
-# The types an account may accept (DESIGN.md, settings document): photos, the phone formats that
+# The types an account may accept in its settings document: photos, the phone formats that
 # are converted to JPEG or PNG, and documents.
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")
 AcceptedType = Literal[

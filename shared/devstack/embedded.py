@@ -55,7 +55,7 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def free_port_block(n: int) -> int:
-    """A base port with n free consecutive ports (the metrics ports are base+0..4)."""
+    """A base port with n free consecutive ports (the metrics ports are base+0..5)."""
     for _ in range(200):
         base = free_port()
         if base + n >= 65535:
@@ -73,8 +73,8 @@ def free_port_block(n: int) -> int:
 def isolated_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     """FS_* for a private stack (tests, benches): free ports, fresh secrets in data_dir/secrets."""
     secrets = load_or_create_secrets(data_dir / "secrets")
-    metrics_base = free_port_block(5)
-    taken = set(range(metrics_base, metrics_base + 5))
+    metrics_base = free_port_block(6)
+    taken = set(range(metrics_base, metrics_base + 6))  # the services, then the launcher
 
     def port() -> int:  # free now, and none picked twice (nothing is bound until the servers start)
         while (candidate := free_port()) in taken:

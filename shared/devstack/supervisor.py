@@ -5,6 +5,8 @@ keeps dying (`max_exits` exits within `window` seconds) makes the supervisor giv
 launcher stops everything and exits non-zero instead of restarting it forever. One that stops
 answering its liveness probe for `liveness.limit` seconds (shared.devstack.liveness) is killed, whole
 session, and restarted the same way: a SIGSTOPped or deadlocked process never exits by itself.
+The embedded broker is also restarted, on purpose, in a quiet moment once its memory passes the
+limit (shared.devstack.broker_memory): its memory engine never lets go of a record.
 
 Why not supervisord or circus: both run as daemons configured by files and restart a bare command,
 while our components need their own start steps (Kafka's topics are created again after its memory
@@ -20,10 +22,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from shared.devstack.liveness import Liveness
 from shared.runtime.retry import Backoff
+
+if TYPE_CHECKING:
+    from shared.devstack.broker_memory import BrokerRecycler
 
 log = logging.getLogger("fileshare.stack")
 RESTART_BACKOFF = Backoff(first=0.5, longest=10.0)
@@ -49,12 +54,15 @@ class Supervisor:
     pending: dict[str, float] = field(default_factory=dict)  # name → when its restart is due
     gave_up: str | None = None
     liveness: Liveness | None = None
+    recycler: "BrokerRecycler | None" = None
 
     def run(self, stopping: Callable[[], bool], poll: float = 0.2) -> int:
         """Supervise until `stopping()` (0) or a component keeps dying (1)."""
         probing = threading.Event()
         if self.liveness is not None:
             self.liveness.run_in_background(probing)
+        if self.recycler is not None:
+            self.recycler.run_in_background(probing)
         try:
             while not stopping():
                 if not self.check():
@@ -80,7 +88,7 @@ class Supervisor:
         for name, quiet in self.liveness.silent(skip=self.pending) if self.liveness else ():
             if not self._replace_silent(name, quiet):
                 return False
-        return True
+        return self._recycle_broker_when_due()
 
     def recent_exits(self, name: str) -> int:
         times = self.exits.setdefault(name, deque())
@@ -113,6 +121,26 @@ class Supervisor:
             self.liveness.restarted(name)
         log.info("%s restarted", name)
         return True
+
+    def _recycle_broker_when_due(self, name: str = "kafka") -> bool:
+        """Restart the broker when its recycler says so (over its memory limit, quiet); a deliberate
+        restart, so not counted as an exit unless the new start fails."""
+        if self.recycler is None or name in self.pending or name not in self.starters:
+            return True
+        proc = self.procs.get(name)
+        probe = self.recycler.due(proc.pid if proc is not None and proc.poll() is None else None)
+        if probe is None or proc is None:
+            return True
+        from shared.devstack.broker_memory import MB
+        log.info("%s uses %d MB (recycled from %d MB on) and every consumer group is caught up: restarting it to "
+                 "free its memory", name, probe.rss // MB, self.recycler.limit // MB)
+        self.reap(name)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # stuck in the kernel: started beside it anyway
+            pass
+        self.recycler.recycled()
+        return self._restart(name)
 
     def _replace_silent(self, name: str, quiet: float) -> bool:
         """Kill a component that stopped answering (SIGKILL ends a stopped process too) and count it

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 from functools import lru_cache
+from typing import cast
 
 from PIL import Image, ImageCms
 
@@ -37,7 +38,8 @@ def uses_transparency(image: Image.Image) -> bool:
     """Some pixel is not fully opaque: an alpha channel that is all 255 (many encoders write one
     anyway) does not count, so such a photo can still be a JPEG."""
     if "A" in image.getbands():
-        return image.getchannel("A").getextrema()[0] < 255
+        lowest = image.getchannel("A").getextrema()[0]  # one band: (min, max)
+        return cast(int, lowest) < 255
     return "transparency" in image.info
 
 

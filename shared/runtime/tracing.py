@@ -179,3 +179,15 @@ def answered(span: Span, status: int) -> None:
 def now_ns() -> int:
     return time.time_ns()
 
+
+
+@contextmanager
+def step_span(name: str) -> Iterator[Span]:
+    """A step inside a stage (scan, disarm). Like every span here, a failure keeps only the
+    exception's type: a rejection's detail may quote the file (a name inside a document)."""
+    with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            fail(span, exc)
+            raise

@@ -19,7 +19,8 @@ from opentelemetry.trace import SpanKind
 
 from shared.adapters.kafka import Outgoing
 from shared.contract.events import GdprForget
-from shared.runtime.tracing import consuming, current_traceparent, exporters_from_env, server_span, tracer
+from shared.runtime.tracing import consuming, current_traceparent, exporters_from_env, server_span, step_span, tracer
+from shared.images import ImageRejected
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -98,6 +99,15 @@ def test_a_record_whose_handling_fails_leaves_no_context_behind_and_no_message_i
     span = finished()["failing"]
     assert not span.status.is_ok and span.status.description == "RuntimeError"
     assert not span.events, "an exception's message may quote content"
+
+
+def test_a_rejected_step_keeps_the_rejections_type_and_not_its_detail(finished):
+    with pytest.raises(ImageRejected):
+        with step_span("disarm"):
+            raise ImageRejected("corrupt_image", "cannot read image header: 'invoice of Jane Doe.jpg'")
+    span = finished()["disarm"]
+    assert not span.status.is_ok and span.status.description == "ImageRejected"
+    assert not span.events and "Jane" not in str(span.to_json())
 
 
 def test_a_download_joins_the_trace_of_the_files_publish_and_links_the_callers(finished):

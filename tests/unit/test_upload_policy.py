@@ -6,13 +6,14 @@ from collections import Counter
 
 import pytest
 
+from services.upload.bots import decode_content, max_b64_chars
+from services.upload.policy import (Refused, capabilities, check_caption, check_sender, check_source, check_type,
+                                   sendable_types)
 from shared.contract import events as ev
 from shared.contract.auth import Principal
-from shared.projections.conversations import Conversation
-from services.upload.bots import decode_content, max_b64_chars
-from services.upload.policy import Refused, capabilities, check_caption, check_sender, check_source, check_type
 from shared.images import sniff_content_type
 from shared.images.formats import SNIFF_BYTES
+from shared.projections.conversations import Conversation
 from tests import imagecorpus as corpus
 from tests import phonecorpus as phone
 from tests.upload_matrix import (OK, all_cells, consumer_cells, expected, expected_for_consumer, expected_for_type,
@@ -223,3 +224,11 @@ def test_bot_content_is_size_checked_before_decoding():
     with pytest.raises(Refused) as r:
         decode_content("not base64 at all!", limit)
     assert r.value.code == "invalid_request"
+
+
+def test_capabilities_offer_the_accounts_sendable_types_and_nothing_to_another_account():
+    settings = ev.AccountSettingsDocument(accepted_types=["image/jpeg", "image/heic", "application/pdf"])
+    own, other = Principal(sub="a-1", account_id="acme", role="agent"), Principal(sub="a-1", account_id="rival",
+                                                                                   role="platform")
+    assert sendable_types(own, "acme", settings) == ["image/jpeg", "image/heic"]  # documents are not sent yet
+    assert sendable_types(other, "acme", settings) == []
