@@ -124,7 +124,7 @@ def add_capabilities_route(router: FastAPI, deps: UploadDeps) -> None:
         lookup_id(conversation_id, "conversation_id")
         enforce(access.read_capabilities(principal, account_id))
         if source is not None:
-            check_source(source)
+            check_source(source, principal)
         async with deps.db.pool.connection() as conn:
             account = await get_document(conn, account_id)
             caps = capabilities(principal, account_id, account,

@@ -20,8 +20,8 @@ from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, Uploa
 from services.upload.policy import check_conversation, check_may_send_at_all, check_source
 
 UPLOAD_ERRORS = ((401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
-                 (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
-                 (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"),
+                 (403, "permission_denied"), (403, "consumer_uploads_disabled"), (404, "conversation_not_found"),
+                 (409, "conversation_closed"), (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"),
                  (422, "invalid_request"), (429, "rate_limited"), (503, "unavailable"))
 MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
@@ -30,7 +30,8 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
                  "description": "exactly one jpeg, png or gif photo (type decided by content), at most 5 MB"},
         "caption": {"type": "string", "maxLength": 2000, "description": "optional; no control characters"},
         "source": {"type": "string", "enum": list(SOURCES), "default": "local",
-                   "description": "local file browser (agents, bots) or a custom widget"}}}}}}}
+                   "description": "local file browser (agents, bots) or a custom widget; a consumer's "
+                                  "upload is `consumer` whatever is sent"}}}}}}}
 # Request parts that could fail validation are read as plain strings / raw bytes and validated
 # in the handler AFTER authentication: an unauthenticated request is always 401, never 422
 # (FastAPI would otherwise validate declared parameters and bodies before the handler runs).
@@ -69,7 +70,7 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
     except BodyTooLarge:
         # The conversation's state outranks the size (contract order) and needs no body; the
         # source-specific permission would need the unread `source` field, so it is not checked here.
-        check_conversation(account_id, conversation, settings.file_channel_set)
+        check_conversation(account_id, conversation, settings.file_channel_set, principal)
         raise limits.too_large(settings.max_upload_bytes) from None
     except MalformedForm as e:  # malformed multipart, or not multipart at all
         raise ApiError(422, "invalid_request", f"expected a multipart/form-data body: {e}") from None
@@ -77,7 +78,7 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
         files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]
         if len(files) != 1 or any(isinstance(v, UploadFile) for k, v in form.multi_items() if k != "file"):
             raise ApiError(422, "invalid_request", f"send exactly one file in the `file` field (got {len(files)})")
-        source, caption = check_source(form.get("source") or "local"), form.get("caption")
+        source, caption = check_source(form.get("source") or "local", principal), form.get("caption")
         caption = caption if isinstance(caption, str) else None  # (a file in any other field was refused above)
         data = await files[0].read(settings.max_upload_bytes + 1)
     finally:
@@ -106,7 +107,8 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
                           idempotency_key: str | None = Header(
                               None, description=f"at most {MAX_IDEMPOTENCY_KEY} characters",
                               json_schema_extra={"maxLength": MAX_IDEMPOTENCY_KEY})):
-        """Send one photo to the conversation's consumer. Multipart: `file` (jpeg/png/gif by content,
+        """Send one photo to the conversation's consumer (with the consumer's own token, where the account
+        has `consumer_uploads_enabled`: to the agents, source `consumer`). Multipart: `file` (jpeg/png/gif by content,
         ≤ 5 MB), optional `caption` (≤ 2000 chars), optional `source` = `local` | `widget`.
         Answers 202 at once; follow `status_url`. A repeated `Idempotency-Key` from the same user
         returns the first answer and creates nothing new (also across restarts and instances)."""

@@ -1,9 +1,13 @@
 """The product's rules at the door, as plain functions (no I/O): who may send what, where.
 
 Order of checks is the contract's: 401 (done by the caller), 403 feature_disabled,
-403 file_sharing_disabled, 403 permission_denied, 404 conversation, 409 conversation
-state/channel, then the file itself (413, 415 for content of a type the account does not
-list, 422).
+403 file_sharing_disabled, 403 permission_denied (403 consumer_uploads_disabled for a
+consumer), 404 conversation, 409 conversation state/channel, then the file itself (413, 415
+for content of a type the account does not list, 422).
+
+A consumer holds no permission profile: the account's `consumer_uploads_enabled` decides, and
+only their own conversation exists for them (any other is 404, so a consumer cannot probe
+which conversations exist). Their uploads have source `consumer`, whatever the form says.
 
 Entry points ("via"): `http` (agent workspace, custom widget, bot SDK over HTTP) and
 `topic` (bot records on file.share.requested). The topic is the bots' interface: a
@@ -43,7 +47,19 @@ def held_permissions(principal: Principal, settings: AccountSettingsDocument) ->
     return list(settings.permissions.get(cast(SenderRole, principal.role), []))
 
 
+def is_consumer(principal: Principal) -> bool:
+    return principal.role == "consumer"
+
+
+def check_consumer_uploads(settings: AccountSettingsDocument) -> None:
+    if not settings.consumer_uploads_enabled:
+        raise Refused(403, "consumer_uploads_disabled", "this account does not let consumers send files")
+
+
 def check_permission(principal: Principal, settings: AccountSettingsDocument, source: str, via: str = "http") -> None:
+    if is_consumer(principal) and via == "http":
+        check_consumer_uploads(settings)
+        return
     if principal.role not in PROFILES:
         raise Refused(403, "permission_denied", f"role {principal.role!r} cannot send files")
     if via == "topic" and principal.role != "bot":
@@ -57,20 +73,27 @@ def check_may_send_at_all(principal: Principal, account_id: str, settings: Accou
     """Everything decidable before the body is read (the source is a multipart field):
     the account gates, and a role holding no send permission at all."""
     check_account_gates(principal, account_id, settings)
-    if not held_permissions(principal, settings):
+    if is_consumer(principal):
+        check_consumer_uploads(settings)
+    elif not held_permissions(principal, settings):
         check_permission(principal, settings, "local")  # raises permission_denied with the precise message
 
 
-def check_source(source: object) -> Source:
-    """The form field or query parameter `source`, one of the contract's."""
+def check_source(source: object, principal: Principal | None = None) -> Source:
+    """The form field or query parameter `source`, one of the contract's; a consumer's is `consumer`."""
+    if principal is not None and is_consumer(principal) and source in (*SOURCES, "consumer"):
+        return "consumer"
     if source not in SOURCES:
         raise Refused(422, "invalid_request", "source must be 'local' or 'widget'")
     return cast(Source, source)
 
 
-def check_conversation(account_id: str, conversation: Conversation | None, file_channels: frozenset[str]) -> Conversation:
-    # A conversation of another account is reported exactly like an unknown one.
-    if conversation is None or conversation.account_id != account_id:
+def check_conversation(account_id: str, conversation: Conversation | None, file_channels: frozenset[str],
+                       principal: Principal | None = None) -> Conversation:
+    # A conversation of another account, or of another consumer, is reported exactly like an unknown one.
+    theirs = principal is None or not is_consumer(principal) or (
+        conversation is not None and conversation.consumer_id == principal.sub)
+    if conversation is None or conversation.account_id != account_id or not theirs:
         raise Refused(404, "conversation_not_found", "no such conversation")
     if not conversation.open:
         # A photo never resumes a closed conversation (agents, bots and custom widgets alike).
@@ -98,10 +121,10 @@ def check_caption(caption: str | None, max_chars: int) -> str | None:
 def check_sender(principal: Principal, account_id: str, settings: AccountSettingsDocument, source: str,
                  conversation: Conversation | None, file_channels: frozenset[str], via: str = "http") -> Conversation:
     """Every rule about who sends where, in contract order; returns the conversation or raises Refused."""
-    check_source(source)
+    source = check_source(source, principal)
     check_account_gates(principal, account_id, settings)
     check_permission(principal, settings, source, via)
-    return check_conversation(account_id, conversation, file_channels)
+    return check_conversation(account_id, conversation, file_channels, principal)
 
 
 def check_type(content_type: str | None, settings: AccountSettingsDocument) -> str:
@@ -130,7 +153,10 @@ def capabilities(principal: Principal, account_id: str, settings: AccountSetting
 
     visible: the caller's profile holds the permission (for `source`, or any when None) and
     the account team enabled the feature. enabled: an upload would pass every rule but the
-    file's own checks. reason: the code of the first failing rule, in upload order."""
+    file's own checks. reason: the code of the first failing rule, in upload order.
+    For the conversation's consumer, visible means the feature and `consumer_uploads_enabled` are on."""
+    if is_consumer(principal):
+        return _consumer_capabilities(principal, account_id, settings, conversation, file_channels)
     held = held_permissions(principal, settings)
     wanted = [PERMISSION_FOR_SOURCE[source]] if source else list(PERMISSION_FOR_SOURCE.values())
     holds = principal.account_id == account_id and any(p in held for p in wanted)
@@ -145,6 +171,16 @@ def capabilities(principal: Principal, account_id: str, settings: AccountSetting
         except Refused as r:
             reason = reason or r.code
     return Capabilities(visible, reason is None, reason)
+
+
+def _consumer_capabilities(principal: Principal, account_id: str, settings: AccountSettingsDocument,
+                           conversation: Conversation | None, file_channels: frozenset[str]) -> Capabilities:
+    visible = principal.account_id == account_id and settings.feature_enabled and settings.consumer_uploads_enabled
+    try:
+        check_sender(principal, account_id, settings, "consumer", conversation, file_channels)
+    except Refused as r:
+        return Capabilities(visible, False, r.code)
+    return Capabilities(visible, True, None)
 
 
 def sendable_types(principal: Principal, account_id: str, settings: AccountSettingsDocument) -> list[str]:

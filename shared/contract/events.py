@@ -26,11 +26,13 @@ SEALED_CAPTION_SCHEMA_VERSION = 2
 Role = Literal["agent", "agent_manager", "bot", "consumer", "admin", "platform"]
 SenderRole = Literal["agent", "agent_manager", "bot"]
 Permission = Literal["send_files_local", "send_files_widget"]
-Source = Literal["local", "widget"]
+# What a sender names in an upload form; a consumer's upload is `consumer`, implied by the token.
+FormSource = Literal["local", "widget"]
+Source = Literal["local", "widget", "consumer"]
 DeletionReason = Literal["expired", "gdpr"]
 ROLES: tuple[str, ...] = get_args(Role)
 PROFILES: tuple[str, ...] = get_args(SenderRole)
-SOURCES: tuple[str, ...] = get_args(Source)
+SOURCES: tuple[str, ...] = get_args(FormSource)
 Stage = Literal["upload", "sanitizer", "resizer", "delivery", "retention"]
 RejectionReason = Literal[
     "unsupported_type", "file_too_large", "malware_detected", "corrupt_image",
@@ -221,6 +223,8 @@ class _AccountSettingsFields(BaseModel):
     retention: str = "P13M"
     # Version 3; a stored document without it means the photo types of versions 1 and 2.
     accepted_types: list[AcceptedType] = Field(default_factory=lambda: list(PHOTO_TYPES))
+    # Version 3: the conversation's consumer may send files too (off unless the account turns it on).
+    consumer_uploads_enabled: bool = False
 
     @field_validator("accepted_types")
     @classmethod

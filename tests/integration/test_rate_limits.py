@@ -98,3 +98,15 @@ def test_an_account_over_its_limit_gets_429_in_every_conversation(client, strict
     # Another account is not affected.
     elsewhere, (conversation, *_) = ready(client)
     assert strict_upload.upload(elsewhere, conversation, photo(10)).status_code == 202
+
+
+def test_a_consumer_is_limited_per_conversation_like_any_sender(client, strict_upload):
+    account, consumer, conversation = unique("acct"), unique("consumer"), unique("conv")
+    client.enable_account(account, consumer_uploads_enabled=True)
+    client.open_conversation(account, conversation, consumer)
+    for n, instance in enumerate((client, strict_upload, client)):
+        answer = instance.upload(account, conversation, photo(n), role="consumer", sub=consumer)
+        assert answer.status_code == 202, answer.text
+    assert_rate_limited(strict_upload.upload(account, conversation, photo(3), role="consumer", sub=consumer))
+    # The agent answering in that conversation is a sender of its own.
+    assert strict_upload.upload(account, conversation, photo(4)).status_code == 202

@@ -16,7 +16,8 @@ from tests.support import sample, scrape, unique, wait_until
 PHOTO_TYPES = ["image/jpeg", "image/png", "image/gif"]
 DOC = {"feature_enabled": True, "file_sharing_enabled": True,
        "permissions": {"agent": ["send_files_local"], "agent_manager": [], "bot": []},
-       "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES}
+       "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES,
+       "consumer_uploads_enabled": False}
 
 
 def put(client, account, doc, role="platform", token_account=None):
@@ -37,7 +38,21 @@ def test_defaults_are_all_off(client):
     doc = get(client, unique("acct")).json()
     assert doc == {"feature_enabled": False, "file_sharing_enabled": False,
                    "permissions": {"agent": [], "agent_manager": [], "bot": []},
-                   "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES}
+                   "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES,
+                   "consumer_uploads_enabled": False}
+
+
+def test_consumer_uploads_are_off_until_set_and_an_admin_may_turn_them_on(client):
+    account = unique("acct")
+    before_v3 = {k: v for k, v in DOC.items() if k not in ("accepted_types", "consumer_uploads_enabled")}
+    assert put(client, account, before_v3).json()["consumer_uploads_enabled"] is False
+    assert put(client, account, {**DOC, "consumer_uploads_enabled": True}, role="admin").status_code == 200
+    assert get(client, account).json()["consumer_uploads_enabled"] is True
+    for wrong in ("maybe", None, [True]):
+        r = put(client, account, {**DOC, "consumer_uploads_enabled": wrong})
+        assert code(r) == (422, "invalid_request"), (wrong, r.text)
+        assert "consumer_uploads_enabled" in r.json()["error"]["message"]
+    assert get(client, account).json()["consumer_uploads_enabled"] is True, "nothing was stored"
 
 
 def test_accepted_types_are_the_photo_types_until_set_and_any_subset_of_the_contracts_list(client):
@@ -151,8 +166,8 @@ def test_capabilities_body_in_each_state(client):
 UPLOAD_ROUTES = {
     ("post", "/v1/accounts/{account_id}/conversations/{conversation_id}/files"): {
         (401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
-        (403, "permission_denied"), (404, "conversation_not_found"), (409, "conversation_closed"),
-        (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"), (422, "invalid_request"),
+        (403, "permission_denied"), (403, "consumer_uploads_disabled"), (404, "conversation_not_found"),
+        (409, "conversation_closed"), (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"), (422, "invalid_request"),
         (429, "rate_limited"),
         (503, "unavailable")},
     ("put", "/v1/accounts/{account_id}/settings"): {

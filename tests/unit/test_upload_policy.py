@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from services.upload.bots import decode_content, max_b64_chars
-from services.upload.policy import Refused, capabilities, check_caption, check_sender, check_type, sendable_types
+from services.upload.policy import (Refused, capabilities, check_caption, check_sender, check_source, check_type,
+                                   sendable_types)
 from shared.contract import events as ev
 from shared.contract.auth import Principal
 from shared.images import sniff_content_type
@@ -15,12 +16,14 @@ from shared.images.formats import SNIFF_BYTES
 from shared.projections.conversations import Conversation
 from tests import imagecorpus as corpus
 from tests import phonecorpus as phone
-from tests.upload_matrix import OK, all_cells, expected, expected_for_type, type_cells
+from tests.upload_matrix import (OK, all_cells, consumer_cells, expected, expected_for_consumer, expected_for_type,
+                                 type_cells)
 
 ACCOUNT, OTHER = "acct-a", "acct-b"
 CHANNELS = frozenset({"web"})
 OUTCOMES = {OK, (403, "feature_disabled"), (403, "file_sharing_disabled"), (403, "permission_denied"),
-            (404, "conversation_not_found"), (409, "conversation_closed"), (409, "channel_not_supported")}
+            (403, "consumer_uploads_disabled"), (404, "conversation_not_found"), (409, "conversation_closed"),
+            (409, "channel_not_supported")}
 
 
 def settings_for(cell) -> ev.AccountSettingsDocument:
@@ -61,6 +64,53 @@ def test_every_cell_of_the_matrix_gets_the_contracts_answer():
     assert not wrong, f"{len(wrong)} cells differ, e.g. {wrong[:5]}"
     # The oracle is not trivial: every answer of the contract occurs.
     assert set(Counter(expected(c) for c in cells)) == OUTCOMES
+
+
+def consumer_conversation(state: str, channel: str) -> Conversation | None:
+    if state == "other_consumer":
+        return Conversation(ACCOUNT, "conv-1", "consumer-2", channel, authenticated=True, open=True)
+    return conversation_for(state, channel)
+
+
+def consumer_answer(cell) -> tuple[int, str | None]:
+    settings = ev.AccountSettingsDocument(feature_enabled=cell.feature_enabled,
+                                          file_sharing_enabled=cell.file_sharing_enabled,
+                                          consumer_uploads_enabled=cell.consumer_uploads_enabled)
+    try:
+        check_sender(Principal("consumer-1", ACCOUNT, "consumer"), ACCOUNT, settings, cell.form_source or "local",
+                     consumer_conversation(cell.state, cell.channel), CHANNELS)
+    except Refused as r:
+        return r.status, r.code
+    return OK
+
+
+def test_every_cell_of_the_consumer_matrix_gets_the_contracts_answer():
+    cells = consumer_cells()
+    assert len(cells) == 2 * 2 * 2 * 6 * 2 * 4
+    wrong = [(c.label(), consumer_answer(c), expected_for_consumer(c)) for c in cells
+             if consumer_answer(c) != expected_for_consumer(c)]
+    assert not wrong, f"{len(wrong)} cells differ, e.g. {wrong[:5]}"
+    assert set(Counter(expected_for_consumer(c) for c in cells)) == OUTCOMES - {(403, "permission_denied")}
+
+
+def test_a_consumers_upload_has_source_consumer_and_an_agent_cannot_claim_it():
+    assert check_source("widget", Principal("consumer-1", ACCOUNT, "consumer")) == "consumer"
+    assert check_source("consumer", Principal("consumer-1", ACCOUNT, "consumer")) == "consumer"
+    for principal in (None, Principal("agent-1", ACCOUNT, "agent")):
+        with pytest.raises(Refused) as r:
+            check_source("consumer", principal)
+        assert (r.value.status, r.value.code) == (422, "invalid_request")
+
+
+def test_a_consumer_token_is_refused_on_the_bots_topic_and_in_another_account():
+    on = ev.AccountSettingsDocument(feature_enabled=True, file_sharing_enabled=True, consumer_uploads_enabled=True)
+    own = Conversation(ACCOUNT, "conv-1", "consumer-1", "web", authenticated=True, open=True)
+    with pytest.raises(Refused) as r:
+        check_sender(Principal("consumer-1", ACCOUNT, "consumer"), ACCOUNT, on, "local", own, CHANNELS, via="topic")
+    assert r.value.code == "permission_denied"
+    with pytest.raises(Refused) as r:
+        check_sender(Principal("consumer-1", OTHER, "consumer"), ACCOUNT, on, "local", own, CHANNELS)
+    assert r.value.code == "permission_denied"
 
 
 CONTENT_OF = {
@@ -123,6 +173,23 @@ def test_capabilities_visible_with_permission_once_the_account_team_enabled_the_
         False, "permission_denied")
     # A token of another account sees nothing.
     assert caps("agent", full, account=OTHER).visible is False
+
+
+def test_capabilities_for_the_conversations_consumer():
+    def consumer_caps(state="open", channel="web", **settings):
+        document = ev.AccountSettingsDocument(**{"feature_enabled": True, "file_sharing_enabled": True,
+                                                 "consumer_uploads_enabled": True, **settings})
+        c = capabilities(Principal("consumer-1", ACCOUNT, "consumer"), ACCOUNT, document,
+                         consumer_conversation(state, channel), CHANNELS)
+        return c.visible, c.enabled, c.reason
+    assert consumer_caps() == (True, True, None)
+    assert consumer_caps(consumer_uploads_enabled=False) == (False, False, "consumer_uploads_disabled")
+    assert consumer_caps(feature_enabled=False) == (False, False, "feature_disabled")
+    # Shown (the feature and the consumer setting are on) but not clickable.
+    assert consumer_caps(file_sharing_enabled=False) == (True, False, "file_sharing_disabled")
+    assert consumer_caps("closed") == (True, False, "conversation_closed")
+    assert consumer_caps("open", "sms") == (True, False, "channel_not_supported")
+    assert consumer_caps("other_consumer") == (True, False, "conversation_not_found")
 
 
 @pytest.mark.parametrize("caption,ok", [
