@@ -8,13 +8,17 @@ of its own, start-up, memory and status latency with a year of history (1,000,00
 an empty database; what tracing costs a stage per record (bench.tracing); then `make run` itself over
 5,000 distinct photos: the embedded broker's RSS per 1,000 photos, and its recycling under
 FS_EMBEDDED_BROKER_MAX_MB (bench.broker_memory). Results in bench/out/*.json and *.png."""
+
 from bench import broker_memory, burst, delivery_download, forget, history, images, pipeline, tracing, upload_burst
 
 if __name__ == "__main__":
     images.main()
     tracing.main([])
-    pipeline.main([], extras={"delivery_download": delivery_download.measure, "forget": forget.measure},
-                  reports={"delivery_download": delivery_download.report, "forget": forget.report})
+    pipeline.main(
+        [],
+        extras={"delivery_download": delivery_download.measure, "forget": forget.measure},
+        reports={"delivery_download": delivery_download.report, "forget": forget.report},
+    )
     # Own stack: the burst leaves 50 photos for the stages behind upload, which must not slow the rounds above.
     upload_burst.main([])
     burst.main([])

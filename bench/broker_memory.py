@@ -17,6 +17,7 @@ only be recycled between waves), recycles (the launcher's counter), and photos l
 never received by the follower, or not `published`) or received twice: both must be 0.
 Writes bench/out/broker_memory.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from shared.devstack.broker_memory import RECYCLE_FROM
 
+from shared.devstack.broker_memory import RECYCLE_FROM
 
 OUT = Path(__file__).parent / "out"
 MB = 1024 * 1024
@@ -39,6 +40,7 @@ RECYCLE_WAIT_SECONDS = 30.0
 
 def noise_photo(rng) -> bytes:
     from PIL import Image
+
     pixels = rng.integers(0, 256, size=(480, 640, 3), dtype="uint8")
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, "JPEG", quality=85)
@@ -56,6 +58,7 @@ class BrokerSampler(threading.Thread):
     def run(self) -> None:
         from shared.devstack.broker_memory import tree_rss
         from tests.launcher import component
+
         while not self.stopping.is_set():
             broker = component(self.launcher_pid, "kafka")
             if broker is not None:
@@ -72,14 +75,17 @@ async def post_wave(env: dict, target, photos: list[bytes], concurrency: int = 8
     import httpx
 
     from bench.pipeline import post_until_accepted
+
     gate = asyncio.Semaphore(concurrency)
 
     async with httpx.AsyncClient(timeout=120) as http:
+
         async def one(i: int, data: bytes) -> str:
             async with gate:
                 r, _ = await post_until_accepted(http, target.urls[i % len(target.urls)], target.headers, data)
                 r.raise_for_status()
                 return r.json()["file_id"]
+
         return await asyncio.gather(*(one(i, p) for i, p in enumerate(photos)))
 
 
@@ -113,6 +119,7 @@ def measure(env: dict, launcher_pid: int, photos: int, wave: int, limit: int, se
     from bench.pipeline import open_target
     from services.delivery.handlers import message_id_for
     from tests.support import FollowerThread
+
     rng = np.random.default_rng(seed)
     sampler = BrokerSampler(launcher_pid)
     sampler.start()
@@ -139,11 +146,17 @@ def measure(env: dict, launcher_pid: int, photos: int, wave: int, limit: int, se
             waits.append(round(time.monotonic() - started, 2))
     sampler.stopping.set()
     follower.stopping.set()
-    return {"sent": len(sent), "distinct_photos": len(digests), "marks": marks, "quiet_waits_seconds": waits,
-            "max_rss_mb": max(s[2] for s in sampler.samples) / MB,
-            "recycles_seen": recycles_seen(sampler), "missing_at_follower": len(missing),
-            "received_twice": len(follower.received) - len(set(follower.received)),
-            "photo_bytes_mean": total_bytes // max(len(sent), 1)}
+    return {
+        "sent": len(sent),
+        "distinct_photos": len(digests),
+        "marks": marks,
+        "quiet_waits_seconds": waits,
+        "max_rss_mb": max(s[2] for s in sampler.samples) / MB,
+        "recycles_seen": recycles_seen(sampler),
+        "missing_at_follower": len(missing),
+        "received_twice": len(follower.received) - len(set(follower.received)),
+        "photo_bytes_mean": total_bytes // max(len(sent), 1),
+    }
 
 
 def recycles_seen(sampler: BrokerSampler) -> int:
@@ -155,37 +168,56 @@ def summarise(result: dict, limit_mb: float, wave: int) -> dict:
     """Growth per 1,000 photos before the first recycle, and the verdict on the highest RSS."""
     marks = result["marks"]
     before = [m for m in marks if m["recycles"] == 0]
-    growth = ((before[-1]["rss_mb"] - before[0]["rss_mb"]) * 1000 / before[-1]["photos"]
-              if len(before) > 1 else None)
+    growth = (before[-1]["rss_mb"] - before[0]["rss_mb"]) * 1000 / before[-1]["photos"] if len(before) > 1 else None
     headroom = growth * wave / 1000 if growth is not None else None
-    result.update({"limit_mb": limit_mb, "wave": wave, "rss_growth_mb_per_1000_photos": growth,
-                   "allowed_max_mb": limit_mb + headroom if headroom is not None else None})
-    result["under_limit_plus_headroom"] = (result["allowed_max_mb"] is None
-                                           or result["max_rss_mb"] <= result["allowed_max_mb"])
+    result.update(
+        {
+            "limit_mb": limit_mb,
+            "wave": wave,
+            "rss_growth_mb_per_1000_photos": growth,
+            "allowed_max_mb": limit_mb + headroom if headroom is not None else None,
+        }
+    )
+    result["under_limit_plus_headroom"] = (
+        result["allowed_max_mb"] is None or result["max_rss_mb"] <= result["allowed_max_mb"]
+    )
     result["under_limit"] = result["max_rss_mb"] <= limit_mb
     return result
 
 
 def report(r: dict) -> None:
     growth = r["rss_growth_mb_per_1000_photos"]
-    print(f"broker memory bench: {r['sent']} distinct 640x480 noise photos in waves of {r['wave']}, "
-          f"FS_EMBEDDED_BROKER_MAX_MB={r['limit_mb']:g}")
+    print(
+        f"broker memory bench: {r['sent']} distinct 640x480 noise photos in waves of {r['wave']}, "
+        f"FS_EMBEDDED_BROKER_MAX_MB={r['limit_mb']:g}"
+    )
     print("  RSS after each 1,000 photos: " + ", ".join(f"{m['photos']}: {m['rss_mb']:.0f} MB" for m in r["marks"]))
-    print(f"  growth before the first recycle: {growth:.1f} MB per 1,000 photos" if growth is not None
-          else "  growth: not measured (recycled before 1,000 photos)")
+    print(
+        f"  growth before the first recycle: {growth:.1f} MB per 1,000 photos"
+        if growth is not None
+        else "  growth: not measured (recycled before 1,000 photos)"
+    )
     allowed = f"{r['allowed_max_mb']:.0f}" if r["allowed_max_mb"] is not None else "?"
-    print(f"  highest RSS {r['max_rss_mb']:.0f} MB (limit + one wave's growth: {allowed} MB: "
-          f"{'met' if r['under_limit_plus_headroom'] else 'NOT met'}; under the limit itself: {'yes' if r['under_limit'] else 'NO'}); recycles {r['recycles']} "
-          f"(waits for a quiet moment: {r['quiet_waits_seconds']} s)")
+    print(
+        f"  highest RSS {r['max_rss_mb']:.0f} MB (limit + one wave's growth: {allowed} MB: "
+        f"{'met' if r['under_limit_plus_headroom'] else 'NOT met'}; under the limit itself: {'yes' if r['under_limit'] else 'NO'}); recycles {r['recycles']} "
+        f"(waits for a quiet moment: {r['quiet_waits_seconds']} s)"
+    )
     print(f"  photos lost: {r['lost']}; received twice by the platform follower: {r['received_twice']}")
 
 
 def run(photos: int, limit_mb: float, wave: int, seed: int = 1) -> dict:
     from shared.devstack.broker_memory import MB as _MB
     from tests.launcher import client_of, launched, launcher_metrics, run_env, wait_all_ready
+
     with tempfile.TemporaryDirectory(prefix="fsbench-broker-") as tmp:
-        env = run_env(Path(tmp), FS_EMBEDDED_BROKER_MAX_MB=str(limit_mb), FS_UPLOADS_PER_MINUTE="1000000",
-                      FS_ACCOUNT_UPLOADS_PER_MINUTE="1000000", FS_LOG_LEVEL="WARNING")
+        env = run_env(
+            Path(tmp),
+            FS_EMBEDDED_BROKER_MAX_MB=str(limit_mb),
+            FS_UPLOADS_PER_MINUTE="1000000",
+            FS_ACCOUNT_UPLOADS_PER_MINUTE="1000000",
+            FS_LOG_LEVEL="WARNING",
+        )
         log_path = Path(tmp) / "run.log"
         with launched(env, log_path) as proc:
             wait_all_ready(proc, log_path, env)

@@ -30,6 +30,7 @@ the stack uses at most 0.1 CPU more than that idle figure.
 
 A photo that ends `rejected` fails the run. Writes bench/out/burst.json and bench/out/burst.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,15 @@ import time
 from pathlib import Path
 
 from bench.cpu import delta
-from bench.pipeline import (baseline_throughput, cpu_by_process, drive_pipeline, open_target, percentile, pids,
-                            pyvips_thumbnail)
+from bench.pipeline import (
+    baseline_throughput,
+    cpu_by_process,
+    drive_pipeline,
+    open_target,
+    percentile,
+    pids,
+    pyvips_thumbnail,
+)
 from shared.devstack.embedded import SERVICES
 
 OUT = Path(__file__).parent / "out"
@@ -60,6 +68,7 @@ def distinct_photos(kind: str, count: int) -> list[bytes]:
     photo twice, so no cache (clamd keeps the verdict of a file it has scanned) is measured.
     Generated before any measured window (about 0.8 s of CPU per 12 MP photo)."""
     from tests import imagecorpus
+
     width, height = SIZES[kind]
     photos = [imagecorpus.to_jpeg(imagecorpus.photo(width, height, seed=i), quality=88) for i in range(count)]
     if len({hashlib.sha256(p).digest() for p in photos}) != count:
@@ -108,10 +117,16 @@ def run_measured(stack, photos: list[bytes], target, concurrency: int, quiet: fl
 
 def measure(stack, pool: list[bytes], photos: int, conversations: int, singles: int, warmup: int = 2) -> dict:
     """pool: warmup + 2 * photos + singles distinct photos, each sent once."""
-    warm, burst, spread, single = (pool[:warmup], pool[warmup:warmup + photos],
-                                   pool[warmup + photos:warmup + 2 * photos], pool[warmup + 2 * photos:])
-    targets = {name: open_target(stack.env, n) for name, n in
-               (("warmup", 2), ("burst", 1), ("spread", conversations), ("single", 1))}
+    warm, burst, spread, single = (
+        pool[:warmup],
+        pool[warmup : warmup + photos],
+        pool[warmup + photos : warmup + 2 * photos],
+        pool[warmup + 2 * photos :],
+    )
+    targets = {
+        name: open_target(stack.env, n)
+        for name, n in (("warmup", 2), ("burst", 1), ("spread", conversations), ("single", 1))
+    }
     idle = idle_rate(stack)
     quiet = sum(idle.values())
     asyncio.run(drive_pipeline(stack.env, warm, target=targets["warmup"]))
@@ -134,16 +149,22 @@ def measure(stack, pool: list[bytes], photos: int, conversations: int, singles: 
     latencies, waited = [], []
     for photo in single:
         waited.append(wait_quiet(stack, quiet))
-        one = asyncio.run(drive_pipeline(stack.env, [photo], concurrency=1, target=targets["single"],
-                                         watch_wait_ms=10))
+        one = asyncio.run(drive_pipeline(stack.env, [photo], concurrency=1, target=targets["single"], watch_wait_ms=10))
         latencies.append(one["latencies"][0])
-    out["single"] = {"photos": singles, "latencies": latencies, "p50": percentile(latencies, 50),
-                     "p90": percentile(latencies, 90), "quiet_wait_seconds": [round(w, 2) for w in waited]}
+    out["single"] = {
+        "photos": singles,
+        "latencies": latencies,
+        "p50": percentile(latencies, 50),
+        "p90": percentile(latencies, 90),
+        "quiet_wait_seconds": [round(w, 2) for w in waited],
+    }
     measured = out["burst"]["photos"] + out["spread"]["photos"]
-    names = [n for n in (*SERVICES, *SERVERS) if n in out["burst"]["cpu_seconds"]] + \
-        sorted(n for n in out["burst"]["cpu_seconds"] if n not in SERVICES + SERVERS)
-    out["cpu_seconds_per_photo"] = {n: (out["burst"]["cpu_seconds"].get(n, 0) + out["spread"]["cpu_seconds"].get(n, 0))
-                                    / measured for n in names}
+    names = [n for n in (*SERVICES, *SERVERS) if n in out["burst"]["cpu_seconds"]] + sorted(
+        n for n in out["burst"]["cpu_seconds"] if n not in SERVICES + SERVERS
+    )
+    out["cpu_seconds_per_photo"] = {
+        n: (out["burst"]["cpu_seconds"].get(n, 0) + out["spread"]["cpu_seconds"].get(n, 0)) / measured for n in names
+    }
     out["cpu_photos"] = measured
     window = out["burst"]["cpu_window_seconds"] + out["spread"]["cpu_window_seconds"]
     out["idle_cpu_seconds_per_photo"] = {n: idle.get(n, 0) * window / measured for n in names}
@@ -151,38 +172,57 @@ def measure(stack, pool: list[bytes], photos: int, conversations: int, singles: 
 
 
 def report(result: dict) -> None:
-    print(f"burst bench: {result['photo_bytes'] / 1e6:.1f} MB {result['kind']} photos, {result['cores']} cores, "
-          f"account max_image_dimension 800")
+    print(
+        f"burst bench: {result['photo_bytes'] / 1e6:.1f} MB {result['kind']} photos, {result['cores']} cores, "
+        f"account max_image_dimension 800"
+    )
     print(f"{'':44}{'photos/s':>9}{'libvips':>9}{'ratio':>8}{'target':>8}")
-    for phase, label, target in (("burst", f"burst: {result['burst']['photos']} into 1 conversation", TARGET_BURST),
-                                 ("spread", f"spread: {result['spread']['photos']} over {result['spread']['conversations']}"
-                                            " conversations", TARGET_SPREAD)):
+    for phase, label, target in (
+        ("burst", f"burst: {result['burst']['photos']} into 1 conversation", TARGET_BURST),
+        (
+            "spread",
+            f"spread: {result['spread']['photos']} over {result['spread']['conversations']} conversations",
+            TARGET_SPREAD,
+        ),
+    ):
         r = result[phase]
         verdict = "met" if result["targets_met"][phase] else "NOT met"
-        print(f"{label:44}{r['photos_per_second']:9.2f}{r['libvips_photos_per_second']:9.2f}"
-              f"{r['ratio_vs_libvips']:7.2f}x{target:7.1f}x  {verdict}   (libvips before/after "
-              f"{r['libvips_before_after'][0]:.1f}/{r['libvips_before_after'][1]:.1f}; latency p50 {r['latency_p50']:.2f}s, "
-              f"max {max(r['latencies']):.2f}s, {r['retries_after_503']} retries on 503)")
+        print(
+            f"{label:44}{r['photos_per_second']:9.2f}{r['libvips_photos_per_second']:9.2f}"
+            f"{r['ratio_vs_libvips']:7.2f}x{target:7.1f}x  {verdict}   (libvips before/after "
+            f"{r['libvips_before_after'][0]:.1f}/{r['libvips_before_after'][1]:.1f}; latency p50 {r['latency_p50']:.2f}s, "
+            f"max {max(r['latencies']):.2f}s, {r['retries_after_503']} retries on 503)"
+        )
     s = result["single"]
     verdict = "met" if result["targets_met"]["single"] else "NOT met"
-    print(f"single photo on a quiet stack, upload→published over {s['photos']}: p50 {s['p50'] * 1000:.0f} ms, "
-          f"p90 {s['p90'] * 1000:.0f} ms (target p50 <= {TARGET_SINGLE_P50 * 1000:.0f} ms: {verdict})")
+    print(
+        f"single photo on a quiet stack, upload→published over {s['photos']}: p50 {s['p50'] * 1000:.0f} ms, "
+        f"p90 {s['p90'] * 1000:.0f} ms (target p50 <= {TARGET_SINGLE_P50 * 1000:.0f} ms: {verdict})"
+    )
     cpu = result["cpu_seconds_per_photo"]
-    print(f"CPU per photo (burst + spread, {result['cpu_photos']} photos), total {sum(cpu.values()) * 1000:.0f} ms: "
-          + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    print(
+        f"CPU per photo (burst + spread, {result['cpu_photos']} photos), total {sum(cpu.values()) * 1000:.0f} ms: "
+        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    )
     idle = result["idle_cpus"]
-    print(f"  of which the idle stack's own use ({sum(idle.values()):.2f} CPUs before the warm-up, mostly "
-          f"{max(idle, key=idle.get)}'s {max(idle.values()):.2f}): "
-          f"{sum(result['idle_cpu_seconds_per_photo'].values()) * 1000:.0f} ms per photo")
+    print(
+        f"  of which the idle stack's own use ({sum(idle.values()):.2f} CPUs before the warm-up, mostly "
+        f"{max(idle, key=idle.get)}'s {max(idle.values()):.2f}): "
+        f"{sum(result['idle_cpu_seconds_per_photo'].values()) * 1000:.0f} ms per photo"
+    )
     generator = sum(result[p]["load_generator_cpu_seconds"] for p in ("burst", "spread")) / result["cpu_photos"]
-    print(f"  not counted above: the bench's own CPU (posting photos, following message.published) "
-          f"{generator * 1000:.0f} ms per photo, on the same cores")
+    print(
+        f"  not counted above: the bench's own CPU (posting photos, following message.published) "
+        f"{generator * 1000:.0f} ms per photo, on the same cores"
+    )
 
 
 def plot(result: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.3, 0.8, 1.3]})
     labels, rates, colours = [], [], []
     for phase, _target in (("burst", TARGET_BURST), ("spread", TARGET_SPREAD)):
@@ -193,11 +233,17 @@ def plot(result: dict, path: Path) -> None:
     bars = a.bar(range(4), rates, color=colours)
     a.bar_label(bars, fmt="%.1f", fontsize=8)
     for i, (phase, target) in enumerate((("burst", TARGET_BURST), ("spread", TARGET_SPREAD))):
-        a.plot([2 * i + 1] * 2, result[phase]["libvips_before_after"], "k_", markersize=14,
-               label="libvips before / after" if i == 0 else None)
+        a.plot(
+            [2 * i + 1] * 2,
+            result[phase]["libvips_before_after"],
+            "k_",
+            markersize=14,
+            label="libvips before / after" if i == 0 else None,
+        )
         goal = target * result[phase]["libvips_photos_per_second"]
-        a.hlines(goal, 2 * i - 0.4, 2 * i + 0.4, colors="#c44e52", linestyles="dashed",
-                 label="target" if i == 0 else None)
+        a.hlines(
+            goal, 2 * i - 0.4, 2 * i + 0.4, colors="#c44e52", linestyles="dashed", label="target" if i == 0 else None
+        )
     a.set_xticks(range(4), labels, fontsize=8)
     a.set_ylabel("photos / s")
     a.set_title(f"{result['photos']} × {result['kind']}, {result['cores']} cores")
@@ -211,8 +257,9 @@ def plot(result: dict, path: Path) -> None:
     b.legend(fontsize=8)
     cpu = result["cpu_seconds_per_photo"]
     names = list(cpu)
-    bars = c.barh(names, [cpu[n] * 1000 for n in names],
-                  color=["#55a868" if n in SERVICES else "#8172b2" for n in names])
+    bars = c.barh(
+        names, [cpu[n] * 1000 for n in names], color=["#55a868" if n in SERVICES else "#8172b2" for n in names]
+    )
     c.bar_label(bars, fmt="%.0f", fontsize=8)
     c.invert_yaxis()
     c.set_xlabel("CPU ms per photo (burst + spread)")
@@ -225,6 +272,7 @@ def plot(result: dict, path: Path) -> None:
 def main(argv: list[str] | None = None, out: Path = OUT) -> dict:
     from shared.devstack.embedded import running_stack
     from shared.devstack.embedded_clamd import write_test_signatures
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=24, help="photos in the burst and in the spread")
     parser.add_argument("--conversations", type=int, default=12, help="conversations of the spread")
@@ -238,14 +286,25 @@ def main(argv: list[str] | None = None, out: Path = OUT) -> dict:
         signatures = write_test_signatures(data_dir / "db").parent
         with running_stack(data_dir, clamd_signatures=signatures, FS_LOG_LEVEL="WARNING") as stack:
             measured = measure(stack, pool, args.photos, args.conversations, args.single, args.warmup)
-    result = {"kind": args.kind, "photo_bytes": sum(map(len, pool)) // len(pool), "photos": args.photos,
-              "distinct_photos": len(pool), "photo_sha256": [hashlib.sha256(p).hexdigest() for p in pool], "cores": os.cpu_count(),
-              "targets": {"burst_ratio": TARGET_BURST, "spread_ratio": TARGET_SPREAD,
-                          "single_p50_seconds": TARGET_SINGLE_P50},
-              **measured}
-    result["targets_met"] = {"burst": result["burst"]["ratio_vs_libvips"] >= TARGET_BURST,
-                             "spread": result["spread"]["ratio_vs_libvips"] >= TARGET_SPREAD,
-                             "single": result["single"]["p50"] <= TARGET_SINGLE_P50}
+    result = {
+        "kind": args.kind,
+        "photo_bytes": sum(map(len, pool)) // len(pool),
+        "photos": args.photos,
+        "distinct_photos": len(pool),
+        "photo_sha256": [hashlib.sha256(p).hexdigest() for p in pool],
+        "cores": os.cpu_count(),
+        "targets": {
+            "burst_ratio": TARGET_BURST,
+            "spread_ratio": TARGET_SPREAD,
+            "single_p50_seconds": TARGET_SINGLE_P50,
+        },
+        **measured,
+    }
+    result["targets_met"] = {
+        "burst": result["burst"]["ratio_vs_libvips"] >= TARGET_BURST,
+        "spread": result["spread"]["ratio_vs_libvips"] >= TARGET_SPREAD,
+        "single": result["single"]["p50"] <= TARGET_SINGLE_P50,
+    }
     report(result)
     out.mkdir(exist_ok=True)
     (out / "burst.json").write_text(json.dumps(result, indent=2))

@@ -7,6 +7,7 @@ live ones themselves, the exited ones through the parent that reaped them (a rep
 worker, a PostgreSQL backend of a closed connection). Not counted: a zombie not yet reaped, and an
 orphan re-parented out of the tree.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,18 +21,22 @@ TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 class Stat:
     pid: int
     ppid: int
-    own_ticks: int       # utime + stime
+    own_ticks: int  # utime + stime
     children_ticks: int  # cutime + cstime (reaped children)
 
 
 def parse_stat(text: str) -> Stat:
     """One /proc/<pid>/stat line. The command name (field 2) is in parentheses and may itself hold
     spaces and parentheses: the fields after it start after the last ')'."""
-    pid = int(text[:text.index(" ")])
-    rest = text[text.rindex(")") + 2:].split()
+    pid = int(text[: text.index(" ")])
+    rest = text[text.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
-    return Stat(pid=pid, ppid=int(rest[1]), own_ticks=int(rest[11]) + int(rest[12]),
-                children_ticks=int(rest[13]) + int(rest[14]))
+    return Stat(
+        pid=pid,
+        ppid=int(rest[1]),
+        own_ticks=int(rest[11]) + int(rest[12]),
+        children_ticks=int(rest[13]) + int(rest[14]),
+    )
 
 
 def read_stats(proc: Path = Path("/proc")) -> dict[int, Stat]:

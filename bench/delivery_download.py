@@ -8,6 +8,7 @@ account with max_image_dimension 4096, then times sequential authenticated downl
 (HTTP request to last byte, including decryption and the S3 read). Not a test: numbers
 depend on the machine. `make bench` calls measure() on its own stack (bench.pipeline).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from shared.devstack.embedded import running_stack
-from tests.integration.delivery_support import publish_photo, new_conversation
+from tests.integration.delivery_support import new_conversation, publish_photo
 from tests.integration.test_delivery_api import noisy_png
 from tests.support import Client
 
@@ -38,14 +39,21 @@ def measure(stack, requests: int = 30) -> dict:
         timings.append(time.perf_counter() - started)
         assert r.status_code == 200 and len(r.content) == size
     timings.sort()
-    return {"final_bytes": size, "requests": len(timings), "p50_seconds": statistics.median(timings),
-            "p90_seconds": timings[int(0.9 * (len(timings) - 1))], "max_seconds": timings[-1]}
+    return {
+        "final_bytes": size,
+        "requests": len(timings),
+        "p50_seconds": statistics.median(timings),
+        "p90_seconds": timings[int(0.9 * (len(timings) - 1))],
+        "max_seconds": timings[-1],
+    }
 
 
 def report(result: dict) -> None:
-    print(f"delivery download of a 5 MB-class final image ({result['final_bytes']} bytes), {result['requests']} "
-          f"sequential GETs: p50 {result['p50_seconds'] * 1000:.1f} ms, p90 {result['p90_seconds'] * 1000:.1f} ms, "
-          f"max {result['max_seconds'] * 1000:.1f} ms")
+    print(
+        f"delivery download of a 5 MB-class final image ({result['final_bytes']} bytes), {result['requests']} "
+        f"sequential GETs: p50 {result['p50_seconds'] * 1000:.1f} ms, p90 {result['p90_seconds'] * 1000:.1f} ms, "
+        f"max {result['max_seconds'] * 1000:.1f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ fileshare_forget_shred_seconds (occurred_at → keys destroyed) and fileshare_fo
 (occurred_at → every file receipted and deleted), as sum/count over the repetitions.
 Without a stack passed in, starts its own (no clamd). Writes bench/out/forget.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,20 +27,25 @@ from pathlib import Path
 import httpx
 
 OUT = Path(__file__).parent / "out"
-METRICS = ("fileshare_forget_shred_seconds_sum", "fileshare_forget_shred_seconds_count",
-           "fileshare_forget_seconds_sum", "fileshare_forget_seconds_count")
+METRICS = (
+    "fileshare_forget_shred_seconds_sum",
+    "fileshare_forget_shred_seconds_count",
+    "fileshare_forget_seconds_sum",
+    "fileshare_forget_seconds_count",
+)
 
 
 def retention_metrics(env: dict) -> dict[str, float]:
     from tests.support import sample, scrape
+
     samples = scrape(env, "retention")
     return {name: sample(samples, name) for name in METRICS}
 
 
 async def forget_once(client, photos: int) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-    from bench.pipeline import read_from_now
 
+    from bench.pipeline import read_from_now
     from shared.contract import events as ev
     from shared.contract.topics import FILE_DELETED, GDPR_FORGET
     from tests.integration.delivery_support import small_photo, upload_ok
@@ -50,8 +56,9 @@ async def forget_once(client, photos: int) -> dict:
     await asyncio.to_thread(client.enable_account, account)
     for conv in convs:
         await asyncio.to_thread(client.open_conversation, account, conv, consumer)
-    file_ids = [await asyncio.to_thread(upload_ok, client, account, convs[i % 2], small_photo(seed=i))
-                for i in range(photos)]
+    file_ids = [
+        await asyncio.to_thread(upload_ok, client, account, convs[i % 2], small_photo(seed=i)) for i in range(photos)
+    ]
     for fid in file_ids:
         status = await asyncio.to_thread(client.wait_status, fid, account)
         if status["status"] != "published":
@@ -87,8 +94,11 @@ async def forget_once(client, photos: int) -> dict:
             async def receipted() -> float:
                 seen: set[str] = set()
                 while not set(file_ids) <= seen:
-                    seen |= {e.file_id for e in events_of(await receipts_consumer.getmany(timeout_ms=50))
-                             if getattr(e, "request_id", None) == request.request_id}
+                    seen |= {
+                        e.file_id
+                        for e in events_of(await receipts_consumer.getmany(timeout_ms=50))
+                        if getattr(e, "request_id", None) == request.request_id
+                    }
                 return time.perf_counter() - started
 
             t_unreadable, t_receipts = await asyncio.wait_for(asyncio.gather(unreadable(), receipted()), 120)
@@ -100,6 +110,7 @@ async def forget_once(client, photos: int) -> dict:
 
 def measure(stack, photos: int = 10, reps: int = 3) -> dict:
     from tests.support import Client
+
     client = Client(env=stack.env, data_dir=Path(stack.env["FS_DATA_DIR"]))
     before = retention_metrics(stack.env)
     runs = [asyncio.run(forget_once(client, photos)) for _ in range(reps)]
@@ -110,12 +121,17 @@ def measure(stack, photos: int = 10, reps: int = 3) -> dict:
         count = delta[f"{prefix}_count"]
         return delta[f"{prefix}_sum"] / count if count else None
 
-    return {"photos_per_consumer": photos, "conversations": 2, "repetitions": reps, "runs": runs,
-            "unreadable_p50_seconds": statistics.median(r["unreadable_seconds"] for r in runs),
-            "receipts_p50_seconds": statistics.median(r["receipts_seconds"] for r in runs),
-            "metric_delta": delta,
-            "metric_shred_mean_seconds": mean("fileshare_forget_shred_seconds"),
-            "metric_forget_mean_seconds": mean("fileshare_forget_seconds")}
+    return {
+        "photos_per_consumer": photos,
+        "conversations": 2,
+        "repetitions": reps,
+        "runs": runs,
+        "unreadable_p50_seconds": statistics.median(r["unreadable_seconds"] for r in runs),
+        "receipts_p50_seconds": statistics.median(r["receipts_seconds"] for r in runs),
+        "metric_delta": delta,
+        "metric_shred_mean_seconds": mean("fileshare_forget_shred_seconds"),
+        "metric_forget_mean_seconds": mean("fileshare_forget_seconds"),
+    }
 
 
 def report(result: dict) -> None:
@@ -126,13 +142,17 @@ def report(result: dict) -> None:
 
     unreadable = ", ".join(ms(r["unreadable_seconds"]) for r in runs)
     receipts = ", ".join(ms(r["receipts_seconds"]) for r in runs)
-    print(f"gdpr forget, {result['photos_per_consumer']} photos in 2 conversations, {result['repetitions']} reps: "
-          f"request→all unreadable p50 {ms(result['unreadable_p50_seconds'])} ({unreadable}); "
-          f"request→all receipts p50 {ms(result['receipts_p50_seconds'])} ({receipts})")
-    print(f"  retention metrics: fileshare_forget_shred_seconds sum {d['fileshare_forget_shred_seconds_sum']:.3f}s"
-          f" / count {d['fileshare_forget_shred_seconds_count']:.0f} = {ms(result['metric_shred_mean_seconds'])}; "
-          f"fileshare_forget_seconds sum {d['fileshare_forget_seconds_sum']:.3f}s"
-          f" / count {d['fileshare_forget_seconds_count']:.0f} = {ms(result['metric_forget_mean_seconds'])}")
+    print(
+        f"gdpr forget, {result['photos_per_consumer']} photos in 2 conversations, {result['repetitions']} reps: "
+        f"request→all unreadable p50 {ms(result['unreadable_p50_seconds'])} ({unreadable}); "
+        f"request→all receipts p50 {ms(result['receipts_p50_seconds'])} ({receipts})"
+    )
+    print(
+        f"  retention metrics: fileshare_forget_shred_seconds sum {d['fileshare_forget_shred_seconds_sum']:.3f}s"
+        f" / count {d['fileshare_forget_shred_seconds_count']:.0f} = {ms(result['metric_shred_mean_seconds'])}; "
+        f"fileshare_forget_seconds sum {d['fileshare_forget_seconds_sum']:.3f}s"
+        f" / count {d['fileshare_forget_seconds_count']:.0f} = {ms(result['metric_forget_mean_seconds'])}"
+    )
 
 
 def write(result: dict) -> None:
@@ -142,6 +162,7 @@ def write(result: dict) -> None:
 
 def main(argv=None) -> dict:
     from shared.devstack.embedded import running_stack
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=10)
     parser.add_argument("--reps", type=int, default=3)

@@ -7,6 +7,7 @@ median of several repetitions after one warm-up. libvips runs with one thread an
 its operation cache off, so every repetition does the full work, as ours does.
 Writes bench/out/images.json and bench/out/images.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,11 +87,19 @@ def measure(reps: int, dimension: int) -> dict:
         data = make()
         with Image.open(io.BytesIO(data)) as probe:
             size = probe.size
-        row = {"content_type": content_type, "input_bytes": len(data), "input_size": size, "cpu_ms": {}, "output_bytes": {}}
+        row = {
+            "content_type": content_type,
+            "input_bytes": len(data),
+            "input_size": size,
+            "cpu_ms": {},
+            "output_bytes": {},
+        }
         for path, fn in PATHS.items():
             row["cpu_ms"][path], row["output_bytes"][path] = cpu_ms(fn, data, content_type, dimension, reps=reps)
         sanitized = sanitize_image(data, content_type, ImageLimits(), dimension)
-        row["cpu_ms"]["ours_sanitize_stage"], _ = cpu_ms(sanitize_image, data, content_type, ImageLimits(), dimension, reps=reps)
+        row["cpu_ms"]["ours_sanitize_stage"], _ = cpu_ms(
+            sanitize_image, data, content_type, ImageLimits(), dimension, reps=reps
+        )
         row["cpu_ms"]["ours_resize_stage"], _ = cpu_ms(resize_image, sanitized.data, content_type, dimension, reps=reps)
         row["ours_over_pyvips"] = row["cpu_ms"]["ours"] / row["cpu_ms"]["pyvips"]
         row["ours_over_naive"] = row["cpu_ms"]["ours"] / row["cpu_ms"]["naive_pillow"]
@@ -99,7 +108,10 @@ def measure(reps: int, dimension: int) -> dict:
     return {
         "what": f"CPU ms per image (median of {reps}, time.process_time, one process, libvips 1 thread, cache off) to {dimension} px",
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "machine": platform.machine()},
-        "versions": {"pillow": PIL.__version__, "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"},
+        "versions": {
+            "pillow": PIL.__version__,
+            "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
+        },
         "dimension": dimension,
         "images": images,
         "corpus_total_ms": totals,
@@ -126,14 +138,23 @@ def print_table(result: dict) -> None:
         f"{totals['pyvips']:>8.1f}{result['corpus_total_ours_over_pyvips']:>10.2f}x{result['corpus_total_ours_over_naive']:>10.2f}x"
     )
     # CPU is half the trade: pyvips writes unfiltered PNG, Pillow picks a row filter per line.
-    print("output KB (what the consumer downloads):  " + "   ".join(
-        f"{name} ours {row['output_bytes']['ours'] / 1024:.0f} / naive {row['output_bytes']['naive_pillow'] / 1024:.0f}"
-        f" / pyvips {row['output_bytes']['pyvips'] / 1024:.0f}" for name, row in result["images"].items()))
+    print(
+        "output KB (what the consumer downloads):  "
+        + "   ".join(
+            f"{name} ours {row['output_bytes']['ours'] / 1024:.0f} / naive {row['output_bytes']['naive_pillow'] / 1024:.0f}"
+            f" / pyvips {row['output_bytes']['pyvips'] / 1024:.0f}"
+            for name, row in result["images"].items()
+        )
+    )
 
 
 def plot(result: dict, path: Path) -> None:
     names = list(result["images"])
-    series = [("ours", "ours (sanitize+resize)"), ("pyvips", "pyvips thumbnail_buffer"), ("naive_pillow", "naive Pillow")]
+    series = [
+        ("ours", "ours (sanitize+resize)"),
+        ("pyvips", "pyvips thumbnail_buffer"),
+        ("naive_pillow", "naive Pillow"),
+    ]
     width = 0.27
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for i, (key, label) in enumerate(series):

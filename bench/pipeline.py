@@ -17,6 +17,7 @@ Pillow) in a process pool of one worker per core — no scan, storage or messagi
 A photo that ends `rejected` fails the run (it would otherwise count as done).
 Writes bench/out/pipeline.json and bench/out/pipeline.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,13 @@ OUT = Path(__file__).parent / "out"
 
 def pyvips_thumbnail(data: bytes) -> int:
     import pyvips
+
     return len(pyvips.Image.thumbnail_buffer(data, 800).write_to_buffer(".jpg[Q=85]"))
 
 
 def pillow_thumbnail(data: bytes) -> int:
     from PIL import Image
+
     img = Image.open(io.BytesIO(data)).convert("RGB")
     img.thumbnail((800, 800), Image.LANCZOS)
     out = io.BytesIO()
@@ -55,6 +58,7 @@ def pillow_thumbnail(data: bytes) -> int:
 
 def baseline_throughput(fn, photos: list[bytes]) -> float:
     import multiprocessing
+
     workers = os.cpu_count() or 1
     # spawn: forking a parent whose libvips threads are running (after the image bench) deadlocks.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -72,6 +76,7 @@ def percentile(values: list[float], p: float) -> float:
 @dataclass
 class Target:
     """An enabled account with open conversations, as the bench's agent posts to it."""
+
     headers: dict[str, str]
     urls: list[str]  # one upload URL per conversation
 
@@ -79,6 +84,7 @@ class Target:
 def open_target(env: dict, conversations: int = 8) -> Target:
     from shared.contract.auth import mint_token
     from tests.support import Client, unique
+
     client = Client(env=env, data_dir=Path(env["FS_DATA_DIR"]))
     account = unique("bench")
     client.enable_account(account)
@@ -89,10 +95,13 @@ def open_target(env: dict, conversations: int = 8) -> Target:
     return Target(headers, [f"{client.upload_url}/v1/accounts/{account}/conversations/{conv}/files" for conv in convs])
 
 
-async def post_until_accepted(http: httpx.AsyncClient, url: str, headers: dict, data: bytes) -> tuple[httpx.Response, int]:
+async def post_until_accepted(
+    http: httpx.AsyncClient, url: str, headers: dict, data: bytes
+) -> tuple[httpx.Response, int]:
     """POST one photo with an Idempotency-Key; a 503 with Retry-After is sent again after that wait
     with the same key (no photo twice). The final answer, and how many 503s came before it."""
     from tests.support import unique
+
     headers = {**headers, "Idempotency-Key": unique("bench")}
     retries = 0
     while True:
@@ -107,6 +116,7 @@ async def read_from_now(consumer, *topics: str) -> None:
     """Assign a started consumer every partition of the topics at their current ends, resolved now:
     nothing produced after this returns is missed."""
     from aiokafka import TopicPartition
+
     await consumer.topics()
     tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
     consumer.assign(tps)
@@ -124,16 +134,23 @@ class OutcomeWatcher:
         """fetch_wait_ms: as the services' consumers by default; shorter only to time single photos
         precisely (each empty fetch costs the broker CPU that a burst would rather have)."""
         self.env = env
-        self.fetch_wait_ms = fetch_wait_ms or int(env.get("FS_KAFKA_FETCH_WAIT_MS")
-                                                  or Settings.model_fields["kafka_fetch_wait_ms"].default)
+        self.fetch_wait_ms = fetch_wait_ms or int(
+            env.get("FS_KAFKA_FETCH_WAIT_MS") or Settings.model_fields["kafka_fetch_wait_ms"].default
+        )
         self.seen: dict[str, tuple[float, str, str | None]] = {}  # file_id: (when, event_type, reason)
         self.news = asyncio.Event()
 
-    async def __aenter__(self) -> "OutcomeWatcher":
+    async def __aenter__(self) -> OutcomeWatcher:
         from aiokafka import AIOKafkaConsumer
+
         from shared.contract.topics import FILE_REJECTED, MESSAGE_PUBLISHED
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"], enable_auto_commit=False,
-                                         fetch_max_wait_ms=self.fetch_wait_ms, fetch_max_bytes=64 * 2**20)
+
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"],
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.fetch_wait_ms,
+            fetch_max_bytes=64 * 2**20,
+        )
         await self.consumer.start()
         await read_from_now(self.consumer, MESSAGE_PUBLISHED, FILE_REJECTED)
         self.task = asyncio.create_task(self._follow())
@@ -155,8 +172,9 @@ class OutcomeWatcher:
         while not file_ids <= self.seen.keys():
             self.news.clear()
             news = asyncio.ensure_future(self.news.wait())
-            done, _ = await asyncio.wait({news, self.task}, timeout=max(0.0, deadline - time.perf_counter()),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {news, self.task}, timeout=max(0.0, deadline - time.perf_counter()), return_when=asyncio.FIRST_COMPLETED
+            )
             news.cancel()
             if self.task in done:  # the follower died (broker error, a record it cannot read): say why
                 raise RuntimeError("stopped following message.published") from self.task.exception()
@@ -169,8 +187,14 @@ class OutcomeWatcher:
         await self.consumer.stop()
 
 
-async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, conversations: int = 8,
-                         target: Target | None = None, watch_wait_ms: int | None = None) -> dict:
+async def drive_pipeline(
+    env: dict,
+    photos: list[bytes],
+    concurrency: int = 8,
+    conversations: int = 8,
+    target: Target | None = None,
+    watch_wait_ms: int | None = None,
+) -> dict:
     """Upload the photos (photo i into conversation i mod conversations, at most `concurrency` requests
     at a time; a 503 with Retry-After is sent again after that wait with the same Idempotency-Key),
     and follow message.published until each is published (OutcomeWatcher). seconds: from the first
@@ -185,6 +209,7 @@ async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, c
     gate = asyncio.Semaphore(concurrency)
 
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=max(concurrency, 10))) as http:
+
         async def upload(i: int, data: bytes):
             nonlocal retries
             async with gate:
@@ -199,18 +224,29 @@ async def drive_pipeline(env: dict, photos: list[bytes], concurrency: int = 8, c
             await asyncio.gather(*(upload(i, p) for i, p in enumerate(photos)))
             await outcomes.wait_for(set(sent))
         done = {f: outcomes.seen[f][0] for f in sent}
-        rejected = {f: {"status": outcomes.seen[f][1], "reason": outcomes.seen[f][2]} for f in sent
-                    if outcomes.seen[f][1] != "message.published"}
+        rejected = {
+            f: {"status": outcomes.seen[f][1], "reason": outcomes.seen[f][2]}
+            for f in sent
+            if outcomes.seen[f][1] != "message.published"
+        }
         elapsed = max(done.values()) - started
     if rejected:
         reasons = sorted({str(v.get("reason")) for v in rejected.values()})
-        raise RuntimeError(f"{len(rejected)} of {len(photos)} photos ended rejected, not published: reasons {reasons}, "
-                           f"e.g. {next(iter(rejected.values()))}")
+        raise RuntimeError(
+            f"{len(rejected)} of {len(photos)} photos ended rejected, not published: reasons {reasons}, "
+            f"e.g. {next(iter(rejected.values()))}"
+        )
     latencies = [done[f] - sent[f] for f in done]
-    return {"photos": len(photos), "seconds": elapsed, "photos_per_second": len(photos) / elapsed,
-            "latency_p50": percentile(latencies, 50), "latency_p95": percentile(latencies, 95),
-            "latency_p99": percentile(latencies, 99), "latencies": [round(x, 3) for x in latencies],
-            "retries_after_503": retries}
+    return {
+        "photos": len(photos),
+        "seconds": elapsed,
+        "photos_per_second": len(photos) / elapsed,
+        "latency_p50": percentile(latencies, 50),
+        "latency_p95": percentile(latencies, 95),
+        "latency_p99": percentile(latencies, 99),
+        "latencies": [round(x, 3) for x in latencies],
+        "retries_after_503": retries,
+    }
 
 
 def pids(stack) -> dict[str, int]:
@@ -221,6 +257,7 @@ def cpu_by_process(stack) -> dict[str, float]:
     """CPU seconds (user+system) of every server and service, including their worker processes
     (live and exited: bench.cpu)."""
     from bench.cpu import cpu_seconds
+
     return cpu_seconds(pids(stack))
 
 
@@ -242,6 +279,7 @@ def use_image_stages(stack, which: str) -> None:
 def libvips_loaded(stack, name: str) -> bool:
     """Whether any process of the service (its image workers) has libvips mapped."""
     import psutil
+
     try:
         procs = [psutil.Process(stack.procs[name].pid), *psutil.Process(stack.procs[name].pid).children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -260,7 +298,9 @@ def run_pipeline(stack, photos: list[bytes]) -> dict:
     before = cpu_by_process(stack)
     result = asyncio.run(drive_pipeline(stack.env, photos))
     after = cpu_by_process(stack)
-    result["cpu_seconds_per_photo"] = {name: round(spent / len(photos), 4) for name, spent in delta(before, after).items()}
+    result["cpu_seconds_per_photo"] = {
+        name: round(spent / len(photos), 4) for name, spent in delta(before, after).items()
+    }
     result["libvips_in_image_stages"] = {name: libvips_loaded(stack, name) for name in IMAGE_STAGES}
     return result
 
@@ -270,12 +310,21 @@ def combine(runs: list[dict]) -> dict:
     photos = sum(r["photos"] for r in runs)
     seconds = sum(r["seconds"] for r in runs)
     latencies = [x for r in runs for x in r["latencies"]]
-    cpu = {name: round(sum(r["cpu_seconds_per_photo"].get(name, 0) * r["photos"] for r in runs) / photos, 4)
-           for name in runs[0]["cpu_seconds_per_photo"]}
-    return {"photos": photos, "seconds": seconds, "photos_per_second": photos / seconds,
-            "latency_p50": percentile(latencies, 50), "latency_p95": percentile(latencies, 95),
-            "latency_p99": percentile(latencies, 99), "cpu_seconds_per_photo": cpu,
-            "rounds_photos_per_second": [r["photos_per_second"] for r in runs], "rounds": runs}
+    cpu = {
+        name: round(sum(r["cpu_seconds_per_photo"].get(name, 0) * r["photos"] for r in runs) / photos, 4)
+        for name in runs[0]["cpu_seconds_per_photo"]
+    }
+    return {
+        "photos": photos,
+        "seconds": seconds,
+        "photos_per_second": photos / seconds,
+        "latency_p50": percentile(latencies, 50),
+        "latency_p95": percentile(latencies, 95),
+        "latency_p99": percentile(latencies, 99),
+        "cpu_seconds_per_photo": cpu,
+        "rounds_photos_per_second": [r["photos_per_second"] for r in runs],
+        "rounds": runs,
+    }
 
 
 def run_stack_bench(photos: list[bytes], extras: dict | None = None, rounds: int = 2) -> dict:
@@ -284,6 +333,7 @@ def run_stack_bench(photos: list[bytes], extras: dict | None = None, rounds: int
     run right after the first round of ours."""
     from shared.devstack.embedded import running_stack
     from shared.devstack.embedded_clamd import write_test_signatures
+
     order = [v for i in range(rounds) for v in (("ours", "pyvips") if i % 2 == 0 else ("pyvips", "ours"))]
     with tempfile.TemporaryDirectory(prefix="fsbench-") as tmp:
         data_dir = Path(tmp)
@@ -311,15 +361,20 @@ def run_stack_bench(photos: list[bytes], extras: dict | None = None, rounds: int
 
 def print_pipeline(label: str, p: dict) -> None:
     rounds = " ".join(f"{x:.2f}" for x in p["rounds_photos_per_second"])
-    print(f"  {label}: rounds {rounds} photos/s; latency upload→published p50 {p['latency_p50']:.2f}s  p95 {p['latency_p95']:.2f}s  "
-          f"p99 {p['latency_p99']:.2f}s; CPU per photo:",
-          ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(p["cpu_seconds_per_photo"].items(), key=lambda kv: -kv[1])))
+    print(
+        f"  {label}: rounds {rounds} photos/s; latency upload→published p50 {p['latency_p50']:.2f}s  p95 {p['latency_p95']:.2f}s  "
+        f"p99 {p['latency_p99']:.2f}s; CPU per photo:",
+        ", ".join(
+            f"{k} {v * 1000:.0f} ms" for k, v in sorted(p["cpu_seconds_per_photo"].items(), key=lambda kv: -kv[1])
+        ),
+    )
 
 
 def main(argv=None, extras: dict | None = None, reports: dict | None = None) -> dict:
     """extras: name -> measure(stack) run on the same stack after our pipeline run;
     reports: name -> report(result) printing each extra's numbers."""
     from tests import imagecorpus
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=40)
     parser.add_argument("--kind", default="jpeg_12mp", choices=["jpeg_12mp", "jpeg_4mp"])
@@ -327,30 +382,45 @@ def main(argv=None, extras: dict | None = None, reports: dict | None = None) -> 
     args = parser.parse_args(argv)
     photo = getattr(imagecorpus, args.kind)()
     photos = [photo] * args.photos
-    print(f"pipeline bench: {args.rounds} ABBA rounds of {args.photos} × {args.kind} ({len(photo) / 1e6:.1f} MB) "
-          f"per pipeline on {os.cpu_count()} cores, account max_image_dimension 800")
+    print(
+        f"pipeline bench: {args.rounds} ABBA rounds of {args.photos} × {args.kind} ({len(photo) / 1e6:.1f} MB) "
+        f"per pipeline on {os.cpu_count()} cores, account max_image_dimension 800"
+    )
     pyvips_rate = baseline_throughput(pyvips_thumbnail, photos)
     pillow_rate = baseline_throughput(pillow_thumbnail, photos)
     runs = run_stack_bench(photos, extras, args.rounds)
     ours, vips = runs["ours"], runs["pyvips"]
-    result = {"kind": args.kind, "cores": os.cpu_count(), "pipeline": ours, "pipeline_pyvips": vips,
-              "ratio_vs_pyvips_pipeline": ours["photos_per_second"] / vips["photos_per_second"],
-              "baseline_pyvips_photos_per_second": pyvips_rate, "baseline_pillow_photos_per_second": pillow_rate,
-              "ratio_vs_pyvips": ours["photos_per_second"] / pyvips_rate,
-              "ratio_vs_pillow": ours["photos_per_second"] / pillow_rate,
-              "order": runs["order"], "extras": runs["extras"]}
+    result = {
+        "kind": args.kind,
+        "cores": os.cpu_count(),
+        "pipeline": ours,
+        "pipeline_pyvips": vips,
+        "ratio_vs_pyvips_pipeline": ours["photos_per_second"] / vips["photos_per_second"],
+        "baseline_pyvips_photos_per_second": pyvips_rate,
+        "baseline_pillow_photos_per_second": pillow_rate,
+        "ratio_vs_pyvips": ours["photos_per_second"] / pyvips_rate,
+        "ratio_vs_pillow": ours["photos_per_second"] / pillow_rate,
+        "order": runs["order"],
+        "extras": runs["extras"],
+    }
     vips_rate = vips["photos_per_second"]
     print(f"{'':40}{'photos/s':>10}{'/ pyvips pipeline':>19}{'/ pyvips CPU-only':>19}")
-    print(f"{'fileshare pipeline, ours (e2e)':40}{ours['photos_per_second']:10.2f}"
-          f"{result['ratio_vs_pyvips_pipeline']:19.2f}{result['ratio_vs_pyvips']:19.2f}")
+    print(
+        f"{'fileshare pipeline, ours (e2e)':40}{ours['photos_per_second']:10.2f}"
+        f"{result['ratio_vs_pyvips_pipeline']:19.2f}{result['ratio_vs_pyvips']:19.2f}"
+    )
     print(f"{'fileshare pipeline, pyvips stages (e2e)':40}{vips_rate:10.2f}{1:19.2f}{vips_rate / pyvips_rate:19.2f}")
     print(f"{'pyvips thumbnail (CPU only)':40}{pyvips_rate:10.2f}{pyvips_rate / vips_rate:19.2f}{1:19.2f}")
-    print(f"{'naive Pillow (CPU only)':40}{pillow_rate:10.2f}{pillow_rate / vips_rate:19.2f}{pillow_rate / pyvips_rate:19.2f}")
+    print(
+        f"{'naive Pillow (CPU only)':40}{pillow_rate:10.2f}{pillow_rate / vips_rate:19.2f}{pillow_rate / pyvips_rate:19.2f}"
+    )
     print_pipeline("ours", ours)
     print_pipeline("pyvips stages", vips)
     target = "met" if result["ratio_vs_pyvips_pipeline"] >= 0.8 else "NOT met"
-    print(f"  target pipeline throughput >= 0.8x pyvips (same pipeline, same cores): "
-          f"{result['ratio_vs_pyvips_pipeline']:.2f}x, {target}")
+    print(
+        f"  target pipeline throughput >= 0.8x pyvips (same pipeline, same cores): "
+        f"{result['ratio_vs_pyvips_pipeline']:.2f}x, {target}"
+    )
     OUT.mkdir(exist_ok=True)
     for name, extra in runs["extras"].items():
         if reports and name in reports:
@@ -363,22 +433,34 @@ def main(argv=None, extras: dict | None = None, reports: dict | None = None) -> 
 
 def plot(result: dict) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     names = ["pipeline ours", "pipeline pyvips", "pyvips (CPU)", "Pillow (CPU)"]
-    rates = [result["pipeline"]["photos_per_second"], result["pipeline_pyvips"]["photos_per_second"],
-             result["baseline_pyvips_photos_per_second"], result["baseline_pillow_photos_per_second"]]
+    rates = [
+        result["pipeline"]["photos_per_second"],
+        result["pipeline_pyvips"]["photos_per_second"],
+        result["baseline_pyvips_photos_per_second"],
+        result["baseline_pillow_photos_per_second"],
+    ]
     a.bar(names, rates, color=["#55a868", "#8172b2", "#4c72b0", "#dd8452"])
     a.set_ylabel("photos / s")
     a.set_title(f"throughput, {result['kind']}, {result['cores']} cores")
     a.tick_params(axis="x", labelsize=8)
     width = 0.38
-    for i, (key, label, colour) in enumerate((("pipeline", "ours", "#55a868"),
-                                              ("pipeline_pyvips", "pyvips stages", "#8172b2"))):
+    for i, (key, label, colour) in enumerate(
+        (("pipeline", "ours", "#55a868"), ("pipeline_pyvips", "pyvips stages", "#8172b2"))
+    ):
         p = result[key]
-        b.bar([x + (i - 0.5) * width for x in range(3)], [p["latency_p50"], p["latency_p95"], p["latency_p99"]],
-              width, label=label, color=colour)
+        b.bar(
+            [x + (i - 0.5) * width for x in range(3)],
+            [p["latency_p50"], p["latency_p95"], p["latency_p99"]],
+            width,
+            label=label,
+            color=colour,
+        )
     b.set_xticks(range(3), ["p50", "p95", "p99"])
     b.set_ylabel("seconds")
     b.set_title("latency upload → published")

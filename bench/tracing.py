@@ -2,6 +2,7 @@
 trace context of one output (Outgoing.headers), off (no OTEL_*: the API's no-op) and on (the SDK
 with its batch processor, exporting to nowhere), each in a fresh process (a process has one tracer
 provider). Writes bench/out/tracing.json."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,11 @@ from pathlib import Path
 OUT = Path(__file__).parent / "out"
 ROUNDS = 20000
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-CASES = {"off, no trace context on the record": ("off", False),
-         "off, a record carrying a traceparent": ("off", True),
-         "on (SDK, batch processor)": ("on", True)}
+CASES = {
+    "off, no trace context on the record": ("off", False),
+    "off, a record carrying a traceparent": ("off", True),
+    "on (SDK, batch processor)": ("on", True),
+}
 
 
 def install_sdk() -> None:
@@ -40,6 +43,7 @@ def per_record_seconds(mode: str, with_context: bool) -> float:
     from shared.adapters.kafka import Outgoing
     from shared.contract.events import GdprForget
     from shared.runtime.tracing import consuming, describe
+
     if mode == "on":
         install_sdk()
     event = GdprForget(request_id="r", account_id="a", consumer_id="u")
@@ -65,8 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     result = {}
     for name, (mode, with_context) in CASES.items():
-        done = subprocess.run([sys.executable, "-m", "bench.tracing", "--one", mode, str(int(with_context))],
-                              env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.tracing", "--one", mode, str(int(with_context))],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result[name] = {"microseconds_per_record": round(float(done.stdout) * 1e6, 1)}
         print(f"tracing {name}: {result[name]['microseconds_per_record']} µs per record")
     OUT.mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ and sends it again with the same `Idempotency-Key` (what a well-behaved client d
 the upload process's VmHWM (reset first) and its RSS sampled every 5 ms (tests.support.PeakRss).
 Target: at most 250 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,16 +60,25 @@ def measure(stack, uploads: int = 50) -> dict:
     asyncio.run(send_all(target, photo, 2))  # warm-up: connections, first keys, code paths
     with PeakRss(stack.procs["upload"].pid) as rss:
         result = asyncio.run(send_all(target, photo, uploads))
-    return {**result, "uploads": uploads, "photo_bytes": len(photo), "rss_baseline_bytes": rss.baseline,
-            "rss_peak_bytes": rss.peak, "vmhwm_reset": rss.hwm_reset, "target_bytes": TARGET_BYTES,
-            "target_met": rss.peak <= TARGET_BYTES and result["outcomes"] == {"202": uploads}}
+    return {
+        **result,
+        "uploads": uploads,
+        "photo_bytes": len(photo),
+        "rss_baseline_bytes": rss.baseline,
+        "rss_peak_bytes": rss.peak,
+        "vmhwm_reset": rss.hwm_reset,
+        "target_bytes": TARGET_BYTES,
+        "target_met": rss.peak <= TARGET_BYTES and result["outcomes"] == {"202": uploads},
+    }
 
 
 def report(result: dict) -> None:
-    print(f"upload burst: {result['uploads']} concurrent uploads of {result['photo_bytes'] / 1e6:.1f} MB: answers "
-          f"{result['outcomes']} after {result['retries_after_503']} retries on 503, {result['seconds']:.1f} s; "
-          f"upload RSS {result['rss_baseline_bytes'] / 1e6:.0f} MB before, peak {result['rss_peak_bytes'] / 1e6:.0f} MB "
-          f"(target <= {result['target_bytes'] / 1e6:.0f} MB: {'met' if result['target_met'] else 'NOT met'})")
+    print(
+        f"upload burst: {result['uploads']} concurrent uploads of {result['photo_bytes'] / 1e6:.1f} MB: answers "
+        f"{result['outcomes']} after {result['retries_after_503']} retries on 503, {result['seconds']:.1f} s; "
+        f"upload RSS {result['rss_baseline_bytes'] / 1e6:.0f} MB before, peak {result['rss_peak_bytes'] / 1e6:.0f} MB "
+        f"(target <= {result['target_bytes'] / 1e6:.0f} MB: {'met' if result['target_met'] else 'NOT met'})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uploads", type=int, default=50)
     args = parser.parse_args(argv)
     from shared.devstack.embedded import running_stack
+
     with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
         with running_stack(Path(tmp), FS_LOG_LEVEL="WARNING") as stack:
             result = measure(stack, args.uploads)

@@ -26,6 +26,7 @@ Same contract as ours, so the comparison is like for like:
     already final and only decodes for the preview; this one always re-encodes, ~10 ms more
     CPU per 800 px photo on this machine.)
 """
+
 from __future__ import annotations
 
 import os
@@ -35,10 +36,16 @@ os.environ.setdefault("VIPS_CONCURRENCY", "1")  # one thread per worker, like Pi
 
 from shared.images import ImageLimits, ImageRejected, ImageResult, ResizeResult  # noqa: E402
 
-_LOADERS = {"image/jpeg": ("jpegload_buffer",), "image/png": ("pngload_buffer", "spngload_buffer"),
-            "image/gif": ("gifload_buffer",)}
-_FINAL = {"image/jpeg": ".jpg[Q=85,interlace,keep=none]", "image/png": ".png[compression=1,keep=none]",
-          "image/gif": ".gif[keep=none]"}
+_LOADERS = {
+    "image/jpeg": ("jpegload_buffer",),
+    "image/png": ("pngload_buffer", "spngload_buffer"),
+    "image/gif": ("gifload_buffer",),
+}
+_FINAL = {
+    "image/jpeg": ".jpg[Q=85,interlace,keep=none]",
+    "image/png": ".png[compression=1,keep=none]",
+    "image/gif": ".gif[keep=none]",
+}
 _INTERMEDIATE = {**_FINAL, "image/jpeg": ".jpg[Q=92,keep=none]"}
 _PREVIEW = ".jpg[Q=75,keep=none]"
 PREVIEW_DIMENSION = 64
@@ -46,6 +53,7 @@ PREVIEW_DIMENSION = 64
 
 def _vips():
     import pyvips
+
     pyvips.cache_set_max(0)  # every photo does the full work, as ours does
     return pyvips
 
@@ -67,14 +75,16 @@ def _checked_header(pyvips, data: bytes, content_type: str, limits: ImageLimits)
     return image
 
 
-def vips_sanitize_image(data: bytes, expected_type: str, limits: ImageLimits = ImageLimits(),
-                        target_max_dimension: int | None = None) -> ImageResult:
+def vips_sanitize_image(
+    data: bytes, expected_type: str, limits: ImageLimits = ImageLimits(), target_max_dimension: int | None = None
+) -> ImageResult:
     pyvips = _vips()
     _checked_header(pyvips, data, expected_type, limits)
     try:
         if target_max_dimension is not None:
-            image = pyvips.Image.thumbnail_buffer(data, target_max_dimension, height=target_max_dimension,
-                                                  size="down", option_string="fail=true")
+            image = pyvips.Image.thumbnail_buffer(
+                data, target_max_dimension, height=target_max_dimension, size="down", option_string="fail=true"
+            )
             out = image.write_to_buffer(_FINAL[expected_type])
         else:
             image = pyvips.Image.new_from_buffer(data, "", fail=True).autorot()
@@ -84,16 +94,19 @@ def vips_sanitize_image(data: bytes, expected_type: str, limits: ImageLimits = I
     return ImageResult(out, expected_type, image.width, image.height)
 
 
-def vips_resize_image(data: bytes, content_type: str, max_dimension: int,
-                      limits: ImageLimits = ImageLimits()) -> ResizeResult:
+def vips_resize_image(
+    data: bytes, content_type: str, max_dimension: int, limits: ImageLimits = ImageLimits()
+) -> ResizeResult:
     pyvips = _vips()
     _checked_header(pyvips, data, content_type, limits)
     try:
-        image = pyvips.Image.thumbnail_buffer(data, max_dimension, height=max_dimension, size="down",
-                                              option_string="fail=true")
+        image = pyvips.Image.thumbnail_buffer(
+            data, max_dimension, height=max_dimension, size="down", option_string="fail=true"
+        )
         final = image.write_to_buffer(_FINAL[content_type])
-        preview = pyvips.Image.thumbnail_buffer(final, PREVIEW_DIMENSION, height=PREVIEW_DIMENSION,
-                                                size="down").write_to_buffer(_PREVIEW)
+        preview = pyvips.Image.thumbnail_buffer(
+            final, PREVIEW_DIMENSION, height=PREVIEW_DIMENSION, size="down"
+        ).write_to_buffer(_PREVIEW)
     except pyvips.Error as e:
         raise ImageRejected("processing_failed", str(e).splitlines()[0]) from None
     return ResizeResult(final, content_type, image.width, image.height, preview)
@@ -101,12 +114,15 @@ def vips_resize_image(data: bytes, content_type: str, max_dimension: int,
 
 def run(service: str) -> None:
     from shared.runtime.service import run_service
+
     if service == "sanitizer":
         import services.sanitizer.handlers as handlers
+
         handlers.sanitize_image = vips_sanitize_image
         from services.sanitizer.app import bootstrap
     elif service == "resizer":
         import services.resizer.handlers as handlers
+
         handlers.resize_image = vips_resize_image
         from services.resizer.app import bootstrap
     else:
@@ -116,4 +132,5 @@ def run(service: str) -> None:
 
 if __name__ == "__main__":
     import bench.vips_stage as stage  # the functions handed to the pool must pickle as bench.vips_stage.*
+
     stage.run(sys.argv[1] if len(sys.argv) > 1 else "")

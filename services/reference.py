@@ -1,6 +1,7 @@
 """docs/reference: the two HTTP APIs' OpenAPI and the topics' AsyncAPI, written from the code
 (`fileshare schemas --write docs/reference`); tests/unit/test_reference_drift.py fails when a
 committed file no longer matches what the code generates."""
+
 from __future__ import annotations
 
 import base64
@@ -23,18 +24,28 @@ class DefaultSettings(Settings):
     """The documented defaults whatever the environment holds (a description names a default)."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Source,
-                                   env_settings: Source, dotenv_settings: Source,
-                                   file_secret_settings: Source) -> tuple[Source, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: Source,
+        env_settings: Source,
+        dotenv_settings: Source,
+        file_secret_settings: Source,
+    ) -> tuple[Source, ...]:
         return (init_settings,)
 
 
 def offline_settings() -> Settings:
     """The defaults, plus placeholders for what a service needs to be built (never used: nothing
     connects until a service starts)."""
-    return DefaultSettings(database_url="postgresql://nobody@127.0.0.1:1/none", auth_secret="unused",
-                           master_key=base64.b64encode(bytes(32)).decode(), s3_access_key="unused",
-                           s3_secret_key="unused", clamd="127.0.0.1:1")
+    return DefaultSettings(
+        database_url="postgresql://nobody@127.0.0.1:1/none",
+        auth_secret="unused",
+        master_key=base64.b64encode(bytes(32)).decode(),
+        s3_access_key="unused",
+        s3_secret_key="unused",
+        clamd="127.0.0.1:1",
+    )
 
 
 def openapi_document(bootstrap, settings: Settings) -> dict:
@@ -79,5 +90,8 @@ def write_reference(directory: Path) -> list[Path]:
 
 def stale_files(directory: Path) -> list[str]:
     """The files of the directory that are missing or differ from what the code generates."""
-    return [name for name, text in reference_files().items()
-            if not (directory / name).is_file() or (directory / name).read_text() != text]
+    return [
+        name
+        for name, text in reference_files().items()
+        if not (directory / name).is_file() or (directory / name).read_text() != text
+    ]

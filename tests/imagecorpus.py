@@ -3,6 +3,7 @@
 Photos are photo-like (smooth gradients, shapes, sensor-like noise) so that codecs
 and resamplers do realistic work; hostile files are crafted byte by byte.
 """
+
 from __future__ import annotations
 
 import io
@@ -10,10 +11,10 @@ import os
 import random
 import signal
 import struct
-import zipfile
 import time
+import zipfile
 import zlib
-from functools import lru_cache
+from functools import cache
 
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter
 
@@ -35,6 +36,7 @@ MARKED_SIZE = (96, 64)  # upright width x height: landscape, so a missed rotatio
 
 
 # ---------------------------------------------------------------- pixels
+
 
 def photo(width: int, height: int, seed: int = 1) -> Image.Image:
     """An RGB picture with gradients, soft shapes and fine noise: compresses like a photo."""
@@ -77,6 +79,7 @@ def quadrant_colour(image: Image.Image, quadrant: str) -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------- encoders
 
+
 def to_jpeg(image: Image.Image, **params) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=params.pop("quality", 90), **params)
@@ -102,12 +105,7 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 def raw_png(width: int, height: int, bit_depth: int, colour_type: int, idat: bytes) -> bytes:
     """A PNG assembled by hand (valid CRCs), with whatever IDAT payload we choose."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", idat)
-        + png_chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def jpeg_segment(marker: int, payload: bytes) -> bytes:
@@ -239,6 +237,7 @@ def png_with_text_chunks() -> bytes:
 
 # ---------------------------------------------------------------- polyglots and malware markers
 
+
 def jpeg_html_polyglot() -> bytes:
     return to_jpeg(photo(320, 240)) + HTML_PAYLOAD
 
@@ -259,6 +258,7 @@ def jpeg_with_eicar(where: str = "comment") -> bytes:
 
 
 # ---------------------------------------------------------------- bombs and broken files
+
 
 def png_header_bomb(width: int = 60000, height: int = 60000) -> bytes:
     """IHDR claims width x height (valid CRC); the IDAT is junk, so only a header check can
@@ -383,22 +383,23 @@ def line_800x1() -> bytes:
 
 # ---------------------------------------------------------------- the bench corpus
 
-@lru_cache(maxsize=None)
+
+@cache
 def jpeg_12mp() -> bytes:
     return to_jpeg(photo(4000, 3000, seed=12), quality=88, exif=camera_exif(6).tobytes())
 
 
-@lru_cache(maxsize=None)
+@cache
 def jpeg_4mp() -> bytes:
     return to_jpeg(photo(2310, 1732, seed=4), quality=88)
 
 
-@lru_cache(maxsize=None)
+@cache
 def png_2mp() -> bytes:
     return to_png(photo(1633, 1225, seed=2))
 
 
-@lru_cache(maxsize=None)
+@cache
 def gif_animated() -> bytes:
     return animated_gif()
 
@@ -458,6 +459,7 @@ def close(actual, expected, tolerance: int = 40) -> bool:
 
 # ---------------------------------------------------------------- misbehaving tasks for pool tests
 # Module level in a light module: they pickle by reference and import fast in a worker.
+
 
 def worker_pid() -> int:
     return os.getpid()

@@ -1,5 +1,6 @@
 """Rendering deploy/k8s with the real `kubectl kustomize`, and reading what it renders: objects by kind,
 a container's resolved environment, and enough NetworkPolicy semantics to ask who may talk to whom."""
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,10 @@ NAMESPACE = "fileshare"
 def kubectl() -> str:
     found = shutil.which("kubectl")
     if found is None:
-        pytest.fail("kubectl is not on PATH: install it (Debian: apt-get install kubernetes-client; .ci/run does) "
-                    "to render deploy/k8s with `kubectl kustomize`")
+        pytest.fail(
+            "kubectl is not on PATH: install it (Debian: apt-get install kubernetes-client; .ci/run does) "
+            "to render deploy/k8s with `kubectl kustomize`"
+        )
     return found
 
 
@@ -118,22 +121,29 @@ def peer_matches(peer: dict, other: Pod) -> bool:
     if other.namespace is None:  # outside the cluster: only an ipBlock (or no `to`/`from`) admits it
         return False
     namespace_labels = {"kubernetes.io/metadata.name": other.namespace}
-    in_namespace = (selects(peer["namespaceSelector"], namespace_labels) if "namespaceSelector" in peer
-                    else other.namespace == NAMESPACE)
+    in_namespace = (
+        selects(peer["namespaceSelector"], namespace_labels)
+        if "namespaceSelector" in peer
+        else other.namespace == NAMESPACE
+    )
     return in_namespace and selects(peer.get("podSelector", {}), other.labels)
 
 
 def admits(policies: list[dict], direction: str, pod: Pod, other: Pod, port: int, port_owner: Pod) -> bool:
     if pod.namespace != NAMESPACE:
         return True  # these manifests set no policy elsewhere
-    applicable = [p["spec"] for p in policies
-                  if direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], pod.labels)]
+    applicable = [
+        p["spec"]
+        for p in policies
+        if direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], pod.labels)
+    ]
     peers_key = "from" if direction == "Ingress" else "to"
     for spec in applicable:
         for rule in spec.get(direction.lower(), []):
             peer_ok = peers_key not in rule or any(peer_matches(peer, other) for peer in rule[peers_key])
             port_ok = "ports" not in rule or any(
-                p["port"] == port or port_owner.ports.get(p["port"]) == port for p in rule["ports"])
+                p["port"] == port or port_owner.ports.get(p["port"]) == port for p in rule["ports"]
+            )
             if peer_ok and port_ok:
                 return True
     return not applicable
@@ -141,8 +151,9 @@ def admits(policies: list[dict], direction: str, pod: Pod, other: Pod, port: int
 
 def can_connect(objects: list[dict], source: Pod, target: Pod, port: int) -> bool:
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    return (admits(policies, "Egress", source, target, port, target)
-            and admits(policies, "Ingress", target, source, port, target))
+    return admits(policies, "Egress", source, target, port, target) and admits(
+        policies, "Ingress", target, source, port, target
+    )
 
 
 def pods(objects: list[dict]) -> dict[str, Pod]:

@@ -1,14 +1,15 @@
 """`fileshare run` (what `make run` runs) driven from a test: its environment on free ports, its
 start, its readiness, and the processes of its components."""
+
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import psutil
@@ -24,13 +25,18 @@ SERVER_PROGRAMS = {"kafka": "tansu", "s3": "rclone", "postgres": "postgres", "cl
 def run_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
-    env.update({
-        "FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "FS_UPLOAD_PORT": str(free_port()),
-        "FS_DELIVERY_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(6)),
-        "FS_EMBEDDED_DATABASE_PORT": str(free_port()),
-        "FS_CLAMAV_DB_DIR": str(write_test_signatures(tmp_path / "clamav").parent),
-    })
+    env.update(
+        {
+            "FS_DATA_DIR": str(data_dir),
+            "FS_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
+            "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "FS_UPLOAD_PORT": str(free_port()),
+            "FS_DELIVERY_PORT": str(free_port()),
+            "FS_METRICS_PORT_BASE": str(free_port_block(6)),
+            "FS_EMBEDDED_DATABASE_PORT": str(free_port()),
+            "FS_CLAMAV_DB_DIR": str(write_test_signatures(tmp_path / "clamav").parent),
+        }
+    )
     env.update(overrides)
     return env
 
@@ -39,13 +45,13 @@ FILESHARE_RUN = (sys.executable, "-m", "shared.devstack", "run")
 
 
 @contextmanager
-def launched(env: dict[str, str], log_path: Path, command: tuple[str, ...] = FILESHARE_RUN,
-             cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def launched(
+    env: dict[str, str], log_path: Path, command: tuple[str, ...] = FILESHARE_RUN, cwd: Path | None = None
+) -> Iterator[subprocess.Popen]:
     """`fileshare run` (or `command`, e.g. make run) in its own session, its output in log_path;
     whatever of it still runs at the end of the block is killed."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:
@@ -54,8 +60,11 @@ def launched(env: dict[str, str], log_path: Path, command: tuple[str, ...] = FIL
 
 
 def wait_all_ready(proc, log_path: Path, env: dict[str, str]) -> None:
-    wait_until(lambda: proc.poll() is not None or b"all services ready" in log_path.read_bytes(),
-               timeout=180, what="the system to report ready")
+    wait_until(
+        lambda: proc.poll() is not None or b"all services ready" in log_path.read_bytes(),
+        timeout=180,
+        what="the system to report ready",
+    )
     assert proc.poll() is None, log_path.read_text()
     for name in SERVICES:
         assert f"{name} ready" in log_path.read_text()
@@ -105,8 +114,10 @@ def pause(launcher_pid: int, name: str, sig: int = signal.SIGSTOP) -> psutil.Pro
 def all_ready(env: dict[str, str]) -> bool:
     """Every service answers /readyz with 200."""
     try:
-        return all(httpx.get(metrics_url(env, name).replace("/metrics", "/readyz"), timeout=2).status_code == 200
-                   for name in SERVICES)
+        return all(
+            httpx.get(metrics_url(env, name).replace("/metrics", "/readyz"), timeout=2).status_code == 200
+            for name in SERVICES
+        )
     except httpx.HTTPError:
         return False
 
@@ -116,6 +127,7 @@ def launcher_metrics(env: dict[str, str]) -> dict[str, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     from shared.settings import LAUNCHER_METRICS_PORT_OFFSET
+
     port = int(env["FS_METRICS_PORT_BASE"]) + LAUNCHER_METRICS_PORT_OFFSET
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}

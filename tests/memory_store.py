@@ -1,12 +1,13 @@
 """An ObjectStore in a dict, for unit tests of the domain code (the real stores are checked by
 tests/storage_contract.py). `clock` stamps last_modified; `fail_delete` simulates a crash."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from shared.adapters.storage import ObjectInfo
 
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class MemoryStore:

@@ -1,5 +1,6 @@
 """The series names the code exports, read from its source (every Counter, Gauge, Histogram of
 shared/ and services/), for the tests of the alert rules and the dashboard."""
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ author), WebP with Pillow (alpha, animation, EXIF). Nothing is downloaded.
 pillow-heif's encoder is called directly (from_pillow/from_bytes), so the tests never register
 its Pillow plugin: the code under test must do that itself.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,9 +28,12 @@ def author_exif(orientation: int = 1) -> Image.Exif:
 
 
 def author_xmp() -> bytes:
-    return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-            b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator><rdf:Seq><rdf:li>'
-            + XMP_AUTHOR.encode() + b"</rdf:li></rdf:Seq></dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>")
+    return (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator><rdf:Seq><rdf:li>'
+        + XMP_AUTHOR.encode()
+        + b"</rdf:li></rdf:Seq></dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
 
 
 def heic(image: Image.Image, **params) -> bytes:
@@ -79,7 +83,7 @@ def heic_declaring(width: int, height: int) -> bytes:
     data = bytearray(heic(corpus.photo(64, 48)))
     at = data.find(b"ispe")
     while at != -1:
-        data[at + 8:at + 16] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+        data[at + 8 : at + 16] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
         at = data.find(b"ispe", at + 4)
     return bytes(data)
 
@@ -101,8 +105,9 @@ def oriented_webp(orientation: int) -> bytes:
 
 def animated_webp(frames: int = 6, size: tuple[int, int] = (120, 90)) -> bytes:
     """An animation whose first frame is corpus.FIRST_FRAME_COLOUR."""
-    images = [Image.new("RGB", size, corpus.FIRST_FRAME_COLOUR if n == 0 else (20, 20 + 30 * n, 200))
-              for n in range(frames)]
+    images = [
+        Image.new("RGB", size, corpus.FIRST_FRAME_COLOUR if n == 0 else (20, 20 + 30 * n, 200)) for n in range(frames)
+    ]
     out = io.BytesIO()
     images[0].save(out, "WEBP", save_all=True, append_images=images[1:], duration=80, loop=0, quality=90)
     return out.getvalue()

@@ -1,5 +1,6 @@
 """The ObjectStore contract: every implementation (rclone serve s3 here, MinIO in production, any
 S3 with versioning) must pass the same scenario (Warehouse's interface/implementation split)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Test helpers speaking only the contract: HTTP API, topics, storage layout."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,14 +14,13 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contract.auth import mint_token
-from shared.sdk import PublishedFollower
 from shared.contract.events import ConversationEvent, Event, GdprForget, parse_event
-from shared.settings import METRICS_PORT_OFFSETS
 from shared.contract.topics import CONVERSATION_EVENTS, GDPR_FORGET
+from shared.sdk import PublishedFollower
+from shared.settings import METRICS_PORT_OFFSETS
 
 
 def unique(prefix: str) -> str:
@@ -35,8 +35,11 @@ def metrics_url(env: dict[str, str], service: str = "delivery") -> str:
 def scrape(env: dict[str, str], service: str = "delivery") -> dict[tuple[str, tuple], float]:
     """Every sample of a service's metrics (delivery by default): {(name, sorted labels): value}."""
     text = httpx.get(metrics_url(env, service), timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def sample(samples: dict, name: str, **labels) -> float:
@@ -77,8 +80,9 @@ def wait_until(check, timeout: float = 30, interval: float = 0.05, what: str = "
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
-def raw_request(port: int, method: str, path: str, headers: dict, body: bytes = b"",
-                declared_length: int | None = None) -> tuple[int, dict, bytes]:
+def raw_request(
+    port: int, method: str, path: str, headers: dict, body: bytes = b"", declared_length: int | None = None
+) -> tuple[int, dict, bytes]:
     """A request sent as written: the path byte for byte (no client normalises `..` or `%2F` in it),
     and a declared Content-Length that may exceed what is sent (like curl waiting on
     `Expect: 100-continue`): the answer must come without the server waiting for the body."""
@@ -100,6 +104,7 @@ def raw_request(port: int, method: str, path: str, headers: dict, body: bytes = 
 @dataclass
 class Client:
     """One running system (the embedded stack) seen from outside."""
+
     env: dict[str, str]
     data_dir: Path
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
@@ -129,13 +134,24 @@ class Client:
                 await p.send_and_wait(topic, value, key=key.encode())
             finally:
                 await p.stop()
+
         asyncio.run(send())
 
-    def conversation(self, account: str, conversation: str, consumer: str, kind: str = "conversation.opened",
-                     channel: str = "web") -> None:
-        self.publish(CONVERSATION_EVENTS, conversation, ConversationEvent(
-            event_type=kind, account_id=account, conversation_id=conversation, consumer_id=consumer,
-            channel=channel, authenticated=True))
+    def conversation(
+        self, account: str, conversation: str, consumer: str, kind: str = "conversation.opened", channel: str = "web"
+    ) -> None:
+        self.publish(
+            CONVERSATION_EVENTS,
+            conversation,
+            ConversationEvent(
+                event_type=kind,
+                account_id=account,
+                conversation_id=conversation,
+                consumer_id=consumer,
+                channel=channel,
+                authenticated=True,
+            ),
+        )
 
     def forget(self, account: str, consumer: str, request_id: str | None = None) -> str:
         """The GDPR system asks to forget a consumer; returns the request id."""
@@ -145,10 +161,15 @@ class Client:
 
     def read_topic(self, topic: str, match=lambda e: True) -> list:
         """Every event on the topic (from the beginning) that matches."""
+
         async def read():
-            c = AIOKafkaConsumer(bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"], enable_auto_commit=False,
-                                 auto_offset_reset="earliest", fetch_max_bytes=32 * 1024 * 1024,
-                                 max_partition_fetch_bytes=16 * 1024 * 1024)
+            c = AIOKafkaConsumer(
+                bootstrap_servers=self.env["FS_KAFKA_BOOTSTRAP"],
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_bytes=32 * 1024 * 1024,
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+            )
             await c.start()
             try:
                 await c.topics()  # loads metadata for every topic
@@ -161,6 +182,7 @@ class Client:
                     # The fetches' high watermark, not ListOffsets: Tansu's end offset can fall short
                     # of the last batch (shared.adapters.kafka, StreamProcessor._reread_partitions_whose_log_was_lost).
                     return [tp for tp in tps if c.highwater(tp) is None or await c.position(tp) < c.highwater(tp)]
+
                 # Tansu can report a high watermark past the last record it serves (after a restart, for
                 # a batch whose produce failed): reading stops once fetches come back empty.
                 empty_fetches = 0
@@ -171,62 +193,98 @@ class Client:
                 return out
             finally:
                 await c.stop()
+
         return asyncio.run(read())
 
     # --- account setup ---
     def enable_account(self, account: str, permissions: dict | None = None, **overrides) -> dict:
-        doc = {"feature_enabled": True, "file_sharing_enabled": True,
-               "permissions": permissions or {"agent": ["send_files_local", "send_files_widget"],
-                                              "agent_manager": ["send_files_local", "send_files_widget"],
-                                              "bot": ["send_files_local"]},
-               "max_image_dimension": 800, "retention": "P13M"}
+        doc = {
+            "feature_enabled": True,
+            "file_sharing_enabled": True,
+            "permissions": permissions
+            or {
+                "agent": ["send_files_local", "send_files_widget"],
+                "agent_manager": ["send_files_local", "send_files_widget"],
+                "bot": ["send_files_local"],
+            },
+            "max_image_dimension": 800,
+            "retention": "P13M",
+        }
         doc.update(overrides)
-        r = self.http.put(f"{self.upload_url}/v1/accounts/{account}/settings", json=doc,
-                          headers=self.auth(account, "platform", "account-team"))
+        r = self.http.put(
+            f"{self.upload_url}/v1/accounts/{account}/settings",
+            json=doc,
+            headers=self.auth(account, "platform", "account-team"),
+        )
         assert r.status_code == 200, r.text
         return doc
 
-    def open_conversation(self, account: str, conversation: str, consumer: str, channel: str = "web",
-                          role: str = "agent") -> None:
+    def open_conversation(
+        self, account: str, conversation: str, consumer: str, channel: str = "web", role: str = "agent"
+    ) -> None:
         """Open it on the platform and wait until the upload service knows it."""
         self.conversation(account, conversation, consumer, channel=channel)
-        wait_until(lambda: self.capabilities(account, conversation, role).get("reason") != "conversation_not_found",
-                   what=f"upload service to learn conversation {conversation}")
+        wait_until(
+            lambda: self.capabilities(account, conversation, role).get("reason") != "conversation_not_found",
+            what=f"upload service to learn conversation {conversation}",
+        )
 
     def capabilities(self, account: str, conversation: str, role: str = "agent", sub: str = "user-1") -> dict:
-        return self.http.get(f"{self.upload_url}/v1/accounts/{account}/conversations/{conversation}/capabilities",
-                             headers=self.auth(account, role, sub)).json()
+        return self.http.get(
+            f"{self.upload_url}/v1/accounts/{account}/conversations/{conversation}/capabilities",
+            headers=self.auth(account, role, sub),
+        ).json()
 
     # --- sending ---
-    def upload(self, account: str, conversation: str, data: bytes, filename: str = "photo.jpg",
-               caption: str | None = None, role: str = "agent", sub: str = "agent-1", source: str | None = None,
-               headers: dict | None = None, content_type: str = "application/octet-stream") -> httpx.Response:
+    def upload(
+        self,
+        account: str,
+        conversation: str,
+        data: bytes,
+        filename: str = "photo.jpg",
+        caption: str | None = None,
+        role: str = "agent",
+        sub: str = "agent-1",
+        source: str | None = None,
+        headers: dict | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> httpx.Response:
         form = {}
         if caption is not None:
             form["caption"] = caption
         if source is not None:
             form["source"] = source
-        return self.http.post(f"{self.upload_url}/v1/accounts/{account}/conversations/{conversation}/files",
-                              files={"file": (filename, io.BytesIO(data), content_type)}, data=form,
-                              headers={**self.auth(account, role, sub), **(headers or {})})
+        return self.http.post(
+            f"{self.upload_url}/v1/accounts/{account}/conversations/{conversation}/files",
+            files={"file": (filename, io.BytesIO(data), content_type)},
+            data=form,
+            headers={**self.auth(account, role, sub), **(headers or {})},
+        )
 
     def status(self, file_id: str, account: str, role: str = "agent", sub: str = "agent-1") -> dict:
         return self.http.get(f"{self.upload_url}/v1/files/{file_id}", headers=self.auth(account, role, sub)).json()
 
-    def wait_status(self, file_id: str, account: str, statuses: tuple[str, ...] = ("published", "rejected"),
-                    timeout: float = 60) -> dict:
-        return wait_until(lambda: (s := self.status(file_id, account)).get("status") in statuses and s,
-                          timeout=timeout, what=f"file {file_id} to reach {statuses}")
+    def wait_status(
+        self, file_id: str, account: str, statuses: tuple[str, ...] = ("published", "rejected"), timeout: float = 60
+    ) -> dict:
+        return wait_until(
+            lambda: (s := self.status(file_id, account)).get("status") in statuses and s,
+            timeout=timeout,
+            what=f"file {file_id} to reach {statuses}",
+        )
 
     def wait_published(self, account: str, file_ids, timeout: float = 180, interval: float = 0.5) -> None:
         def unpublished():
             return [f for f in file_ids if self.status(f, account).get("status") != "published"]
+
         wait_until(lambda: not unpublished(), timeout=timeout, interval=interval, what="every photo published")
 
     def transcript_ids(self, account: str, conversation: str, delivery_url: str | None = None) -> list[str]:
         """The file ids of the conversation's transcript, in order (as an agent of the account)."""
-        r = self.http.get(f"{delivery_url or self.delivery_url}/v1/conversations/{conversation}/messages",
-                          headers=self.auth(account, "agent"))
+        r = self.http.get(
+            f"{delivery_url or self.delivery_url}/v1/conversations/{conversation}/messages",
+            headers=self.auth(account, "agent"),
+        )
         assert r.status_code == 200, r.text
         return [m["file_id"] for m in r.json()["messages"]]
 
@@ -256,7 +314,7 @@ class PeakRss:
         while not self._stop.wait(0.005):
             self.peak = max(self.peak, self._read("VmRSS"))
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         try:
             (self.proc / "clear_refs").write_text("5")
             self.hwm_reset = True
@@ -298,4 +356,5 @@ class FollowerThread(threading.Thread):
                     self.received.append(message["message_id"])
                     if self.stopping.is_set():
                         return
+
         asyncio.run(follow())

@@ -11,6 +11,7 @@ The accounts of this matrix keep `consumer_uploads_enabled` off (the default): a
 refused with consumer_uploads_disabled over HTTP. What a consumer may do with it on is the
 consumer matrix below.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -39,12 +40,16 @@ class Cell:
 
     def label(self) -> str:
         perms = "+".join(p.removeprefix("send_files_") for p in self.permissions) or "none"
-        return (f"{self.role}/{perms}/feature={int(self.feature_enabled)}/setting={int(self.file_sharing_enabled)}"
-                f"/{self.state}/{self.channel}/{self.source}")
+        return (
+            f"{self.role}/{perms}/feature={int(self.feature_enabled)}/setting={int(self.file_sharing_enabled)}"
+            f"/{self.state}/{self.channel}/{self.source}"
+        )
 
 
 def all_cells() -> list[Cell]:
-    return [Cell(*values) for values in itertools.product(ROLES, PERMISSION_SETS, FLAGS, FLAGS, STATES, CHANNELS, SOURCES)]
+    return [
+        Cell(*values) for values in itertools.product(ROLES, PERMISSION_SETS, FLAGS, FLAGS, STATES, CHANNELS, SOURCES)
+    ]
 
 
 def expected(cell: Cell, file_channels=("web",)) -> tuple[int, str | None]:
@@ -85,14 +90,18 @@ class ConsumerCell:
     form_source: str | None
 
     def label(self) -> str:
-        return (f"consumer/feature={int(self.feature_enabled)}/setting={int(self.file_sharing_enabled)}"
-                f"/consumer_uploads={int(self.consumer_uploads_enabled)}/{self.state}/{self.channel}"
-                f"/source={self.form_source}")
+        return (
+            f"consumer/feature={int(self.feature_enabled)}/setting={int(self.file_sharing_enabled)}"
+            f"/consumer_uploads={int(self.consumer_uploads_enabled)}/{self.state}/{self.channel}"
+            f"/source={self.form_source}"
+        )
 
 
 def consumer_cells() -> list[ConsumerCell]:
-    return [ConsumerCell(*values) for values in
-            itertools.product(FLAGS, FLAGS, FLAGS, CONSUMER_STATES, CHANNELS, CONSUMER_FORM_SOURCES)]
+    return [
+        ConsumerCell(*values)
+        for values in itertools.product(FLAGS, FLAGS, FLAGS, CONSUMER_STATES, CHANNELS, CONSUMER_FORM_SOURCES)
+    ]
 
 
 def expected_for_consumer(cell: ConsumerCell, file_channels=("web",)) -> tuple[int, str | None]:
@@ -116,10 +125,23 @@ def expected_for_consumer(cell: ConsumerCell, file_channels=("web",)) -> tuple[i
 # content is, whatever the file is called; svg and bmp are no type an account can accept.
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")
 PHONE_TYPES = ("image/heic", "image/webp")
-CONTENT_TYPE_OF = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "heic": "image/heic",
-                   "webp": "image/webp", "svg": None, "bmp": None}
-ACCEPTED_LISTS = (PHOTO_TYPES, (*PHOTO_TYPES, *PHONE_TYPES), ("image/heic",), ("image/webp", "application/pdf"),
-                  ("image/png",), ())
+CONTENT_TYPE_OF = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "heic": "image/heic",
+    "webp": "image/webp",
+    "svg": None,
+    "bmp": None,
+}
+ACCEPTED_LISTS = (
+    PHOTO_TYPES,
+    (*PHOTO_TYPES, *PHONE_TYPES),
+    ("image/heic",),
+    ("image/webp", "application/pdf"),
+    ("image/png",),
+    (),
+)
 
 
 def type_cells() -> list[tuple[str, tuple[str, ...]]]:

@@ -1,30 +1,40 @@
 """The delivery HTTP API: downloads (bearer token or signed link), signed links, transcripts."""
+
 from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from shared.settings import Settings
-from shared.projections.conversations import get_conversation
-from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
-from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
-from shared.runtime.health import add_health_routes
-from shared.runtime.httpapi import (ApiError, authenticate_service, contract_openapi, count_responses, error_responses,
-                                    install_body_limit, install_error_handlers, lookup_id, query_int, write_id)
-from shared.images.formats import EXTENSIONS
-from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
-from shared.runtime.logs import file_ctx
-from shared.rules import access, enforce
-from shared.adapters.storage import ObjectKey
-from shared.adapters.storage.objectstore import StorageUnavailable
-from shared.runtime.tracing import answered, describe, now_ns, server_span
-
 from services.delivery.handlers import DeliveryDeps, StoredMessage, find_deletion, find_message, transcript_of
 from services.delivery.pages import mount_consumer_pages
+from shared.adapters.crypto import BlobIntegrityError, ConsumerForgotten, UnknownMasterKey
+from shared.adapters.storage import ObjectKey
+from shared.adapters.storage.objectstore import StorageUnavailable
+from shared.contract.auth import AuthError, Principal, bearer_token, verify_token
+from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
+from shared.images.formats import EXTENSIONS
+from shared.projections.conversations import get_conversation
+from shared.rules import access, enforce
+from shared.runtime.health import add_health_routes
+from shared.runtime.httpapi import (
+    ApiError,
+    authenticate_service,
+    contract_openapi,
+    count_responses,
+    error_responses,
+    install_body_limit,
+    install_error_handlers,
+    lookup_id,
+    query_int,
+    write_id,
+)
+from shared.runtime.logs import file_ctx
+from shared.runtime.tracing import answered, describe, now_ns, server_span
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 DOWNLOAD_ROUTE = "/v1/files/{file_id}/content"
@@ -55,8 +65,11 @@ def _principal_from(request: Request, settings: Settings, file_id: str | None, e
 
 
 def build_api(settings: Settings, deps: DeliveryDeps, ready) -> FastAPI:
-    app = FastAPI(title="fileshare delivery", version="3",
-                  description="Download published photos, signed links, conversation transcripts.")
+    app = FastAPI(
+        title="fileshare delivery",
+        version="3",
+        description="Download published photos, signed links, conversation transcripts.",
+    )
     install_error_handlers(app)
     install_body_limit(app)  # no route takes a body: 64 KiB of anything
     assert deps.metrics is not None  # the API counts every answer
@@ -84,8 +97,12 @@ async def find_file(deps: DeliveryDeps, file_id: str, principal: Principal) -> S
 def content_headers(message: StoredMessage) -> dict[str, str]:
     etag = '"' + hashlib.sha256(f"{message.file_id}:{message.size_bytes}".encode()).hexdigest()[:32] + '"'
     extension = EXTENSIONS.get(message.content_type, "bin")
-    return {"ETag": etag, "Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'inline; filename="{message.file_id}.{extension}"'}
+    return {
+        "ETag": etag,
+        "Cache-Control": "private, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": f'inline; filename="{message.file_id}.{extension}"',
+    }
 
 
 async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> bytes | None:
@@ -109,8 +126,9 @@ async def open_final(deps: DeliveryDeps, message: StoredMessage, head: bool) -> 
         raise ApiError(503, "unavailable", "the file store did not answer; try again", {"Retry-After": "1"}) from None
     except UnknownMasterKey as e:
         metrics.downloads.labels("unavailable").inc()
-        log.error("cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e,
-                  **file_ctx(message))
+        log.error(
+            "cannot open the consumer key: %s (set FS_PREVIOUS_MASTER_KEYS after a rotation)", e, **file_ctx(message)
+        )
         raise ApiError(503, "unavailable", "the file cannot be opened right now") from None
     except BlobIntegrityError:
         metrics.integrity_failures.inc()
@@ -130,8 +148,11 @@ async def serve_content(deps: DeliveryDeps, message: StoredMessage, request: Req
     data = await open_final(deps, message, head=request.method == "HEAD")
     if data is None:
         metrics.downloads.labels("head").inc()
-        return Response(status_code=200, media_type=message.content_type,
-                        headers={**headers, "Content-Length": str(message.size_bytes)})
+        return Response(
+            status_code=200,
+            media_type=message.content_type,
+            headers={**headers, "Content-Length": str(message.size_bytes)},
+        )
     metrics.downloads.labels("ok").inc()
     metrics.served.inc(len(data))
     return Response(data, media_type=message.content_type, headers=headers)
@@ -141,15 +162,25 @@ def add_file_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> Non
     metrics = deps.metrics
     assert metrics is not None  # the API counts every answer
 
-    content, refusals = DOWNLOAD_ROUTE, error_responses(
-        (401, "unauthenticated"), (403, "forbidden"), (403, "invalid_link"), (404, "not_found"), (410, "gone"),
-        (500, "integrity_error"), (503, "unavailable"))
+    content, refusals = (
+        DOWNLOAD_ROUTE,
+        error_responses(
+            (401, "unauthenticated"),
+            (403, "forbidden"),
+            (403, "invalid_link"),
+            (404, "not_found"),
+            (410, "gone"),
+            (500, "integrity_error"),
+            (503, "unavailable"),
+        ),
+    )
 
     # Two routes, not one api_route for both methods: OpenAPI needs an operationId of its own per method.
     @app.head(content, responses=refusals, operation_id="head_file_content")
     @app.get(content, responses=refusals)
-    async def download(file_id: str, request: Request, exp: str | None = None, aud: str | None = None,
-                       sig: str | None = None):
+    async def download(
+        file_id: str, request: Request, exp: str | None = None, aud: str | None = None, sig: str | None = None
+    ):
         """The final image bytes, decrypted. Bearer token or signed link (`exp`, `aud`, `sig`)."""
         started = now_ns()
         try:
@@ -162,32 +193,49 @@ def add_file_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> Non
                 answered(span, e.status)  # in the caller's trace: which file it was is not known
             raise
         # A later request of its own, in the file's trace: a child of the publish's span.
-        with server_span(request.method, DOWNLOAD_ROUTE, request.headers,
-                         parent=(message.traceparent, message.tracestate), start_time=started) as span:
+        with server_span(
+            request.method,
+            DOWNLOAD_ROUTE,
+            request.headers,
+            parent=(message.traceparent, message.tracestate),
+            start_time=started,
+        ) as span:
             describe(message)
             response = await serve_content(deps, message, request)
             answered(span, response.status_code)
             return response
 
-    @app.post("/v1/files/{file_id}/link",
-              responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone"),
-                                        (422, "invalid_request")))
-    async def make_link(file_id: str, request: Request, ttl_seconds: str | None = Query(
-            None, description=f"whole seconds, 1 to {MAX_LINK_TTL}; default {settings.link_ttl_seconds}")):
+    @app.post(
+        "/v1/files/{file_id}/link",
+        responses=error_responses(
+            (401, "unauthenticated"), (403, "forbidden"), (404, "not_found"), (410, "gone"), (422, "invalid_request")
+        ),
+    )
+    async def make_link(
+        file_id: str,
+        request: Request,
+        ttl_seconds: str | None = Query(
+            None, description=f"whole seconds, 1 to {MAX_LINK_TTL}; default {settings.link_ttl_seconds}"
+        ),
+    ):
         """A signed link to the content, usable without headers (e.g. `<img src>`); default 5 minutes, max 1 hour."""
         principal = _principal_from(request, settings, None, None, None, None)
         write_id(file_id, "file_id", file_id=True)
         ttl = query_int(ttl_seconds, "ttl_seconds", settings.link_ttl_seconds, 1, MAX_LINK_TTL)
         message = await find_file(deps, file_id, principal)
-        query, expires = sign_link(settings.auth_secret, file_id,
-                                   audience_of(message.account_id, principal.role, principal.sub), ttl)
-        return {"url": f"/v1/files/{file_id}/content?{query}",
-                "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
+        query, expires = sign_link(
+            settings.auth_secret, file_id, audience_of(message.account_id, principal.role, principal.sub), ttl
+        )
+        return {
+            "url": f"/v1/files/{file_id}/content?{query}",
+            "expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
+        }
 
 
 def add_internal_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> None:
-    @app.get(PUBLICATION_ROUTE, tags=["internal"],
-             responses=error_responses((401, "unauthenticated"), (404, "not_found")))
+    @app.get(
+        PUBLICATION_ROUTE, tags=["internal"], responses=error_responses((401, "unauthenticated"), (404, "not_found"))
+    )
     async def publication(file_id: str, request: Request):
         """Whether delivery published the file: upload's re-drive asks before it sends a file again
         after the broker lost its log. A service token only (`aud` fileshare-internal)."""
@@ -201,8 +249,10 @@ def add_internal_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) ->
 
 
 def add_conversation_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps) -> None:
-    @app.get("/v1/conversations/{conversation_id}/messages",
-             responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found")))
+    @app.get(
+        "/v1/conversations/{conversation_id}/messages",
+        responses=error_responses((401, "unauthenticated"), (403, "forbidden"), (404, "not_found")),
+    )
     async def transcript(conversation_id: str, request: Request):
         """The conversation's published file messages, oldest first."""
         principal = _principal_from(request, settings, None, None, None, None)
@@ -210,7 +260,10 @@ def add_conversation_routes(app: FastAPI, settings: Settings, deps: DeliveryDeps
         async with deps.db.pool.connection() as conn:
             items = await transcript_of(conn, conversation_id)
             conversation = await get_conversation(conn, conversation_id)
-        owner = access.Owner(conversation.account_id, conversation.consumer_id) if conversation else \
-            (access.Owner(items[0]["account_id"], items[0]["consumer_id"]) if items else None)
+        owner = (
+            access.Owner(conversation.account_id, conversation.consumer_id)
+            if conversation
+            else (access.Owner(items[0]["account_id"], items[0]["consumer_id"]) if items else None)
+        )
         enforce(access.transcript(principal, owner))
         return {"conversation_id": conversation_id, "messages": items}

@@ -11,6 +11,7 @@ Limit: a crash after the broker's ack and before the commit (milliseconds) rolls
 the redelivery publishes the file a second time (with the same deterministic `message_id`, so the
 platform can drop it). Closing that needs broker transactions, which Tansu lacks.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,20 +21,19 @@ from dataclasses import dataclass
 
 from psycopg.types.json import Jsonb
 
-from shared.contract import events as ev
-from shared.contract.auth import Principal
-from shared.projections.conversations import get_conversation
+from services.delivery.metrics import DeliveryMetrics
+from services.delivery.republish import note_landed
 from shared.adapters.crypto import EncryptedFileStore
 from shared.adapters.db import Connection, Database, lock_files
 from shared.adapters.kafka import Outgoing, Publisher
-from shared.runtime.logs import file_ctx
-from shared.pipeline import StageRejection, carry, check_variant, companion_of, open_caption, open_for_file, reject
-from shared.rules import Refused, access, enforce
+from shared.contract import events as ev
+from shared.contract.auth import Principal
 from shared.contract.topics import MESSAGE_PUBLISHED
+from shared.pipeline import StageRejection, carry, check_variant, companion_of, open_caption, open_for_file, reject
+from shared.projections.conversations import get_conversation
+from shared.rules import Refused, access, enforce
+from shared.runtime.logs import file_ctx
 from shared.runtime.tracing import current_traceparent
-
-from services.delivery.metrics import DeliveryMetrics
-from services.delivery.republish import note_landed
 
 log = logging.getLogger(__name__)
 STAGE = "delivery"
@@ -56,6 +56,7 @@ class DeliveryDeps:
 @dataclass(frozen=True)
 class StoredMessage:
     """A published file as delivery keeps it: who may see it, what to serve, the message itself."""
+
     file_id: str
     account_id: str
     conversation_id: str
@@ -67,28 +68,35 @@ class StoredMessage:
 
 
 async def find_message(conn: Connection, file_id: str) -> StoredMessage | None:
-    row = await (await conn.execute(
-        "SELECT file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, traceparent, tracestate "
-        "FROM messages WHERE file_id = %s", (file_id,))).fetchone()
+    row = await (
+        await conn.execute(
+            "SELECT file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, traceparent, tracestate "
+            "FROM messages WHERE file_id = %s",
+            (file_id,),
+        )
+    ).fetchone()
     return StoredMessage(**row) if row else None
 
 
 @dataclass(frozen=True)
 class Deletion:
     """What delivery keeps of a deleted file: its receipt."""
+
     account_id: str
     reason: str  # expired | gdpr
 
 
 async def find_deletion(conn: Connection, file_id: str) -> Deletion | None:
-    row = await (await conn.execute("SELECT account_id, reason FROM deleted_files WHERE file_id = %s",
-                                    (file_id,))).fetchone()
+    row = await (
+        await conn.execute("SELECT account_id, reason FROM deleted_files WHERE file_id = %s", (file_id,))
+    ).fetchone()
     return Deletion(**row) if row else None
 
 
 async def transcript_of(conn: Connection, conversation_id: str) -> list[dict]:
-    rows = await (await conn.execute("SELECT message FROM messages WHERE conversation_id = %s ORDER BY seq",
-                                     (conversation_id,))).fetchall()
+    rows = await (
+        await conn.execute("SELECT message FROM messages WHERE conversation_id = %s ORDER BY seq", (conversation_id,))
+    ).fetchall()
     return [r["message"] for r in rows]
 
 
@@ -98,8 +106,10 @@ async def record_deletion(conn: Connection, event: ev.FileDeleted) -> None:
     or finds the receipt (and publishes nothing)."""
     await lock_files(conn, event.file_id)
     await conn.execute("DELETE FROM messages WHERE file_id = %s", (event.file_id,))
-    await conn.execute("INSERT INTO deleted_files (file_id, account_id, reason) VALUES (%s, %s, %s) "
-                       "ON CONFLICT (file_id) DO NOTHING", (event.file_id, event.account_id, event.reason))
+    await conn.execute(
+        "INSERT INTO deleted_files (file_id, account_id, reason) VALUES (%s, %s, %s) ON CONFLICT (file_id) DO NOTHING",
+        (event.file_id, event.account_id, event.reason),
+    )
 
 
 def rejected_as_deleted(event: ev.FileResized, deletion: Deletion) -> list[Outgoing]:
@@ -135,23 +145,41 @@ async def publish_resized(event: ev.FileResized, deps: DeliveryDeps) -> list[Out
         return [reject(event, STAGE, r.reason, r.detail)]
 
     message = ev.MessagePublished(
-        message_id=message_id_for(event.file_id), **carry(event), caption=caption,
+        message_id=message_id_for(event.file_id),
+        **carry(event),
+        caption=caption,
         content=ev.HostedFileContent(
-            content_type=event.content_type, width=event.width, height=event.height, size_bytes=event.size_bytes,
-            caption=caption, download_path=f"/v1/files/{event.file_id}/content",
-            preview=base64.b64encode(preview).decode()))
+            content_type=event.content_type,
+            width=event.width,
+            height=event.height,
+            size_bytes=event.size_bytes,
+            caption=caption,
+            download_path=f"/v1/files/{event.file_id}/content",
+            preview=base64.b64encode(preview).decode(),
+        ),
+    )
     async with deps.db.transaction() as conn:
         await lock_files(conn, event.file_id)  # against record_deletion of the same file
         deletion = await find_deletion(conn, event.file_id)
         if deletion is not None:  # deleted while we opened it
             return rejected_as_deleted(event, deletion)
-        claimed = await (await conn.execute(
-            "INSERT INTO messages (file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, message, "
-            "traceparent, tracestate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
-            (event.file_id, event.account_id, event.conversation_id, event.consumer_id, event.content_type,
-             event.size_bytes, Jsonb(message.model_dump(mode="json", exclude={"schema_version"})),
-             *current_traceparent()))).fetchone()
+        claimed = await (
+            await conn.execute(
+                "INSERT INTO messages (file_id, account_id, conversation_id, consumer_id, content_type, size_bytes, message, "
+                "traceparent, tracestate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
+                (
+                    event.file_id,
+                    event.account_id,
+                    event.conversation_id,
+                    event.consumer_id,
+                    event.content_type,
+                    event.size_bytes,
+                    Jsonb(message.model_dump(mode="json", exclude={"schema_version"})),
+                    *current_traceparent(),
+                ),
+            )
+        ).fetchone()
         if claimed is None:  # another handler of this file committed its message while we worked
             if deps.metrics is not None:
                 deps.metrics.duplicates.inc()

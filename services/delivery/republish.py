@@ -19,6 +19,7 @@ A message published into the new log before the check saw the loss is not sent t
 of each lost partition is read first); on a partition whose loss went unseen while another's was
 seen, a message may come twice, with its one message_id.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,12 +29,12 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.settings import Settings
-from shared.contract import events as ev
 from shared.adapters.db import Connection, Database
 from shared.adapters.kafka import Outgoing, Publisher, fetched_ends, start_with_retry
-from shared.runtime.outages import note_transient
+from shared.contract import events as ev
 from shared.contract.topics import MESSAGE_PUBLISHED
+from shared.runtime.outages import note_transient
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 CHECK_SECONDS = 2.0
@@ -45,7 +46,8 @@ async def note_landed(conn: Connection, landed) -> None:
         await conn.execute(
             "INSERT INTO published_ends (partition, next_offset) VALUES (%s, %s) ON CONFLICT (partition) "
             "DO UPDATE SET next_offset = GREATEST(published_ends.next_offset, EXCLUDED.next_offset)",
-            (meta.partition, meta.offset + 1))
+            (meta.partition, meta.offset + 1),
+        )
 
 
 def lost_partitions(written: dict[int, int], ends: dict[int, int]) -> list[int]:
@@ -54,9 +56,12 @@ def lost_partitions(written: dict[int, int], ends: dict[int, int]) -> list[int]:
 
 
 async def recent_messages(conn: Connection, minutes: float) -> list[ev.MessagePublished]:
-    rows = await (await conn.execute(
-        "SELECT message FROM messages WHERE published_at > now() - make_interval(secs => %s) ORDER BY seq",
-        (minutes * 60,))).fetchall()
+    rows = await (
+        await conn.execute(
+            "SELECT message FROM messages WHERE published_at > now() - make_interval(secs => %s) ORDER BY seq",
+            (minutes * 60,),
+        )
+    ).fetchall()
     return [ev.MessagePublished.model_validate(r["message"]) for r in rows]
 
 
@@ -82,17 +87,24 @@ async def message_ids_in(consumer: AIOKafkaConsumer, ends: dict[int, int], timeo
     return found
 
 
-async def republish_if_log_lost(db: Database, publisher: Publisher, consumer: AIOKafkaConsumer, minutes: float,
-                                metrics=None) -> int | None:
+async def republish_if_log_lost(
+    db: Database, publisher: Publisher, consumer: AIOKafkaConsumer, minutes: float, metrics=None
+) -> int | None:
     """One check; returns how many messages were sent again, None when nothing was lost."""
     async with db.pool.connection() as conn:
-        written = {r["partition"]: r["next_offset"] for r in await (await conn.execute(
-            "SELECT partition, next_offset FROM published_ends")).fetchall()}
+        written = {
+            r["partition"]: r["next_offset"]
+            for r in await (await conn.execute("SELECT partition, next_offset FROM published_ends")).fetchall()
+        }
     if not written or not lost_partitions(written, await fetched_ends(consumer, MESSAGE_PUBLISHED, written)):
         return None
     async with db.transaction() as conn:
-        written = {r["partition"]: r["next_offset"] for r in await (await conn.execute(
-            "SELECT partition, next_offset FROM published_ends ORDER BY partition FOR UPDATE")).fetchall()}
+        written = {
+            r["partition"]: r["next_offset"]
+            for r in await (
+                await conn.execute("SELECT partition, next_offset FROM published_ends ORDER BY partition FOR UPDATE")
+            ).fetchall()
+        }
         ends = await fetched_ends(consumer, MESSAGE_PUBLISHED, written)
         lost = lost_partitions(written, ends)
         if not lost:
@@ -106,8 +118,13 @@ async def republish_if_log_lost(db: Database, publisher: Publisher, consumer: AI
             now_ends[meta.partition] = max(now_ends.get(meta.partition, 0), meta.offset + 1)
         for partition, upto in now_ends.items():  # lowered on purpose: this is the new log's end
             await conn.execute("UPDATE published_ends SET next_offset = %s WHERE partition = %s", (upto, partition))
-    log.warning("the broker lost its log (message.published partitions %s end before what delivery wrote): "
-                "sent again the %d message(s) published in the last %g minutes", lost, len(messages), minutes)
+    log.warning(
+        "the broker lost its log (message.published partitions %s end before what delivery wrote): "
+        "sent again the %d message(s) published in the last %g minutes",
+        lost,
+        len(messages),
+        minutes,
+    )
     if metrics is not None:
         metrics.republished.inc(len(messages))
     return len(messages)
@@ -117,8 +134,9 @@ def republish_job(settings: Settings, db: Database, publisher: Publisher, metric
     """The background job: a check at start, then every CHECK_SECONDS."""
 
     async def watch(stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                    fetch_max_wait_ms=100)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+        )
         await start_with_retry(consumer, "delivery log watch", stop)
         try:
             while not stop.is_set():
@@ -129,7 +147,7 @@ def republish_job(settings: Settings, db: Database, publisher: Publisher, metric
                         log.warning("lost-log check failed (%s: %s)", type(e).__name__, e)
                 try:
                     await asyncio.wait_for(stop.wait(), CHECK_SECONDS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await consumer.stop()

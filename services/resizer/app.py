@@ -1,19 +1,19 @@
 """Wiring of the resizer."""
+
 from __future__ import annotations
 
-from shared.settings import Settings
-from shared.contract import events as ev
-from shared.projections.account_settings import settings_follower, settings_reader
-from shared.adapters.db import Database
-from shared.images import ImageWorkerPool
-from shared.adapters.kafka import StreamProcessor
-from shared.runtime.metrics import ServiceMetrics
-from shared.pipeline import parse_file_event, poison_to_rejection
-from shared.runtime.wiring import build_storage
-from shared.runtime.service import Service
-from shared.contract.topics import FILE_SANITIZED
-
 from services.resizer.handlers import STAGE, ResizerDeps, resize_sanitized
+from shared.adapters.db import Database
+from shared.adapters.kafka import StreamProcessor
+from shared.contract import events as ev
+from shared.contract.topics import FILE_SANITIZED
+from shared.images import ImageWorkerPool
+from shared.pipeline import parse_file_event, poison_to_rejection
+from shared.projections.account_settings import settings_follower, settings_reader
+from shared.runtime.metrics import ServiceMetrics
+from shared.runtime.service import Service
+from shared.runtime.wiring import build_storage
+from shared.settings import Settings
 
 
 def bootstrap(settings: Settings) -> Service:
@@ -26,9 +26,24 @@ def bootstrap(settings: Settings) -> Service:
     async def handle(record):
         return await resize_sanitized(parse_file_event(record, ev.FileSanitized), deps)
 
-    processor = StreamProcessor(settings, "resizer", "fileshare-resizer", [FILE_SANITIZED], handle,
-                                poison_to_rejection(STAGE), metrics, concurrency=settings.records_in_flight,
-                                trace_as="resize file.sanitized")
-    return Service("resizer", settings, metrics, storage, db,
-                   processors=[processor, settings_follower(settings, "resizer", db, metrics)],
-                   on_start=[pool.start], on_stop=[pool.close])
+    processor = StreamProcessor(
+        settings,
+        "resizer",
+        "fileshare-resizer",
+        [FILE_SANITIZED],
+        handle,
+        poison_to_rejection(STAGE),
+        metrics,
+        concurrency=settings.records_in_flight,
+        trace_as="resize file.sanitized",
+    )
+    return Service(
+        "resizer",
+        settings,
+        metrics,
+        storage,
+        db,
+        processors=[processor, settings_follower(settings, "resizer", db, metrics)],
+        on_start=[pool.start],
+        on_stop=[pool.close],
+    )

@@ -1,6 +1,5 @@
-from shared.runtime.service import run_service
-
 from services.retention.app import bootstrap
+from shared.runtime.service import run_service
 
 if __name__ == "__main__":
     run_service("retention", bootstrap)

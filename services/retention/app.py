@@ -1,27 +1,35 @@
 """Wiring of retention: gdpr.forget and file.rejected consumer, the file index (file.uploaded), the
 account settings it follows, the periodic expiry sweep, the bucket lifecycle safety net. Domain
 logic lives in handlers.py."""
+
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from typing import cast
 
-from shared.settings import Settings
-from shared.contract import events as ev
-from shared.projections.account_settings import settings_follower
-from shared.adapters.db import Database
-from shared.contract.inputs import parse_input
-from shared.adapters.kafka import Publisher, StreamProcessor
-from shared.projections.projection import projection
-from shared.runtime.wiring import build_storage
-from shared.runtime.service import Service
-from shared.contract.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
-from shared.runtime.tracing import describe
-
-from services.retention.handlers import (IndexedEvent, RetentionDeps, SafetyNet, clean_forgotten_file, handle_forget_request,
-                                         index_file, retention_changed, sweep_every)
+from services.retention.handlers import (
+    IndexedEvent,
+    RetentionDeps,
+    SafetyNet,
+    clean_forgotten_file,
+    handle_forget_request,
+    index_file,
+    retention_changed,
+    sweep_every,
+)
 from services.retention.metrics import RetentionMetrics
+from shared.adapters.db import Database
+from shared.adapters.kafka import Publisher, StreamProcessor
+from shared.contract import events as ev
+from shared.contract.inputs import parse_input
+from shared.contract.topics import FILE_REJECTED, FILE_RESIZED, FILE_SANITIZED, FILE_UPLOADED, GDPR_FORGET
+from shared.projections.account_settings import settings_follower
+from shared.projections.projection import projection
+from shared.runtime.service import Service
+from shared.runtime.tracing import describe
+from shared.runtime.wiring import build_storage
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +59,27 @@ def bootstrap(settings: Settings) -> Service:
     # not (an expiry is days away; a forget also lists the store, and index_file waits for a settings
     # change in flight), so those two poll the broker less often.
     processors = [
-        StreamProcessor(settings, "retention", "fileshare-retention", [GDPR_FORGET, FILE_REJECTED], handle,
-                        on_poison, metrics, trace_as={GDPR_FORGET: "forget gdpr.forget"}),
-        projection(settings, "retention", "index", [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED], cast(Callable[[bytes], IndexedEvent], ev.parse_event),
-                   index_file, db, metrics, background=True),
+        StreamProcessor(
+            settings,
+            "retention",
+            "fileshare-retention",
+            [GDPR_FORGET, FILE_REJECTED],
+            handle,
+            on_poison,
+            metrics,
+            trace_as={GDPR_FORGET: "forget gdpr.forget"},
+        ),
+        projection(
+            settings,
+            "retention",
+            "index",
+            [FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED],
+            cast(Callable[[bytes], IndexedEvent], ev.parse_event),
+            index_file,
+            db,
+            metrics,
+            background=True,
+        ),
         settings_follower(settings, "retention", db, metrics, on_change=retention_changed, background=True),
     ]
     safety_net = SafetyNet(db, storage.blobs.bucket, storage.blobs.set_expiry_days, deps.clock)
@@ -62,5 +87,14 @@ def bootstrap(settings: Settings) -> Service:
     async def sweep_forever(stop):
         await sweep_every(settings.retention_sweep_seconds, deps, safety_net, stop)
 
-    return Service("retention", settings, metrics, storage, db, processors=processors, background=[sweep_forever],
-                   on_start=[publisher.start], on_stop=[publisher.stop])
+    return Service(
+        "retention",
+        settings,
+        metrics,
+        storage,
+        db,
+        processors=processors,
+        background=[sweep_forever],
+        on_start=[publisher.start],
+        on_stop=[publisher.stop],
+    )

@@ -5,6 +5,7 @@ sets done_at after; both stamps come from the database's clock. So a rotation th
 time T and wrote it back afterwards can tell, from here alone, whether a forget may have deleted
 that key in between: a forget of that consumer still running, or finished at or after T.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -23,7 +24,7 @@ class ForgetLedger:
     def __init__(self, database_url: str):
         self._db = Database(database_url, "retention", max_size=1)
 
-    async def __aenter__(self) -> "ForgetLedger":
+    async def __aenter__(self) -> ForgetLedger:
         await self._db.open()
         return self
 

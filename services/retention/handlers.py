@@ -25,28 +25,28 @@ the forget's listing, with the consumer's latest forget request id.
 The statements on retention's tables are in services.retention.repository; object paths come from
 shared.adapters.storage.keys.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Awaitable, Callable
-
-from shared.contract import events as ev
-from shared.projections.account_settings import all_documents, get_document
-from shared.adapters.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
-from shared.adapters.db import Connection, Database, lock_files
-from shared.contract.durations import parse_duration
-from shared.adapters.kafka import Outgoing, Send, TransientError
-from shared.adapters.storage import ObjectInfo, ObjectStore, consumer_prefix
-from shared.adapters.storage.keys import file_of, file_prefix
-from shared.contract.topics import FILE_DELETED
-from shared.runtime.logs import file_ctx, log_ctx
+from datetime import UTC, datetime
 
 from services.retention import repository as files_db
 from services.retention.metrics import RetentionMetrics
+from shared.adapters.crypto import HEADER_MAX, BlobIntegrityError, ConsumerKeyStore, parse_header
+from shared.adapters.db import Connection, Database, lock_files
+from shared.adapters.kafka import Outgoing, Send, TransientError
+from shared.adapters.storage import ObjectInfo, ObjectStore, consumer_prefix
+from shared.adapters.storage.keys import file_of, file_prefix
+from shared.contract import events as ev
+from shared.contract.durations import parse_duration
+from shared.contract.topics import FILE_DELETED
+from shared.projections.account_settings import all_documents, get_document
+from shared.runtime.logs import file_ctx, log_ctx
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ SWEEP_BATCH = 100
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -72,8 +72,12 @@ class StoredFile:
 
     @property
     def ids(self) -> dict:
-        return {"file_id": self.file_id, "account_id": self.account_id, "consumer_id": self.consumer_id,
-                "conversation_id": self.conversation_id}
+        return {
+            "file_id": self.file_id,
+            "account_id": self.account_id,
+            "consumer_id": self.consumer_id,
+            "conversation_id": self.conversation_id,
+        }
 
 
 def group_files(objects: list[ObjectInfo]) -> list[StoredFile]:
@@ -98,9 +102,18 @@ class RetentionDeps:
 
 
 def receipt(f: StoredFile, reason: ev.DeletionReason, request_id: str | None = None) -> Outgoing:
-    return Outgoing(FILE_DELETED, f.conversation_id, ev.FileDeleted(
-        file_id=f.file_id, account_id=f.account_id, conversation_id=f.conversation_id,
-        consumer_id=f.consumer_id, reason=reason, request_id=request_id))
+    return Outgoing(
+        FILE_DELETED,
+        f.conversation_id,
+        ev.FileDeleted(
+            file_id=f.file_id,
+            account_id=f.account_id,
+            conversation_id=f.conversation_id,
+            consumer_id=f.consumer_id,
+            reason=reason,
+            request_id=request_id,
+        ),
+    )
 
 
 @dataclass
@@ -126,9 +139,18 @@ async def index_file(conn: Connection, event: IndexedEvent) -> None:
     # account's files, blind to this uncommitted row, would leave the file with it for good.
     retention = (await get_document(conn, event.account_id, for_update=True)).retention
     created = getattr(event, "uploaded_at", None) or event.occurred_at
-    await files_db.index(conn, {"file_id": event.file_id, "account_id": event.account_id,
-                                "consumer_id": event.consumer_id, "conversation_id": event.conversation_id},
-                         event.size_bytes, created, retention)
+    await files_db.index(
+        conn,
+        {
+            "file_id": event.file_id,
+            "account_id": event.account_id,
+            "consumer_id": event.consumer_id,
+            "conversation_id": event.conversation_id,
+        },
+        event.size_bytes,
+        created,
+        retention,
+    )
 
 
 async def retention_changed(conn: Connection, event: ev.AccountSettings) -> None:
@@ -138,8 +160,10 @@ async def retention_changed(conn: Connection, event: ev.AccountSettings) -> None
 
 # --- erasing -------------------------------------------------------------------------------------
 
-async def erase_files(conn: Connection, files: list[StoredFile], reason: ev.DeletionReason, request_id: str | None,
-                      deps: RetentionDeps) -> Erased:
+
+async def erase_files(
+    conn: Connection, files: list[StoredFile], reason: ev.DeletionReason, request_id: str | None, deps: RetentionDeps
+) -> Erased:
     """Under the files' locks: the index rows, the objects (listed now when not given), then receipts
     for files without one (acknowledged); the caller's transaction commits. Everything that can wait
     on another transaction (a sweep, a forget, an in-flight rejection of the same file) comes before
@@ -152,8 +176,9 @@ async def erase_files(conn: Connection, files: list[StoredFile], reason: ev.Dele
     await files_db.unindex(conn, ids)
     objects = freed = 0
     for f in files:
-        for o in f.objects or await deps.blobs.list(file_prefix(f.account_id, f.consumer_id, f.conversation_id,
-                                                                  f.file_id)):
+        for o in f.objects or await deps.blobs.list(
+            file_prefix(f.account_id, f.consumer_id, f.conversation_id, f.file_id)
+        ):
             await deps.blobs.delete(o.key)  # every version on versioned buckets
             objects += 1
             freed += o.size
@@ -199,6 +224,7 @@ async def sweep(deps: RetentionDeps) -> int:
 
 # --- forget --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ForgetSummary:
     request_id: str
@@ -225,9 +251,12 @@ async def _start_request(deps: RetentionDeps, request: ev.GdprForget) -> bool:
 async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> ForgetSummary:
     """Crypto-shred first (every blob and backup unreadable at once), then erase every file."""
     if not await _start_request(deps, request):
-        log.info("forget request %s repeated: carried out before, nothing new is erased (the consumer may have "
-                 "come back since)", request.request_id,
-                 **log_ctx(request_id=request.request_id, account_id=request.account_id))
+        log.info(
+            "forget request %s repeated: carried out before, nothing new is erased (the consumer may have "
+            "come back since)",
+            request.request_id,
+            **log_ctx(request_id=request.request_id, account_id=request.account_id),
+        )
         if deps.metrics is not None:
             deps.metrics.forget_requests.labels("repeated").inc()
         return ForgetSummary(request.request_id, 0, 0, 0, 0, 0, repeated=True)
@@ -242,21 +271,31 @@ async def forget_consumer(request: ev.GdprForget, deps: RetentionDeps) -> Forget
     erased = Erased([], 0, 0)
     for start in range(0, len(files), SWEEP_BATCH):
         async with deps.db.transaction() as conn:
-            batch = await erase_files(conn, files[start:start + SWEEP_BATCH], "gdpr", request.request_id, deps)
+            batch = await erase_files(conn, files[start : start + SWEEP_BATCH], "gdpr", request.request_id, deps)
         erased = Erased(erased.receipted + batch.receipted, erased.objects + batch.objects, erased.bytes + batch.bytes)
     async with deps.db.transaction() as conn:
         await files_db.finish_forget(conn, request.request_id, request.account_id, request.consumer_id)
     done_at = deps.clock()
-    summary = ForgetSummary(request.request_id, shredded, len(files), len(erased.receipted), erased.objects,
-                            erased.bytes)
+    summary = ForgetSummary(
+        request.request_id, shredded, len(files), len(erased.receipted), erased.objects, erased.bytes
+    )
     if deps.metrics is not None:
         deps.metrics.forget_requests.labels(summary.outcome).inc()
         deps.metrics.shred_seconds.observe(max(0.0, (shredded_at - request.occurred_at).total_seconds()))
         deps.metrics.forget_seconds.observe(max(0.0, (done_at - request.occurred_at).total_seconds()))
-    log.info("forget request %s %s: keys destroyed=%d, files=%d, receipts=%d, objects deleted=%d, bytes=%d, "
-             "%.3fs after the request", request.request_id, summary.outcome, shredded, len(files), summary.receipts,
-             erased.objects, erased.bytes, (done_at - request.occurred_at).total_seconds(),
-             **log_ctx(request_id=request.request_id, account_id=request.account_id))
+    log.info(
+        "forget request %s %s: keys destroyed=%d, files=%d, receipts=%d, objects deleted=%d, bytes=%d, "
+        "%.3fs after the request",
+        request.request_id,
+        summary.outcome,
+        shredded,
+        len(files),
+        summary.receipts,
+        erased.objects,
+        erased.bytes,
+        (done_at - request.occurred_at).total_seconds(),
+        **log_ctx(request_id=request.request_id, account_id=request.account_id),
+    )
     return summary
 
 
@@ -288,8 +327,9 @@ async def clean_forgotten_file(event: ev.FileRejected, deps: RetentionDeps) -> E
     """A file rejected as consumer_forgotten: remove what an in-flight stage wrote after the forget."""
     if event.reason != "consumer_forgotten":
         return None
-    files = group_files(await deps.blobs.list(file_prefix(event.account_id, event.consumer_id,
-                                                           event.conversation_id, event.file_id)))
+    files = group_files(
+        await deps.blobs.list(file_prefix(event.account_id, event.consumer_id, event.conversation_id, event.file_id))
+    )
     if not files:
         return None
     f = files[0]
@@ -300,8 +340,12 @@ async def clean_forgotten_file(event: ev.FileRejected, deps: RetentionDeps) -> E
     async with deps.db.transaction() as conn:
         request_id = await files_db.latest_forget(conn, f.account_id, f.consumer_id)
         erased = await erase_files(conn, files, "gdpr", request_id, deps)
-    log.info("removed %d object(s) left by an in-flight stage after a forget (receipt: %s)", erased.objects,
-             "new" if erased.receipted else "already given", **f.ctx)
+    log.info(
+        "removed %d object(s) left by an in-flight stage after a forget (receipt: %s)",
+        erased.objects,
+        "new" if erased.receipted else "already given",
+        **f.ctx,
+    )
     return erased
 
 
@@ -323,8 +367,13 @@ class SafetyNet:
     """The bucket lifecycle rule at the longest retention in use (MinIO/S3), set again only when that
     changes; a store that cannot set one (rclone) says so once, not at every sweep."""
 
-    def __init__(self, db: Database, bucket: str, set_expiry_days: Callable[[int], Awaitable[bool]],
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        db: Database,
+        bucket: str,
+        set_expiry_days: Callable[[int], Awaitable[bool]],
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self.db, self.bucket, self.set_expiry_days, self.clock = db, bucket, set_expiry_days, clock
         self.days: int | None = None
 
@@ -354,5 +403,5 @@ async def sweep_every(seconds: float, deps: RetentionDeps, safety_net: SafetyNet
             deps.metrics.sweep_seconds.observe(time.perf_counter() - started)
         try:
             await asyncio.wait_for(stop.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -3,6 +3,7 @@
 Every statement of the handlers, each inside the caller's connection or transaction; the handlers
 decide what to lock, erase and send (services.retention.handlers).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -21,7 +22,8 @@ async def index(conn: Connection, file: dict, size_bytes: int, created: datetime
         f"SELECT %(file_id)s, %(account_id)s, %(consumer_id)s, %(conversation_id)s, %(size)s, %(created)s, "
         f"%(created)s + {MAKE_INTERVAL_SQL} "
         "WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE file_id = %(file_id)s) ON CONFLICT (file_id) DO NOTHING",
-        {**file, "size": size_bytes, "created": created, **interval_args(retention)})
+        {**file, "size": size_bytes, "created": created, **interval_args(retention)},
+    )
 
 
 async def index_found(conn: Connection, file: dict) -> None:
@@ -31,14 +33,17 @@ async def index_found(conn: Connection, file: dict) -> None:
         "SELECT %(file_id)s, %(account_id)s, %(consumer_id)s, %(conversation_id)s, now(), "
         "now() + interval '1 day' "  # the erasure retries until it is done; expiry is the backstop
         "WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE file_id = %(file_id)s) "
-        "ON CONFLICT (file_id) DO NOTHING", file)
+        "ON CONFLICT (file_id) DO NOTHING",
+        file,
+    )
 
 
 async def set_retention(conn: Connection, account_id: str, retention: str) -> None:
     """Every indexed file of the account expires `retention` after it was created."""
-    await conn.execute(f"UPDATE files SET expires_at = created_at + {MAKE_INTERVAL_SQL} "
-                       "WHERE account_id = %(account_id)s", {"account_id": account_id,
-                                                             **interval_args(retention)})
+    await conn.execute(
+        f"UPDATE files SET expires_at = created_at + {MAKE_INTERVAL_SQL} WHERE account_id = %(account_id)s",
+        {"account_id": account_id, **interval_args(retention)},
+    )
 
 
 async def lock_indexed(conn: Connection, file_ids: list[str]) -> None:
@@ -52,45 +57,67 @@ async def unindex(conn: Connection, file_ids: list[str]) -> None:
 
 async def add_receipt(conn: Connection, file_id: str, account_id: str, reason: str, request_id: str | None) -> bool:
     """Record the file's receipt; False when it had one (one receipt per file, ever)."""
-    row = await (await conn.execute(
-        "INSERT INTO receipts (file_id, account_id, reason, request_id) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
-        (file_id, account_id, reason, request_id))).fetchone()
+    row = await (
+        await conn.execute(
+            "INSERT INTO receipts (file_id, account_id, reason, request_id) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
+            (file_id, account_id, reason, request_id),
+        )
+    ).fetchone()
     return row is not None
 
 
 async def lock_expired(conn: Connection, now: datetime, limit: int) -> list[dict]:
     """Up to `limit` indexed files expired at `now`, oldest first, locked; rows other sweeps hold are skipped."""
-    return await (await conn.execute(
-        f"SELECT {INDEX_COLUMNS} FROM files WHERE expires_at <= %s "
-        "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit))).fetchall()
+    return await (
+        await conn.execute(
+            f"SELECT {INDEX_COLUMNS} FROM files WHERE expires_at <= %s "
+            "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, limit),
+        )
+    ).fetchall()
 
 
 async def indexed_of_consumer(conn: Connection, account_id: str, consumer_id: str) -> list[dict]:
-    return await (await conn.execute(
-        f"SELECT {INDEX_COLUMNS} FROM files "
-        "WHERE account_id = %s AND consumer_id = %s ORDER BY file_id",
-        (account_id, consumer_id))).fetchall()
+    return await (
+        await conn.execute(
+            f"SELECT {INDEX_COLUMNS} FROM files WHERE account_id = %s AND consumer_id = %s ORDER BY file_id",
+            (account_id, consumer_id),
+        )
+    ).fetchall()
 
 
 async def start_forget(conn: Connection, request_id: str, account_id: str, consumer_id: str) -> bool:
     """Record the forget request; False when it was carried out before (done_at set)."""
-    await conn.execute("INSERT INTO forget_requests (request_id, account_id, consumer_id) VALUES (%s, %s, %s) "
-                       "ON CONFLICT DO NOTHING", (request_id, account_id, consumer_id))
-    row = the_row(await (await conn.execute(
-        "SELECT done_at FROM forget_requests WHERE request_id = %s AND account_id = %s AND consumer_id = %s",
-        (request_id, account_id, consumer_id))).fetchone())
+    await conn.execute(
+        "INSERT INTO forget_requests (request_id, account_id, consumer_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        (request_id, account_id, consumer_id),
+    )
+    row = the_row(
+        await (
+            await conn.execute(
+                "SELECT done_at FROM forget_requests WHERE request_id = %s AND account_id = %s AND consumer_id = %s",
+                (request_id, account_id, consumer_id),
+            )
+        ).fetchone()
+    )
     return row["done_at"] is None
 
 
 async def finish_forget(conn: Connection, request_id: str, account_id: str, consumer_id: str) -> None:
-    await conn.execute("UPDATE forget_requests SET done_at = now() WHERE request_id = %s AND account_id = %s "
-                       "AND consumer_id = %s", (request_id, account_id, consumer_id))
+    await conn.execute(
+        "UPDATE forget_requests SET done_at = now() WHERE request_id = %s AND account_id = %s AND consumer_id = %s",
+        (request_id, account_id, consumer_id),
+    )
 
 
 async def latest_forget(conn: Connection, account_id: str, consumer_id: str) -> str | None:
     """The request id of the consumer's latest forget request, if any."""
-    row = await (await conn.execute(
-        "SELECT request_id FROM forget_requests WHERE account_id = %s AND consumer_id = %s "
-        "ORDER BY received_at DESC LIMIT 1", (account_id, consumer_id))).fetchone()
+    row = await (
+        await conn.execute(
+            "SELECT request_id FROM forget_requests WHERE account_id = %s AND consumer_id = %s "
+            "ORDER BY received_at DESC LIMIT 1",
+            (account_id, consumer_id),
+        )
+    ).fetchone()
     return row["request_id"] if row else None

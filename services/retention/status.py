@@ -2,14 +2,15 @@
 
 Read-only: one grouped query over retention's file index (its expiry times are indexed).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 
-from shared.settings import Settings
+from shared.adapters.db import Database
 from shared.contract import events as ev
 from shared.projections.account_settings import all_documents
-from shared.adapters.db import Database
+from shared.settings import Settings
 
 PER_ACCOUNT = """
     SELECT account_id, count(*) AS files, coalesce(sum(size_bytes), 0) AS bytes,
@@ -22,13 +23,18 @@ def summarize(rows: list[dict], documents: dict[str, ev.AccountSettingsDocument]
     accounts = []
     for row in rows:
         retention = documents.get(row["account_id"], ev.AccountSettingsDocument()).retention
-        accounts.append({
-            "account_id": row["account_id"], "retention": retention, "files": row["files"],
-            "bytes": int(row["bytes"]), "consumers": row["consumers"],
-            "oldest_file_age_seconds": round((now - row["oldest_created"]).total_seconds(), 1),
-            "next_expiry": row["next_expiry"].isoformat(),
-            "next_expiry_overdue": row["next_expiry"] <= now,
-        })
+        accounts.append(
+            {
+                "account_id": row["account_id"],
+                "retention": retention,
+                "files": row["files"],
+                "bytes": int(row["bytes"]),
+                "consumers": row["consumers"],
+                "oldest_file_age_seconds": round((now - row["oldest_created"]).total_seconds(), 1),
+                "next_expiry": row["next_expiry"].isoformat(),
+                "next_expiry_overdue": row["next_expiry"] <= now,
+            }
+        )
     return {"generated_at": now.isoformat(), "files": sum(a["files"] for a in accounts), "accounts": accounts}
 
 

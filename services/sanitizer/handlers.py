@@ -3,21 +3,22 @@
 file.uploaded → file.sanitized | file.rejected. Idempotent: the sanitized variant has a
 deterministic key, so a redelivered record rewrites the same object.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from shared.contract import events as ev
 from shared.adapters.crypto import EncryptedFileStore
-from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
 from shared.adapters.kafka import Outgoing
-from shared.runtime.logs import file_ctx
-from shared.runtime.metrics import ServiceMetrics
+from shared.adapters.scanner import Scanner
+from shared.contract import events as ev
+from shared.contract.topics import FILE_SANITIZED
+from shared.images import ImageLimits, ImageRejected, ImageWorkerPool, sanitize_image
 from shared.pipeline import StageRejection, carry, read_variant, reject, write_variant
 from shared.projections.account_settings import SettingsOf
-from shared.adapters.scanner import Scanner
-from shared.contract.topics import FILE_SANITIZED
+from shared.runtime.logs import file_ctx
+from shared.runtime.metrics import ServiceMetrics
 from shared.runtime.tracing import step_span
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,18 @@ async def sanitize_uploaded(event: ev.FileUploaded, deps: SanitizerDeps) -> list
     if deps.metrics is not None:
         deps.metrics.bytes.labels("sanitized").inc(len(result.data))
     log.info("sanitized %dx%d %s", result.width, result.height, result.content_type, **file_ctx(event))
-    return [Outgoing(FILE_SANITIZED, event.conversation_id, ev.FileSanitized(
-        **carry(event), object_key=str(sanitized_key), content_type=result.content_type,
-        size_bytes=len(result.data), width=result.width, height=result.height, uploaded_at=event.occurred_at))]
+    return [
+        Outgoing(
+            FILE_SANITIZED,
+            event.conversation_id,
+            ev.FileSanitized(
+                **carry(event),
+                object_key=str(sanitized_key),
+                content_type=result.content_type,
+                size_bytes=len(result.data),
+                width=result.width,
+                height=result.height,
+                uploaded_at=event.occurred_at,
+            ),
+        )
+    ]

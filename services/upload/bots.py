@@ -8,6 +8,7 @@ and counted like an invalid input event. An account or conversation id of the wr
 it carries consumer_id `unknown` for a conversation the service does not know (or one of
 another account): FileRejected requires them, and a hostile id must not travel on.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,22 +20,27 @@ from dataclasses import dataclass
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
+from services.upload import status as file_status
+from services.upload.handlers import (
+    Replayed,
+    StorageFailed,
+    UploadDeps,
+    UploadRequest,
+    accept_file,
+    file_id_for_request,
+)
+from services.upload.policy import Refused, check_sender
+from shared.adapters.kafka import Outgoing, TransientError
 from shared.contract import events as ev
-from shared.projections.account_settings import get_document
 from shared.contract.auth import AuthError, Principal, verify_token
-from shared.projections.conversations import get_conversation
 from shared.contract.ids import InvalidId, check_id, is_valid_id, shown
 from shared.contract.inputs import drop_invalid
-from shared.adapters.kafka import Outgoing, TransientError
+from shared.contract.topics import FILE_REJECTED
+from shared.projections.account_settings import get_document
+from shared.projections.conversations import get_conversation
 from shared.rules import enforce, limits
 from shared.rules.limits import max_b64_chars  # noqa: F401 - part of this module's interface (tests)
-from shared.contract.topics import FILE_REJECTED
 from shared.runtime.logs import file_ctx, log_ctx
-
-from services.upload import status as file_status
-from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
-                                      file_id_for_request)
-from services.upload.policy import Refused, check_sender
 
 log = logging.getLogger(__name__)
 GROUP_ID = "fileshare-upload-bots"
@@ -48,6 +54,7 @@ class BotStorageUnavailable(TransientError):
 @dataclass(frozen=True)
 class RecordIds:
     """The ids a file.rejected for the record can carry."""
+
     request_id: str
     account_id: str
     conversation_id: str
@@ -75,19 +82,27 @@ def drop_unanswerable(record: ConsumerRecord, raw, deps: UploadDeps) -> list[Out
     return []
 
 
-async def rejection(deps: UploadDeps, ids: RecordIds, reason: str, detail: str,
-                    principal: Principal | None = None) -> Outgoing:
+async def rejection(
+    deps: UploadDeps, ids: RecordIds, reason: str, detail: str, principal: Principal | None = None
+) -> Outgoing:
     account_id, conversation_id = ids.account_id, ids.conversation_id
     async with deps.db.transaction() as conn:
         conversation = await get_conversation(conn, conversation_id)
     consumer_id = conversation.consumer_id if conversation and conversation.account_id == account_id else UNKNOWN
     sender = ev.Sender(id=principal.sub, role=principal.role) if principal else ev.Sender(id=UNKNOWN, role="bot")
     event = ev.FileRejected(
-        file_id=bot_file_id(account_id, principal, ids.request_id), account_id=account_id,
-        conversation_id=conversation_id, consumer_id=consumer_id, sender=sender,
-        source="local", request_id=ids.request_id, stage="upload", reason=reason, detail=detail[:500])
-    log.info("bot request %s rejected: %s (%s)", ids.request_id, reason, detail,
-             **file_ctx(event))
+        file_id=bot_file_id(account_id, principal, ids.request_id),
+        account_id=account_id,
+        conversation_id=conversation_id,
+        consumer_id=consumer_id,
+        sender=sender,
+        source="local",
+        request_id=ids.request_id,
+        stage="upload",
+        reason=reason,
+        detail=detail[:500],
+    )
+    log.info("bot request %s rejected: %s (%s)", ids.request_id, reason, detail, **file_ctx(event))
     if deps.metrics is not None:
         deps.metrics.record_refusal("topic", reason)
     return Outgoing(FILE_REJECTED, conversation_id, event)
@@ -141,8 +156,11 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
     async with deps.db.transaction() as conn:
         handled = await file_status.load(conn, file_id) is not None
     if handled:
-        log.info("bot request %s already handled; redelivery ignored", request_id,
-                 **log_ctx(file_id=file_id, conversation_id=conversation_id))
+        log.info(
+            "bot request %s already handled; redelivery ignored",
+            request_id,
+            **log_ctx(file_id=file_id, conversation_id=conversation_id),
+        )
         return []
     if refused is not None:
         return [await rejection(deps, ids, refused.code, refused.message)]
@@ -152,16 +170,29 @@ async def handle_share_request(record: ConsumerRecord, deps: UploadDeps) -> list
         request = ev.FileShareRequested.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
-        return [await rejection(deps, ids, "invalid_request",
-                                f"{'.'.join(map(str, first['loc']))}: {first['msg']}", principal)]
+        return [
+            await rejection(
+                deps, ids, "invalid_request", f"{'.'.join(map(str, first['loc']))}: {first['msg']}", principal
+            )
+        ]
     try:
         # Same functions as HTTP, in the same order: who/where first, then the file.
         async with deps.db.transaction() as conn:
-            check_sender(principal, account_id, await get_document(conn, account_id), "local",
-                         await get_conversation(conn, conversation_id), deps.settings.file_channel_set, via="topic")
+            check_sender(
+                principal,
+                account_id,
+                await get_document(conn, account_id),
+                "local",
+                await get_conversation(conn, conversation_id),
+                deps.settings.file_channel_set,
+                via="topic",
+            )
         data = decode_content(request.content_b64, deps.settings.max_upload_bytes)
-        event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, request.caption,
-                                                "local", file_id, request_id), deps, via="topic")
+        event = await accept_file(
+            UploadRequest(principal, account_id, conversation_id, data, request.caption, "local", file_id, request_id),
+            deps,
+            via="topic",
+        )
     except Refused as r:
         return [await rejection(deps, ids, r.code, r.message, principal)]
     except Replayed:

@@ -1,5 +1,6 @@
 """Reading the multipart upload with a hard byte limit and no plaintext on disk; the body limits of
 the upload service's routes and its budget of body bytes in flight."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -7,9 +8,9 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 
-from shared.settings import Settings
-from shared.runtime.httpapi import ApiError, BodyCap, BodyTooLarge, ByteBudget, install_body_limit
 from shared.rules import limits
+from shared.runtime.httpapi import ApiError, BodyCap, BodyTooLarge, ByteBudget, install_body_limit
+from shared.settings import Settings
 
 UPLOAD_ROUTE = ("POST", "/v1/accounts/{account_id}/conversations/{conversation_id}/files")
 
@@ -25,8 +26,11 @@ def install_upload_body_limits(app: FastAPI, settings: Settings) -> None:
     + multipart slack, anything else (a settings document) at 64 KiB. The bodies read at one time
     share FS_UPLOAD_BUFFER_BYTES, so a burst of uploads waits in line (or is answered 503 with
     Retry-After) instead of growing the process: the photo is held in memory, never spooled to disk."""
-    install_body_limit(app, overrides={UPLOAD_ROUTE: limits.multipart_cap(settings.max_upload_bytes)},
-                       budget=ByteBudget(settings.upload_buffer_bytes))
+    install_body_limit(
+        app,
+        overrides={UPLOAD_ROUTE: limits.multipart_cap(settings.max_upload_bytes)},
+        budget=ByteBudget(settings.upload_buffer_bytes),
+    )
 
 
 async def read_form_limited(request: Request, limit: int) -> FormData:

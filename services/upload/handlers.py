@@ -11,33 +11,32 @@ the event) leaves the encrypted original behind: if the event was stored, the pi
 the status projection records the file; if not, the client's retry with the same key writes the
 same object again, and one never retried is removed by the bucket's lifecycle rule.
 """
+
 from __future__ import annotations
 
 import logging
 import uuid
 from dataclasses import dataclass
 
-from shared.contract import events as ev
-from shared.projections.account_settings import get_document
-from shared.contract.auth import Principal
-from shared.projections.conversations import get_conversation
-from shared.adapters.crypto import EncryptedFileStore
-from shared.adapters.db import Connection, Database
-from shared.images.formats import SNIFF_BYTES, sniff_content_type
-from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
-from shared.pipeline import caption_binding, seal_for_file
-from shared.rules import enforce, limits
-from shared.settings import Settings
-from shared.adapters.storage import ObjectKey
-from shared.contract.topics import FILE_UPLOADED
-from shared.runtime.logs import file_ctx, log_ctx
-from shared.runtime.tracing import describe
-
-from services.upload.metrics import UploadMetrics
-
 from services.upload import rate_limits
 from services.upload import status as file_status
+from services.upload.metrics import UploadMetrics
 from services.upload.policy import Refused, check_caption, check_sender, check_type
+from shared.adapters.crypto import EncryptedFileStore
+from shared.adapters.db import Connection, Database
+from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
+from shared.adapters.storage import ObjectKey
+from shared.contract import events as ev
+from shared.contract.auth import Principal
+from shared.contract.topics import FILE_UPLOADED
+from shared.images.formats import SNIFF_BYTES, sniff_content_type
+from shared.pipeline import caption_binding, seal_for_file
+from shared.projections.account_settings import get_document
+from shared.projections.conversations import get_conversation
+from shared.rules import enforce, limits
+from shared.runtime.logs import file_ctx, log_ctx
+from shared.runtime.tracing import describe
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f9a43-2f7c-4c8e-bb0e-3a3c52f1c7d2")
@@ -94,8 +93,15 @@ class Replayed(Exception):
 async def check_request(conn: Connection, req: UploadRequest, deps: UploadDeps, via: str = "http"):
     """Every rule in contract order; returns (conversation, content_type, caption) or raises Refused."""
     account = await get_document(conn, req.account_id)
-    conversation = check_sender(req.principal, req.account_id, account, req.source,
-                                await get_conversation(conn, req.conversation_id), deps.settings.file_channel_set, via)
+    conversation = check_sender(
+        req.principal,
+        req.account_id,
+        account,
+        req.source,
+        await get_conversation(conn, req.conversation_id),
+        deps.settings.file_channel_set,
+        via,
+    )
     enforce(limits.file_size(len(req.data), deps.settings.max_upload_bytes))
     content_type = check_type(sniff_content_type(req.data[:SNIFF_BYTES]), account)
     caption = check_caption(req.caption, deps.settings.max_caption_chars)
@@ -126,20 +132,27 @@ async def accept_file(req: UploadRequest, deps: UploadDeps, via: str = "http") -
         conversation, content_type, caption = await check_request(conn, req, deps, via)
     # In a transaction of its own, between the two: its lock is held for milliseconds, never while
     # the file is stored, and no request holds two connections of the pool at once.
-    await rate_limits.take_slot(deps.db, rate_limits.limits_for(req.principal, req.account_id,
-                                                                 req.conversation_id, deps.settings), file_id)
+    await rate_limits.take_slot(
+        deps.db, rate_limits.limits_for(req.principal, req.account_id, req.conversation_id, deps.settings), file_id
+    )
     try:
         event = await _claim_store_publish(req, deps, file_id, conversation, content_type, caption)
     except StorageFailed:
         await _give_back_slot(deps, file_id)
         raise
-    log.info("accepted %s %d bytes from %s", content_type, len(req.data), req.principal.role,
-             **log_ctx(file_id=file_id, conversation_id=req.conversation_id))
+    log.info(
+        "accepted %s %d bytes from %s",
+        content_type,
+        len(req.data),
+        req.principal.role,
+        **log_ctx(file_id=file_id, conversation_id=req.conversation_id),
+    )
     return event
 
 
-async def _claim_store_publish(req: UploadRequest, deps: UploadDeps, file_id: str, conversation,
-                               content_type: str, caption: str | None) -> ev.FileUploaded:
+async def _claim_store_publish(
+    req: UploadRequest, deps: UploadDeps, file_id: str, conversation, content_type: str, caption: str | None
+) -> ev.FileUploaded:
     """One transaction: claim the file id, store the original, publish file.uploaded, then commit."""
     async with deps.db.transaction() as conn:
         try:
@@ -147,10 +160,17 @@ async def _claim_store_publish(req: UploadRequest, deps: UploadDeps, file_id: st
         except ValueError as e:
             raise Refused(422, "invalid_request", str(e)) from None
         event = ev.FileUploaded(
-            file_id=file_id, account_id=req.account_id, conversation_id=req.conversation_id,
-            consumer_id=conversation.consumer_id, sender=ev.Sender(id=req.principal.sub, role=req.principal.role),
-            source=req.source, request_id=req.request_id, object_key=str(key), content_type=content_type,
-            size_bytes=len(req.data))
+            file_id=file_id,
+            account_id=req.account_id,
+            conversation_id=req.conversation_id,
+            consumer_id=conversation.consumer_id,
+            sender=ev.Sender(id=req.principal.sub, role=req.principal.role),
+            source=req.source,
+            request_id=req.request_id,
+            object_key=str(key),
+            content_type=content_type,
+            size_bytes=len(req.data),
+        )
         describe(event)  # the request's span (or the bot record's) names the file
         status = await file_status.claim(conn, event)
         if status is None:  # a concurrent request with the same id committed first
@@ -175,8 +195,9 @@ async def _give_back_slot(deps: UploadDeps, file_id: str) -> None:
         log.warning("could not give back the rate-limit slot: %s", e, **log_ctx(file_id=file_id))
 
 
-async def _store_original(event: ev.FileUploaded, key: ObjectKey, data: bytes, caption: str | None,
-                          deps: UploadDeps) -> ev.FileUploaded:
+async def _store_original(
+    event: ev.FileUploaded, key: ObjectKey, data: bytes, caption: str | None, deps: UploadDeps
+) -> ev.FileUploaded:
     """Encrypt and store the original; the event gains the caption sealed under the same consumer key."""
     files = deps.files.scoped()  # the caption is sealed under the key the original was: one key fetch
     try:
@@ -190,6 +211,5 @@ async def _store_original(event: ev.FileUploaded, key: ObjectKey, data: bytes, c
         try:  # a put that failed late (after the server wrote it) is undone: nothing was published
             await deps.files.store.delete(str(key))
         except Exception:
-            log.warning("could not remove a partly stored original; the lifecycle rule will",
-                        **file_ctx(event))
+            log.warning("could not remove a partly stored original; the lifecycle rule will", **file_ctx(event))
         raise StorageFailed("storage is unavailable") from e

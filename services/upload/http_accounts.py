@@ -1,4 +1,5 @@
 """HTTP: an account's settings (GET/PUT) and what the agent UI may show (capabilities)."""
+
 from __future__ import annotations
 
 import logging
@@ -8,21 +9,24 @@ from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI, Query, Request
 from pydantic import ValidationError
 
-from shared.contract import events as ev
-from shared.projections.account_settings import get_document, put_document, wait_applied
-from shared.projections.conversations import get_conversation
-from shared.contract.durations import parse_duration
-from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
-from shared.adapters.kafka import Outgoing
-from shared.rules import access, enforce
-from shared.contract.topics import ACCOUNT_SETTINGS
-
 from services.upload.handlers import UploadDeps
 from services.upload.policy import capabilities, check_source, sendable_types
+from shared.adapters.kafka import Outgoing
+from shared.contract import events as ev
+from shared.contract.durations import parse_duration
+from shared.contract.topics import ACCOUNT_SETTINGS
+from shared.projections.account_settings import get_document, put_document, wait_applied
+from shared.projections.conversations import get_conversation
+from shared.rules import access, enforce
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
 
 log = logging.getLogger(__name__)
-SETTINGS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "$ref": "#/components/schemas/AccountSettingsDocument"}}}}}
+SETTINGS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AccountSettingsDocument"}}},
+    }
+}
 
 
 def parse_settings_document(body: bytes) -> ev.AccountSettingsDocument:
@@ -50,18 +54,29 @@ async def wait_until_applied(deps: UploadDeps, account_id: str, landed: RecordMe
     if deps.metrics is not None:
         deps.metrics.settings_apply_seconds.labels("timed_out" if lag.behind else "applied").observe(waited)
     if lag.behind:
-        why = (f"their progress could not be read: {type(lag.cause).__name__}: {lag.cause}" if lag.cause
-               else "down or behind?")
-        log.warning("settings of account %s not yet applied by %s after %.1fs (%s): photos sent now may still be "
-                    "resized with the previous ones until it catches up", account_id, ", ".join(lag.behind), waited,
-                    why)
+        why = (
+            f"their progress could not be read: {type(lag.cause).__name__}: {lag.cause}"
+            if lag.cause
+            else "down or behind?"
+        )
+        log.warning(
+            "settings of account %s not yet applied by %s after %.1fs (%s): photos sent now may still be "
+            "resized with the previous ones until it catches up",
+            account_id,
+            ", ".join(lag.behind),
+            waited,
+            why,
+        )
 
 
 def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings = deps.settings
 
-    @router.get("/v1/accounts/{account_id}/settings", response_model=ev.AccountSettingsDocument,
-                responses=error_responses((401, "unauthenticated"), (403, "permission_denied"), (404, "not_found")))
+    @router.get(
+        "/v1/accounts/{account_id}/settings",
+        response_model=ev.AccountSettingsDocument,
+        responses=error_responses((401, "unauthenticated"), (403, "permission_denied"), (404, "not_found")),
+    )
     async def get_settings(account_id: str, request: Request):
         """The account's settings document (defaults, all off, until one is stored)."""
         principal = authenticate(request, settings.auth_secret)
@@ -70,10 +85,14 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
         async with deps.db.pool.connection() as conn:
             return (await get_document(conn, account_id)).model_dump()
 
-    @router.put("/v1/accounts/{account_id}/settings", response_model=ev.AccountSettingsDocument,
-                responses=error_responses((401, "unauthenticated"), (403, "permission_denied"),
-                                          (422, "invalid_request"), (503, "unavailable")),
-                openapi_extra=SETTINGS_BODY)
+    @router.put(
+        "/v1/accounts/{account_id}/settings",
+        response_model=ev.AccountSettingsDocument,
+        responses=error_responses(
+            (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request"), (503, "unavailable")
+        ),
+        openapi_extra=SETTINGS_BODY,
+    )
     async def put_settings(account_id: str, request: Request):
         """Replace the settings document. `platform` (the account team) may set everything; the
         account `admin` all but `feature_enabled` (omit it, or send its current value). Stored in the
@@ -90,7 +109,10 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
             current = await get_document(conn, account_id, for_update=True)
             may_not_set_feature = access.set_feature_enabled(principal)
             if may_not_set_feature is not None:  # an admin: the flag stays the account team's
-                if "feature_enabled" in document.model_fields_set and document.feature_enabled != current.feature_enabled:
+                if (
+                    "feature_enabled" in document.model_fields_set
+                    and document.feature_enabled != current.feature_enabled
+                ):
                     raise may_not_set_feature
                 document = document.model_copy(update={"feature_enabled": current.feature_enabled})
             written_at = await put_document(conn, account_id, document)
@@ -109,13 +131,20 @@ def add_account_routes(router: FastAPI, deps: UploadDeps) -> None:
 def add_capabilities_route(router: FastAPI, deps: UploadDeps) -> None:
     settings = deps.settings
 
-    @router.get("/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities",
-                responses=error_responses((401, "unauthenticated"), (404, "not_found"), (422, "invalid_request")))
-    async def get_capabilities(account_id: str, conversation_id: str, request: Request,
-                               source: str | None = Query(
-                                   None, description="`local` or `widget`: ask for one source; default: any the "
-                                                     "caller's profile holds",
-                                   json_schema_extra={"enum": list(ev.SOURCES)})):
+    @router.get(
+        "/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities",
+        responses=error_responses((401, "unauthenticated"), (404, "not_found"), (422, "invalid_request")),
+    )
+    async def get_capabilities(
+        account_id: str,
+        conversation_id: str,
+        request: Request,
+        source: str | None = Query(
+            None,
+            description="`local` or `widget`: ask for one source; default: any the caller's profile holds",
+            json_schema_extra={"enum": list(ev.SOURCES)},
+        ),
+    ):
         """Whether the attachment icon is shown (`visible`: the caller's profile holds the permission and
         the account team enabled the feature) and clickable (`enabled`: an upload would pass every rule
         but the file's own); `reason` names the first failing rule with the upload's error code."""
@@ -127,7 +156,18 @@ def add_capabilities_route(router: FastAPI, deps: UploadDeps) -> None:
             check_source(source, principal)
         async with deps.db.pool.connection() as conn:
             account = await get_document(conn, account_id)
-            caps = capabilities(principal, account_id, account,
-                                await get_conversation(conn, conversation_id), settings.file_channel_set, source)
-        return {"visible": caps.visible, "enabled": caps.enabled, "reason": caps.reason,
-                "accepted_types": sendable_types(principal, account_id, account), "max_bytes": settings.max_upload_bytes}
+            caps = capabilities(
+                principal,
+                account_id,
+                account,
+                await get_conversation(conn, conversation_id),
+                settings.file_channel_set,
+                source,
+            )
+        return {
+            "visible": caps.visible,
+            "enabled": caps.enabled,
+            "reason": caps.reason,
+            "accepted_types": sendable_types(principal, account_id, account),
+            "max_bytes": settings.max_upload_bytes,
+        }

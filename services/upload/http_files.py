@@ -1,4 +1,5 @@
 """HTTP: send a photo (POST …/files) and follow it (GET /v1/files/{id})."""
+
 from __future__ import annotations
 
 import time
@@ -6,32 +7,72 @@ import time
 from fastapi import FastAPI, Header, Path, Request
 from starlette.datastructures import UploadFile
 
-from shared.projections.account_settings import get_document
-from shared.projections.conversations import get_conversation
-from shared.contract.events import SOURCES
-from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
-from shared.rules import access, enforce, limits
-from shared.runtime.tracing import answered, server_span
-
 from services.upload import status as file_status
 from services.upload.forms import BodyTooLarge, MalformedForm, read_form_limited
-from services.upload.handlers import (Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file,
-                                      already_accepted, file_id_for)
+from services.upload.handlers import (
+    Replayed,
+    StorageFailed,
+    UploadDeps,
+    UploadRequest,
+    accept_file,
+    already_accepted,
+    file_id_for,
+)
 from services.upload.policy import check_conversation, check_may_send_at_all, check_source
+from shared.contract.events import SOURCES
+from shared.projections.account_settings import get_document
+from shared.projections.conversations import get_conversation
+from shared.rules import access, enforce, limits
+from shared.runtime.httpapi import ApiError, authenticate, error_responses, lookup_id, write_id
+from shared.runtime.tracing import answered, server_span
 
-UPLOAD_ERRORS = ((401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
-                 (403, "permission_denied"), (403, "consumer_uploads_disabled"), (404, "conversation_not_found"),
-                 (409, "conversation_closed"), (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"),
-                 (422, "invalid_request"), (429, "rate_limited"), (503, "unavailable"))
-MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {
-        "file": {"type": "string", "format": "binary",
-                 "description": "exactly one jpeg, png or gif photo (type decided by content), at most 5 MB"},
-        "caption": {"type": "string", "maxLength": 2000, "description": "optional; no control characters"},
-        "source": {"type": "string", "enum": list(SOURCES), "default": "local",
-                   "description": "local file browser (agents, bots) or a custom widget; a consumer's "
-                                  "upload is `consumer` whatever is sent"}}}}}}}
+UPLOAD_ERRORS = (
+    (401, "unauthenticated"),
+    (403, "feature_disabled"),
+    (403, "file_sharing_disabled"),
+    (403, "permission_denied"),
+    (403, "consumer_uploads_disabled"),
+    (404, "conversation_not_found"),
+    (409, "conversation_closed"),
+    (409, "channel_not_supported"),
+    (413, "file_too_large"),
+    (415, "unsupported_type"),
+    (422, "invalid_request"),
+    (429, "rate_limited"),
+    (503, "unavailable"),
+)
+MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "exactly one jpeg, png or gif photo (type decided by content), at most 5 MB",
+                        },
+                        "caption": {
+                            "type": "string",
+                            "maxLength": 2000,
+                            "description": "optional; no control characters",
+                        },
+                        "source": {
+                            "type": "string",
+                            "enum": list(SOURCES),
+                            "default": "local",
+                            "description": "local file browser (agents, bots) or a custom widget; a consumer's "
+                            "upload is `consumer` whatever is sent",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 # Request parts that could fail validation are read as plain strings / raw bytes and validated
 # in the handler AFTER authentication: an unauthenticated request is always 401, never 422
 # (FastAPI would otherwise validate declared parameters and bodies before the handler runs).
@@ -43,8 +84,9 @@ def accepted_body(file_id: str) -> dict:
     return {"file_id": file_id, "status": "uploaded", "status_url": f"/v1/files/{file_id}"}
 
 
-async def receive_upload(request: Request, deps: UploadDeps, account_id: str, conversation_id: str,
-                         idempotency_key: str | None) -> dict:
+async def receive_upload(
+    request: Request, deps: UploadDeps, account_id: str, conversation_id: str, idempotency_key: str | None
+) -> dict:
     """The upload's rules in contract order, then the body read within its limit and the file
     accepted; the 202 body, or the contract's error (ApiError)."""
     settings, metrics = deps.settings, deps.metrics
@@ -57,8 +99,11 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
     file_id = file_id_for(principal, idempotency_key)
     # A replay answers first (the original answer, even if a setting changed since), but only on
     # the caller's own account: another account's path is 403 in contract order, not a key clash.
-    if idempotency_key and principal.account_id == account_id and \
-            await already_accepted(deps, file_id, account_id, conversation_id):
+    if (
+        idempotency_key
+        and principal.account_id == account_id
+        and await already_accepted(deps, file_id, account_id, conversation_id)
+    ):
         metrics.uploads.labels("http", "replayed").inc()
         return accepted_body(file_id)
     # Everything that does not need the body, before reading it.
@@ -84,8 +129,9 @@ async def receive_upload(request: Request, deps: UploadDeps, account_id: str, co
     finally:
         await form.close()
     try:
-        event = await accept_file(UploadRequest(principal, account_id, conversation_id, data, caption, source,
-                                                file_id), deps)
+        event = await accept_file(
+            UploadRequest(principal, account_id, conversation_id, data, caption, source, file_id), deps
+        )
     except Replayed as r:  # a concurrent request with the same key won
         metrics.uploads.labels("http", "replayed").inc()
         return accepted_body(r.file_id)
@@ -99,14 +145,25 @@ def add_file_routes(router: FastAPI, deps: UploadDeps) -> None:
     settings, metrics = deps.settings, deps.metrics
     assert metrics is not None  # the HTTP API counts every answer
 
-    @router.post(UPLOAD_ROUTE, status_code=202,
-                 responses={202: {"description": "accepted: `{file_id, status: uploaded, status_url}`"},
-                            **error_responses(*UPLOAD_ERRORS)},
-                 openapi_extra=MULTIPART_BODY)
-    async def upload_file(request: Request, account_id: str = Path(...), conversation_id: str = Path(...),
-                          idempotency_key: str | None = Header(
-                              None, description=f"at most {MAX_IDEMPOTENCY_KEY} characters",
-                              json_schema_extra={"maxLength": MAX_IDEMPOTENCY_KEY})):
+    @router.post(
+        UPLOAD_ROUTE,
+        status_code=202,
+        responses={
+            202: {"description": "accepted: `{file_id, status: uploaded, status_url}`"},
+            **error_responses(*UPLOAD_ERRORS),
+        },
+        openapi_extra=MULTIPART_BODY,
+    )
+    async def upload_file(
+        request: Request,
+        account_id: str = Path(...),
+        conversation_id: str = Path(...),
+        idempotency_key: str | None = Header(
+            None,
+            description=f"at most {MAX_IDEMPOTENCY_KEY} characters",
+            json_schema_extra={"maxLength": MAX_IDEMPOTENCY_KEY},
+        ),
+    ):
         """Send one photo to the conversation's consumer (with the consumer's own token, where the account
         has `consumer_uploads_enabled`: to the agents, source `consumer`). Multipart: `file` (jpeg/png/gif by content,
         ≤ 5 MB), optional `caption` (≤ 2000 chars), optional `source` = `local` | `widget`.

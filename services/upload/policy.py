@@ -13,17 +13,18 @@ Entry points ("via"): `http` (agent workspace, custom widget, bot SDK over HTTP)
 `topic` (bot records on file.share.requested). The topic is the bots' interface: a
 record carrying a token of another role is refused with permission_denied.
 """
+
 from __future__ import annotations
 
 import unicodedata
-from typing import cast
 from dataclasses import dataclass
+from typing import cast
 
 from shared.contract.auth import Principal
-from shared.projections.conversations import Conversation
 from shared.contract.events import PROFILES, SOURCES, AccountSettingsDocument, SenderRole, Source
-from shared.rules import Refused
 from shared.images.formats import ACCEPTED_TYPES as IMAGE_TYPES
+from shared.projections.conversations import Conversation
+from shared.rules import Refused
 
 PERMISSION_FOR_SOURCE = {"local": "send_files_local", "widget": "send_files_widget"}
 # Bidirectional overrides/isolates can disguise a caption's text ("Trojan Source"): refused like control characters.
@@ -88,11 +89,18 @@ def check_source(source: object, principal: Principal | None = None) -> Source:
     return cast(Source, source)
 
 
-def check_conversation(account_id: str, conversation: Conversation | None, file_channels: frozenset[str],
-                       principal: Principal | None = None) -> Conversation:
+def check_conversation(
+    account_id: str,
+    conversation: Conversation | None,
+    file_channels: frozenset[str],
+    principal: Principal | None = None,
+) -> Conversation:
     # A conversation of another account, or of another consumer, is reported exactly like an unknown one.
-    theirs = principal is None or not is_consumer(principal) or (
-        conversation is not None and conversation.consumer_id == principal.sub)
+    theirs = (
+        principal is None
+        or not is_consumer(principal)
+        or (conversation is not None and conversation.consumer_id == principal.sub)
+    )
     if conversation is None or conversation.account_id != account_id or not theirs:
         raise Refused(404, "conversation_not_found", "no such conversation")
     if not conversation.open:
@@ -118,8 +126,15 @@ def check_caption(caption: str | None, max_chars: int) -> str | None:
     return caption
 
 
-def check_sender(principal: Principal, account_id: str, settings: AccountSettingsDocument, source: str,
-                 conversation: Conversation | None, file_channels: frozenset[str], via: str = "http") -> Conversation:
+def check_sender(
+    principal: Principal,
+    account_id: str,
+    settings: AccountSettingsDocument,
+    source: str,
+    conversation: Conversation | None,
+    file_channels: frozenset[str],
+    via: str = "http",
+) -> Conversation:
     """Every rule about who sends where, in contract order; returns the conversation or raises Refused."""
     source = check_source(source, principal)
     check_account_gates(principal, account_id, settings)
@@ -131,11 +146,18 @@ def check_type(content_type: str | None, settings: AccountSettingsDocument) -> s
     """The type detected from the content must be one the account lists (`accepted_types`)."""
     listed = settings.accepted_types
     if content_type is None:
-        raise Refused(415, "unsupported_type", f"the content is none of the types this account accepts "
-                                               f"({', '.join(listed) or 'none'}); decided by content, not by name")
+        raise Refused(
+            415,
+            "unsupported_type",
+            f"the content is none of the types this account accepts "
+            f"({', '.join(listed) or 'none'}); decided by content, not by name",
+        )
     if content_type not in listed:
-        raise Refused(415, "unsupported_type", f"the content is {content_type}, which this account does not accept "
-                                               f"({', '.join(listed) or 'none'})")
+        raise Refused(
+            415,
+            "unsupported_type",
+            f"the content is {content_type}, which this account does not accept ({', '.join(listed) or 'none'})",
+        )
     return content_type
 
 
@@ -146,9 +168,14 @@ class Capabilities:
     reason: str | None
 
 
-def capabilities(principal: Principal, account_id: str, settings: AccountSettingsDocument,
-                 conversation: Conversation | None, file_channels: frozenset[str],
-                 source: str | None = None) -> Capabilities:
+def capabilities(
+    principal: Principal,
+    account_id: str,
+    settings: AccountSettingsDocument,
+    conversation: Conversation | None,
+    file_channels: frozenset[str],
+    source: str | None = None,
+) -> Capabilities:
     """What the agent UI shows for the attachment icon.
 
     visible: the caller's profile holds the permission (for `source`, or any when None) and
@@ -173,8 +200,13 @@ def capabilities(principal: Principal, account_id: str, settings: AccountSetting
     return Capabilities(visible, reason is None, reason)
 
 
-def _consumer_capabilities(principal: Principal, account_id: str, settings: AccountSettingsDocument,
-                           conversation: Conversation | None, file_channels: frozenset[str]) -> Capabilities:
+def _consumer_capabilities(
+    principal: Principal,
+    account_id: str,
+    settings: AccountSettingsDocument,
+    conversation: Conversation | None,
+    file_channels: frozenset[str],
+) -> Capabilities:
     visible = principal.account_id == account_id and settings.feature_enabled and settings.consumer_uploads_enabled
     try:
         check_sender(principal, account_id, settings, "consumer", conversation, file_channels)

@@ -5,6 +5,7 @@ A slot is taken after every other rule passed (429 is the contract's last refusa
 when the file could not be stored; each scope is counted under a transaction-scoped advisory lock,
 held for the count and the insert only, never while the file is stored.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +13,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.settings import Settings
-from shared.contract.auth import Principal
-from shared.adapters.db import Database, the_row
-
 from services.upload.policy import Refused
+from shared.adapters.db import Database, the_row
+from shared.contract.auth import Principal
+from shared.settings import Settings
 
 WINDOW = timedelta(seconds=60)
 
@@ -36,8 +36,10 @@ def scope_of(*parts: str) -> str:
 
 def limits_for(principal: Principal, account_id: str, conversation_id: str, settings: Settings) -> list[Limit]:
     sender = scope_of("sender", account_id, principal.role, principal.sub, conversation_id)
-    return [Limit(sender, settings.uploads_per_minute, "uploads by one sender into one conversation"),
-            Limit(scope_of("account", account_id), settings.account_uploads_per_minute, "uploads into this account")]
+    return [
+        Limit(sender, settings.uploads_per_minute, "uploads by one sender into one conversation"),
+        Limit(scope_of("account", account_id), settings.account_uploads_per_minute, "uploads into this account"),
+    ]
 
 
 def retry_after(count: int, oldest: datetime | None, limit: int, now: datetime) -> int | None:
@@ -55,18 +57,30 @@ async def take_slot(db: Database, limits: list[Limit], file_id: str) -> None:
         for limit in sorted(limits, key=lambda limit: limit.scope):  # one order everywhere: no deadlock
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (limit.scope,))
             now = the_row(await (await conn.execute("SELECT clock_timestamp() AS now")).fetchone())["now"]
-            row = the_row(await (await conn.execute(
-                "SELECT count(*) AS count, min(at) AS oldest, coalesce(bool_or(file_digest = %s), false) AS counted "
-                "FROM recent_uploads WHERE scope = %s AND at > %s", (digest, limit.scope, now - WINDOW))).fetchone())
+            row = the_row(
+                await (
+                    await conn.execute(
+                        "SELECT count(*) AS count, min(at) AS oldest, coalesce(bool_or(file_digest = %s), false) AS counted "
+                        "FROM recent_uploads WHERE scope = %s AND at > %s",
+                        (digest, limit.scope, now - WINDOW),
+                    )
+                ).fetchone()
+            )
             if row["counted"]:
                 continue
             wait = retry_after(row["count"], row["oldest"], limit.per_minute, now)
             if wait is not None:
-                raise Refused(429, "rate_limited", f"at most {limit.per_minute} {limit.what} per minute; "
-                              f"retry in {wait} s", headers={"Retry-After": str(wait)})
-            await conn.execute("INSERT INTO recent_uploads (scope, file_digest, at) VALUES (%s, %s, %s) "
-                               "ON CONFLICT (scope, file_digest) DO UPDATE SET at = EXCLUDED.at",
-                               (limit.scope, digest, now))
+                raise Refused(
+                    429,
+                    "rate_limited",
+                    f"at most {limit.per_minute} {limit.what} per minute; retry in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            await conn.execute(
+                "INSERT INTO recent_uploads (scope, file_digest, at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (scope, file_digest) DO UPDATE SET at = EXCLUDED.at",
+                (limit.scope, digest, now),
+            )
 
 
 async def give_back(db: Database, file_id: str) -> None:

@@ -5,6 +5,7 @@ projection that keeps one row per file, and `load`/`save` its repository. The ro
 last pipeline event of an unfinished file (`pending_event`): re-drive emits it again
 (services.upload.redrive).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,16 @@ from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
-from shared.contract import events as ev
 from shared.adapters.db import Connection
+from shared.contract import events as ev
 
 STAGE_OF_EVENT = {
-    "file.uploaded": "uploaded", "file.sanitized": "sanitized", "file.resized": "resized",
-    "message.published": "published", "file.rejected": "rejected", "file.deleted": "deleted",
+    "file.uploaded": "uploaded",
+    "file.sanitized": "sanitized",
+    "file.resized": "resized",
+    "message.published": "published",
+    "file.rejected": "rejected",
+    "file.deleted": "deleted",
 }
 StatusEvent = ev.FileEvent | ev.MessagePublished | ev.FileDeleted  # every event that names a file
 # Events of one file may be read out of order across topics: a later stage never goes back.
@@ -26,8 +31,7 @@ STAGE_RANK = {"uploaded": 1, "sanitized": 2, "resized": 3, "published": 4, "reje
 UNFINISHED = ("uploaded", "sanitized", "resized")
 # What a deleted file's row keeps: its receipt, and the stages it went through
 # (events read late must still settle the status: a receipt read before the publish is `deleted`).
-RECEIPT_FIELDS = ("file_id", "account_id", "status", "reason", "deletion", "updated_at", "history",
-                  "rejection_reason")
+RECEIPT_FIELDS = ("file_id", "account_id", "status", "reason", "deletion", "updated_at", "history", "rejection_reason")
 
 
 @dataclass
@@ -50,24 +54,35 @@ class FileStatus:
     history: list[str] = field(default_factory=list)
     rejection_reason: str | None = None
     rejection_detail: str | None = None
-    deletion: str | None = None                # reason of the file.deleted, if any
-    described_by: str | None = None            # stage whose event gave content_type/size/width/height
-    pending_event: dict | None = None          # the furthest pipeline event while unfinished (re-drive)
+    deletion: str | None = None  # reason of the file.deleted, if any
+    described_by: str | None = None  # stage whose event gave content_type/size/width/height
+    pending_event: dict | None = None  # the furthest pipeline event while unfinished (re-drive)
 
     def public(self) -> dict:
         if self.deletion is not None:
             return {"file_id": self.file_id, "status": self.status, "reason": self.reason}
-        return {"file_id": self.file_id, "status": self.status, "reason": self.reason,
-                "detail": self.detail, "account_id": self.account_id,
-                "conversation_id": self.conversation_id, "content_type": self.content_type,
-                "size_bytes": self.size_bytes, "width": self.width, "height": self.height,
-                "caption": self.caption,
-                "updated_at": self.updated_at.isoformat() if self.updated_at else None}
+        return {
+            "file_id": self.file_id,
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            "account_id": self.account_id,
+            "conversation_id": self.conversation_id,
+            "content_type": self.content_type,
+            "size_bytes": self.size_bytes,
+            "width": self.width,
+            "height": self.height,
+            "caption": self.caption,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
 
     def settle(self) -> None:
         """Status and reason from everything seen, whatever order the topics were read in."""
-        if self.deletion == "gdpr" and "published" not in self.history and \
-                self.rejection_reason in (None, "consumer_forgotten"):
+        if (
+            self.deletion == "gdpr"
+            and "published" not in self.history
+            and self.rejection_reason in (None, "consumer_forgotten")
+        ):
             # A forget caught the file in flight: it was never delivered, and to its sender that is
             # the rejection consumer_forgotten, whether the receipt or the stage's rejection is read first.
             self.status, self.reason = "rejected", "consumer_forgotten"
@@ -144,20 +159,31 @@ COLUMNS = tuple(f.name for f in fields(FileStatus))
 
 
 async def load(conn: Connection, file_id: str, for_update: bool = False) -> FileStatus | None:
-    row = await (await conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM files WHERE file_id = %s" + (" FOR UPDATE" if for_update else ""),
-        (file_id,))).fetchone()
+    row = await (
+        await conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM files WHERE file_id = %s" + (" FOR UPDATE" if for_update else ""),
+            (file_id,),
+        )
+    ).fetchone()
     return FileStatus(**row) if row else None
 
 
 async def claim(conn: Connection, event: StatusEvent) -> FileStatus | None:
     """Create the file's row, or wait for a concurrent transaction that is creating it (on any
     instance) and return None when it committed: the primary key is the idempotency lock."""
-    row = await (await conn.execute(
-        "INSERT INTO files (file_id, account_id, conversation_id, consumer_id, status) VALUES (%s, %s, %s, %s, %s) "
-        "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
-        (event.file_id, event.account_id, event.conversation_id, event.consumer_id,
-         STAGE_OF_EVENT[event.event_type]))).fetchone()
+    row = await (
+        await conn.execute(
+            "INSERT INTO files (file_id, account_id, conversation_id, consumer_id, status) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (file_id) DO NOTHING RETURNING file_id",
+            (
+                event.file_id,
+                event.account_id,
+                event.conversation_id,
+                event.consumer_id,
+                STAGE_OF_EVENT[event.event_type],
+            ),
+        )
+    ).fetchone()
     if row is None:
         return None
     return FileStatus(file_id=event.file_id, account_id=event.account_id, status=STAGE_OF_EVENT[event.event_type])
@@ -167,8 +193,10 @@ async def save(conn: Connection, status: FileStatus, moved: bool) -> None:
     values = asdict(status)
     values["pending_event"] = Jsonb(values["pending_event"]) if values["pending_event"] is not None else None
     assignments = ", ".join(f"{c} = %({c})s" for c in COLUMNS if c != "file_id")
-    await conn.execute(f"UPDATE files SET {assignments}" + (", moved_at = now()" if moved else "") +
-                       " WHERE file_id = %(file_id)s", values)
+    await conn.execute(
+        f"UPDATE files SET {assignments}" + (", moved_at = now()" if moved else "") + " WHERE file_id = %(file_id)s",
+        values,
+    )
 
 
 async def record_event(conn: Connection, event: ev.Event) -> FileStatus | None:

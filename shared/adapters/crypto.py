@@ -9,6 +9,7 @@ the object key and the key id), so a blob copied to another key, or a header edi
 another consumer key, fails to decrypt. Forgetting a consumer deletes the
 consumer's keys: every blob of that consumer, and any backup of it, is unreadable at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.settings import Settings
 from shared.adapters.storage.keys import consumer_key_name, consumer_key_owner, consumer_prefix
 from shared.adapters.storage.objectstore import ObjectStore
+from shared.settings import Settings
 
 MAGIC = b"FSB"
 FORMAT_VERSION = 1
@@ -68,7 +69,7 @@ class MasterKeyRing:
         self._keys = {master_key_id(k): k for k in [*previous, current]}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "MasterKeyRing":
+    def from_settings(cls, settings: Settings) -> MasterKeyRing:
         if not settings.master_key:
             raise ValueError("FS_MASTER_KEY is not set (base64 of 32 random bytes)")
         previous = [decode_master_key(k.strip()) for k in settings.previous_master_keys.split(",") if k.strip()]
@@ -77,8 +78,12 @@ class MasterKeyRing:
     def wrap(self, secret: bytes, aad: bytes) -> dict:
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(self._keys[self.current_id]).encrypt(nonce, secret, aad)
-        return {"v": 1, "master_key_id": self.current_id,
-                "nonce": base64.b64encode(nonce).decode(), "wrapped": base64.b64encode(sealed).decode()}
+        return {
+            "v": 1,
+            "master_key_id": self.current_id,
+            "nonce": base64.b64encode(nonce).decode(),
+            "wrapped": base64.b64encode(sealed).decode(),
+        }
 
     def unwrap(self, record: dict, aad: bytes) -> bytes:
         key = self._keys.get(record["master_key_id"])
@@ -124,11 +129,16 @@ def parse_header(blob: bytes) -> BlobHeader:
         if version != FORMAT_VERSION:
             raise BlobIntegrityError(f"unknown blob format version {version}")
         pos = 4
-        klen = blob[pos]; pos += 1
-        key_id = blob[pos:pos + klen].decode("ascii"); pos += klen
-        wlen = blob[pos]; pos += 1
-        wrapped = blob[pos:pos + wlen]; pos += wlen
-        nonce = blob[pos:pos + NONCE_BYTES]; pos += NONCE_BYTES
+        klen = blob[pos]
+        pos += 1
+        key_id = blob[pos : pos + klen].decode("ascii")
+        pos += klen
+        wlen = blob[pos]
+        pos += 1
+        wrapped = blob[pos : pos + wlen]
+        pos += wlen
+        nonce = blob[pos : pos + NONCE_BYTES]
+        pos += NONCE_BYTES
     except (IndexError, UnicodeDecodeError) as e:
         raise BlobIntegrityError("truncated blob header") from e
     if len(nonce) != NONCE_BYTES or len(wrapped) != wlen:
@@ -156,7 +166,7 @@ def decrypt_blob(blob: bytes, object_key: str, consumer_key: bytes, header: Blob
     data_key = data_key_of(header, object_key, consumer_key)
     try:
         # memoryview: one pass over the ciphertext without copying the 5 MB body first.
-        return AESGCM(data_key).decrypt(header.nonce, memoryview(blob)[header.body_offset:], object_key.encode())
+        return AESGCM(data_key).decrypt(header.nonce, memoryview(blob)[header.body_offset :], object_key.encode())
     except InvalidTag as e:
         raise BlobIntegrityError(f"blob {object_key} failed authentication") from e
 
@@ -172,7 +182,7 @@ class ConsumerKeyStore:
         self._store = store
         self._master = master
 
-    def scoped(self) -> "ConsumerKeyStore":
+    def scoped(self) -> ConsumerKeyStore:
         """A view for ONE record or request that fetches each consumer key at most once (a stage reads
         its input, writes its output and seals a preview under the same key: one GET, not three).
         Never kept longer: the next record must see a forget. Within the record, a forget between the
@@ -185,7 +195,7 @@ class ConsumerKeyStore:
         prefix = consumer_prefix(account_id, consumer_id)
         existing = sorted(o.key for o in await self._store.list(prefix))
         for key in existing:
-            key_id = key[len(prefix):]
+            key_id = key[len(prefix) :]
             try:
                 return key_id, await self.load(account_id, consumer_id, key_id)
             except ConsumerForgotten:
@@ -285,7 +295,7 @@ class EncryptedFileStore:
         self.keys = keys
         self._metrics = metrics
 
-    def scoped(self) -> "EncryptedFileStore":
+    def scoped(self) -> EncryptedFileStore:
         """The same store for one record or request: each consumer key fetched once (ConsumerKeyStore.scoped)."""
         return EncryptedFileStore(self.store, self.keys.scoped(), self._metrics)
 

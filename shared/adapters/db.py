@@ -5,15 +5,16 @@ Each service owns one schema (`upload`, `delivery`, …) and never reads another
 use that schema as their search_path and UTC as their time zone, so SQL names tables plainly and
 interval arithmetic on months matches the contract's calendar (2025-01-31 + P13M = 2026-02-28).
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -38,18 +39,28 @@ class Database:
             raise ValueError("FS_DATABASE_URL is not set: the services keep their state in PostgreSQL")
         self.url, self.schema = url, schema
         self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            url, min_size=1, max_size=max_size, open=False, timeout=10,
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=10,
             # A connection that died with a restarted server is replaced, not handed out.
             check=AsyncConnectionPool.check_connection,
-            kwargs={"row_factory": dict_row, "options": f"-c search_path={schema} -c timezone=UTC",
-                    "connect_timeout": 5})
+            kwargs={
+                "row_factory": dict_row,
+                "options": f"-c search_path={schema} -c timezone=UTC",
+                "connect_timeout": 5,
+            },
+        )
 
     async def open(self, stop: asyncio.Event | None = None) -> None:
         """Wait for the server to answer (a connection, counted as a database outage while it does not),
         apply migrations once (a migration that fails stops the service: retrying cannot mend it), then
         open the pool."""
+
         async def server_answers() -> None:
             await (await psycopg.AsyncConnection.connect(self.url, connect_timeout=5)).close()
+
         await retry_transient(server_answers, f"database of {self.schema}", DB_TRANSIENT, stop, max_delay=5)
         await migrate_in_child(self.url, self.schema)
         await self.pool.open(wait=False)
@@ -84,8 +95,9 @@ async def lock_files(conn: Connection, *file_ids: str) -> None:
     """Serialise, until this transaction ends, every transaction of this schema that locks one of these
     files (e.g. a deletion and a publish of the same file); always in one order, so never a deadlock."""
     # One batch, not a round trip per file (psycopg pipelines executemany); still in one order.
-    await conn.cursor().executemany("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                                    [(file_id,) for file_id in sorted(set(file_ids))])
+    await conn.cursor().executemany(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [(file_id,) for file_id in sorted(set(file_ids))]
+    )
 
 
 class MigrationFailed(Exception):
@@ -96,8 +108,14 @@ async def migrate_in_child(url: str, schema: str) -> None:
     """migrate() in a child process: Alembic and SQLAlchemy (about 30 MB) never stay in a service's
     memory. The DSN travels in the environment, not on the command line."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.adapters.db", schema, env={**os.environ, "FS_MIGRATE_URL": url},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "shared.adapters.db",
+        schema,
+        env={**os.environ, "FS_MIGRATE_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await child.communicate()
     if child.returncode != 0:
         lines = output.decode(errors="replace").strip().splitlines()
@@ -108,7 +126,7 @@ def sqlalchemy_url(url: str) -> str:
     """Alembic runs on SQLAlchemy: the same DSN with the psycopg 3 dialect."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -11,6 +11,7 @@ turned into output by `on_poison` (usually a file.rejected) and committed: no
 partition ever gets stuck. Transient errors (storage, scanner, broker) are retried
 with backoff and never committed past.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,22 +20,22 @@ import inspect
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import RecordMetadata
 from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import RecordMetadata
 
-from shared.settings import Settings
 from shared.adapters.crypto import UnknownMasterKey
 from shared.adapters.db import DB_TRANSIENT
 from shared.contract.events import Event
+from shared.contract.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
 from shared.runtime.outages import note_transient
 from shared.runtime.retry import Backoff, retry_transient
-from shared.contract.topics import FILE_REJECTED, MAX_MESSAGE_BYTES
 from shared.runtime.tracing import consuming, current_headers, fail
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ class Outgoing:
     event: Event
     # The trace context where the event was made (the handler's or request's span), for the record's
     # headers: whoever consumes it continues the file's trace (shared.runtime.tracing).
-    headers: tuple[tuple[str, bytes], ...] = field(default_factory=lambda: tuple(current_headers()),
-                                                   compare=False, repr=False)
+    headers: tuple[tuple[str, bytes], ...] = field(
+        default_factory=lambda: tuple(current_headers()), compare=False, repr=False
+    )
 
 
 class TransientError(Exception):
@@ -61,9 +63,13 @@ Send = Callable[[list[Outgoing]], Awaitable[object]]
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all",
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
-        max_request_size=MAX_MESSAGE_BYTES, linger_ms=2, request_timeout_ms=30000)
+        max_request_size=MAX_MESSAGE_BYTES,
+        linger_ms=2,
+        request_timeout_ms=30000,
+    )
 
 
 BACKGROUND_FETCH_WAIT_MS = 500
@@ -83,20 +89,30 @@ def fetch_wait_ms(settings: Settings, background: bool = False) -> int:
     return max(wait, BACKGROUND_FETCH_WAIT_MS) if background else wait
 
 
-def make_consumer(settings: Settings, group_id: str | None, *topics: str, background: bool = False,
-                  **kwargs) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: Settings, group_id: str | None, *topics: str, background: bool = False, **kwargs
+) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        *topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_wait_ms(settings, background),
-        fetch_max_bytes=4 * MAX_MESSAGE_BYTES, max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
+        fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+        max_partition_fetch_bytes=2 * MAX_MESSAGE_BYTES,
         # Low timeouts: Tansu group joins otherwise wait out the full session.
-        session_timeout_ms=10000, heartbeat_interval_ms=1000, rebalance_timeout_ms=10000,
-        max_poll_interval_ms=600000, **kwargs)
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+        rebalance_timeout_ms=10000,
+        max_poll_interval_ms=600000,
+        **kwargs,
+    )
 
 
 async def start_with_retry(client, what: str, stop: asyncio.Event | None = None, max_wait: float = 10.0):
     """Start an aiokafka client, retrying until the broker answers (services start before Kafka is up)."""
+
     async def start():
         try:
             await client.start()
@@ -105,13 +121,18 @@ async def start_with_retry(client, what: str, stop: asyncio.Event | None = None,
                 await client.stop()
             raise
         return client
+
     return await retry_transient(start, what, (KafkaError,), stop, backoff=Backoff(0.2, max_wait))
 
 
 async def _produce(producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> list:
     """Send every event; the broker's answer to each, in order: its record metadata or the error."""
-    futures = [await producer.send(o.topic, o.event.to_bytes(), key=o.key.encode(),
-                                   **({"headers": list(o.headers)} if o.headers else {})) for o in outgoing]
+    futures = [
+        await producer.send(
+            o.topic, o.event.to_bytes(), key=o.key.encode(), **({"headers": list(o.headers)} if o.headers else {})
+        )
+        for o in outgoing
+    ]
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
@@ -158,8 +179,13 @@ class Publisher:
             error = failed[0][1]
             if attempt == attempts - 1 or not all(isinstance(r, KafkaError) for _, r in failed):
                 raise error
-            log.info("%s: %d of %d events not acknowledged (%s); sending those again", self.name, len(failed),
-                     len(pending), error)
+            log.info(
+                "%s: %d of %d events not acknowledged (%s); sending those again",
+                self.name,
+                len(failed),
+                len(pending),
+                error,
+            )
             pending = [i for i, _ in failed]  # the acknowledged ones are not sent twice
             await asyncio.sleep(PUBLISH_BACKOFF.delay(attempt + 1))
 
@@ -183,8 +209,9 @@ class GroupOffsets:
             admin, self.admin = self.admin, None
             await admin.close()
 
-    async def wait_committed(self, groups: Iterable[str], upto: dict[TopicPartition, int], timeout: float,
-                             interval: float = 0.05) -> list[str]:
+    async def wait_committed(
+        self, groups: Iterable[str], upto: dict[TopicPartition, int], timeout: float, interval: float = 0.05
+    ) -> list[str]:
         """Wait until every group has committed at least `upto` (the next offset to read) on each of
         those partitions; returns the groups still behind when `timeout` ran out. A round of reads
         that does not answer in the time left raises asyncio.TimeoutError (a broker that does not
@@ -192,13 +219,17 @@ class GroupOffsets:
         behind, deadline = list(groups), time.monotonic() + timeout
         while behind:
             try:
-                rounds = await asyncio.wait_for(asyncio.gather(*(self._committed(g, list(upto)) for g in behind)),
-                                                deadline - time.monotonic())
+                rounds = await asyncio.wait_for(
+                    asyncio.gather(*(self._committed(g, list(upto)) for g in behind)), deadline - time.monotonic()
+                )
             except Exception:
                 await self.stop()  # opened again next time
                 raise
-            behind = [g for g, committed in zip(behind, rounds)
-                      if any(committed.get(tp, 0) < offset for tp, offset in upto.items())]
+            behind = [
+                g
+                for g, committed in zip(behind, rounds)
+                if any(committed.get(tp, 0) < offset for tp, offset in upto.items())
+            ]
             if not behind or time.monotonic() + interval >= deadline:
                 break
             await asyncio.sleep(interval)
@@ -223,8 +254,9 @@ class GroupOffsets:
             return self.admin
 
 
-async def fetched_ends(consumer: AIOKafkaConsumer, topic: str, near: dict[int, int],
-                       timeout: float = 5.0) -> dict[int, int]:
+async def fetched_ends(
+    consumer: AIOKafkaConsumer, topic: str, near: dict[int, int], timeout: float = 5.0
+) -> dict[int, int]:
     """Each partition's end as a fetch's high watermark reports it (never ListOffsets: Tansu answers it
     with the base offset of the last record batch + 1, below the true end after a batch of several
     records). `consumer` belongs to no group; each partition is fetched from just before `near`
@@ -243,8 +275,13 @@ async def fetched_ends(consumer: AIOKafkaConsumer, topic: str, near: dict[int, i
     return {tp.partition: consumer.highwater(tp) for tp in tps if consumer.highwater(tp) is not None}
 
 
-DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, KafkaError, asyncio.TimeoutError,
-                                                      UnknownMasterKey) + DB_TRANSIENT
+DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (
+    TransientError,
+    ConnectionError,
+    KafkaError,
+    asyncio.TimeoutError,
+    UnknownMasterKey,
+) + DB_TRANSIENT
 
 
 class _RevocationFence(ConsumerRebalanceListener):
@@ -255,7 +292,7 @@ class _RevocationFence(ConsumerRebalanceListener):
     only after our last output for it is on the topic (what delivery's dedupe reads).
     """
 
-    def __init__(self, processor: "StreamProcessor"):
+    def __init__(self, processor: StreamProcessor):
         self.processor = processor
 
     async def on_partitions_revoked(self, revoked) -> None:
@@ -274,13 +311,23 @@ LOG_CHECK_SECONDS = 2.0
 class StreamProcessor:
     """Consume topics in a consumer group, hand each record to `handle`, produce, then commit."""
 
-    def __init__(self, settings: Settings, name: str, group_id: str, topics: list[str], handle: Handler,
-                 on_poison: PoisonHandler, metrics=None,
-                 transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
-                 before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
-                 on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
-                 concurrency: int = 1, commit_per_batch: bool = False, background: bool = False,
-                 trace_as: str | dict[str, str] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        group_id: str,
+        topics: list[str],
+        handle: Handler,
+        on_poison: PoisonHandler,
+        metrics=None,
+        transient: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
+        before_partition: Callable[[TopicPartition], Awaitable[None]] | None = None,
+        on_produced: Callable[[list[Outgoing]], Awaitable[None]] | None = None,
+        concurrency: int = 1,
+        commit_per_batch: bool = False,
+        background: bool = False,
+        trace_as: str | dict[str, str] | None = None,
+    ):
         """before_partition: awaited before a partition's batch (e.g. catch a view up);
         on_produced: called with a record's outputs once the broker acknowledged them, before
         the next record of the partition (state that must only follow a real publish);
@@ -325,12 +372,14 @@ class StreamProcessor:
         self._generation += 1  # batches fetched before the rebalance stop after the current record
         try:
             await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # The next owner starts now and redoes that record: whatever it yields here is dropped
             # (never produced), so the two members cannot both publish it.
             self._abandon_below = self._generation
-            log.warning("%s: record still in flight at rebalance; its outputs will be dropped and the next "
-                        "owner redoes it", self.name)
+            log.warning(
+                "%s: record still in flight at rebalance; its outputs will be dropped and the next owner redoes it",
+                self.name,
+            )
 
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create them here, not in __init__.
@@ -347,7 +396,7 @@ class StreamProcessor:
         try:
             # Finish (produce + commit) the record in flight before leaving the group.
             await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("%s: stopping with a record in flight; it will be redone", self.name)
         for client in (self.consumer, self.producer, self.offsets):
             if client is None:
@@ -405,11 +454,16 @@ class StreamProcessor:
                 if position > end:
                     await self.consumer.seek_to_beginning(tp)
                     rewound.append(f"{tp.topic}[{tp.partition}] {position}→{end}")
-            except (KafkaError, asyncio.TimeoutError, AssertionError) as e:  # AssertionError: unassigned meanwhile
+            except (TimeoutError, KafkaError, AssertionError) as e:  # AssertionError: unassigned meanwhile
                 log.debug("%s: log check of %s skipped (%s)", self.name, tp, e)
         if rewound:
-            log.warning("%s: %d partition(s) end before our position (a broker that lost its log); reading them "
-                        "again from their beginning: %s", self.name, len(rewound), ", ".join(rewound))
+            log.warning(
+                "%s: %d partition(s) end before our position (a broker that lost its log); reading them "
+                "again from their beginning: %s",
+                self.name,
+                len(rewound),
+                ", ".join(rewound),
+            )
 
     def _start_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Paused once `concurrency` records of the partition are unfinished: the next fetches serve
@@ -434,6 +488,7 @@ class StreamProcessor:
         async def handle(record: ConsumerRecord):
             async with self._handler_slots:
                 return await self._handle_one(record)
+
         return [asyncio.ensure_future(handle(r)) for r in records]
 
     def _partition_done(self, tp: TopicPartition, task: asyncio.Future, fetched: int) -> None:
@@ -461,12 +516,18 @@ class StreamProcessor:
                 return  # the batches behind resume it (after stopping early too: they were fetched past it)
             self.consumer.resume(tp)
         except Exception:
-            log.warning("%s: cannot resume %s; it is redelivered after the next rebalance", self.name, tp,
-                        exc_info=True)
+            log.warning(
+                "%s: cannot resume %s; it is redelivered after the next rebalance", self.name, tp, exc_info=True
+            )
 
-    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int,
-                                 previous: asyncio.Future | None = None,
-                                 handled: list[asyncio.Future] | None = None) -> int | None:
+    async def _process_partition(
+        self,
+        tp: TopicPartition,
+        records: list[ConsumerRecord],
+        generation: int,
+        previous: asyncio.Future | None = None,
+        handled: list[asyncio.Future] | None = None,
+    ) -> int | None:
         """Produce and commit each record's outputs in record order (handling them one by one, or
         awaiting `handled`, started ahead); returns the offset of the first record left undone
         (stopping, a rebalance, a failed commit, a batch before it left undone), or None."""
@@ -480,8 +541,9 @@ class StreamProcessor:
                 if previous.result() is not None:
                     return previous.result()  # the batch before stopped early: all from there is redone
             if self.before_partition is not None:
-                await retry_transient(lambda: self.before_partition(tp), f"{self.name} prepare {tp}",
-                                      self.transient, self.stopping)
+                await retry_transient(
+                    lambda: self.before_partition(tp), f"{self.name} prepare {tp}", self.transient, self.stopping
+                )
             return await self._produce_in_order(tp, records, generation, handled)
         finally:
             for work in handled or ():
@@ -490,8 +552,9 @@ class StreamProcessor:
                 elif not work.cancelled():
                     work.exception()  # retrieved: a record's failure is reported once, by its own await
 
-    async def _produce_in_order(self, tp: TopicPartition, records: list[ConsumerRecord], generation: int,
-                                handled: list[asyncio.Future] | None) -> int | None:
+    async def _produce_in_order(
+        self, tp: TopicPartition, records: list[ConsumerRecord], generation: int, handled: list[asyncio.Future] | None
+    ) -> int | None:
         """One commit covers the records produced until the next one is not ready yet (or, with
         commit_per_batch, the batch ends): a crash redoes at most those (handlers are idempotent),
         and a burst costs one commit round trip instead of one per record."""
@@ -503,8 +566,14 @@ class StreamProcessor:
                 await self.consumer.commit({tp: upto.offset + 1})
             except (CommitFailedError, KafkaError) as e:
                 # Partition moved to another member: it will redo these records (handlers are idempotent).
-                log.warning("%s: commit of %s@%d failed (%s); records from @%d will be redelivered", self.name,
-                            tp, upto.offset, e, uncommitted)
+                log.warning(
+                    "%s: commit of %s@%d failed (%s); records from @%d will be redelivered",
+                    self.name,
+                    tp,
+                    upto.offset,
+                    e,
+                    uncommitted,
+                )
                 return False
             uncommitted = None
             return True
@@ -520,14 +589,20 @@ class StreamProcessor:
                 return record.offset
             outputs, outcome = await (handled[i] if handled else self._handle_one(record))
             if generation < self._abandon_below:
-                log.warning("%s: %s@%d finished after its partition was handed over; outputs dropped, the "
-                            "owner redoes it", self.name, tp, record.offset)
+                log.warning(
+                    "%s: %s@%d finished after its partition was handed over; outputs dropped, the owner redoes it",
+                    self.name,
+                    tp,
+                    record.offset,
+                )
                 return record.offset if uncommitted is None else uncommitted
-            await retry_transient(lambda: send_all(self.producer, outputs), f"{self.name} produce",
-                                  self.transient, self.stopping)
+            await retry_transient(
+                lambda: send_all(self.producer, outputs), f"{self.name} produce", self.transient, self.stopping
+            )
             if self.on_produced is not None and outputs:
-                await retry_transient(lambda: self.on_produced(outputs), f"{self.name} record outputs",
-                                      self.transient, self.stopping)
+                await retry_transient(
+                    lambda: self.on_produced(outputs), f"{self.name} record outputs", self.transient, self.stopping
+                )
             self._count_rejections(outputs)
             if self._crash_after_produce:
                 log.error("%s: FS_TEST_CRASH_AFTER_PRODUCE set: exiting before commit", self.name)
@@ -558,7 +633,7 @@ class StreamProcessor:
                 ends[tp] = max(ends[tp], self.consumer.highwater(tp) or 0)
         try:
             behind = await self.offsets.wait_committed([self.group_id], ends, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             behind = [self.group_id]
         if behind:
             log.warning("%s: group %s still behind after %.0fs; going on", self.name, self.group_id, timeout)
@@ -573,21 +648,25 @@ class StreamProcessor:
         def count_retry(e: BaseException):
             if self.metrics is not None:
                 self.metrics.retries.labels(type(e).__name__).inc()
+
         started = time.perf_counter()
         span_name = self.trace_as.get(record.topic) if isinstance(self.trace_as, dict) else self.trace_as
         with consuming(record, span_name, self.group_id) as span:  # the outputs made here carry it on
             try:
-                outputs = await retry_transient(lambda: self.handle(record),
-                                                f"{self.name} handle {record.topic}@{record.offset}",
-                                                self.transient, self.stopping, on_retry=count_retry)
+                outputs = await retry_transient(
+                    lambda: self.handle(record),
+                    f"{self.name} handle {record.topic}@{record.offset}",
+                    self.transient,
+                    self.stopping,
+                    on_retry=count_retry,
+                )
                 if self.metrics is not None:
                     self.metrics.handle_seconds.labels(record.topic).observe(time.perf_counter() - started)
                 return outputs, "ok"
             except Exception as exc:
                 if self.stopping.is_set():
                     raise
-                log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition,
-                              record.offset)
+                log.exception("%s: poison record %s[%d]@%d", self.name, record.topic, record.partition, record.offset)
                 fail(span, exc)
 
                 error = exc  # what poison() closes over: a name that outlives the except block
@@ -596,5 +675,6 @@ class StreamProcessor:
                     outputs = self.on_poison(record, error)
                     return await outputs if inspect.isawaitable(outputs) else outputs
 
-                return await retry_transient(poison, f"{self.name} poison {record.offset}", self.transient,
-                                             self.stopping), "poison"
+                return await retry_transient(
+                    poison, f"{self.name} poison {record.offset}", self.transient, self.stopping
+                ), "poison"

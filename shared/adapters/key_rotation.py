@@ -26,15 +26,17 @@ key: `fileshare forget` of the consumer again removes it.
 Keys created while the rotation runs are listed by the next round; the rotation ends with a round
 that finds nothing new to re-wrap.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, Iterable, Protocol
+from typing import Protocol
 
 from shared.adapters.crypto import ConsumerKeyStore, UnknownMasterKey
 from shared.adapters.db import DB_TRANSIENT
@@ -57,6 +59,7 @@ class Forgets(Protocol):
 @dataclass
 class Progress:
     """What a rotation has done so far (one line per batch)."""
+
     started: float = field(default_factory=time.monotonic)
     listed: int = 0
     checked: int = 0
@@ -64,16 +67,18 @@ class Progress:
     current: int = 0
     gone: int = 0
     skipped: int = 0  # keys of consumers being forgotten: the forget deletes them
-    undone: int = 0   # re-wrapped, then deleted again because a forget had run meanwhile
+    undone: int = 0  # re-wrapped, then deleted again because a forget had run meanwhile
     unknown: Counter = field(default_factory=Counter)  # keys under master key ids not configured, by id
     batches: int = 0
     stopped_early: bool = False
 
     def line(self, now: float | None = None) -> str:
         elapsed = max((now if now is not None else time.monotonic()) - self.started, 1e-9)
-        return (f"{self.checked}/{self.listed} keys checked: {self.rewrapped} re-wrapped, {self.current} already "
-                f"under the current master key, {self.gone} gone, {self.skipped + self.undone} left to a forget "
-                f"{self._unknown()}({self.checked / elapsed:.1f} keys/s)")
+        return (
+            f"{self.checked}/{self.listed} keys checked: {self.rewrapped} re-wrapped, {self.current} already "
+            f"under the current master key, {self.gone} gone, {self.skipped + self.undone} left to a forget "
+            f"{self._unknown()}({self.checked / elapsed:.1f} keys/s)"
+        )
 
     def _unknown(self) -> str:
         if not self.unknown:
@@ -91,7 +96,7 @@ def batches(names: list[str], size: int) -> Iterable[list[str]]:
     if size < 1:
         raise ValueError("batch size must be at least 1")
     for start in range(0, len(names), size):
-        yield names[start:start + size]
+        yield names[start : start + size]
 
 
 def stale(records: dict[str, dict | None], current_id: str) -> dict[str, dict]:
@@ -110,6 +115,7 @@ async def _each(names: Iterable[str], fn: Callable[[str], Awaitable]) -> dict:
     async def one(name):
         async with limit:
             return name, await fn(name)
+
     return dict(await asyncio.gather(*(one(n) for n in names)))
 
 
@@ -129,21 +135,25 @@ def _rewrap_all(keys: ConsumerKeyStore, todo: dict[str, dict], progress: Progres
     return out
 
 
-async def _write_then_recheck(keys: ConsumerKeyStore, forgets: Forgets, new: dict[str, dict], since: datetime,
-                              progress: Progress) -> None:
+async def _write_then_recheck(
+    keys: ConsumerKeyStore, forgets: Forgets, new: dict[str, dict], since: datetime, progress: Progress
+) -> None:
     """Write the re-wrapped records, then delete those of consumers a forget reached meanwhile. The
     recheck runs for every record written even when some writes failed, and is retried through a
     storage or database outage: a written record must never skip it."""
+
     async def write(name):
         try:
             await keys.replace(name, new[name])
             return None
         except Exception as e:
             return e
+
     failures = await _each(new, write)
     written = [n for n in new if failures[n] is None]
-    late = await retry_transient(lambda: forgets.forgotten_since({keys.owner_of(n) for n in written}, since),
-                                 "rotation: forget check", RETRIED)
+    late = await retry_transient(
+        lambda: forgets.forgotten_since({keys.owner_of(n) for n in written}, since), "rotation: forget check", RETRIED
+    )
     undo = [n for n in written if keys.owner_of(n) in late]
     await _each(undo, lambda n: retry_transient(lambda: keys.delete(n), "rotation: undo", RETRIED))
     for name in undo:
@@ -174,9 +184,14 @@ async def rotate_batch(keys: ConsumerKeyStore, forgets: Forgets, names: list[str
     progress.batches += 1
 
 
-async def rotate(keys: ConsumerKeyStore, forgets: Forgets, batch_size: int = DEFAULT_BATCH_SIZE,
-                 max_batches: int | None = None, report: Callable[[str], None] = print,
-                 stop: asyncio.Event | None = None) -> Progress:
+async def rotate(
+    keys: ConsumerKeyStore,
+    forgets: Forgets,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_batches: int | None = None,
+    report: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
+) -> Progress:
     """Re-wrap every consumer key not under the current master key; `report` gets a line per batch.
     Rounds over the key bucket until one finds no key it had not seen (keys created meanwhile).
     Stops between batches after max_batches or once `stop` is set (progress.stopped_early)."""
@@ -201,6 +216,9 @@ async def key_status(keys: ConsumerKeyStore) -> dict:
     for batch in batches(await keys.names(), 10 * DEFAULT_BATCH_SIZE):  # a bounded number of reads at once
         counts += census((await read_records(keys, batch)).values())
     current = keys.current_master_key_id
-    return {"current_master_key_id": current, "consumer_keys": sum(counts.values()),
-            "by_master_key_id": dict(sorted(counts.items())),
-            "under_other_master_keys": sum(n for kid, n in counts.items() if kid != current)}
+    return {
+        "current_master_key_id": current,
+        "consumer_keys": sum(counts.values()),
+        "by_master_key_id": dict(sorted(counts.items())),
+        "under_other_master_keys": sum(n for kid, n in counts.items() if kid != current),
+    }

@@ -18,17 +18,19 @@ The two exception types are deliberately not related to each other, so ``except 
 can never swallow a transient outage (and vice versa). ``ScannerUnavailable`` is a
 ``ConnectionError`` so generic transient-error retry helpers treat it like any other outage.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from shared.settings import Settings, ConfigurationError
+from shared.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def parse_address(address: str) -> tuple[str, int] | str:
     """``"host:port"`` / ``"[::1]:3310"`` -> (host, port); ``"/path/sock"`` or ``"unix:/path"`` -> path."""
     address = address.strip()
     if address.startswith("unix:"):
-        return address[len("unix:"):]
+        return address[len("unix:") :]
     if "/" in address:
         return address
     if address.startswith("["):  # [ipv6]:port
@@ -252,7 +254,8 @@ def scanner_from_settings(settings: Settings) -> Scanner:
     if not address:
         raise ScannerNotConfigured(
             "FS_CLAMD is not set: no malware scanner, so no file may pass. Set FS_CLAMD=host:port (or a "
-            "unix socket path) of clamd, or FS_CLAMD=disabled to run without malware scanning (not for production)")
+            "unix socket path) of clamd, or FS_CLAMD=disabled to run without malware scanning (not for production)"
+        )
     if address.lower() == DISABLED:
         return DisabledScanner()
     return ClamdScanner(address)
@@ -262,6 +265,7 @@ def expose_scanner(scanner: Scanner, registry: CollectorRegistry) -> Callable[[]
     """The gauge `fileshare_scanner_enabled` (1 clamd, 0 disabled) in `registry`, and the detail of
     the service's /readyz: {"scanner": "clamd" | "disabled"}."""
     kind = DISABLED if isinstance(scanner, DisabledScanner) else "clamd"
-    Gauge("fileshare_scanner_enabled", "1 when files are scanned for malware, 0 when FS_CLAMD=disabled",
-          registry=registry).set(0 if kind == DISABLED else 1)
+    Gauge(
+        "fileshare_scanner_enabled", "1 when files are scanned for malware, 0 when FS_CLAMD=disabled", registry=registry
+    ).set(0 if kind == DISABLED else 1)
     return lambda: {"scanner": kind}

@@ -1,4 +1,5 @@
 """Bearer tokens (JWT HS256 signed with FS_AUTH_SECRET) and who the caller is."""
+
 from __future__ import annotations
 
 import time
@@ -26,8 +27,9 @@ def mint_token(secret: str, account_id: str, role: str, sub: str, ttl_seconds: i
         raise ValueError(f"role must be one of {ROLES}")
     check_id(account_id, "account"), check_id(sub, "sub")
     now = int(time.time())
-    return jwt.encode({"sub": sub, "acct": account_id, "role": role, "iat": now, "exp": now + ttl_seconds},
-                      secret, algorithm="HS256")
+    return jwt.encode(
+        {"sub": sub, "acct": account_id, "role": role, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256"
+    )
 
 
 # A service's own credential for the internal routes (delivery's publication lookup): its audience
@@ -40,8 +42,9 @@ def mint_service_token(secret: str, service: str, ttl_seconds: int = 60) -> str:
     if service not in SERVICES:
         raise ValueError(f"service must be one of {SERVICES}")
     now = int(time.time())
-    return jwt.encode({"sub": service, "aud": INTERNAL_AUDIENCE, "iat": now, "exp": now + ttl_seconds},
-                      secret, algorithm="HS256")
+    return jwt.encode(
+        {"sub": service, "aud": INTERNAL_AUDIENCE, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256"
+    )
 
 
 def verify_service_token(secret: str, token: str) -> str:
@@ -49,8 +52,9 @@ def verify_service_token(secret: str, token: str) -> str:
     if not secret:
         raise AuthError("server has no FS_AUTH_SECRET")
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=INTERNAL_AUDIENCE,
-                            options={"require": ["exp", "sub", "aud"]})
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], audience=INTERNAL_AUDIENCE, options={"require": ["exp", "sub", "aud"]}
+        )
     except jwt.PyJWTError as e:
         raise AuthError(f"not a service token: {e}") from e
     if claims["sub"] not in SERVICES:
@@ -70,8 +74,9 @@ def verify_token(secret: str, token: str) -> Principal:
     if claims["role"] not in ROLES:
         raise AuthError(f"unknown role {claims['role']!r}")
     try:  # the claims become ids in paths, rows and logs: the contract's shape, or no token at all
-        return Principal(sub=check_id(claims["sub"], "sub"), account_id=check_id(claims["acct"], "acct"),
-                         role=claims["role"])
+        return Principal(
+            sub=check_id(claims["sub"], "sub"), account_id=check_id(claims["acct"], "acct"), role=claims["role"]
+        )
     except InvalidId as e:
         raise AuthError(f"invalid token: {e}") from None
 

@@ -1,4 +1,5 @@
 """ISO 8601 durations for account retention ("P13M" = 13 calendar months; seconds for tests)."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,8 @@ from dateutil.relativedelta import relativedelta
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$")
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
+)
 
 
 MAX_YEARS = 100
@@ -44,10 +46,18 @@ def interval_args(retention: str) -> dict[str, int]:
     """The duration as PostgreSQL make_interval() arguments, so the database computes expiry times
     with the same calendar arithmetic (months first, clamped to the month's last day)."""
     d = parse_duration(retention)
-    return {"years": d.years, "months": d.months, "days": d.days, "hours": d.hours, "mins": d.minutes,
-            "secs": d.seconds}
+    return {
+        "years": d.years,
+        "months": d.months,
+        "days": d.days,
+        "hours": d.hours,
+        "mins": d.minutes,
+        "secs": d.seconds,
+    }
 
 
 # SQL for `timestamp + retention` with the arguments of interval_args() as named parameters.
-MAKE_INTERVAL_SQL = ("make_interval(years => %(years)s, months => %(months)s, days => %(days)s, "
-                     "hours => %(hours)s, mins => %(mins)s, secs => %(secs)s)")
+MAKE_INTERVAL_SQL = (
+    "make_interval(years => %(years)s, months => %(months)s, days => %(days)s, "
+    "hours => %(hours)s, mins => %(mins)s, secs => %(secs)s)"
+)

@@ -7,12 +7,13 @@ the input events (conversation.events, gdpr.forget, file.share.requested,
 account.settings) have the contract's shape (shared.contract.ids.Id): pipeline events
 carry ids that were checked when they entered.
 """
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union, get_args
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -35,23 +36,34 @@ PROFILES: tuple[str, ...] = get_args(SenderRole)
 SOURCES: tuple[str, ...] = get_args(FormSource)
 Stage = Literal["upload", "sanitizer", "resizer", "delivery", "retention"]
 RejectionReason = Literal[
-    "unsupported_type", "file_too_large", "malware_detected", "corrupt_image",
-    "image_too_large", "conversation_closed", "consumer_forgotten", "processing_failed",
+    "unsupported_type",
+    "file_too_large",
+    "malware_detected",
+    "corrupt_image",
+    "image_too_large",
+    "conversation_closed",
+    "consumer_forgotten",
+    "processing_failed",
     # A bot record on file.share.requested is refused for the same reasons as an HTTP upload.
-    "unauthenticated", "feature_disabled", "file_sharing_disabled", "permission_denied",
-    "conversation_not_found", "channel_not_supported", "invalid_request",
+    "unauthenticated",
+    "feature_disabled",
+    "file_sharing_disabled",
+    "permission_denied",
+    "conversation_not_found",
+    "channel_not_supported",
+    "invalid_request",
     "rate_limited",  # a bot record over an upload rate limit
 ]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime) -> datetime:
     """Outside producers may send a timestamp without an offset: read it as UTC (the contract's
     zone), so every time we compare is aware and `aware - naive` can never fail in a handler."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
@@ -81,6 +93,7 @@ class Sender(BaseModel):
 
 class _FileFields(BaseModel):
     """The file's fields that every pipeline event, and the message, carry."""
+
     file_id: str
     account_id: str
     conversation_id: str
@@ -91,6 +104,7 @@ class _FileFields(BaseModel):
 
 class FileEvent(Event, _FileFields):
     """A pipeline event: file.uploaded, file.sanitized, file.resized, file.rejected."""
+
     request_id: str | None = None  # set when a bot sent the file over file.share.requested
     # The caption, AES-256-GCM under the consumer's key with associated data `{file_id}#caption`
     # (shared.pipeline.seal_for_file with caption_binding), base64: no plaintext caption on internal
@@ -205,7 +219,11 @@ def _no_permissions() -> dict[SenderRole, list[Permission]]:
 # are converted to JPEG or PNG, and documents.
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")
 AcceptedType = Literal[
-    "image/jpeg", "image/png", "image/gif", "image/heic", "image/webp",
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/heic",
+    "image/webp",
     "application/pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -217,8 +235,7 @@ ACCEPTABLE_TYPES: tuple[str, ...] = get_args(AcceptedType)
 class _AccountSettingsFields(BaseModel):
     feature_enabled: bool = False
     file_sharing_enabled: bool = False
-    permissions: dict[SenderRole, list[Permission]] = Field(
-        default_factory=_no_permissions)
+    permissions: dict[SenderRole, list[Permission]] = Field(default_factory=_no_permissions)
     max_image_dimension: int = Field(default=800, ge=100, le=4096)
     retention: str = "P13M"
     # Version 3; a stored document without it means the photo types of versions 1 and 2.
@@ -234,22 +251,31 @@ class _AccountSettingsFields(BaseModel):
 
 class AccountSettingsDocument(_AccountSettingsFields):
     """The settings document of PUT/GET /v1/accounts/{acct}/settings."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class AccountSettings(Event, _AccountSettingsFields):
     """Value of the compacted account.settings topic: the document + account_id."""
+
     event_type: Literal["account.settings"] = "account.settings"
     account_id: Id
 
     def document(self) -> AccountSettingsDocument:
-        return AccountSettingsDocument.model_validate(
-            self.model_dump(include=set(_AccountSettingsFields.model_fields)))
+        return AccountSettingsDocument.model_validate(self.model_dump(include=set(_AccountSettingsFields.model_fields)))
 
 
 AnyEvent = Annotated[
-    Union[FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
-          FileDeleted, ConversationEvent, FileShareRequested, GdprForget, AccountSettings],
+    FileUploaded
+    | FileSanitized
+    | FileResized
+    | FileRejected
+    | MessagePublished
+    | FileDeleted
+    | ConversationEvent
+    | FileShareRequested
+    | GdprForget
+    | AccountSettings,
     Field(discriminator="event_type"),
 ]
 _any_event = TypeAdapter(AnyEvent)
@@ -264,6 +290,16 @@ def parse_event(raw: bytes | str | dict) -> Event:
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schema of every event model, by event model name (for external producers)."""
-    models: list[type[BaseModel]] = [FileUploaded, FileSanitized, FileResized, FileRejected, MessagePublished,
-              FileDeleted, ConversationEvent, FileShareRequested, GdprForget, AccountSettings]
+    models: list[type[BaseModel]] = [
+        FileUploaded,
+        FileSanitized,
+        FileResized,
+        FileRejected,
+        MessagePublished,
+        FileDeleted,
+        ConversationEvent,
+        FileShareRequested,
+        GdprForget,
+        AccountSettings,
+    ]
     return {m.__name__: m.model_json_schema() for m in models}

@@ -8,6 +8,7 @@ line break, no bidirectional override). A file id is a UUID.
 
 `Id` and `FileId` are the same rules as pydantic types, for event models and settings.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,8 +45,10 @@ def is_valid_file_id(value: object) -> bool:
 def check_id(value: object, what: str = "id") -> str:
     """`value` when it is an id, else InvalidId naming `what` and the value (escaped)."""
     if not is_valid_id(value):
-        raise InvalidId(f"{what} must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ - starting with a letter or "
-                        f"a digit, not {shown(value)}")
+        raise InvalidId(
+            f"{what} must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ - starting with a letter or "
+            f"a digit, not {shown(value)}"
+        )
     return value  # type: ignore[return-value]
 
 
@@ -55,7 +58,11 @@ def check_file_id(value: object, what: str = "file_id") -> str:
     return value  # type: ignore[return-value]
 
 
-Id = Annotated[str, AfterValidator(check_id),
-               WithJsonSchema({"type": "string", "pattern": f"^{ID_PATTERN}$", "maxLength": 128})]
-FileId = Annotated[str, AfterValidator(check_file_id),
-                   WithJsonSchema({"type": "string", "format": "uuid", "pattern": f"^{FILE_ID_PATTERN}$"})]
+Id = Annotated[
+    str, AfterValidator(check_id), WithJsonSchema({"type": "string", "pattern": f"^{ID_PATTERN}$", "maxLength": 128})
+]
+FileId = Annotated[
+    str,
+    AfterValidator(check_file_id),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": f"^{FILE_ID_PATTERN}$"}),
+]

@@ -2,10 +2,12 @@
 id of the wrong shape above all: dropped, logged with the offending value escaped, and counted in
 `fileshare_invalid_events_total{topic}`, so one bad record never blocks its partition and never
 reaches a table, an object key or a log line as it was sent."""
+
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -34,8 +36,14 @@ def why_invalid(error: Exception) -> str:
 def drop_invalid(record: ConsumerRecord, error: Exception | str, metrics=None, name: str = "input") -> None:
     """Log and count a record that is dropped as invalid."""
     reason = error if isinstance(error, str) else why_invalid(error)
-    log.warning("%s: dropping an invalid %s record [%d]@%d: %s", name, record.topic, record.partition, record.offset,
-                printable(reason))
+    log.warning(
+        "%s: dropping an invalid %s record [%d]@%d: %s",
+        name,
+        record.topic,
+        record.partition,
+        record.offset,
+        printable(reason),
+    )
     if metrics is not None:
         metrics.invalid_events.labels(record.topic).inc()
 

@@ -1,4 +1,5 @@
 """Signed download links: HMAC over file id, expiry and audience, usable without headers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -56,7 +57,10 @@ def parse_audience(audience: str) -> tuple[str, str, str]:
     """(kind, account_id, consumer sub or "") of audience_of(); LinkError when it is neither."""
     kind, _, rest = audience.partition("/")
     account_id, _, sub = rest.partition("/")
-    if not is_valid_id(account_id) or (kind, bool(sub)) not in (("consumer", True), ("account", False)) or (
-            sub and not is_valid_id(sub)):
+    if (
+        not is_valid_id(account_id)
+        or (kind, bool(sub)) not in (("consumer", True), ("account", False))
+        or (sub and not is_valid_id(sub))
+    ):
         raise LinkError("malformed link audience")
     return kind, account_id, sub

@@ -3,6 +3,7 @@
 Images and documents each raise their own subclass; the worker pool hands any of them back to
 the caller as is (every other failure of a worker call becomes processing_failed).
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Topic names and their configs; `ensure_topics` creates them idempotently."""
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,19 @@ def topic_configs(retention_hours: float) -> dict[str, dict[str, str]]:
     compacted (the upload service re-publishes it from its database when it is empty) and
     file.share.requested is kept 1 hour (bot records carry the file itself, by contract)."""
     kept = {"retention.ms": str(int(retention_hours * 3600 * 1000))}
-    configs = {name: dict(kept) for name in (CONVERSATION_EVENTS, FILE_UPLOADED, FILE_SANITIZED, FILE_RESIZED,
-                                             FILE_REJECTED, MESSAGE_PUBLISHED, GDPR_FORGET, FILE_DELETED)}
+    configs = {
+        name: dict(kept)
+        for name in (
+            CONVERSATION_EVENTS,
+            FILE_UPLOADED,
+            FILE_SANITIZED,
+            FILE_RESIZED,
+            FILE_REJECTED,
+            MESSAGE_PUBLISHED,
+            GDPR_FORGET,
+            FILE_DELETED,
+        )
+    }
     configs[ACCOUNT_SETTINGS] = {"cleanup.policy": "compact"}
     configs[FILE_SHARE_REQUESTED] = {"max.message.bytes": str(MAX_MESSAGE_BYTES), "retention.ms": str(3600 * 1000)}
     return configs
@@ -47,8 +59,11 @@ async def ensure_topics(bootstrap: str, partitions: int, retention_hours: float 
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1, topic_configs=cfg)
-                   for name, cfg in topic_configs(retention_hours).items() if name not in existing]
+        missing = [
+            NewTopic(name, partitions, 1, topic_configs=cfg)
+            for name, cfg in topic_configs(retention_hours).items()
+            if name not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)

@@ -1,4 +1,5 @@
 """`python -m shared.devstack run` (what `make run` and `fileshare run` run)."""
+
 import argparse
 import sys
 
@@ -6,8 +7,9 @@ from shared.devstack.run import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.devstack",
-                                     description="the development stack (not part of the production image)")
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.devstack", description="the development stack (not part of the production image)"
+    )
     parser.add_argument("command", choices=["run"], help="start the embedded stack and the five services")
     parser.parse_args(argv)
     return run()

@@ -20,6 +20,7 @@ the recycle off; the hourly warning names it.
 The probes run in a daemon thread (like shared.devstack.liveness), so a slow broker or database never
 stalls the supervisor's loop; the supervisor asks `due()` each round and does the restart.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,6 +45,7 @@ RECYCLE_FROM = 0.9
 def tree_rss(pid: int) -> int:
     """Resident bytes of a process and its descendants (0 when it is gone)."""
     import psutil
+
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -62,13 +64,15 @@ def groups_behind(committed: dict[str, dict[tuple[str, int], int]], ends: dict[t
     """The groups that have not committed the end of a partition they committed on. A partition
     whose end is unknown counts as not caught up, and so does a commit past the end (the log was
     lost under the group: it reads the partition again)."""
-    return sorted(group for group, offsets in committed.items()
-                  if any(ends.get(tp) != offset for tp, offset in offsets.items()))
+    return sorted(
+        group for group, offsets in committed.items() if any(ends.get(tp) != offset for tp, offset in offsets.items())
+    )
 
 
 @dataclass(frozen=True)
 class Probe:
     """One look at the broker: its memory, the groups behind, the files in flight (None: unknown)."""
+
     pid: int
     rss: int
     behind: tuple[str, ...] = ()
@@ -102,8 +106,9 @@ async def read_commits_and_ends(bootstrap: str) -> tuple[dict, dict]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="fileshare-broker-memory")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                client_id="fileshare-broker-memory")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="fileshare-broker-memory"
+    )
     await admin.start()
     try:
         await consumer.start()
@@ -124,12 +129,14 @@ async def read_commits_and_ends(bootstrap: str) -> tuple[dict, dict]:
         await admin.close()
 
 
-async def fetched_ends_of(consumer, near: dict[tuple[str, int], int],
-                          timeout: float = 5.0) -> dict[tuple[str, int], int]:
+async def fetched_ends_of(
+    consumer, near: dict[tuple[str, int], int], timeout: float = 5.0
+) -> dict[tuple[str, int], int]:
     """The end of each partition as a fetch's high watermark reports it (Tansu under-reports
     ListOffsets), fetching from just before `near` (a small read when caught up); all partitions
     in one assignment. Partitions whose end is still unknown at `timeout` are left out."""
     from aiokafka import TopicPartition
+
     tps = [TopicPartition(t, p) for t, p in sorted(near)]
     if not tps:
         return {}
@@ -147,12 +154,13 @@ def files_in_flight(database_url: str, redrive_seconds: float) -> int:
     reads upload's table because it alone knows when a file is finished; the partial index
     files_unfinished makes this cheap."""
     import psycopg
-    with psycopg.connect(database_url, connect_timeout=5, autocommit=True,
-                         options="-c statement_timeout=5000") as conn:
+
+    with psycopg.connect(database_url, connect_timeout=5, autocommit=True, options="-c statement_timeout=5000") as conn:
         row = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM upload.files WHERE pending_event IS NOT NULL "
             "AND moved_at > now() - make_interval(secs => %s) LIMIT 1000) AS moving",
-            (redrive_seconds,)).fetchone()
+            (redrive_seconds,),
+        ).fetchone()
         return row[0] if row is not None else 0
 
 
@@ -160,6 +168,7 @@ def files_in_flight(database_url: str, redrive_seconds: float) -> int:
 class BrokerRecycler:
     """Probes the broker every `interval` seconds; `due()` tells the supervisor when to restart it.
     `quiet_check(pid)` answers (groups behind, files in flight) and is only asked over the limit."""
+
     limit: int
     pid: Callable[[], int | None]
     quiet_check: Callable[[], tuple[list[str], int | None]]
@@ -203,19 +212,30 @@ class BrokerRecycler:
                 return
             now = self.clock()
             self.over_since = self.over_since if self.over_since is not None else now
-            if (not probe.quiet and now - self.over_since >= self.nag_every
-                    and (self.nagged_at is None or now - self.nagged_at >= self.nag_every)):
+            if (
+                not probe.quiet
+                and now - self.over_since >= self.nag_every
+                and (self.nagged_at is None or now - self.nagged_at >= self.nag_every)
+            ):
                 self.nagged_at = now
-                log.warning("kafka uses %d MB (limit %d MB) and cannot be recycled yet: %s", probe.rss // MB,
-                            self.limit // MB, why_not_quiet(probe))
+                log.warning(
+                    "kafka uses %d MB (limit %d MB) and cannot be recycled yet: %s",
+                    probe.rss // MB,
+                    self.limit // MB,
+                    why_not_quiet(probe),
+                )
 
     def due(self, current_pid: int | None) -> Probe | None:
         """The probe that calls for a restart now: over the limit, quiet, of the running broker, and
         fresh (at most two intervals old); taken, so one probe restarts once."""
         with self.lock:
             probe = self.last
-            if (probe is None or current_pid != probe.pid or verdict(probe, self.limit) != "recycle"
-                    or self.clock() - probe.at > 2 * self.interval):
+            if (
+                probe is None
+                or current_pid != probe.pid
+                or verdict(probe, self.limit) != "recycle"
+                or self.clock() - probe.at > 2 * self.interval
+            ):
                 return None
             self.last = None
             return probe
@@ -234,6 +254,7 @@ class BrokerRecycler:
                 except Exception:  # the thread must outlive any one failed look
                     log.debug("broker memory probe failed", exc_info=True)
                 stopping.wait(self.interval)
+
         thread = threading.Thread(target=rounds, name="broker-memory", daemon=True)
         thread.start()
         return thread
@@ -242,8 +263,10 @@ class BrokerRecycler:
 def why_not_quiet(probe: Probe) -> str:
     parts = [] if probe.settled else [f"started less than {MIN_AGE_SECONDS:.0f} s ago"]
     if probe.behind:
-        parts.append(f"consumer groups behind: {', '.join(probe.behind[:5])}"
-                     + (f" and {len(probe.behind) - 5} more" if len(probe.behind) > 5 else ""))
+        parts.append(
+            f"consumer groups behind: {', '.join(probe.behind[:5])}"
+            + (f" and {len(probe.behind) - 5} more" if len(probe.behind) > 5 else "")
+        )
     if probe.in_flight is None:
         parts.append("files in flight unknown (database unreachable)")
     elif probe.in_flight:
@@ -256,16 +279,23 @@ class LauncherMetrics:
 
     def __init__(self):
         from prometheus_client import CollectorRegistry, Counter, Gauge
+
         self.registry = CollectorRegistry()
-        self.resident = Gauge("fileshare_embedded_broker_resident_bytes",
-                              "Resident memory of the embedded broker's process tree", registry=self.registry)
-        self.recycles = Counter("fileshare_embedded_broker_recycles",
-                                "Restarts of the embedded broker in a quiet moment to free its memory",
-                                registry=self.registry)
+        self.resident = Gauge(
+            "fileshare_embedded_broker_resident_bytes",
+            "Resident memory of the embedded broker's process tree",
+            registry=self.registry,
+        )
+        self.recycles = Counter(
+            "fileshare_embedded_broker_recycles",
+            "Restarts of the embedded broker in a quiet moment to free its memory",
+            registry=self.registry,
+        )
         self.server = None
 
     def serve(self, host: str, port: int) -> None:
         from prometheus_client import start_http_server
+
         self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
 
     def stop(self) -> None:

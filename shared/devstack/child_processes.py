@@ -1,14 +1,16 @@
 """Servers and services a launcher (`make run`, a test session) starts must not outlive it."""
+
 from __future__ import annotations
 
 import os
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 
 def _load_libc():
     try:
         import ctypes
+
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
         return None
@@ -31,4 +33,5 @@ def die_with_launcher() -> Callable[[], None]:
             _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
             if os.getppid() != launcher:
                 os._exit(1)
+
     return arm

@@ -6,10 +6,11 @@ Not runnable on the development machine (no Docker engine); install with
 `uv sync --group containers`. Tests that kill and restart a server (tests/integration/test_recovery.py)
 need the embedded servers.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Iterator
 
 IMAGES = {"postgres": "postgres:18", "kafka": "apache/kafka:3.9.1", "minio": "minio/minio:latest"}
 

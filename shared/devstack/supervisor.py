@@ -14,6 +14,7 @@ engine restarts empty, PostgreSQL's database is waited for, clamd keeps its port
 stops the whole system when one program keeps dying. This loop is small and sits on the start
 methods that EmbeddedStack already has.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,9 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from shared.devstack.liveness import Liveness
 from shared.runtime.retry import Backoff
@@ -43,6 +45,7 @@ class Supervisor:
     `procs` is the live table of processes (EmbeddedStack.procs): a start method puts the new
     process there. `reap(name)` is called after an exit, before the restart, to kill what the
     dead process left behind (its process group); it also kills a silent one, group and all."""
+
     starters: dict[str, Start]
     procs: dict[str, subprocess.Popen]
     reap: Callable[[str], None] = lambda name: None
@@ -54,7 +57,7 @@ class Supervisor:
     pending: dict[str, float] = field(default_factory=dict)  # name → when its restart is due
     gave_up: str | None = None
     liveness: Liveness | None = None
-    recycler: "BrokerRecycler | None" = None
+    recycler: BrokerRecycler | None = None
 
     def run(self, stopping: Callable[[], bool], poll: float = 0.2) -> int:
         """Supervise until `stopping()` (0) or a component keeps dying (1)."""
@@ -103,12 +106,23 @@ class Supervisor:
         count = self.recent_exits(name)
         if count >= self.max_exits:
             self.gave_up = name
-            log.error("%s exited with %s: %d exits in the last %.0fs, it keeps dying; stopping everything",
-                      name, how, count, self.window)
+            log.error(
+                "%s exited with %s: %d exits in the last %.0fs, it keeps dying; stopping everything",
+                name,
+                how,
+                count,
+                self.window,
+            )
             return False
         delay = self.backoff.delay(count)
-        log.warning("%s exited with %s; restarting in %.1fs (restart %d in the last %.0fs)",
-                    name, how, delay, count, self.window)
+        log.warning(
+            "%s exited with %s; restarting in %.1fs (restart %d in the last %.0fs)",
+            name,
+            how,
+            delay,
+            count,
+            self.window,
+        )
         self.pending[name] = self.clock() + delay
         return True
 
@@ -132,8 +146,14 @@ class Supervisor:
         if probe is None or proc is None:
             return True
         from shared.devstack.broker_memory import MB
-        log.info("%s uses %d MB (recycled from %d MB on) and every consumer group is caught up: restarting it to "
-                 "free its memory", name, probe.rss // MB, self.recycler.limit // MB)
+
+        log.info(
+            "%s uses %d MB (recycled from %d MB on) and every consumer group is caught up: restarting it to "
+            "free its memory",
+            name,
+            probe.rss // MB,
+            self.recycler.limit // MB,
+        )
         self.reap(name)
         try:
             proc.wait(10)
@@ -145,8 +165,12 @@ class Supervisor:
     def _replace_silent(self, name: str, quiet: float) -> bool:
         """Kill a component that stopped answering (SIGKILL ends a stopped process too) and count it
         as an exit."""
-        log.warning("%s has not answered its liveness check for %.0fs (limit %.0fs); killing it",
-                    name, quiet, self.liveness.limit)
+        log.warning(
+            "%s has not answered its liveness check for %.0fs (limit %.0fs); killing it",
+            name,
+            quiet,
+            self.liveness.limit,
+        )
         self.reap(name)
         proc = self.procs.get(name)
         try:

@@ -1,5 +1,6 @@
 """Document domain code (PDF, DOCX, XLSX, PPTX): detection by content, content disarm, limits,
 the reader check and the PDF preview. CPU work runs in shared.images' worker pool."""
+
 from .disarm import disarm_document
 from .errors import REJECTION_REASONS, DocumentRejected
 from .formats import DOCUMENT_TYPES, DOCX, EXTENSIONS, PDF, PPTX, XLSX, detect_document_type

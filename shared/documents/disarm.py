@@ -1,4 +1,5 @@
 """One entry point for the sanitizer: the disarm of each document type."""
+
 from __future__ import annotations
 
 from .errors import DocumentRejected

@@ -1,4 +1,5 @@
 """The one domain error of the document code: every parser/writer failure becomes a DocumentRejected."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

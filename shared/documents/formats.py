@@ -3,6 +3,7 @@
 PDF: `%PDF-` within the first 1,024 bytes (qpdf opens it in the disarm). OOXML: a ZIP whose
 `[Content_Types].xml` declares the main part of that type; a macro-enabled main part is refused.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,15 +27,17 @@ MAIN_PART_TYPES: dict[str, str] = {
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml": XLSX,
     "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml": PPTX,
 }
-MACRO_MAIN_PART_TYPES: frozenset[str] = frozenset((
-    "application/vnd.ms-word.document.macroEnabled.main+xml",
-    "application/vnd.ms-word.template.macroEnabledTemplate.main+xml",
-    "application/vnd.ms-excel.sheet.macroEnabled.main+xml",
-    "application/vnd.ms-excel.template.macroEnabled.main+xml",
-    "application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml",
-    "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml",
-    "application/vnd.ms-powerpoint.template.macroEnabled.main+xml",
-))
+MACRO_MAIN_PART_TYPES: frozenset[str] = frozenset(
+    (
+        "application/vnd.ms-word.document.macroEnabled.main+xml",
+        "application/vnd.ms-word.template.macroEnabledTemplate.main+xml",
+        "application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+        "application/vnd.ms-excel.template.macroEnabled.main+xml",
+        "application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml",
+        "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml",
+        "application/vnd.ms-powerpoint.template.macroEnabled.main+xml",
+    )
+)
 
 PDF_SIGNATURE_WITHIN = 1024
 CONTENT_TYPES_PART = "[Content_Types].xml"

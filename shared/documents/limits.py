@@ -1,10 +1,11 @@
 """Resource limits for one document: bombs are refused as file_too_complex."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shared.images import ImageLimits
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # worker processes import this module: they need no settings model
     from shared.settings import Settings
@@ -24,5 +25,5 @@ class DocumentLimits:
     images: ImageLimits = field(default_factory=ImageLimits)  # embedded pictures, disarmed as photos
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DocumentLimits":
+    def from_settings(cls, settings: Settings) -> DocumentLimits:
         return cls(max_pages=settings.max_document_pages, images=ImageLimits.from_settings(settings))

@@ -4,6 +4,7 @@ relationships (ooxml_policy, ooxml_graph), person fields cleared, pictures disar
 
 Pure and CPU-bound: run it in the worker pool (time and memory limits).
 """
+
 from __future__ import annotations
 
 import io
@@ -50,8 +51,9 @@ def check_main_part(graph: PackageGraph, content_type: str) -> None:
     if graph.main_type in MACRO_MAIN_PART_TYPES:
         raise DocumentRejected("unsupported_type", "macro-enabled Office documents (docm, xlsm, pptm) are not accepted")
     if graph.main_part is None or graph.main_type != _MAIN_TYPE_OF[content_type]:
-        raise DocumentRejected("corrupt_file", f"the package's main part is {graph.main_type or 'missing'}, "
-                                               f"not that of {content_type}")
+        raise DocumentRejected(
+            "corrupt_file", f"the package's main part is {graph.main_type or 'missing'}, not that of {content_type}"
+        )
 
 
 def write_package(parts: dict[str, bytes]) -> bytes:

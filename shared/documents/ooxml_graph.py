@@ -1,6 +1,7 @@
 """Which parts of a package survive: those reached from the package's relationships over
 relationships that are kept (internal, of an allowed type, to a part of an allowed type).
 A part no kept relationship reaches is left out, whatever its type."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,5 +49,9 @@ def follow_relationships(parts: dict[str, bytes], types: ContentTypes) -> Packag
 
 
 def _is_kept(rel: Relationship, target: str | None, types: ContentTypes) -> bool:
-    return (not rel.external and rel.kind not in DENIED_RELATIONSHIPS and target is not None
-            and types.of(target) in ALLOWED_PART_TYPES)
+    return (
+        not rel.external
+        and rel.kind not in DENIED_RELATIONSHIPS
+        and target is not None
+        and types.of(target) in ALLOWED_PART_TYPES
+    )

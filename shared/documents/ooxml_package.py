@@ -4,6 +4,7 @@ The sizes a ZIP declares are checked first (parts, total, expansion of one part)
 part is inflated chunk by chunk and counted, so a part that lies about its size is stopped at
 the limit, never inflated whole first (zipfile also stops at the declared size and checks the CRC).
 """
+
 from __future__ import annotations
 
 import io
@@ -46,7 +47,8 @@ def check_declared(entries: list[zipfile.ZipInfo], limits: DocumentLimits) -> No
     total = sum(info.file_size for info in entries)
     if total > limits.max_expanded_bytes:
         raise DocumentRejected(
-            "file_too_complex", f"the package expands to {total} bytes, limit {limits.max_expanded_bytes}")
+            "file_too_complex", f"the package expands to {total} bytes, limit {limits.max_expanded_bytes}"
+        )
 
 
 def part_limit(info: zipfile.ZipInfo, limits: DocumentLimits) -> int:
@@ -68,8 +70,10 @@ def read_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: DocumentL
 
 
 def _expansion_detail(info: zipfile.ZipInfo, size: int, limits: DocumentLimits) -> str:
-    return (f"part {info.filename!r} expands from {info.compress_size} to more than {size - 1} bytes "
-            f"(limit {limits.max_part_expansion}x, {limits.max_expanded_bytes} bytes in all)")
+    return (
+        f"part {info.filename!r} expands from {info.compress_size} to more than {size - 1} bytes "
+        f"(limit {limits.max_part_expansion}x, {limits.max_expanded_bytes} bytes in all)"
+    )
 
 
 def _checked_name(name: str) -> str:

@@ -1,5 +1,6 @@
 """Disarming one kept part of a package: pictures become fresh photos, person fields go, mentions
 of dropped relationships go, and every XML part is parsed (no DTD, bounded depth) before it is kept."""
+
 from __future__ import annotations
 
 from lxml import etree
@@ -11,10 +12,12 @@ from .limits import DocumentLimits
 from .ooxml_policy import IMAGE_TYPES, PERSON_FIELDS
 from .xml import parse_defused, parse_for_edit, serialize
 
-_RELATIONSHIP_NAMESPACES = frozenset((
-    "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
-    "http://purl.oclc.org/ooxml/officeDocument/relationships",
-))
+_RELATIONSHIP_NAMESPACES = frozenset(
+    (
+        "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+        "http://purl.oclc.org/ooxml/officeDocument/relationships",
+    )
+)
 # A picture the photo code refuses: a bomb is a bomb of the document; anything else breaks it.
 _IMAGE_REASONS = {"image_too_large": "file_too_complex", "processing_failed": "processing_failed"}
 

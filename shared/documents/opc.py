@@ -1,4 +1,5 @@
 """The Open Packaging Conventions of OOXML: which content type a part has, and its relationships."""
+
 from __future__ import annotations
 
 import posixpath
@@ -21,9 +22,12 @@ class ContentTypes:
 
     def __init__(self, data: bytes) -> None:
         self.root = parse_for_edit(data, CONTENT_TYPES_PART)
-        self.defaults = {e.get("Extension", "").lower(): e.get("ContentType", "") for e in self.root.iter(f"{_CT}Default")}
-        self.overrides = {_part_key(e.get("PartName", "")): e.get("ContentType", "")
-                          for e in self.root.iter(f"{_CT}Override")}
+        self.defaults = {
+            e.get("Extension", "").lower(): e.get("ContentType", "") for e in self.root.iter(f"{_CT}Default")
+        }
+        self.overrides = {
+            _part_key(e.get("PartName", "")): e.get("ContentType", "") for e in self.root.iter(f"{_CT}Override")
+        }
 
     def of(self, name: str) -> str | None:
         found = self.overrides.get(_part_key(name))
@@ -62,8 +66,9 @@ def read_relationships(data: bytes, source: str) -> tuple[etree._Element, list[R
     for element in root.iter(_REL):
         external = element.get("TargetMode", "Internal") == "External"
         target = None if external else resolve(source, element.get("Target", ""))
-        found.append(Relationship(element, element.get("Id", ""), element.get("Type", "").rsplit("/", 1)[-1],
-                                  target, external))
+        found.append(
+            Relationship(element, element.get("Id", ""), element.get("Type", "").rsplit("/", 1)[-1], target, external)
+        )
     return root, found
 
 

@@ -4,6 +4,7 @@ that PDFium must open with the same pages.
 
 Pure and CPU-bound: run it in the worker pool (time and memory limits).
 """
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,13 @@ def disarm_pdf(data: bytes, limits: DocumentLimits = DocumentLimits()) -> Docume
         with wrapped_errors("corrupt_file", "cannot write the disarmed PDF"):
             # Streams are copied as they are (decode level none): qpdf never inflates a bomb, and
             # the output is the same for the same input (deterministic /ID).
-            pdf.save(out, stream_decode_level=pikepdf.StreamDecodeLevel.none, preserve_pdfa=False,
-                     fix_metadata_version=False, deterministic_id=True)
+            pdf.save(
+                out,
+                stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                preserve_pdfa=False,
+                fix_metadata_version=False,
+                deterministic_id=True,
+            )
     clean = out.getvalue()
     reopen_pdf(clean, pages)
     return DocumentResult(clean, PDF, pages)

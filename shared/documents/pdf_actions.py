@@ -6,32 +6,60 @@ and layer switches stay, and URI actions whose scheme is http, https or mailto; 
 goes, with `OpenAction` and every additional action (`AA`). Keys that carry scripts, files or
 personal data go wherever they appear; annotations that are containers for files or players go.
 """
+
 from __future__ import annotations
 
 import re
 
 import pikepdf
 
-REMOVED_KEYS: frozenset[str] = frozenset((
-    "/AA",  # additional actions: page open/close, field keystroke/format/calculate scripts, ...
-    "/OpenAction",
-    "/JavaScript", "/JS",  # the document-level names tree, and the script of an action
-    "/EmbeddedFiles", "/EF", "/RF", "/AF",  # embedded and associated files
-    "/XFA", "/NeedsRendering",  # XML forms and their scripts
-    "/RichMediaContent", "/RichMediaSettings", "/3DD",  # Flash, video and 3D content
-    "/Collection",  # portfolios: a folder of embedded files
-    "/Metadata", "/PieceInfo",  # XMP (author, tool) on the catalog, pages and images; app-private data
-))
-
-REMOVED_ANNOTATIONS: frozenset[str] = frozenset(
-    ("/FileAttachment", "/RichMedia", "/3D", "/Movie", "/Sound", "/Screen")
+REMOVED_KEYS: frozenset[str] = frozenset(
+    (
+        "/AA",  # additional actions: page open/close, field keystroke/format/calculate scripts, ...
+        "/OpenAction",
+        "/JavaScript",
+        "/JS",  # the document-level names tree, and the script of an action
+        "/EmbeddedFiles",
+        "/EF",
+        "/RF",
+        "/AF",  # embedded and associated files
+        "/XFA",
+        "/NeedsRendering",  # XML forms and their scripts
+        "/RichMediaContent",
+        "/RichMediaSettings",
+        "/3DD",  # Flash, video and 3D content
+        "/Collection",  # portfolios: a folder of embedded files
+        "/Metadata",
+        "/PieceInfo",  # XMP (author, tool) on the catalog, pages and images; app-private data
+    )
 )
 
-ACTION_TYPES: frozenset[str] = frozenset((
-    "/GoTo", "/GoToR", "/GoToE", "/GoToDp", "/Launch", "/Thread", "/URI", "/Sound", "/Movie", "/Hide",
-    "/Named", "/SubmitForm", "/ResetForm", "/ImportData", "/JavaScript", "/SetOCGState", "/Rendition",
-    "/Trans", "/GoTo3DView", "/RichMediaExecute",
-))
+REMOVED_ANNOTATIONS: frozenset[str] = frozenset(("/FileAttachment", "/RichMedia", "/3D", "/Movie", "/Sound", "/Screen"))
+
+ACTION_TYPES: frozenset[str] = frozenset(
+    (
+        "/GoTo",
+        "/GoToR",
+        "/GoToE",
+        "/GoToDp",
+        "/Launch",
+        "/Thread",
+        "/URI",
+        "/Sound",
+        "/Movie",
+        "/Hide",
+        "/Named",
+        "/SubmitForm",
+        "/ResetForm",
+        "/ImportData",
+        "/JavaScript",
+        "/SetOCGState",
+        "/Rendition",
+        "/Trans",
+        "/GoTo3DView",
+        "/RichMediaExecute",
+    )
+)
 KEPT_ACTION_TYPES: frozenset[str] = frozenset(("/GoTo", "/Named", "/Thread", "/SetOCGState", "/URI"))
 KEPT_URI_SCHEMES: frozenset[str] = frozenset(("http", "https", "mailto"))
 

@@ -6,6 +6,7 @@ an image declares its pixels, checked against the photo limit before any reader 
 The rarer generalized filters (LZW, RunLength, ASCII) are decoded by qpdf: their expansion is
 bounded (at most a few thousand times) and the worker's memory limit is the backstop.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -39,7 +40,8 @@ class ExpansionBudget:
             self.used += len(stream.read_bytes(pikepdf.StreamDecodeLevel.generalized))
         if self.used > self.limits.max_expanded_bytes:
             raise DocumentRejected(
-                "file_too_complex", f"streams expand past {self.limits.max_expanded_bytes} bytes (decompression bomb)")
+                "file_too_complex", f"streams expand past {self.limits.max_expanded_bytes} bytes (decompression bomb)"
+            )
 
 
 def inflated_size(raw: bytes, limit: int) -> int:

@@ -2,6 +2,7 @@
 
 PDFium is not thread-safe: render in the worker pool's processes, never in threads.
 """
+
 from __future__ import annotations
 
 import pypdfium2

@@ -1,5 +1,6 @@
 """The standard readers a disarmed package must open with before it is accepted,
 and what each reports as `pages`."""
+
 from __future__ import annotations
 
 import io

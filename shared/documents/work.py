@@ -1,7 +1,9 @@
 """Document work in the image worker pool (its killable workers, time and memory limits)."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shared.images import ImageRejected, ImageWorkerPool
 

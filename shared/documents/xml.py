@@ -5,6 +5,7 @@ The edits go through lxml, parsed only after defusedxml accepted the same bytes,
 namespace prefixes as written: Office readers resolve prefixes named inside attribute values
 (`mc:Ignorable="w14"`, `xsi:type="dcterms:W3CDTF"`), which ElementTree would rename to ns0, ns1.
 """
+
 from __future__ import annotations
 
 import io

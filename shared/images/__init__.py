@@ -1,4 +1,5 @@
 """Image domain code: trusted decoding, content disarm, resizing, and the worker pool that bounds them."""
+
 from .errors import REJECTION_REASONS, ImageRejected
 from .formats import ACCEPTED_TYPES, EXTENSIONS, PILLOW_FORMATS, sniff_content_type
 from .limits import ImageLimits

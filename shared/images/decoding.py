@@ -4,6 +4,7 @@ Everything a decoder raises becomes an ImageRejected, except MemoryError,
 which is left to the worker pool (it replaces the worker whose heap hit the
 memory limit).
 """
+
 from __future__ import annotations
 
 import io
@@ -101,8 +102,9 @@ def check_jpeg_scans(data: bytes, limit: int) -> None:
     walk the whole picture again, so thousands of them hold a worker for minutes (a scan bomb)."""
     scans = count_jpeg_scans(data, stop_after=limit)
     if scans > limit:
-        raise ImageRejected("image_too_large",
-                            f"JPEG has more than {limit} scans (progressive scan bomb); a normal photo has about 10")
+        raise ImageRejected(
+            "image_too_large", f"JPEG has more than {limit} scans (progressive scan bomb); a normal photo has about 10"
+        )
 
 
 def check_heif_sizes(data: bytes, max_pixels: int) -> None:
@@ -110,8 +112,10 @@ def check_heif_sizes(data: bytes, max_pixels: int) -> None:
     whatever smaller crop of it the file says to show."""
     for width, height in declared_sizes(data):
         if width * height > max_pixels:
-            raise ImageRejected("image_too_large", f"HEIF declares a {width}x{height} picture = {width * height} "
-                                                   f"pixels, limit {max_pixels}")
+            raise ImageRejected(
+                "image_too_large",
+                f"HEIF declares a {width}x{height} picture = {width * height} pixels, limit {max_pixels}",
+            )
 
 
 def decode_first_frame(image: Image.Image, at_least: int | None = None) -> Image.Image:

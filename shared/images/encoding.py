@@ -4,6 +4,7 @@ No metadata argument is ever passed (no exif, icc_profile, pnginfo, comment,
 xmp) and the image's `info` is emptied first, because Pillow's savers copy
 some of it (JPEG comment, PNG icc_profile) from the source into the output.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """The one domain error of the image code: every decoder/encoder failure becomes an ImageRejected."""
+
 from __future__ import annotations
 
 from typing import Literal

@@ -6,12 +6,17 @@ reach, say, the EPS or TIFF plugin. HEIC/HEIF (pillow-heif over libheif) and
 WebP are phone formats: decoded under the same limits, but never written back
 (CONVERTED_TYPES: the sanitizer re-encodes them as JPEG, or PNG with transparency).
 """
+
 from __future__ import annotations
 
 # The trusted-decoder allowlist: the one decoder each type is opened with (Image.open(...,
 # formats=...)), so a PNG can never reach the HEIF plugin either.
 PILLOW_FORMAT_OF: dict[str, str] = {
-    "image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WEBP", "image/heic": "HEIF",
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WEBP",
+    "image/heic": "HEIF",
 }
 PILLOW_FORMATS: tuple[str, ...] = tuple(PILLOW_FORMAT_OF.values())
 
@@ -53,7 +58,7 @@ def _ftyp_brands(head: bytes) -> tuple[bytes, list[bytes]] | None:
     if len(head) < 16 or head[4:8] != b"ftyp":
         return None
     box_end = min(int.from_bytes(head[:4], "big"), len(head))
-    return head[8:12], [head[i:i + 4] for i in range(16, box_end - 3, 4)]
+    return head[8:12], [head[i : i + 4] for i in range(16, box_end - 3, 4)]
 
 
 def _is_heif(head: bytes) -> bool:

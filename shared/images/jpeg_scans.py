@@ -15,6 +15,7 @@ walk over the marker segments that needs no pixels and no decoder:
 Pure and cheap (a C-level search over the entropy-coded data): it runs before the decoder, in
 `open_trusted`.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Resource limits for one decode, checked from the image header before pixels are decoded."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ class ImageLimits:
     max_jpeg_scans: int = 100  # SOS segments of a JPEG (a normal progressive one has ~10)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ImageLimits":
-        return cls(max_pixels=settings.max_image_pixels, max_frames=settings.max_image_frames,
-                   max_jpeg_scans=settings.max_jpeg_scans)
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        return cls(
+            max_pixels=settings.max_image_pixels,
+            max_frames=settings.max_image_frames,
+            max_jpeg_scans=settings.max_jpeg_scans,
+        )

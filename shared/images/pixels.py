@@ -1,4 +1,5 @@
 """Pixel normalisation: upright orientation, sRGB colours, 8-bit modes our encoders write."""
+
 from __future__ import annotations
 
 import io

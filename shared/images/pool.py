@@ -12,6 +12,7 @@ Workers come from the 'forkserver' start method: they are forked from a clean
 server process, so they inherit neither the service's sockets (Kafka, HTTP,
 storage) nor its threads.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,9 +21,10 @@ import multiprocessing
 import os
 import resource
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from shared.contract.rejections import Rejected
 
@@ -134,17 +136,19 @@ class ImageWorkerPool:
         self._threads: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ImageWorkerPool":
+    def from_settings(cls, settings: Settings) -> ImageWorkerPool:
         return cls(
             workers=settings.image_workers or None,
             timeout_seconds=settings.decode_timeout_seconds,
             memory_bytes=settings.decode_memory_bytes,
         )
 
-    async def start(self) -> "ImageWorkerPool":
+    async def start(self) -> ImageWorkerPool:
         loop = asyncio.get_running_loop()
         self._threads = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="image-pool")
-        workers = await asyncio.gather(*(loop.run_in_executor(self._threads, self._new_worker) for _ in range(self.size)))
+        workers = await asyncio.gather(
+            *(loop.run_in_executor(self._threads, self._new_worker) for _ in range(self.size))
+        )
         self._idle = asyncio.Queue()
         for worker in workers:
             self._idle.put_nowait(worker)
@@ -164,7 +168,7 @@ class ImageWorkerPool:
         assert self._threads is not None
         self._threads.shutdown(wait=True)
 
-    async def __aenter__(self) -> "ImageWorkerPool":
+    async def __aenter__(self) -> ImageWorkerPool:
         return await self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -1,4 +1,5 @@
 """Final variant: longer side to the account's max_image_dimension, never upscaled, plus a preview."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,18 @@ from .sizing import downscale
 # showing anything else (EXIF, ICC, XMP, comments, PNG text...) did not come from the
 # sanitizer, so it is never passed through, whatever size it has.
 _OWN_ENCODER_INFO = frozenset(
-    ("jfif", "jfif_version", "jfif_unit", "jfif_density", "progressive", "progression",
-     "transparency", "background", "version", "duration")
+    (
+        "jfif",
+        "jfif_version",
+        "jfif_unit",
+        "jfif_density",
+        "progressive",
+        "progression",
+        "transparency",
+        "background",
+        "version",
+        "duration",
+    )
 )
 
 
@@ -57,4 +68,3 @@ def resize_image(
         final = encode(image, content_type, FINAL)
         preview = encode_preview(image)
     return ResizeResult(final, content_type, image.width, image.height, preview)
-

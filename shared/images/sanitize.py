@@ -16,6 +16,7 @@ It is an internal variant; users only ever see the resizer's output.
 
 Pure and CPU-bound: run it in an ImageWorkerPool worker (time and memory limits).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

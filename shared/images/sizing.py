@@ -1,4 +1,5 @@
 """Downscaling: longer side to a maximum, aspect kept, never upscaled."""
+
 from __future__ import annotations
 
 from PIL import Image

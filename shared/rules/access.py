@@ -7,6 +7,7 @@ its account and the conversation's consumer. The users of an account are its rol
 file or conversation exists (404); another consumer of the same account is told no (403) where
 the contract says so (content, links, transcripts), while a file's status is 404 to them too.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ FEATURE_SETTERS = ("platform",)
 class Owner:
     """Whose file or conversation it is: the account, and the consumer of the conversation
     (None when not known, e.g. a bot record refused before it named a conversation)."""
+
     account_id: str
     consumer_id: str | None
 

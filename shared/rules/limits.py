@@ -1,6 +1,7 @@
 """How large a file may be: one rule (FS_MAX_UPLOAD_BYTES) and one refusal, `413 file_too_large`,
 for every entry point (multipart form, bot record, the upload handler's last check), and the caps
 the entry points derive from it for the bytes they stream before the file is whole."""
+
 from __future__ import annotations
 
 from shared.rules import Refused

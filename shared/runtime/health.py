@@ -1,6 +1,7 @@
 """The one health and metrics app: GET /healthz (alive), /readyz (dependencies answer) and /metrics
 (prometheus-client's own ASGI app). Every service serves it on its metrics port; upload and
 delivery also on their HTTP port, as routes of their API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,9 @@ class _Exposition:
         await self.app(scope, receive, send)
 
 
-def health_routes(ready: Check, registry: CollectorRegistry,
-                  detail: Callable[[], dict] | None = None) -> list[Route]:
+def health_routes(ready: Check, registry: CollectorRegistry, detail: Callable[[], dict] | None = None) -> list[Route]:
     """`detail()` adds fields to /readyz's JSON, e.g. {"ready": true, "scanner": "disabled"}."""
+
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -43,8 +44,11 @@ def health_routes(ready: Check, registry: CollectorRegistry,
         ok = await ready()
         return JSONResponse({"ready": ok, **(detail() if detail else {})}, status_code=200 if ok else 503)
 
-    routes = [Route("/healthz", healthz, include_in_schema=False), Route("/readyz", readyz, include_in_schema=False),
-              Route("/metrics", _Exposition(registry), include_in_schema=False)]
+    routes = [
+        Route("/healthz", healthz, include_in_schema=False),
+        Route("/readyz", readyz, include_in_schema=False),
+        Route("/metrics", _Exposition(registry), include_in_schema=False),
+    ]
     for route in routes:
         route.methods = {"GET"}  # GET only, like the API's own routes (Starlette would add HEAD, or allow any)
     return routes
@@ -66,6 +70,7 @@ class _Server(uvicorn.Server):
 @dataclass
 class HealthServer:
     """The running health app; closed like an asyncio server."""
+
     server: uvicorn.Server
     task: asyncio.Task
 
@@ -76,14 +81,18 @@ class HealthServer:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def serve_metrics(metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1",
-                        detail: Callable[[], dict] | None = None) -> HealthServer:
+async def serve_metrics(
+    metrics: ServiceMetrics, port: int, ready: Check, host: str = "127.0.0.1", detail: Callable[[], dict] | None = None
+) -> HealthServer:
     """Serve the health app of `metrics` on host:port; the port is bound and listening when this
     returns (a port in use fails here, not later in a task)."""
     registry = metrics.registry
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)
     app = Starlette(routes=health_routes(ready, registry, detail))
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None, access_log=False,
-                                    timeout_graceful_shutdown=1))
+    server = _Server(
+        uvicorn.Config(
+            app, log_level="warning", lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=1
+        )
+    )
     return HealthServer(server, asyncio.create_task(server.serve(sockets=[sock]), name="health"))

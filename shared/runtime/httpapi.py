@@ -1,5 +1,6 @@
 """What both HTTP services share: contract-shaped errors, authentication, health endpoints, and a
 cap on request bodies with a budget of body bytes in flight."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.contract.auth import AuthError, Principal, bearer_token, verify_service_token, verify_token
 from shared.adapters.db import DB_TRANSIENT
+from shared.contract.auth import AuthError, Principal, bearer_token, verify_service_token, verify_token
 from shared.contract.errors import ApiError
 from shared.contract.ids import InvalidId, check_file_id, check_id
 
@@ -28,9 +29,13 @@ def error_responses(*codes: tuple[int, str]) -> dict:
     by_status: dict[int, list[str]] = {}
     for status, code in codes:
         by_status.setdefault(status, []).append(code)
-    return {status: {"description": "error codes: " + ", ".join(f"`{c}`" for c in names),
-                     "content": {"application/json": {"example": error_body(names[0], "...")}}}
-            for status, names in by_status.items()}
+    return {
+        status: {
+            "description": "error codes: " + ", ".join(f"`{c}`" for c in names),
+            "content": {"application/json": {"example": error_body(names[0], "...")}},
+        }
+        for status, names in by_status.items()
+    }
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -42,12 +47,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return JSONResponse(error_body("invalid_request", f"{where}: {first.get('msg', 'invalid request')}"),
-                            status_code=422)
+        return JSONResponse(
+            error_body("invalid_request", f"{where}: {first.get('msg', 'invalid request')}"), status_code=422
+        )
 
     async def _database_unavailable(_: Request, exc: Exception):
-        return JSONResponse(error_body("unavailable", f"the database did not answer ({type(exc).__name__}); retry"),
-                            status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(
+            error_body("unavailable", f"the database did not answer ({type(exc).__name__}); retry"),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     for error in DB_TRANSIENT:
         app.add_exception_handler(error, _database_unavailable)
@@ -211,8 +220,9 @@ class _BodyLimit:
     request never holds a share of the budget.
     """
 
-    def __init__(self, app: ASGIApp, default_max: int, overrides: dict[tuple[str, str], int],
-                 budget: ByteBudget | None):
+    def __init__(
+        self, app: ASGIApp, default_max: int, overrides: dict[tuple[str, str], int], budget: ByteBudget | None
+    ):
         self.app, self.default_max, self.budget = app, default_max, budget
         self.routes = [(method, compile_path(path)[0], limit) for (method, path), limit in overrides.items()]
 
@@ -241,8 +251,9 @@ class _BodyLimit:
                 try:
                     state["booked"] = await self.budget.acquire(min(cap.declared or limit, limit))
                 except TimeoutError:
-                    raise ApiError(503, "unavailable", "too many request bodies in flight; retry shortly",
-                                   {"Retry-After": "1"}) from None
+                    raise ApiError(
+                        503, "unavailable", "too many request bodies in flight; retry shortly", {"Retry-After": "1"}
+                    ) from None
             message = await receive()
             if message["type"] == "http.request":
                 cap.count(message.get("body", b""))
@@ -256,8 +267,12 @@ class _BodyLimit:
                 self.budget.release(state["booked"])
 
 
-def install_body_limit(app: FastAPI, default_max: int = DEFAULT_BODY_LIMIT,
-                       overrides: dict[tuple[str, str], int] | None = None, budget: ByteBudget | None = None) -> None:
+def install_body_limit(
+    app: FastAPI,
+    default_max: int = DEFAULT_BODY_LIMIT,
+    overrides: dict[tuple[str, str], int] | None = None,
+    budget: ByteBudget | None = None,
+) -> None:
     """Cap every request body of `app` at `default_max` bytes, or at overrides[(method, path template)]:
     413 `body_too_large` with the contract's error body, unless the handler catches BodyTooLarge to
     answer in its own words (an upload: `file_too_large`). With a budget, bodies in flight share it
@@ -270,6 +285,7 @@ def install_body_limit(app: FastAPI, default_max: int = DEFAULT_BODY_LIMIT,
 
 
 # --- responses by status class ----------------------------------------------------------------
+
 
 class _CountResponses:
     """ASGI middleware: counts each response by status class; a handler that raised (Starlette answers

@@ -6,6 +6,7 @@ an audit (retention's log of erasures), so control characters of the message and
 key and value are escaped (`\\n`, `\\r`, `\\t`, `\\x1b`, `\\u2028`, ...), and the lines of a traceback
 are indented: a line that does not start with whitespace is always the start of a record.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,9 @@ class _ContextFormatter(logging.Formatter):
         line = escape_controls(self.formatMessage(record))
         ctx = getattr(record, "ctx", None)
         if ctx:
-            line += " " + " ".join(f"{escape_controls(k)}={escape_controls(v)}" for k, v in ctx.items() if v is not None)
+            line += " " + " ".join(
+                f"{escape_controls(k)}={escape_controls(v)}" for k, v in ctx.items() if v is not None
+            )
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         for extra in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):

@@ -9,29 +9,43 @@ An outage ends when its dependency has raised no error for `quiet` seconds: succ
 everywhere (aiokafka retries inside its own tasks and only logs), silence is. Its duration runs
 from the first error to the last one.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 log = logging.getLogger("fileshare.outages")
 
 QUIET_SECONDS = 5.0
 
 # The root module of an exception's class → the dependency it speaks for.
-_DEPENDENCY_OF_MODULE = {"aiokafka": "kafka", "psycopg": "database", "psycopg_pool": "database",
-                         "shared.adapters.storage": "s3", "urllib3": "s3", "shared.adapters.scanner": "clamd"}
+_DEPENDENCY_OF_MODULE = {
+    "aiokafka": "kafka",
+    "psycopg": "database",
+    "psycopg_pool": "database",
+    "shared.adapters.storage": "s3",
+    "urllib3": "s3",
+    "shared.adapters.scanner": "clamd",
+}
 # Loggers of client libraries that log every retry themselves.
 # The OpenTelemetry exporter's (when tracing is on) logs each failed batch: a collector outage.
-_DEPENDENCY_OF_LOGGER = {"aiokafka": "kafka", "psycopg.pool": "database", "urllib3": "s3",
-                         "opentelemetry.exporter": "collector"}
+_DEPENDENCY_OF_LOGGER = {
+    "aiokafka": "kafka",
+    "psycopg.pool": "database",
+    "urllib3": "s3",
+    "opentelemetry.exporter": "collector",
+}
 # What starts an outage in those loggers (other warnings pass, unless an outage is already open).
-_CONNECTION_TROUBLE = re.compile(r"connect|metadata|NodeNotReady|RequestTimedOut|coordinator|not available|"
-                                 r"broken|refused|timed out|timeout", re.IGNORECASE)
+_CONNECTION_TROUBLE = re.compile(
+    r"connect|metadata|NodeNotReady|RequestTimedOut|coordinator|not available|"
+    r"broken|refused|timed out|timeout",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -66,8 +80,13 @@ class DependencyOutages:
                 return
             self.open[dependency] = _Outage(now, now)
             self._watch()
-        log.warning("%s unavailable (%s); its errors are counted in fileshare_dependency_errors_total until "
-                    "it has been quiet for %.0fs", dependency, detail, self.quiet)
+        log.warning(
+            "%s unavailable (%s); its errors are counted in fileshare_dependency_errors_total until "
+            "it has been quiet for %.0fs",
+            dependency,
+            detail,
+            self.quiet,
+        )
 
     def end_quiet_outages(self) -> None:
         """Close (and log) every outage whose dependency raised nothing for `quiet` seconds."""
@@ -77,8 +96,12 @@ class DependencyOutages:
             for dependency in ended:
                 del self.open[dependency]
         for dependency, outage in ended.items():
-            log.warning("%s available again: outage of %.1fs over (%d errors)", dependency,
-                        outage.last - outage.first, outage.errors)
+            log.warning(
+                "%s available again: outage of %.1fs over (%d errors)",
+                dependency,
+                outage.last - outage.first,
+                outage.errors,
+            )
 
     def _watch(self) -> None:
         # One daemon thread while outages are open: aiokafka's retries run in tasks we do not own,

@@ -3,6 +3,7 @@
 Every wait on something not ready yet (a broker, a database, a restarted component, a starting
 clamd) doubles its delay from `first` up to `longest`; the async loop adds jitter so that
 instances that failed together do not retry together."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ T = TypeVar("T")
 class Backoff:
     """Delay after the n-th failure in a row: `first` doubled for each, at most `longest`; with
     `jitter` j, the wait is spread over delay × [1 - j/2, 1 + j/2)."""
+
     first: float = 0.2
     longest: float = 30.0
     jitter: float = 0.0
@@ -33,10 +35,15 @@ class Backoff:
         return self.delay(failures) * (1 - self.jitter / 2 + self.jitter * random.random())
 
 
-async def retry_transient(fn: Callable[[], Awaitable[T]], what: str, transient: tuple[type[BaseException], ...],
-                          stop: asyncio.Event | None = None,
-                          on_retry: Callable[[BaseException], None] | None = None, max_delay: float = 30.0,
-                          backoff: Backoff | None = None) -> T:
+async def retry_transient(
+    fn: Callable[[], Awaitable[T]],
+    what: str,
+    transient: tuple[type[BaseException], ...],
+    stop: asyncio.Event | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+    max_delay: float = 30.0,
+    backoff: Backoff | None = None,
+) -> T:
     """Call fn until it succeeds, retrying `transient` errors with backoff (by default jittered,
     doubling from 0.2 s to `max_delay`); once `stop` is set, the error is raised instead."""
     backoff = backoff or Backoff(0.2, max_delay, jitter=0.4)
@@ -51,6 +58,11 @@ async def retry_transient(fn: Callable[[], Awaitable[T]], what: str, transient: 
             if on_retry:
                 on_retry(e)
             if not note_transient(e, what):  # a dependency's outage is logged once, not per retry
-                log.warning("%s: transient error (%s: %s); retrying in %.1fs", what, type(e).__name__, e,
-                            backoff.delay(failures))
+                log.warning(
+                    "%s: transient error (%s: %s); retrying in %.1fs",
+                    what,
+                    type(e).__name__,
+                    e,
+                    backoff.delay(failures),
+                )
             await asyncio.sleep(backoff.wait(failures))

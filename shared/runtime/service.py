@@ -5,26 +5,27 @@ start → run until SIGTERM or until any part dies → stop everything in revers
 (a processor, a background job, the HTTP server) makes /readyz false at once and the process exit
 non-zero, so a supervisor restarts it instead of leaving half a service answering /healthz.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import uvicorn
 from fastapi import FastAPI
 
 from shared.adapters.db import Database
 from shared.adapters.kafka import StreamProcessor
-from shared.runtime.logs import setup_logging
 from shared.runtime.health import serve_metrics
+from shared.runtime.logs import setup_logging
 from shared.runtime.metrics import ServiceMetrics
+from shared.runtime.tracing import setup_tracing
 from shared.runtime.wiring import Storage, wait_for_dependencies
 from shared.settings import ConfigurationError, Settings, get_settings
-from shared.runtime.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,13 @@ class Service:
 
     async def serve(self, stop: asyncio.Event) -> bool:
         """Run until `stop` is set (True) or a part dies (False)."""
-        health = await serve_metrics(self.metrics, self.settings.metrics_port(self.name), self.ready,
-                                     self.settings.bind_host, self.readiness_detail)
+        health = await serve_metrics(
+            self.metrics,
+            self.settings.metrics_port(self.name),
+            self.ready,
+            self.settings.bind_host,
+            self.readiness_detail,
+        )
         http_server: uvicorn.Server | None = None
         healthy = True
         try:
@@ -67,12 +73,21 @@ class Service:
                 await hook()
             await asyncio.gather(*(p.start() for p in self.processors))
             self.tasks = [asyncio.create_task(p.run(), name=p.name) for p in self.processors]
-            self.tasks += [asyncio.create_task(job(stop), name=getattr(job, "__name__", "background"))
-                           for job in self.background]
+            self.tasks += [
+                asyncio.create_task(job(stop), name=getattr(job, "__name__", "background")) for job in self.background
+            ]
             if self.http is not None:
                 # log_config=None: uvicorn's own records go through our formatter (control characters escaped).
-                http_server = uvicorn.Server(uvicorn.Config(self.http, host=self.settings.bind_host, port=self.http_port,
-                                                            log_level="warning", lifespan="off", log_config=None))
+                http_server = uvicorn.Server(
+                    uvicorn.Config(
+                        self.http,
+                        host=self.settings.bind_host,
+                        port=self.http_port,
+                        log_level="warning",
+                        lifespan="off",
+                        log_config=None,
+                    )
+                )
                 http_server.install_signal_handlers = lambda: None  # the service owns SIGTERM
                 self.tasks.append(asyncio.create_task(http_server.serve(), name=f"{self.name}-http"))
             self.started = True
@@ -82,8 +97,12 @@ class Service:
             for t in done:
                 if t is not stopper:
                     healthy = False
-                    log.error("%s: %s stopped unexpectedly; stopping the service", self.name, t.get_name(),
-                              exc_info=t.exception() if not t.cancelled() else None)
+                    log.error(
+                        "%s: %s stopped unexpectedly; stopping the service",
+                        self.name,
+                        t.get_name(),
+                        exc_info=t.exception() if not t.cancelled() else None,
+                    )
             stopper.cancel()
         finally:
             self.started = False

@@ -4,6 +4,7 @@ The development stack creates them; the operator commands (`fileshare token`, `k
 status`) run beside it read them wherever the environment does not set FS_*, so this module is not
 part of the development-only package.
 """
+
 from __future__ import annotations
 
 import base64

@@ -14,6 +14,7 @@ OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over HTTP/protobuf), OTEL_SERVICE_NAME (defaul
 
 Span attributes name the file and its conversation and account, never a caption or a file name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,9 @@ def setup_tracing(service: str, environ: Mapping[str, str] = os.environ):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create(
-        {SERVICE_NAME: environ.get("OTEL_SERVICE_NAME") or f"fileshare-{service}"}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: environ.get("OTEL_SERVICE_NAME") or f"fileshare-{service}"})
+    )
     for name in names:
         provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
     trace.set_tracer_provider(provider)
@@ -79,9 +81,11 @@ def setup_tracing(service: str, environ: Mapping[str, str] = os.environ):
 def _exporter(name: str):
     if name == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
         return OTLPSpanExporter()  # endpoint, headers, timeout: OTEL_EXPORTER_OTLP_*
     if name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
         return ConsoleSpanExporter()
     raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)")
 
@@ -122,14 +126,23 @@ def consuming(record, name: str | None, group: str | None = None) -> Iterator[Sp
         yield None
         return
     parent = propagate.extract(record.headers or (), getter=KAFKA_HEADERS)
-    attributes = {"messaging.system": "kafka", "messaging.operation.type": "process",
-                  "messaging.destination.name": record.topic,
-                  "messaging.destination.partition.id": str(record.partition),
-                  "messaging.kafka.offset": record.offset}
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": record.topic,
+        "messaging.destination.partition.id": str(record.partition),
+        "messaging.kafka.offset": record.offset,
+    }
     if group:
         attributes["messaging.consumer.group.name"] = group
-    with tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
-                                      record_exception=False, set_status_on_exception=False) as span:
+    with tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
         try:
             yield span
         except BaseException as exc:
@@ -145,9 +158,13 @@ def fail(span: Span | None, exc: BaseException) -> None:
 
 
 @contextmanager
-def server_span(method: str, route: str, headers: Mapping[str, str],
-                parent: tuple[str | None, str | None] | None = None,
-                start_time: int | None = None) -> Iterator[Span]:
+def server_span(
+    method: str,
+    route: str,
+    headers: Mapping[str, str],
+    parent: tuple[str | None, str | None] | None = None,
+    start_time: int | None = None,
+) -> Iterator[Span]:
     """An HTTP request's span (`{method} {route}`), in the trace the request's own `traceparent`
     names, or in `parent`'s (a stored traceparent, tracestate) with a link to the request's. The
     context is attached for this block only: nothing leaks into the next request on a keep-alive
@@ -159,9 +176,16 @@ def server_span(method: str, route: str, headers: Mapping[str, str],
         asked = trace.get_current_span(incoming).get_span_context()
         links = [Link(asked)] if asked.is_valid else []
     attributes = {"http.request.method": method, "http.route": route}
-    with tracer.start_as_current_span(f"{method} {route}", context=context_, kind=SpanKind.SERVER,
-                                      attributes=attributes, links=links, start_time=start_time, record_exception=False,
-                                      set_status_on_exception=False) as span:
+    with tracer.start_as_current_span(
+        f"{method} {route}",
+        context=context_,
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        links=links,
+        start_time=start_time,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
         try:
             yield span
         except BaseException as exc:
@@ -178,7 +202,6 @@ def answered(span: Span, status: int) -> None:
 
 def now_ns() -> int:
     return time.time_ns()
-
 
 
 @contextmanager

@@ -1,16 +1,17 @@
 """Wiring shared by the services: storage adapters, buckets and topics."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
 
-from shared.runtime.retry import retry_transient
-from shared.contract.topics import ensure_topics
 from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
-from shared.runtime.metrics import ServiceMetrics
-from shared.settings import Settings
 from shared.adapters.storage import S3ObjectStore
+from shared.contract.topics import ensure_topics
+from shared.runtime.metrics import ServiceMetrics
+from shared.runtime.retry import retry_transient
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,16 @@ def build_storage(settings: Settings, metrics: ServiceMetrics | None = None) -> 
 async def wait_for_dependencies(settings: Settings, storage: Storage, stop: asyncio.Event | None = None) -> None:
     """Buckets and topics, created idempotently, retrying until the object store and Kafka answer
     (a service may start before them)."""
+
     async def ensure_buckets():
         await storage.blobs.ensure_bucket()
         await storage.key_blobs.ensure_bucket()
 
     await retry_transient(ensure_buckets, "object store", (Exception,), stop, max_delay=10)
-    await retry_transient(lambda: ensure_topics(settings.kafka_bootstrap, settings.topic_partitions,
-                                                settings.topic_retention_hours),
-                          "create topics", (Exception,), stop, max_delay=10)
+    await retry_transient(
+        lambda: ensure_topics(settings.kafka_bootstrap, settings.topic_partitions, settings.topic_retention_hours),
+        "create topics",
+        (Exception,),
+        stop,
+        max_delay=10,
+    )

@@ -1,4 +1,5 @@
 """Playwright for Python driving Debian's chromium against the session's embedded stack."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,8 +29,14 @@ def page(browser):
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    page.on("console", lambda message: problems.append(f"console: {message.text}")
-            if message.type == "error" and "Content Security Policy" in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}")
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
+    )
     yield page
     context.close()
     assert not problems, problems

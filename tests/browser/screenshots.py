@@ -4,6 +4,7 @@ Starts a private embedded stack (like the tests), sends real photos through it a
 the agent workspace (a delivered and a pending photo; the full-page view; a conversation whose
 channel cannot receive photos) and the consumer view with Debian's chromium.
 """
+
 from __future__ import annotations
 
 import sys
@@ -60,8 +61,13 @@ def main() -> int:
             client.enable_account(ACCOUNT)
             for conversation, channel in ((CONVERSATION, "web"), (OTHER, "web"), (SMS, "sms")):
                 client.open_conversation(ACCOUNT, conversation, CONSUMER, channel=channel)
-            first = client.upload(ACCOUNT, CONVERSATION, device_photo("reset"), sub=AGENT,
-                                  caption="This is the reset button on the back of your router.")
+            first = client.upload(
+                ACCOUNT,
+                CONVERSATION,
+                device_photo("reset"),
+                sub=AGENT,
+                caption="This is the reset button on the back of your router.",
+            )
             client.wait_status(first.json()["file_id"], ACCOUNT, ("published",))
             with sync_playwright() as playwright:
                 browser = launch(playwright)

@@ -1,5 +1,6 @@
 """Helpers of the browser tests and the screenshot script: Debian's chromium driven by Playwright,
 page addresses with the token in the fragment, photos, and holding a pipeline stage still."""
+
 from __future__ import annotations
 
 import os
@@ -35,14 +36,14 @@ def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=chromium_path(), args=["--disable-gpu"])
 
 
-def agent_url(client: Client, account: str, *conversations: str, sub: str = "agent-1",
-              role: str = "agent") -> str:
+def agent_url(client: Client, account: str, *conversations: str, sub: str = "agent-1", role: str = "agent") -> str:
     return page_url(client.upload_url, "agent", client.token(account, role, sub), account, list(conversations))
 
 
 def consumer_url(client: Client, account: str, conversation: str, consumer: str) -> str:
-    return page_url(client.delivery_url, "consumer", client.token(account, "consumer", consumer), account,
-                    [conversation])
+    return page_url(
+        client.delivery_url, "consumer", client.token(account, "consumer", consumer), account, [conversation]
+    )
 
 
 def photo_jpeg(width: int = 1600, height: int = 1200, seed: int = 1) -> bytes:
@@ -81,8 +82,9 @@ def off_loop(fn, *args, **kwargs):
         return pool.submit(fn, *args, **kwargs).result()
 
 
-def open_web_conversation(client: Client, account: str, permissions: dict | None = None,
-                          channel: str = "web") -> tuple[str, str]:
+def open_web_conversation(
+    client: Client, account: str, permissions: dict | None = None, channel: str = "web"
+) -> tuple[str, str]:
     """An enabled account (default: every permission) and an open conversation: (conversation, consumer)."""
     client.enable_account(account, permissions)
     conversation, consumer = unique("conv"), unique("consumer")

@@ -1,4 +1,5 @@
 """The agent workspace (`/agent/` on upload) in a real browser, against the whole embedded stack."""
+
 from __future__ import annotations
 
 import io
@@ -7,9 +8,18 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.browser.support import (agent_url, eicar_jpeg, file_payload, held, off_loop, open_web_conversation,
-                                   photo_jpeg, preview_of, send_from)
 from tests import phonecorpus as phone
+from tests.browser.support import (
+    agent_url,
+    eicar_jpeg,
+    file_payload,
+    held,
+    off_loop,
+    open_web_conversation,
+    photo_jpeg,
+    preview_of,
+    send_from,
+)
 from tests.support import unique, wait_until
 
 pytestmark = pytest.mark.integration
@@ -83,17 +93,22 @@ def test_attach_photo_absent_without_the_permission(client, page):
     expect(attach(page)).to_have_count(0)
 
 
-@pytest.mark.parametrize("situation, reason", [
-    ("sms", "This conversation's channel cannot receive photos (only web messaging can)."),
-    ("closed", "This conversation is closed. A photo cannot reopen it."),
-])
+@pytest.mark.parametrize(
+    "situation, reason",
+    [
+        ("sms", "This conversation's channel cannot receive photos (only web messaging can)."),
+        ("closed", "This conversation is closed. A photo cannot reopen it."),
+    ],
+)
 def test_attach_photo_disabled_with_the_reason(client, page, situation, reason):
     account = unique("acct")
     conversation, consumer = open_web_conversation(client, account, channel="sms" if situation == "sms" else "web")
     if situation == "closed":
         off_loop(client.conversation, account, conversation, consumer, kind="conversation.closed")
-        wait_until(lambda: client.capabilities(account, conversation)["reason"] == "conversation_closed",
-                   what="upload to learn the conversation is closed")
+        wait_until(
+            lambda: client.capabilities(account, conversation)["reason"] == "conversation_closed",
+            what="upload to learn the conversation is closed",
+        )
     page.goto(agent_url(client, account, conversation))
     expect(attach(page)).to_be_disabled()
     expect(attach(page)).to_have_attribute("title", reason)
@@ -131,7 +146,9 @@ def test_send_a_photo_pending_then_delivered_download_and_full_page(client, stac
 def test_a_photo_without_caption_has_alt_photo(client, page):
     account, conversation = workspace(client, page)
     choose_photo(page, photo_jpeg(400, 300, seed=3), "")
-    expect(page.get_by_role("list", name="Delivered photos").get_by_role("img", name="Photo", exact=True)).to_be_visible()
+    expect(
+        page.get_by_role("list", name="Delivered photos").get_by_role("img", name="Photo", exact=True)
+    ).to_be_visible()
 
 
 def test_the_whole_flow_works_by_keyboard(client, page):
@@ -233,8 +250,10 @@ def test_a_photo_over_the_size_limit_is_refused_in_the_preview(client, page):
 
 def test_a_file_that_is_not_a_photo_is_refused_with_the_reason(client, page):
     account, conversation = workspace(client, page)
-    send_from(preview_of(page, file_payload(b"%PDF-1.4 not a photo at all", name="invoice.png", mime="image/png")),
-              "The invoice")
+    send_from(
+        preview_of(page, file_payload(b"%PDF-1.4 not a photo at all", name="invoice.png", mime="image/png")),
+        "The invoice",
+    )
     item = sending_item(page, "The invoice")
     expect(item.get_by_role("alert")).to_have_text("Only JPEG, PNG and GIF photos can be sent.")
     item.get_by_role("button", name="Dismiss").click()
@@ -242,8 +261,11 @@ def test_a_file_that_is_not_a_photo_is_refused_with_the_reason(client, page):
 
 
 def test_pages_are_served_with_a_strict_content_security_policy(client):
-    for url in (f"{client.upload_url}/agent/", f"{client.upload_url}/agent/widget-sdk.js",
-                f"{client.delivery_url}/consumer/"):
+    for url in (
+        f"{client.upload_url}/agent/",
+        f"{client.upload_url}/agent/widget-sdk.js",
+        f"{client.delivery_url}/consumer/",
+    ):
         r = client.http.get(url)
         assert r.status_code == 200, url
         policy = dict(d.strip().split(" ", 1) for d in r.headers["content-security-policy"].split(";"))
@@ -254,11 +276,14 @@ def test_pages_are_served_with_a_strict_content_security_policy(client):
         assert "unsafe" not in r.headers["content-security-policy"]
     # Delivery answers CORS for the upload origin (the agent workspace), and for no other.
     preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
-    r = client.http.options(f"{client.delivery_url}/v1/conversations/c/messages",
-                            headers={"Origin": client.upload_url, **preflight})
+    r = client.http.options(
+        f"{client.delivery_url}/v1/conversations/c/messages", headers={"Origin": client.upload_url, **preflight}
+    )
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == client.upload_url
-    r = client.http.options(f"{client.delivery_url}/v1/conversations/c/messages",
-                            headers={"Origin": "http://elsewhere.example", **preflight})
+    r = client.http.options(
+        f"{client.delivery_url}/v1/conversations/c/messages",
+        headers={"Origin": "http://elsewhere.example", **preflight},
+    )
     assert "access-control-allow-origin" not in r.headers
     for path in ("/agent/pages.py", "/agent/..%2Fapp.py", "/agent/common/../../upload/app.py"):
         assert client.http.get(f"{client.upload_url}{path}").status_code == 404, path

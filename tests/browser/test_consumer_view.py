@@ -1,4 +1,5 @@
 """The consumer view (`/consumer/` on delivery) in a real browser."""
+
 from __future__ import annotations
 
 import pytest

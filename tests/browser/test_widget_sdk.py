@@ -1,4 +1,5 @@
 """The custom widget SDK (`/agent/widget-sdk.js`): sendFile(blob) in a real browser."""
+
 from __future__ import annotations
 
 import base64
@@ -23,9 +24,15 @@ START_SEND = """async ({photo, token, account, conversation}) => {
 
 
 def start_send(page: Page, client, account: str, conversation: str, sub: str) -> None:
-    page.evaluate(START_SEND, {"photo": base64.b64encode(photo_jpeg(1200, 900)).decode(),
-                               "token": client.token(account, "agent", sub), "account": account,
-                               "conversation": conversation})
+    page.evaluate(
+        START_SEND,
+        {
+            "photo": base64.b64encode(photo_jpeg(1200, 900)).decode(),
+            "token": client.token(account, "agent", sub),
+            "account": account,
+            "conversation": conversation,
+        },
+    )
 
 
 def test_send_file_shows_the_preview_and_sends_as_widget(client, page):
@@ -42,10 +49,15 @@ def test_send_file_shows_the_preview_and_sends_as_widget(client, page):
     assert outcome["answer"]["status"] == "uploaded", outcome
     file_id = outcome["answer"]["file_id"]
     client.wait_status(file_id, account, ("published",))
-    messages = wait_until(lambda: client.http.get(f"{client.delivery_url}/v1/conversations/{conversation}/messages",
-                                                  headers=client.auth(account, "agent")).json()["messages"],
-                          what="the transcript to list the photo")
-    assert [(m["file_id"], m["source"], m["caption"]) for m in messages] == [(file_id, "widget", "From the order widget")]
+    messages = wait_until(
+        lambda: client.http.get(
+            f"{client.delivery_url}/v1/conversations/{conversation}/messages", headers=client.auth(account, "agent")
+        ).json()["messages"],
+        what="the transcript to list the photo",
+    )
+    assert [(m["file_id"], m["source"], m["caption"]) for m in messages] == [
+        (file_id, "widget", "From the order widget")
+    ]
     # The workspace shows it too, sent by this agent.
     expect(page.get_by_role("img", name="From the order widget")).to_be_visible()
 

@@ -11,6 +11,7 @@ and fails unless every accepted photo was published exactly once, every download
 an orphan, no blob is plaintext, no 20 s pause was taken for a hang, the stopped one was replaced,
 a platform following the whole run received every photo once, and the stack is ready.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,7 @@ from PIL import Image
 from services.delivery.handlers import message_id_for
 from shared.contract.topics import MESSAGE_PUBLISHED
 from tests import imagecorpus as corpus
-from tests.launcher import (all_ready, client_of, component, launched, pause, restarted, run_env,
-                            wait_all_ready)
+from tests.launcher import all_ready, client_of, component, launched, pause, restarted, run_env, wait_all_ready
 from tests.support import Client, FollowerThread, unique, wait_until
 
 CONVERSATIONS = 12
@@ -61,6 +61,7 @@ class Sent:
 @dataclass
 class Tally:
     """What the clients saw."""
+
     sent: list[Sent] = field(default_factory=list)  # appended by the main thread only
 
     def accepted(self) -> list[Sent]:
@@ -74,8 +75,9 @@ def send_until_accepted(client: Client, account: str, item: Sent) -> None:
     while time.monotonic() < deadline:
         item.attempts += 1
         try:
-            answer = client.upload(account, item.conversation, item.data, caption=item.key,
-                                   headers={"Idempotency-Key": item.key})
+            answer = client.upload(
+                account, item.conversation, item.data, caption=item.key, headers={"Idempotency-Key": item.key}
+            )
         except httpx.TransportError:
             answer = None
         if answer is not None and answer.status_code == 202:
@@ -99,8 +101,11 @@ def start_round(client: Client, account: str, conversations: list[str], tally: T
     for i, conversation in enumerate(conversations):
         item = Sent(conversation, f"chaos-{n}-{i}-{uuid.uuid4().hex[:8]}", photo(n * 100 + i))
         tally.sent.append(item)
-        thread = threading.Thread(target=send_until_accepted, args=(Client(env=client.env, data_dir=client.data_dir),
-                                                                   account, item), daemon=True)
+        thread = threading.Thread(
+            target=send_until_accepted,
+            args=(Client(env=client.env, data_dir=client.data_dir), account, item),
+            daemon=True,
+        )
         thread.start()
         threads.append(thread)
     return threads
@@ -148,6 +153,7 @@ def looks_like_an_image(path: Path) -> bool:
 @dataclass
 class Run:
     """The launched system, its users, and what the test did to it."""
+
     proc: subprocess.Popen
     env: dict[str, str]
     log_path: Path
@@ -183,8 +189,11 @@ def kill_and_await_restart(run: Run, name: str) -> None:
         run.before_broker_loss = published_records(run.client, {s.file_id for s in run.tally.accepted()})
     old = kill(run.proc.pid, name)
     run.kills.append(name)
-    wait_until(lambda: run.proc.poll() is not None or restarted(run.proc.pid, name, old), timeout=120,
-               what=f"{name} to be restarted")
+    wait_until(
+        lambda: run.proc.poll() is not None or restarted(run.proc.pid, name, old),
+        timeout=120,
+        what=f"{name} to be restarted",
+    )
     run.assert_running()
 
 
@@ -207,8 +216,12 @@ def kill_during_a_pause(run: Run, victim: str, paused: str) -> None:
 def leave_stopped(run: Run, name: str) -> None:
     """SIGSTOP `name` for good: the supervisor finds it silent and replaces it within the limit + 10 s."""
     stopped = pause(run.proc.pid, name)
-    wait_until(lambda: run.proc.poll() is not None or restarted(run.proc.pid, name, stopped.pid),
-               timeout=LIVENESS_SECONDS + 10, interval=0.2, what=f"the stopped {name} to be replaced")
+    wait_until(
+        lambda: run.proc.poll() is not None or restarted(run.proc.pid, name, stopped.pid),
+        timeout=LIVENESS_SECONDS + 10,
+        interval=0.2,
+        what=f"the stopped {name} to be replaced",
+    )
     run.assert_running()
     assert f"{name} has not answered its liveness check for" in run.log()
     assert not stopped.is_running()  # killed, not left stopped beside the new one
@@ -220,8 +233,11 @@ def chaos_round(run: Run, n: int) -> None:
     it was accepted; done when every photo of it is accepted and the stack is ready again."""
     threads = start_round(run.client, run.account, run.conversations, run.tally, n)
     if n >= 1:
-        wait_until(lambda: sum(1 for s in run.tally.sent[-CONVERSATIONS:] if s.file_id or s.refusal)
-                   >= CONVERSATIONS // 2, timeout=120, what=f"half of round {n} accepted")
+        wait_until(
+            lambda: sum(1 for s in run.tally.sent[-CONVERSATIONS:] if s.file_id or s.refusal) >= CONVERSATIONS // 2,
+            timeout=120,
+            what=f"half of round {n} accepted",
+        )
         if n <= len(VICTIMS):
             kill_during_a_pause(run, VICTIMS[n - 1], PAUSED[n - 1])
         else:
@@ -234,6 +250,7 @@ def chaos_round(run: Run, n: int) -> None:
 @dataclass
 class Outcome:
     """What the run left: on the broker, in the transcripts, in S3, at the platform."""
+
     accepted: dict[str, Sent]
     in_transcripts: Counter
     on_topic: Counter
@@ -261,35 +278,51 @@ def outcome(run: Run, platform: FollowerThread) -> Outcome:
     on_topic = Counter(run.before_broker_loss) | Counter(published_records(client, set(accepted)))
     objects = stored_objects(data_dir)
     wanted = {message_id_for(f) for f in accepted}
-    wait_until(lambda: wanted <= set(platform.received), timeout=120, interval=0.5,
-               what="the platform follower to receive every photo")
+    wait_until(
+        lambda: wanted <= set(platform.received),
+        timeout=120,
+        interval=0.5,
+        what="the platform follower to receive every photo",
+    )
     return Outcome(
-        accepted, in_transcripts, on_topic,
+        accepted,
+        in_transcripts,
+        on_topic,
         failed_downloads=[f for f in accepted if not download_works(client, run.account, f)],
         objects=objects,
         orphans=[p for p in objects if (f := blob_file_id(data_dir, p)) is not None and f not in in_transcripts],
         plaintext=[p for p in objects if looks_like_an_image(p)],
-        followed=Counter(m for m in platform.received if m in wanted))
+        followed=Counter(m for m in platform.received if m in wanted),
+    )
 
 
 def print_figures(run: Run, found: Outcome, platform: FollowerThread, timings: dict[str, float]) -> None:
     log = run.log()
     figures = {
-        "photos sent": len(run.tally.sent), "accepted": len(found.accepted),
+        "photos sent": len(run.tally.sent),
+        "accepted": len(found.accepted),
         "refused or given up": len(run.tally.sent) - len(found.accepted),
         "client retries": sum(s.attempts - 1 for s in run.tally.sent),
-        "published": len(found.in_transcripts), "lost": len(found.lost), "duplicates": found.duplicates,
-        "failed downloads": len(found.failed_downloads), "blobs": len(found.objects),
-        "orphan blobs": len(found.orphans), "plaintext blobs": len(found.plaintext),
-        "components killed": len(run.kills), f"paused {PAUSE_SECONDS}s": len(run.pauses),
+        "published": len(found.in_transcripts),
+        "lost": len(found.lost),
+        "duplicates": found.duplicates,
+        "failed downloads": len(found.failed_downloads),
+        "blobs": len(found.objects),
+        "orphan blobs": len(found.orphans),
+        "plaintext blobs": len(found.plaintext),
+        "components killed": len(run.kills),
+        f"paused {PAUSE_SECONDS}s": len(run.pauses),
         "left stopped, replaced": len(run.replaced),
         "hangs detected": log.count("has not answered its liveness check for"),
         "restarts": log.count("; restarting in "),
         **{what: round(seconds, 1) for what, seconds in timings.items()},
-        "platform received": len(found.followed), "platform resets": platform.follower.resets,
+        "platform received": len(found.followed),
+        "platform resets": platform.follower.resets,
     }
-    print(f"\nchaos figures ({', '.join(run.kills)} SIGKILLed once each; {', '.join(run.pauses)} SIGSTOPped "
-          f"{PAUSE_SECONDS}s once each; {', '.join(run.replaced)} left stopped; FS_LIVENESS_SECONDS={LIVENESS_SECONDS}):")
+    print(
+        f"\nchaos figures ({', '.join(run.kills)} SIGKILLed once each; {', '.join(run.pauses)} SIGSTOPped "
+        f"{PAUSE_SECONDS}s once each; {', '.join(run.replaced)} left stopped; FS_LIVENESS_SECONDS={LIVENESS_SECONDS}):"
+    )
     for what, value in figures.items():
         print(f"  {what:>24}: {value}")
 
@@ -310,8 +343,12 @@ def test_chaos(tmp_path):
         run.client.wait_published(run.account, {s.file_id for s in run.tally.accepted()}, timeout=300, interval=1)
         settled = time.monotonic()
         found = outcome(run, platform)
-        print_figures(run, found, platform, {"sending under chaos (s)": last_accepted - started,
-                                             "time to settle (s)": settled - last_accepted})
+        print_figures(
+            run,
+            found,
+            platform,
+            {"sending under chaos (s)": last_accepted - started, "time to settle (s)": settled - last_accepted},
+        )
 
         assert run.kills == list(VICTIMS) and sorted(run.pauses) == sorted(VICTIMS)
         assert run.replaced == [LEFT_STOPPED]

@@ -1,4 +1,5 @@
 """Helpers for the delivery tests: small photos, published files, extra instances."""
+
 from __future__ import annotations
 
 import io
@@ -15,9 +16,14 @@ from tests.support import Client, unique, wait_until
 
 
 def small_photo(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
-    img = Image.merge("RGB", (Image.linear_gradient("L").resize((width, height)),
-                              Image.effect_noise((width, height), 30 + seed % 20),
-                              Image.linear_gradient("L").rotate(90).resize((width, height))))
+    img = Image.merge(
+        "RGB",
+        (
+            Image.linear_gradient("L").resize((width, height)),
+            Image.effect_noise((width, height), 30 + seed % 20),
+            Image.linear_gradient("L").rotate(90).resize((width, height)),
+        ),
+    )
     out = io.BytesIO()
     img.save(out, "JPEG", quality=85)
     return out.getvalue()
@@ -44,8 +50,9 @@ def upload_ok(client: Client, account: str, conversation: str, data: bytes, **kw
     return r.json()["file_id"]
 
 
-def publish_photo(client: Client, data: bytes | None = None, where: tuple[str, str, str] | None = None,
-                  **kw) -> Published:
+def publish_photo(
+    client: Client, data: bytes | None = None, where: tuple[str, str, str] | None = None, **kw
+) -> Published:
     account, conversation, consumer = where or new_conversation(client)
     file_id = upload_ok(client, account, conversation, data or small_photo(), **kw)
     status = client.wait_status(file_id, account)
@@ -83,17 +90,21 @@ def start_delivery(stack: EmbeddedStack, env: dict[str, str] | None = None):
 @dataclass
 class ExtraDelivery:
     """A second delivery process in the same consumer group, on ports of its own."""
+
     stack: EmbeddedStack
     name: str
     port: int
     metrics_base: int
 
     @classmethod
-    def start(cls, stack: EmbeddedStack, name: str = "delivery-2", env: dict[str, str] | None = None) -> "ExtraDelivery":
+    def start(cls, stack: EmbeddedStack, name: str = "delivery-2", env: dict[str, str] | None = None) -> ExtraDelivery:
         port, metrics = free_port(), free_port()
         extra = cls(stack, name, port, metrics - 3)  # delivery's metrics port is base + 3
-        stack.spawn(name, [sys.executable, "-m", "services.delivery"],
-                    {"FS_DELIVERY_PORT": str(port), "FS_METRICS_PORT_BASE": str(extra.metrics_base), **(env or {})})
+        stack.spawn(
+            name,
+            [sys.executable, "-m", "services.delivery"],
+            {"FS_DELIVERY_PORT": str(port), "FS_METRICS_PORT_BASE": str(extra.metrics_base), **(env or {})},
+        )
         return extra
 
     def ready(self) -> bool:

@@ -1,6 +1,7 @@
 """`make bench`'s broker memory bench at its tiny size (30 photos, a 1 MB limit): it recycles, loses
 no photo, hands none to the platform twice, never sends the same photo twice, and reports its
 figures. No timing or memory assertions: the figures are the bench's, read in the README."""
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 the single runs is published and the report has its figures, and no photo of the run is sent twice
 (a repeated photo would measure clamd's verdict cache, not the scan). No timing assertions: the figures are
 the bench's, read in docs/benchmarks.md."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ from bench import burst
 
 @pytest.mark.timeout(600)
 def test_burst_bench_publishes_every_photo_and_reports_its_figures(tmp_path):
-    result = burst.main(["--photos", "3", "--conversations", "2", "--single", "2", "--warmup", "1",
-                         "--kind", "jpeg_4mp"], out=tmp_path)
+    result = burst.main(
+        ["--photos", "3", "--conversations", "2", "--single", "2", "--warmup", "1", "--kind", "jpeg_4mp"], out=tmp_path
+    )
 
     assert json.loads((tmp_path / "burst.json").read_text()) == json.loads(json.dumps(result))
     assert (tmp_path / "burst.png").stat().st_size > 0

@@ -1,6 +1,7 @@
 """`make bench` history at a tiny size, on a stack of its own: it loads its history, every service
 becomes ready on the empty and on the loaded database, and the loaded files answer on the status
 API. No timing assertions: the figures are the bench's, read in docs/benchmarks.md."""
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,33 @@ FILES, CONVERSATIONS, ACCOUNTS, PROBES = 2000, 400, 20, 100
 
 @pytest.mark.timeout(900)
 def test_history_bench_reports_every_service_ready_and_the_loaded_files(tmp_path):
-    result = history.main(["--files", str(FILES), "--conversations", str(CONVERSATIONS), "--accounts", str(ACCOUNTS),
-                           "--restarts", "1", "--probes", str(PROBES)], out=tmp_path)
+    result = history.main(
+        [
+            "--files",
+            str(FILES),
+            "--conversations",
+            str(CONVERSATIONS),
+            "--accounts",
+            str(ACCOUNTS),
+            "--restarts",
+            "1",
+            "--probes",
+            str(PROBES),
+        ],
+        out=tmp_path,
+    )
 
     assert json.loads((tmp_path / "history.json").read_text()) == json.loads(json.dumps(result))
     assert (tmp_path / "history.png").stat().st_size > 0
     loaded_rows = {table: t["rows"] for table, t in result["load"]["tables"].items()}
-    assert loaded_rows == {**{f"{s}.account_settings": ACCOUNTS for s in ("upload", "sanitizer", "resizer", "retention")},
-                           "upload.conversations": CONVERSATIONS, "delivery.conversations": CONVERSATIONS,
-                           "upload.files": FILES, "delivery.messages": FILES, "retention.files": FILES}
+    assert loaded_rows == {
+        **{f"{s}.account_settings": ACCOUNTS for s in ("upload", "sanitizer", "resizer", "retention")},
+        "upload.conversations": CONVERSATIONS,
+        "delivery.conversations": CONVERSATIONS,
+        "upload.files": FILES,
+        "delivery.messages": FILES,
+        "retention.files": FILES,
+    }
     assert result["load"]["seconds"] > 0
     assert set(result["empty_database_rows"].values()) == {0}
     for state in ("empty", "loaded"):

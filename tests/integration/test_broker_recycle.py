@@ -2,6 +2,7 @@
 FS_EMBEDDED_BROKER_MAX_MB (here 1 MB: at the first quiet moment), and nothing is lost: photos sent
 before and after are each published once, and a platform follower that ran throughout receives
 every message once."""
+
 from __future__ import annotations
 
 import signal
@@ -39,8 +40,12 @@ def test_the_broker_is_recycled_when_quiet_and_no_photo_is_lost_or_sent_twice(tm
         client.wait_published(account, before)
 
         broker = component(proc.pid, "kafka").pid
-        wait_until(lambda: proc.poll() is not None or restarted(proc.pid, "kafka", broker), timeout=120,
-                   interval=0.5, what="the broker to be recycled once quiet")
+        wait_until(
+            lambda: proc.poll() is not None or restarted(proc.pid, "kafka", broker),
+            timeout=120,
+            interval=0.5,
+            what="the broker to be recycled once quiet",
+        )
         assert proc.poll() is None, log_path.read_text()[-3000:]
         assert RECYCLE_LINE in log_path.read_text()
         assert "kafka exited" not in log_path.read_text()  # a deliberate restart, not a crash
@@ -51,8 +56,12 @@ def test_the_broker_is_recycled_when_quiet_and_no_photo_is_lost_or_sent_twice(tm
         sent = {**before, **after}
         assert_each_once_in_transcripts(client, account, sent)
         wanted = {message_id_for(f) for f in sent}
-        wait_until(lambda: wanted <= set(follower.received), timeout=120, interval=0.5,
-                   what="the follower received every message")
+        wait_until(
+            lambda: wanted <= set(follower.received),
+            timeout=120,
+            interval=0.5,
+            what="the follower received every message",
+        )
         assert len(follower.received) == len(set(follower.received))  # never one message twice
         assert launcher_metrics(env)["fileshare_embedded_broker_recycles_total"] >= 1
         follower.stopping.set()

@@ -5,6 +5,7 @@ file goes through the same scan, sanitizing and resizing as an agent's, reaches 
 a message from the consumer, shows in the agent's transcript, and is erased by a forget of the
 consumer like the files agents sent them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,8 +73,10 @@ def test_a_consumer_cannot_send_into_their_closed_conversation(client):
     account = consumer_account(client)
     conversation, consumer = open_for(client, account)
     client.conversation(account, conversation, consumer, kind="conversation.closed")
-    wait_until(lambda: client.capabilities(account, conversation).get("reason") == "conversation_closed",
-               what="the upload service to learn the conversation closed")
+    wait_until(
+        lambda: client.capabilities(account, conversation).get("reason") == "conversation_closed",
+        what="the upload service to learn the conversation closed",
+    )
     assert error_code(consumer_upload(client, account, conversation, consumer)) == (409, "conversation_closed")
     caps = client.capabilities(account, conversation, role="consumer", sub=consumer)
     assert (caps["visible"], caps["enabled"], caps["reason"]) == (True, False, "conversation_closed")
@@ -89,8 +92,9 @@ def test_a_consumers_photo_reaches_the_agent_as_a_message_from_the_consumer(clie
     agents = client.upload(account, conversation, small_photo(1), caption="what does it look like?")
     assert agents.status_code == 202, agents.text
     # The form's source is no claim a consumer can make: their upload is `consumer`.
-    r = consumer_upload(client, account, conversation, consumer, camera_photo(), caption="the broken part",
-                        source="widget")
+    r = consumer_upload(
+        client, account, conversation, consumer, camera_photo(), caption="the broken part", source="widget"
+    )
     assert r.status_code == 202, r.text
     agent_file, consumer_file = agents.json()["file_id"], r.json()["file_id"]
     client.wait_published(account, [agent_file, consumer_file])
@@ -99,8 +103,9 @@ def test_a_consumers_photo_reaches_the_agent_as_a_message_from_the_consumer(clie
     assert (message.sender.id, message.sender.role, message.source) == (consumer, "consumer", "consumer")
     assert message.consumer_id == consumer and message.content.caption == "the broken part"
     assert client.transcript_ids(account, conversation) == [agent_file, consumer_file], "in send order"
-    status = client.http.get(f"{client.upload_url}/v1/files/{consumer_file}",
-                             headers=client.auth(account, "consumer", consumer)).json()
+    status = client.http.get(
+        f"{client.upload_url}/v1/files/{consumer_file}", headers=client.auth(account, "consumer", consumer)
+    ).json()
     assert status["status"] == "published", status
 
     download = client.download(consumer_file, account)  # the agent
@@ -123,14 +128,18 @@ def test_a_forget_of_the_consumer_erases_their_own_uploads(client):
     assert stored_objects_of(client, account, consumer) != []
 
     request_id = client.forget(account, consumer)
-    wait_until(lambda: client.status(file_id, account).get("status") == "deleted", timeout=60,
-               what="the consumer's upload to be deleted")
+    wait_until(
+        lambda: client.status(file_id, account).get("status") == "deleted",
+        timeout=60,
+        what="the consumer's upload to be deleted",
+    )
     receipts = client.read_topic(FILE_DELETED, lambda e: e.request_id == request_id)
     assert [(d.file_id, d.reason) for d in receipts] == [(file_id, "gdpr")]
     assert stored_objects_of(client, account, consumer) == [], "blobs and keys are gone"
     assert client.download(file_id, account).status_code in (404, 410)
-    r = client.http.get(f"{client.delivery_url}/v1/conversations/{conversation}/messages",
-                        headers=client.auth(account, "agent"))
+    r = client.http.get(
+        f"{client.delivery_url}/v1/conversations/{conversation}/messages", headers=client.auth(account, "agent")
+    )
     assert r.status_code == 404 or r.json()["messages"] == [], r.text
 
     url = client.env["FS_DATABASE_URL"]
@@ -139,7 +148,9 @@ def test_a_forget_of_the_consumer_erases_their_own_uploads(client):
         assert table in RECEIPTS, (table, row)
         described = {k for k, v in row.items() if v not in (None, [], {})}
         assert not {"caption", "sender_id", "consumer_id", "conversation_id", "size_bytes", "width"} & described, (
-            table, row)
+            table,
+            row,
+        )
     assert client.status(file_id, account) == {"file_id": file_id, "status": "deleted", "reason": "gdpr"}
 
 
@@ -150,21 +161,40 @@ def test_consumer_matrix_end_to_end(client):
     configs = sorted({(c.feature_enabled, c.file_sharing_enabled, c.consumer_uploads_enabled) for c in cells})
     accounts = {cfg: unique("cacct") for cfg in configs}
     other_account, consumer, stranger = unique("cother"), unique("cconsumer"), unique("cconsumer")
-    conversations = {(acct, state, channel): unique("cconv") for acct in [*accounts.values(), other_account]
-                     for state in EVENTS for channel in CHANNELS}
+    conversations = {
+        (acct, state, channel): unique("cconv")
+        for acct in [*accounts.values(), other_account]
+        for state in EVENTS
+        for channel in CHANNELS
+    }
     strangers = {acct: unique("cconv") for acct in accounts.values()}  # open, web, another consumer's
-    publish_many(client, [conversation_record(acct, conv, consumer, kind, channel)
-                          for (acct, state, channel), conv in conversations.items() for kind in EVENTS[state]] +
-                 [conversation_record(acct, conv, stranger, "conversation.opened") for acct, conv in strangers.items()])
+    publish_many(
+        client,
+        [
+            conversation_record(acct, conv, consumer, kind, channel)
+            for (acct, state, channel), conv in conversations.items()
+            for kind in EVENTS[state]
+        ]
+        + [conversation_record(acct, conv, stranger, "conversation.opened") for acct, conv in strangers.items()],
+    )
     for acct in [*accounts.values(), other_account]:
         client.enable_account(acct)
-    wait_until(lambda: all(client.capabilities(acct, conv).get("reason") == KNOWN_REASON[(state, channel)]
-                           for (acct, state, channel), conv in conversations.items()) and
-               all(client.capabilities(acct, conv).get("reason") is None for acct, conv in strangers.items()),
-               timeout=60, interval=0.3, what="the upload service to learn every conversation")
+    wait_until(
+        lambda: (
+            all(
+                client.capabilities(acct, conv).get("reason") == KNOWN_REASON[(state, channel)]
+                for (acct, state, channel), conv in conversations.items()
+            )
+            and all(client.capabilities(acct, conv).get("reason") is None for acct, conv in strangers.items())
+        ),
+        timeout=60,
+        interval=0.3,
+        what="the upload service to learn every conversation",
+    )
     for (feature, setting, consumers), acct in accounts.items():
-        client.enable_account(acct, feature_enabled=feature, file_sharing_enabled=setting,
-                              consumer_uploads_enabled=consumers)
+        client.enable_account(
+            acct, feature_enabled=feature, file_sharing_enabled=setting, consumer_uploads_enabled=consumers
+        )
 
     def target(cell) -> tuple[str, str]:
         acct = accounts[(cell.feature_enabled, cell.file_sharing_enabled, cell.consumer_uploads_enabled)]
@@ -177,10 +207,12 @@ def test_consumer_matrix_end_to_end(client):
 
     async def send(http: httpx.AsyncClient, cell):
         acct, conv = target(cell)
-        r = await http.post(f"{client.upload_url}/v1/accounts/{acct}/conversations/{conv}/files",
-                            files={"file": ("photo.png", png_bytes(), "image/png")},
-                            data={"source": cell.form_source} if cell.form_source else {},
-                            headers=client.auth(acct, "consumer", consumer))
+        r = await http.post(
+            f"{client.upload_url}/v1/accounts/{acct}/conversations/{conv}/files",
+            files={"file": ("photo.png", png_bytes(), "image/png")},
+            data={"source": cell.form_source} if cell.form_source else {},
+            headers=client.auth(acct, "consumer", consumer),
+        )
         return r.status_code, (r.json().get("error") or {}).get("code")
 
     async def send_all():
@@ -188,6 +220,7 @@ def test_consumer_matrix_end_to_end(client):
             return await gather_limited([send(http, c) for c in cells])
 
     answers = asyncio.run(send_all())
-    wrong = [(c.label(), got, expected_for_consumer(c)) for c, got in zip(cells, answers)
-             if got != expected_for_consumer(c)]
+    wrong = [
+        (c.label(), got, expected_for_consumer(c)) for c, got in zip(cells, answers) if got != expected_for_consumer(c)
+    ]
     assert not wrong, f"{len(wrong)} of {len(cells)} cells differ: {wrong[:8]}"

@@ -1,5 +1,6 @@
 """Downloads, signed links and transcripts: only the right people, the right headers,
 never a tampered image."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,11 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from shared.contract.auth import mint_service_token, mint_token
 from shared.adapters.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key
+from shared.adapters.storage.objectstore import S3ObjectStore
+from shared.contract.auth import mint_service_token, mint_token
 from shared.contract.events import FileDeleted
 from shared.contract.links import sign_link
-from shared.adapters.storage.objectstore import S3ObjectStore
 from shared.contract.topics import FILE_DELETED
 from tests.integration.delivery_support import delivery_log, new_conversation, publish_photo, small_photo
 from tests.support import sample, scrape, unique, wait_until, with_forged_data_key
@@ -53,6 +54,7 @@ def error_code(r) -> str:
 
 
 # --- who may download and make links ---
+
 
 @pytest.mark.parametrize("role", ["agent", "agent_manager", "bot", "admin"])
 def test_account_users_download_and_link(client, photo, role):
@@ -97,7 +99,10 @@ def test_no_expired_or_forged_token_is_401(client, photo):
         "none": {},
         "not bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
         "expired": {"Authorization": "Bearer " + mint_token(secret, photo.account, "agent", "a", ttl_seconds=-60)},
-        "forged": {"Authorization": "Bearer " + mint_token("not-the-secret-but-long-enough-for-hs256", photo.account, "agent", "a")},
+        "forged": {
+            "Authorization": "Bearer "
+            + mint_token("not-the-secret-but-long-enough-for-hs256", photo.account, "agent", "a")
+        },
         "garbage": {"Authorization": "Bearer abc.def.ghi"},
     }
     for name, headers in cases.items():
@@ -107,6 +112,7 @@ def test_no_expired_or_forged_token_is_401(client, photo):
 
 
 # --- signed links ---
+
 
 def test_link_defaults_to_five_minutes_and_allows_at_most_an_hour(client, photo):
     auth = client.auth(photo.account, "agent", "agent-1")
@@ -161,6 +167,7 @@ def test_a_consumers_link_still_speaks_only_for_that_consumer(client, photo):
 
 # --- response headers ---
 
+
 def test_download_headers_caching_and_head(client, photo):
     auth = client.auth(photo.account, "agent", "agent-1")
     r = get_content(client, photo.file_id, auth)
@@ -202,6 +209,7 @@ def test_head_and_if_none_match_are_authorized_too(client, photo):
 
 # --- integrity and deletion ---
 
+
 def final_blob(client, p) -> Path:
     return Path(client.data_dir) / "s3" / "fileshare" / p.account / p.consumer / p.conversation / p.file_id / "final"
 
@@ -223,13 +231,19 @@ def test_a_consumer_key_under_a_master_key_delivery_was_not_given_is_a_clean_503
         original = await store.get(name)
         await keys.replace(name, keys.rewrapped(name, await keys.record(name)))
         return name, original
+
     name, original = asyncio.run(rewrap_under_unknown())
 
     r = get_content(client, p.file_id, auth)
     assert (r.status_code, error_code(r)) == (503, "unavailable"), r.text
     assert "Traceback" not in r.text and not r.content.startswith(IMAGE_SIGNATURES)
-    wait_until(lambda: f"master key {unknown.current_id} is not configured (set FS_PREVIOUS_MASTER_KEYS after a "
-                       f"rotation) file_id={p.file_id}" in delivery_log(stack), what="a log line naming the cause")
+    wait_until(
+        lambda: (
+            f"master key {unknown.current_id} is not configured (set FS_PREVIOUS_MASTER_KEYS after a "
+            f"rotation) file_id={p.file_id}" in delivery_log(stack)
+        ),
+        what="a log line naming the cause",
+    )
     asyncio.run(store.put(name, original))
     assert get_content(client, p.file_id, auth).content == good.content
 
@@ -252,12 +266,18 @@ def test_tampered_blob_is_never_served(client, stack):
     assert good.content[:64] not in r.content and not r.content.startswith(IMAGE_SIGNATURES)
     assert "ETag" not in r.headers and "content-disposition" not in r.headers
 
-    wait_until(lambda: f"failed authentication: refusing to serve it file_id={p.file_id}" in delivery_log(stack),
-               what="a log line naming the tampered file")
+    wait_until(
+        lambda: f"failed authentication: refusing to serve it file_id={p.file_id}" in delivery_log(stack),
+        what="a log line naming the tampered file",
+    )
     after = scrape(stack.env)
-    assert sample(after, "fileshare_integrity_failures_total") == sample(before, "fileshare_integrity_failures_total") + 1
-    assert sample(after, "fileshare_downloads_total", result="integrity_error") == \
-        sample(before, "fileshare_downloads_total", result="integrity_error") + 1
+    assert (
+        sample(after, "fileshare_integrity_failures_total") == sample(before, "fileshare_integrity_failures_total") + 1
+    )
+    assert (
+        sample(after, "fileshare_downloads_total", result="integrity_error")
+        == sample(before, "fileshare_downloads_total", result="integrity_error") + 1
+    )
     # The same through a signed link: no bytes either.
     link = make_link(client, p.file_id, auth).json()["url"]
     assert follow(client, link).status_code == 500
@@ -267,11 +287,21 @@ def test_deleted_file_is_gone(client):
     p = publish_photo(client)
     auth = client.auth(p.account, "agent", "agent-1")
     link = make_link(client, p.file_id, auth).json()["url"]
-    client.publish(FILE_DELETED, p.conversation, FileDeleted(
-        file_id=p.file_id, account_id=p.account, conversation_id=p.conversation, consumer_id=p.consumer,
-        reason="expired"))
-    r = wait_until(lambda: (r := get_content(client, p.file_id, auth)).status_code != 200 and r,
-                   what="delivery to learn the file was deleted")
+    client.publish(
+        FILE_DELETED,
+        p.conversation,
+        FileDeleted(
+            file_id=p.file_id,
+            account_id=p.account,
+            conversation_id=p.conversation,
+            consumer_id=p.consumer,
+            reason="expired",
+        ),
+    )
+    r = wait_until(
+        lambda: (r := get_content(client, p.file_id, auth)).status_code != 200 and r,
+        what="delivery to learn the file was deleted",
+    )
     assert r.status_code == 410 and error_code(r) == "gone"
     assert follow(client, link).status_code == 410
     assert make_link(client, p.file_id, auth).status_code == 410
@@ -304,14 +334,19 @@ def test_head_refuses_a_forgotten_consumers_file_and_a_forged_header_without_dec
     before = scrape(stack.env)
     head = client.http.head(content_url(client, forged.file_id), headers=auth)
     assert head.status_code == 500, head.headers
-    assert sample(scrape(stack.env), "fileshare_decrypts_total", what="file") == \
-        sample(before, "fileshare_decrypts_total", what="file")
+    assert sample(scrape(stack.env), "fileshare_decrypts_total", what="file") == sample(
+        before, "fileshare_decrypts_total", what="file"
+    )
 
     p = publish_photo(client)
     auth = client.auth(p.account, "agent", "agent-1")
     env = client.env
-    keys = S3ObjectStore(env["FS_S3_ENDPOINT"], env["FS_S3_ACCESS_KEY"], env["FS_S3_SECRET_KEY"],
-                         env.get("FS_S3_KEY_BUCKET", "fileshare-keys"))
+    keys = S3ObjectStore(
+        env["FS_S3_ENDPOINT"],
+        env["FS_S3_ACCESS_KEY"],
+        env["FS_S3_SECRET_KEY"],
+        env.get("FS_S3_KEY_BUCKET", "fileshare-keys"),
+    )
     listed = asyncio.run(keys.list(f"{p.account}/{p.consumer}/"))
     assert listed
     for o in listed:  # the keys are shredded, the blobs not yet erased (a forget half-way)
@@ -322,6 +357,7 @@ def test_head_refuses_a_forgotten_consumers_file_and_a_forged_header_without_dec
 
 # --- transcript ---
 
+
 def test_transcript_oldest_first_for_the_conversations_people_only(client):
     where = new_conversation(client)
     account, conversation, consumer = where
@@ -329,9 +365,13 @@ def test_transcript_oldest_first_for_the_conversations_people_only(client):
     second = publish_photo(client, where=where, data=small_photo(seed=2), caption="second")
     url = f"{client.delivery_url}/v1/conversations/{conversation}/messages"
 
-    for headers in (client.auth(account, "agent", "agent-9"), client.auth(account, "agent_manager", "m"),
-                    client.auth(account, "bot", "b"), client.auth(account, "admin", "ad"),
-                    client.auth(account, "consumer", consumer)):
+    for headers in (
+        client.auth(account, "agent", "agent-9"),
+        client.auth(account, "agent_manager", "m"),
+        client.auth(account, "bot", "b"),
+        client.auth(account, "admin", "ad"),
+        client.auth(account, "consumer", consumer),
+    ):
         r = client.http.get(url, headers=headers)
         assert r.status_code == 200, r.text
         body = r.json()
@@ -347,12 +387,14 @@ def test_transcript_oldest_first_for_the_conversations_people_only(client):
     other_account = client.http.get(url, headers=client.auth(unique("acct"), "agent", "a"))
     assert other_account.status_code == 404
     assert client.http.get(url).status_code == 401
-    unknown = client.http.get(f"{client.delivery_url}/v1/conversations/{unique('conv')}/messages",
-                              headers=client.auth(account, "agent", "a"))
+    unknown = client.http.get(
+        f"{client.delivery_url}/v1/conversations/{unique('conv')}/messages", headers=client.auth(account, "agent", "a")
+    )
     assert unknown.status_code == 404
 
 
 # --- metrics ---
+
 
 def test_delivery_metrics_count_messages_downloads_and_latency(client, stack):
     before = scrape(stack.env)
@@ -365,6 +407,7 @@ def test_delivery_metrics_count_messages_downloads_and_latency(client, stack):
 
     def delta(name, **labels):
         return sample(after, name, **labels) - sample(before, name, **labels)
+
     assert delta("fileshare_messages_published_total") >= 1
     assert delta("fileshare_upload_to_publish_seconds_count") >= 1
     assert delta("fileshare_upload_to_publish_seconds_sum") > 0
@@ -375,6 +418,7 @@ def test_delivery_metrics_count_messages_downloads_and_latency(client, stack):
 
 
 # --- a 5 MB-class image ---
+
 
 def noisy_png(width: int, height: int) -> bytes:
     img = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
@@ -397,6 +441,7 @@ def test_large_final_image_downloads_whole(client):
 
 
 # --- the internal publication lookup (upload's re-drive asks it after a lost log) ---
+
 
 def publication(client, file_id: str, headers: dict):
     return client.http.get(f"{client.delivery_url}/internal/v1/files/{file_id}/publication", headers=headers)

@@ -1,11 +1,19 @@
 """Exactly one message per photo, across a crash, a rebalance, a closed conversation
 and a forgotten consumer. Each test that replaces delivery restores the normal one in finally."""
+
 from __future__ import annotations
 
 from shared.contract.events import GdprForget
 from shared.contract.topics import FILE_DELETED, FILE_REJECTED, GDPR_FORGET, MESSAGE_PUBLISHED
-from tests.integration.delivery_support import (ExtraDelivery, delivery_stopped, ensure_normal_delivery,
-                                                new_conversation, small_photo, start_delivery, upload_ok)
+from tests.integration.delivery_support import (
+    ExtraDelivery,
+    delivery_stopped,
+    ensure_normal_delivery,
+    new_conversation,
+    small_photo,
+    start_delivery,
+    upload_ok,
+)
 from tests.support import sample, scrape, unique, wait_until
 
 CRASH_EXIT_CODE = 17
@@ -42,8 +50,11 @@ def test_crash_between_produce_and_commit_yields_one_message(client, stack):
 
         # The input was never committed: the restarted delivery gets file.resized again.
         ensure_normal_delivery(stack)
-        wait_until(lambda: sample(scrape(stack.env), "fileshare_duplicates_suppressed_total") >= 1, timeout=60,
-                   what="the redelivered file.resized to be recognised as a duplicate")
+        wait_until(
+            lambda: sample(scrape(stack.env), "fileshare_duplicates_suppressed_total") >= 1,
+            timeout=60,
+            what="the redelivered file.resized to be recognised as a duplicate",
+        )
         assert messages_for(client, [file_id]) == {file_id: 1}
         assert client.wait_status(file_id, account)["status"] == "published"
         assert sample(scrape(stack.env), "fileshare_messages_published_total") == 0, "nothing published again"
@@ -69,12 +80,16 @@ def test_rebalance_between_two_instances_yields_one_message_per_photo(client, st
 
     second = ExtraDelivery.start(stack)
     try:
-        send(4)                        # while the second member joins: the group rebalances
+        send(4)  # while the second member joins: the group rebalances
         second.wait_ready()
-        wait_until(second_handled_one, timeout=120, interval=0.5,
-                   what="the second instance to own a partition and publish a photo")
+        wait_until(
+            second_handled_one,
+            timeout=120,
+            interval=0.5,
+            what="the second instance to own a partition and publish a photo",
+        )
         send(4)
-        assert second.stop() == 0      # leaves the group: a second rebalance, partitions move back
+        assert second.stop() == 0  # leaves the group: a second rebalance, partitions move back
         send(4)
         for file_id in files:
             assert client.wait_status(file_id, account, timeout=90)["status"] == "published"
@@ -108,8 +123,11 @@ def test_member_dying_after_produce_hands_its_partition_over_without_a_second_me
         assert second.stack.procs[second.name].returncode == CRASH_EXIT_CODE
         for file_id in files:
             assert client.wait_status(file_id, account, timeout=90)["status"] == "published"
-        wait_until(lambda: sample(scrape(stack.env), "fileshare_duplicates_suppressed_total") > suppressed_before,
-                   timeout=60, what="the survivor to suppress the redelivered file.resized")
+        wait_until(
+            lambda: sample(scrape(stack.env), "fileshare_duplicates_suppressed_total") > suppressed_before,
+            timeout=60,
+            what="the survivor to suppress the redelivered file.resized",
+        )
         counts = messages_for(client, files)
         assert counts == {f: 1 for f in files}, counts
     finally:
@@ -141,12 +159,19 @@ def test_forgotten_consumer_before_publish_gets_no_message(client, stack):
     with delivery_stopped(stack):
         file_id = upload_ok(client, account, conversation, small_photo())
         client.wait_status(file_id, account, ("resized",))
-        client.publish(GDPR_FORGET, consumer, GdprForget(request_id=unique("forget"), account_id=account,
-                                                         consumer_id=consumer))
-        wait_until(lambda: client.read_topic(FILE_DELETED, lambda e: e.file_id == file_id), timeout=60,
-                   what="retention to forget the consumer")
-    wait_until(lambda: client.read_topic(FILE_REJECTED, lambda e: e.file_id == file_id), timeout=60,
-               what="delivery to reject the forgotten consumer's file")
+        client.publish(
+            GDPR_FORGET, consumer, GdprForget(request_id=unique("forget"), account_id=account, consumer_id=consumer)
+        )
+        wait_until(
+            lambda: client.read_topic(FILE_DELETED, lambda e: e.file_id == file_id),
+            timeout=60,
+            what="retention to forget the consumer",
+        )
+    wait_until(
+        lambda: client.read_topic(FILE_REJECTED, lambda e: e.file_id == file_id),
+        timeout=60,
+        what="delivery to reject the forgotten consumer's file",
+    )
     [rejection] = client.read_topic(FILE_REJECTED, lambda e: e.file_id == file_id)
     assert (rejection.stage, rejection.reason) == ("delivery", "consumer_forgotten")
     assert messages_for(client, [file_id]) == {file_id: 0}

@@ -1,4 +1,5 @@
 """Delivery's publish handler on a real PostgreSQL: one message per file, rejections, deletions."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,17 +8,23 @@ import os
 
 import pytest
 
-from shared.contract import events as ev
+from services.delivery.handlers import (
+    DeliveryDeps,
+    find_message,
+    message_id_for,
+    publish_resized,
+    record_deletion,
+    transcript_of,
+)
+from services.delivery.metrics import DeliveryMetrics
 from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, parse_header
-from shared.pipeline import caption_binding, companion_of, seal_for_file
 from shared.adapters.storage import ObjectKey
+from shared.contract import events as ev
 from shared.contract.topics import FILE_REJECTED, MESSAGE_PUBLISHED
+from shared.pipeline import caption_binding, companion_of, seal_for_file
 from tests.dbsupport import RecordingPublisher, announce
 from tests.memory_store import MemoryStore
 from tests.support import unique, with_forged_data_key
-from services.delivery.handlers import (DeliveryDeps, find_message, message_id_for, publish_resized, record_deletion,
-                                        transcript_of)
-from services.delivery.metrics import DeliveryMetrics
 
 FINAL = b"\x89PNG\r\n\x1a\n" + os.urandom(2048)
 
@@ -26,8 +33,9 @@ FINAL = b"\x89PNG\r\n\x1a\n" + os.urandom(2048)
 async def world(open_database):
     blobs = MemoryStore()
     files = EncryptedFileStore(blobs, ConsumerKeyStore(MemoryStore(), MasterKeyRing(os.urandom(32))))
-    deps = DeliveryDeps(db=await open_database("delivery"), files=files, publisher=RecordingPublisher(),
-                        metrics=DeliveryMetrics())
+    deps = DeliveryDeps(
+        db=await open_database("delivery"), files=files, publisher=RecordingPublisher(), metrics=DeliveryMetrics()
+    )
     return deps, blobs
 
 
@@ -35,14 +43,27 @@ async def resized(deps: DeliveryDeps, conversation_open: bool = True) -> ev.File
     account, conversation, consumer, file_id = unique("acct"), unique("conv"), unique("cons"), unique("file")
     key = ObjectKey(account, consumer, conversation, file_id, "final")
     key_id = await deps.files.put(key, FINAL)
-    await announce(deps.db, account, conversation, consumer,
-                   "conversation.opened" if conversation_open else "conversation.closed")
-    event = ev.FileResized(file_id=file_id, account_id=account, conversation_id=conversation, consumer_id=consumer,
-                           sender={"id": "agent-1", "role": "agent"}, object_key=str(key),
-                           content_type="image/png", size_bytes=len(FINAL), width=10, height=20)
-    return event.model_copy(update={
-        "preview_sealed": await seal_for_file(event, deps.files, companion_of(key, "preview"), b"pre", key_id),
-        "caption_sealed": await seal_for_file(event, deps.files, caption_binding(file_id), b"hello", key_id)})
+    await announce(
+        deps.db, account, conversation, consumer, "conversation.opened" if conversation_open else "conversation.closed"
+    )
+    event = ev.FileResized(
+        file_id=file_id,
+        account_id=account,
+        conversation_id=conversation,
+        consumer_id=consumer,
+        sender={"id": "agent-1", "role": "agent"},
+        object_key=str(key),
+        content_type="image/png",
+        size_bytes=len(FINAL),
+        width=10,
+        height=20,
+    )
+    return event.model_copy(
+        update={
+            "preview_sealed": await seal_for_file(event, deps.files, companion_of(key, "preview"), b"pre", key_id),
+            "caption_sealed": await seal_for_file(event, deps.files, caption_binding(file_id), b"hello", key_id),
+        }
+    )
 
 
 def published(deps: DeliveryDeps) -> list[ev.MessagePublished]:
@@ -56,8 +77,15 @@ async def test_publishes_the_contract_message_with_the_caption_opened(world):
     [message] = published(deps)
     assert message.message_id == message_id_for(event.file_id) and message.caption == "hello"
     assert message.content.model_dump() == {
-        "type": "hosted_file", "content_type": "image/png", "width": 10, "height": 20, "size_bytes": len(FINAL),
-        "caption": "hello", "download_path": f"/v1/files/{event.file_id}/content", "preview": "cHJl"}
+        "type": "hosted_file",
+        "content_type": "image/png",
+        "width": 10,
+        "height": 20,
+        "size_bytes": len(FINAL),
+        "caption": "hello",
+        "download_path": f"/v1/files/{event.file_id}/content",
+        "preview": "cHJl",
+    }
     async with deps.db.pool.connection() as conn:
         assert [m["file_id"] for m in await transcript_of(conn, event.conversation_id)] == [event.file_id]
 
@@ -147,9 +175,16 @@ async def test_a_deleted_file_leaves_only_its_receipt_and_is_never_published_aga
     event = await resized(deps)
     await publish_resized(event, deps)
     async with deps.db.transaction() as conn:
-        await record_deletion(conn, ev.FileDeleted(file_id=event.file_id, account_id=event.account_id,
-                                                   conversation_id=event.conversation_id,
-                                                   consumer_id=event.consumer_id, reason="gdpr"))
+        await record_deletion(
+            conn,
+            ev.FileDeleted(
+                file_id=event.file_id,
+                account_id=event.account_id,
+                conversation_id=event.conversation_id,
+                consumer_id=event.consumer_id,
+                reason="gdpr",
+            ),
+        )
     async with deps.db.pool.connection() as conn:
         assert await find_message(conn, event.file_id) is None
         assert await transcript_of(conn, event.conversation_id) == []

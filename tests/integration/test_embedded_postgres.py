@@ -1,6 +1,7 @@
 """The embedded PostgreSQL starts again after a SIGKILL when a parent of its data folder was closed
 to other users meanwhile (pytest does that to /tmp/pytest-of-<user> at each session's start): run as
 root, the server runs as an unprivileged user that must traverse every parent."""
+
 from __future__ import annotations
 
 import os

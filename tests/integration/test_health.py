@@ -1,6 +1,7 @@
 """Every service answers GET /healthz (alive) and GET /readyz (connected to
 Kafka and storage) on its metrics port (FS_METRICS_PORT_BASE + 0 upload, 1 sanitizer, 2 resizer,
 3 delivery, 4 retention); upload and delivery also on their HTTP ports."""
+
 from __future__ import annotations
 
 import httpx
@@ -8,6 +9,7 @@ import psutil
 import pytest
 
 from shared.settings import METRICS_PORT_OFFSETS as METRICS_OFFSETS
+
 HTTP_PORT_VARIABLES = {"upload": "FS_UPLOAD_PORT", "delivery": "FS_DELIVERY_PORT"}
 
 
@@ -27,8 +29,9 @@ def listening_ports(pid: int) -> set[int]:
 def test_service_answers_health_and_readiness_on_its_metrics_port(stack, service):
     proc = stack.procs[service]
     assert proc.poll() is None, f"{service} is not running"
-    assert metrics_port(stack, service) in listening_ports(proc.pid), \
+    assert metrics_port(stack, service) in listening_ports(proc.pid), (
         f"{service} does not listen on FS_METRICS_PORT_BASE + {METRICS_OFFSETS[service]}"
+    )
     base = metrics_url(stack, service)
     healthz = httpx.get(f"{base}/healthz", timeout=5)
     assert healthz.status_code == 200, healthz.text

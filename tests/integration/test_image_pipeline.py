@@ -1,5 +1,6 @@
 """End to end: what the sanitizer and resizer do to hostile and unusual photos on the
 running stack (real clamd with the test EICAR signature)."""
+
 from __future__ import annotations
 
 import io
@@ -37,6 +38,7 @@ def downloaded(client, conversation, file_id: str) -> bytes:
 def test_eicar_inside_an_image_is_rejected_as_malware(client, conversation, where):
     def malware_count() -> float:
         return sample(scrape(client.env, "sanitizer"), "fileshare_files_rejected_total", reason="malware_detected")
+
     before = malware_count()
     file_id, status = send(client, conversation, corpus.jpeg_with_eicar(where))
     assert (status["status"], status["reason"]) == ("rejected", "malware_detected")
@@ -47,12 +49,15 @@ def test_eicar_inside_an_image_is_rejected_as_malware(client, conversation, wher
     assert malware_count() == before + 1
 
 
-@pytest.mark.parametrize("make, reason", [
-    (corpus.png_header_bomb, "image_too_large"),
-    (corpus.jpeg_header_bomb, "image_too_large"),
-    (corpus.truncated_jpeg, "corrupt_image"),
-    (corpus.truncated_png, "corrupt_image"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (corpus.png_header_bomb, "image_too_large"),
+        (corpus.jpeg_header_bomb, "image_too_large"),
+        (corpus.truncated_jpeg, "corrupt_image"),
+        (corpus.truncated_png, "corrupt_image"),
+    ],
+)
 def test_bombs_and_broken_files_are_rejected_with_their_reason(client, conversation, make, reason):
     _, status = send(client, conversation, make())
     assert (status["status"], status["reason"]) == ("rejected", reason), status
@@ -71,8 +76,9 @@ def test_scan_bombs_are_refused_before_decoding_and_a_photo_beside_them_is_publi
 
     bombs = [client.upload(account, conv, bomb, filename="bomb.jpg") for conv in bomb_conversations]
     assert [r.status_code for r in bombs] == [202] * 4, [r.text for r in bombs]
-    photo = client.upload(account, elsewhere, corpus.to_jpeg(corpus.photo(640, 480), progressive=True),
-                          filename="ok.jpg")
+    photo = client.upload(
+        account, elsewhere, corpus.to_jpeg(corpus.photo(640, 480), progressive=True), filename="ok.jpg"
+    )
     assert photo.status_code == 202, photo.text
 
     assert client.wait_status(photo.json()["file_id"], account, timeout=90)["status"] == "published"
@@ -113,7 +119,9 @@ def test_account_dimension_is_honoured_and_small_photos_are_not_upscaled(client)
 
 def test_message_carries_a_small_jpeg_preview(client, conversation):
     import base64
+
     from shared.contract.topics import MESSAGE_PUBLISHED
+
     file_id, _ = send(client, conversation, corpus.to_jpeg(corpus.photo(2000, 1500)))
     [message] = client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == file_id)
     preview = base64.b64decode(message.content.preview)
@@ -126,7 +134,9 @@ def test_preview_crosses_the_internal_topic_encrypted(client, conversation):
     image bytes on that topic (message.published carries it by contract, see docs/security.md)."""
     import base64
     import json
+
     from shared.contract.topics import FILE_RESIZED, MESSAGE_PUBLISHED
+
     file_id, _ = send(client, conversation, corpus.to_jpeg(corpus.photo(1200, 900)))
     [message] = client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == file_id)
     preview = base64.b64decode(message.content.preview)

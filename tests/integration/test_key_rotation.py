@@ -3,6 +3,7 @@ docs/key-rotation.md tells an operator of `make run` to do it: the new key as FS
 old one in FS_PREVIOUS_MASTER_KEYS (FS_DATA_DIR/secrets.env), a restart, `fileshare keys rotate`
 while photos are sent and downloaded, `fileshare keys status`, then the old key removed and a restart
 with the new one alone: every photo sent before, during and after still downloads, byte for byte."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,8 @@ import sys
 from pathlib import Path
 
 from shared.adapters.crypto import ConsumerKeyStore, MasterKeyRing, decode_master_key, master_key_id
-from shared.devstack.embedded import SECRETS_FILE, read_secrets
 from shared.adapters.storage import S3ObjectStore
+from shared.devstack.embedded import SECRETS_FILE, read_secrets
 from tests import imagecorpus as corpus
 from tests.launcher import client_of, launched, run_env, wait_all_ready
 from tests.support import Client, unique
@@ -42,8 +43,14 @@ def write_secrets(data_dir: Path, **values: str | None) -> None:
 
 def fileshare(env: dict[str, str], *args: str, **popen) -> subprocess.Popen:
     """An operator's command beside `make run`: FS_* of the shell (no secrets), the rest from secrets.env."""
-    return subprocess.Popen((sys.executable, "-m", "services.cli", *args), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        (sys.executable, "-m", "services.cli", *args),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def key_status(env: dict[str, str]) -> tuple[int, dict]:
@@ -72,12 +79,14 @@ def downloads(client: Client, account: str, file_ids) -> dict[str, bytes]:
 
 def make_extra_keys(env: dict[str, str], master_key: str) -> None:
     secrets = read_secrets(Path(env["FS_DATA_DIR"]))
-    store = S3ObjectStore(env["FS_S3_ENDPOINT"], secrets["FS_S3_ACCESS_KEY"], secrets["FS_S3_SECRET_KEY"],
-                          "fileshare-keys")
+    store = S3ObjectStore(
+        env["FS_S3_ENDPOINT"], secrets["FS_S3_ACCESS_KEY"], secrets["FS_S3_SECRET_KEY"], "fileshare-keys"
+    )
     keys = ConsumerKeyStore(store, MasterKeyRing(decode_master_key(master_key)))
 
     async def create():
         await asyncio.gather(*(keys.get_or_create(unique("acct"), unique("consumer")) for _ in range(EXTRA_KEYS)))
+
     asyncio.run(create())
 
 
@@ -127,7 +136,10 @@ def test_rotation_under_load_keeps_every_photo_and_retires_the_old_key(tmp_path)
         stored |= downloads(client, account, during + after)
         code, status = key_status(env)
         assert (code, status["by_master_key_id"], status["under_other_master_keys"]) == (
-            0, {id_b: EXTRA_KEYS + len(before) + len(during) + len(after)}, 0)
+            0,
+            {id_b: EXTRA_KEYS + len(before) + len(during) + len(after)},
+            0,
+        )
         stop(proc)
 
     # The old key removed: the stack runs with the new one alone.

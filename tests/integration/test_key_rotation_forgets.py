@@ -1,18 +1,19 @@
 """Master-key rotation racing a forget, on a real PostgreSQL (retention's forget_requests) and the
 real forget handler: a key the forget deleted is never brought back by the rotation's write."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from shared.contract import events as ev
+from services.retention.forgets import ForgetLedger
+from services.retention.handlers import RetentionDeps, forget_consumer
 from shared.adapters.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
 from shared.adapters.key_rotation import rotate
 from shared.adapters.storage import ObjectKey
+from shared.contract import events as ev
 from tests.memory_store import MemoryStore
-from services.retention.forgets import ForgetLedger
-from services.retention.handlers import RetentionDeps, forget_consumer
 
 
 class KeyBucket(MemoryStore):
@@ -40,6 +41,7 @@ class World:
 
         async def no_receipts(outgoing):
             pass
+
         self.deps = RetentionDeps(db, self.blobs, self.keys, no_receipts)
 
     async def photo(self, consumer: str) -> ObjectKey:
@@ -48,8 +50,9 @@ class World:
         return key
 
     async def forget(self, consumer: str, request_id: str = "req-1"):
-        return await forget_consumer(ev.GdprForget(request_id=request_id, account_id="acct", consumer_id=consumer),
-                                     self.deps)
+        return await forget_consumer(
+            ev.GdprForget(request_id=request_id, account_id="acct", consumer_id=consumer), self.deps
+        )
 
     async def name_of(self, consumer: str) -> str:
         [name] = [n for n in await self.rotating.names() if n.startswith(f"acct/{consumer}/")]
@@ -84,8 +87,9 @@ async def test_a_forget_between_the_rotations_check_and_its_write_is_not_undone(
 async def test_a_key_of_a_consumer_being_forgotten_is_left_to_the_forget(w):
     await w.photo("leaving")
     async with w.db.transaction() as conn:  # the forget has recorded its request and not yet shredded
-        await conn.execute("INSERT INTO forget_requests (request_id, account_id, consumer_id) "
-                           "VALUES ('req-1', 'acct', 'leaving')")
+        await conn.execute(
+            "INSERT INTO forget_requests (request_id, account_id, consumer_id) VALUES ('req-1', 'acct', 'leaving')"
+        )
     first = await w.rotate()
     assert (first.skipped, first.rewrapped, first.complete) == (1, 0, False)
 

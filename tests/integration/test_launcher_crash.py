@@ -1,5 +1,6 @@
 """A launcher (`make run`, a test session) killed by SIGKILL leaves no server running: every child
 it started, clamd included, gets SIGTERM from the kernel when it dies (shared.devstack.child_processes)."""
+
 from __future__ import annotations
 
 import os
@@ -37,14 +38,14 @@ def gone(pid: int) -> bool:
 
 
 def test_a_launcher_killed_by_sigkill_leaves_no_server_running(tmp_path):
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, str(tmp_path)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     children = [int(pid) for pid in done.stdout.split()]
     assert len(children) == 2, done.stdout
     try:
-        wait_until(lambda: all(gone(pid) for pid in children), timeout=30,
-                   what="the launcher's children to stop after it died")
+        wait_until(
+            lambda: all(gone(pid) for pid in children), timeout=30, what="the launcher's children to stop after it died"
+        )
     finally:
         for pid in children:
             if not gone(pid):

@@ -1,6 +1,7 @@
 """`fileshare run` replaces a component that stops answering (SIGSTOP stands in for a stuck
 database, a wedged broker, a deadlocked service) within FS_LIVENESS_SECONDS + 10 s, and the system
 ends ready and delivers photos again."""
+
 from __future__ import annotations
 
 import signal
@@ -19,8 +20,12 @@ def test_a_stopped_service_database_and_broker_are_each_replaced_and_the_stack_e
         wait_all_ready(proc, log_path, env)
         for name in ("delivery", "postgres", "kafka"):
             stopped = pause(proc.pid, name)
-            wait_until(lambda: proc.poll() is not None or restarted(proc.pid, name, stopped.pid),
-                       timeout=LIVENESS_SECONDS + 10, interval=0.2, what=f"the stopped {name} to be replaced")
+            wait_until(
+                lambda: proc.poll() is not None or restarted(proc.pid, name, stopped.pid),
+                timeout=LIVENESS_SECONDS + 10,
+                interval=0.2,
+                what=f"the stopped {name} to be replaced",
+            )
             assert proc.poll() is None, log_path.read_text()[-3000:]
             assert f"{name} has not answered its liveness check for" in log_path.read_text()
             assert not stopped.is_running()  # killed, not left stopped beside the new one

@@ -1,6 +1,7 @@
 """`make run` (fileshare run) brings the whole system up and stops it cleanly on SIGTERM,
 and on Ctrl-C in a terminal (SIGINT to the foreground process group). It restarts what
 dies, and gives up with a non-zero exit when a component keeps dying."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ from shared.settings import METRICS_PORT_OFFSETS
 from tests import imagecorpus as corpus
 from tests.launcher import all_ready, client_of, component, launched, restarted, run_env, wait_all_ready
 from tests.support import sample, scrape, unique, wait_until
-
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,8 +139,10 @@ def test_a_killed_service_is_restarted_and_a_stop_mid_decode_still_publishes_the
         os.killpg(sanitizer.pid, signal.SIGTERM)  # the whole group, as an operator or systemd would
 
         assert client.wait_status(file_id, account, timeout=180)["status"] == "published"
-        wait_until(lambda: "sanitizer exited with 0; restarting" in log_path.read_text(),
-                   what="the stopped sanitizer to be restarted")
+        wait_until(
+            lambda: "sanitizer exited with 0; restarting" in log_path.read_text(),
+            what="the stopped sanitizer to be restarted",
+        )
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
 
 
@@ -153,10 +155,14 @@ def test_run_stops_everything_and_exits_non_zero_when_a_component_keeps_dying(tm
         victim = component(proc.pid, "retention")
         for _ in range(5):  # killed each time it is back: 5 exits within a minute
             victim.kill()
-            victim = wait_until(lambda: proc.poll() is not None or restarted(proc.pid, "retention", victim.pid),
-                                what="retention to be restarted or the launcher to give up")
+            victim = wait_until(
+                lambda: proc.poll() is not None or restarted(proc.pid, "retention", victim.pid),
+                what="retention to be restarted or the launcher to give up",
+            )
         assert proc.wait(timeout=120) == 1
-        assert "retention exited with -9: 5 exits in the last 60s, it keeps dying; stopping everything" in \
-            log_path.read_text()
+        assert (
+            "retention exited with -9: 5 exits in the last 60s, it keeps dying; stopping everything"
+            in log_path.read_text()
+        )
         gone, alive = psutil.wait_procs(descendants, timeout=10)
         assert not alive, f"orphans left: {[p.pid for p in alive]}"

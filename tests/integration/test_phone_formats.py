@@ -1,5 +1,6 @@
 """Phone photos end to end: an account that lists HEIC and WebP gets them published as JPEG (PNG
 when transparent), upright and without metadata; an account that does not list them gets 415."""
+
 from __future__ import annotations
 
 import io
@@ -91,12 +92,14 @@ def test_a_heic_bomb_is_rejected_as_too_large(client, accounts):
 def test_heic_and_webp_are_415_for_an_account_that_does_not_list_them(client, accounts):
     heic, webp = phone.oriented_heic(1), phone.webp_with_alpha()
     (_, _), (photos_only, photos_conv), (heic_only, heic_conv) = accounts
-    for account, conv, data, name in ((photos_only, photos_conv, heic, "a.heic"),
-                                      (photos_only, photos_conv, webp, "b.webp"),
-                                      (heic_only, heic_conv, webp, "c.webp"),
-                                      # Decided by the content, not by the name or the declared type.
-                                      (photos_only, photos_conv, heic, "renamed.jpg"),
-                                      (heic_only, heic_conv, corpus.to_jpeg(corpus.photo(64, 48)), "d.jpg")):
+    for account, conv, data, name in (
+        (photos_only, photos_conv, heic, "a.heic"),
+        (photos_only, photos_conv, webp, "b.webp"),
+        (heic_only, heic_conv, webp, "c.webp"),
+        # Decided by the content, not by the name or the declared type.
+        (photos_only, photos_conv, heic, "renamed.jpg"),
+        (heic_only, heic_conv, corpus.to_jpeg(corpus.photo(64, 48)), "d.jpg"),
+    ):
         r = client.upload(account, conv, data, filename=name, content_type="image/jpeg")
         assert r.status_code == 415, (account, name, r.text)
         assert r.json()["error"]["code"] == "unsupported_type"
@@ -108,9 +111,12 @@ def test_heic_and_webp_are_415_for_an_account_that_does_not_list_them(client, ac
 
 
 CONTENT_OF = {
-    "jpeg": lambda: corpus.to_jpeg(corpus.photo(32, 24)), "png": lambda: corpus.to_png(corpus.photo(32, 24)),
-    "gif": lambda: corpus.to_gif(corpus.photo(32, 24)), "heic": lambda: phone.heic(corpus.photo(32, 24)),
-    "webp": phone.webp_with_alpha, "svg": lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+    "jpeg": lambda: corpus.to_jpeg(corpus.photo(32, 24)),
+    "png": lambda: corpus.to_png(corpus.photo(32, 24)),
+    "gif": lambda: corpus.to_gif(corpus.photo(32, 24)),
+    "heic": lambda: phone.heic(corpus.photo(32, 24)),
+    "webp": phone.webp_with_alpha,
+    "svg": lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
     "bmp": lambda: b"BM" + bytes(60),
 }
 

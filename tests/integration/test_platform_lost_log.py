@@ -1,5 +1,6 @@
 """The platform through a lost log: a follower started before the broker's restart receives every
 message once (its partitions are reset, delivery re-sends recent messages with their message_id)."""
+
 from __future__ import annotations
 
 import signal
@@ -30,8 +31,11 @@ def test_a_follower_through_a_broker_restart_receives_every_message_once(stack):
     client.wait_published(account, before)
     stack.stop_process("kafka", signal.SIGKILL)
     stack.start_kafka()
-    wait_until(lambda: sample(scrape(stack.env), "fileshare_delivery_republished_total") >= len(before),
-               timeout=60, what="delivery re-sent the recent messages")
+    wait_until(
+        lambda: sample(scrape(stack.env), "fileshare_delivery_republished_total") >= len(before),
+        timeout=60,
+        what="delivery re-sent the recent messages",
+    )
     after = send(client, account, convs, 6)
     client.wait_published(account, after)
     ids = {client.status(f, account)["file_id"] for f in {**before, **after}}

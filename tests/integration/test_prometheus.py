@@ -2,6 +2,7 @@
 project's configuration and alert rules: every target is up, every rule group evaluates on the real
 series without an error, each service exports its series, every dashboard expression is a query
 Prometheus accepts, and a malware file makes its alert fire."""
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,17 @@ def start_prometheus(config: Path, tmp_path: Path) -> tuple[subprocess.Popen, st
     assert binary, "prometheus is missing: sudo apt-get install -y prometheus"
     port = free_port()
     with open(tmp_path / "prometheus.log", "wb") as log:
-        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -105,15 +114,21 @@ def test_prometheus_scrapes_make_run_and_the_rules_evaluate_on_real_series(tmp_p
         config, jobs = prometheus_config(base, tmp_path)
         prometheus, url = start_prometheus(config, tmp_path)
         try:
-            wait_until(lambda: prometheus.poll() is not None or ready(url), timeout=60, interval=0.2,
-                       what="Prometheus to be ready")
+            wait_until(
+                lambda: prometheus.poll() is not None or ready(url),
+                timeout=60,
+                interval=0.2,
+                what="Prometheus to be ready",
+            )
             assert prometheus.poll() is None, (tmp_path / "prometheus.log").read_text()
-            health = wait_until(lambda: targets_up(url, jobs), timeout=60, interval=0.5,
-                                what="every target up in Prometheus")
+            health = wait_until(
+                lambda: targets_up(url, jobs), timeout=60, interval=0.5, what="every target up in Prometheus"
+            )
             assert set(health) >= set(METRICS_PORT_OFFSETS)
 
-            groups = wait_until(lambda: rules_evaluated(url), timeout=60, interval=0.5,
-                                what="every rule group evaluated")
+            groups = wait_until(
+                lambda: rules_evaluated(url), timeout=60, interval=0.5, what="every rule group evaluated"
+            )
             names = {group["name"] for group in groups}
             assert names == {g["name"] for g in yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"]}
             for group in groups:
@@ -128,8 +143,12 @@ def test_prometheus_scrapes_make_run_and_the_rules_evaluate_on_real_series(tmp_p
             # A rule fires on the real series: the rejection counter was scraped at 0 before, so
             # increase() sees the first malware file (a counter born at 1 would show no increase).
             send_malware(env)
-            alerts = wait_until(lambda: firing(url).get("FileshareMalwareDetected") and firing(url), timeout=60,
-                                interval=0.5, what="FileshareMalwareDetected to fire")
+            alerts = wait_until(
+                lambda: firing(url).get("FileshareMalwareDetected") and firing(url),
+                timeout=60,
+                interval=0.5,
+                what="FileshareMalwareDetected to fire",
+            )
             assert set(alerts) == {"FileshareMalwareDetected"}
             assert alerts["FileshareMalwareDetected"]["runbook_url"] == "docs/runbook.md#filesharemalwaredetected"
         finally:
@@ -139,8 +158,11 @@ def test_prometheus_scrapes_make_run_and_the_rules_evaluate_on_real_series(tmp_p
 
 def firing(url: str) -> dict[str, dict]:
     """The firing alerts: {alertname: annotations}."""
-    return {a["labels"]["alertname"]: a["annotations"] for a in api(url, "alerts")["data"]["alerts"]
-            if a["state"] == "firing"}
+    return {
+        a["labels"]["alertname"]: a["annotations"]
+        for a in api(url, "alerts")["data"]["alerts"]
+        if a["state"] == "firing"
+    }
 
 
 def send_malware(env: dict[str, str]) -> None:
@@ -156,8 +178,9 @@ def send_malware(env: dict[str, str]) -> None:
 
 def check_series(url: str, jobs: set[str]) -> None:
     """Each service's own series reach Prometheus, and the ones the alerts read carry real values."""
-    per_job = {r["metric"]["job"]: float(r["value"][1])
-               for r in query(url, 'count by (job) ({__name__=~"fileshare_.+"})')}
+    per_job = {
+        r["metric"]["job"]: float(r["value"][1]) for r in query(url, 'count by (job) ({__name__=~"fileshare_.+"})')
+    }
     assert set(per_job) == jobs and all(per_job.values()), per_job
     assert float(query(url, 'sum(fileshare_upload_to_publish_seconds_count{job="delivery"})')[0]["value"][1]) >= 2
     assert float(query(url, 'sum(fileshare_http_responses_total{job="upload", code="2xx"})')[0]["value"][1]) >= 2

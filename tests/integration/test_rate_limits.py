@@ -1,16 +1,16 @@
 """Upload rate limits: per sender and conversation, and per account, over any 60 s, counted in the
 database so that they hold across upload instances; 429 rate_limited with Retry-After over HTTP,
 file.rejected rate_limited for a bot record."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
-from shared.contract.topics import FILE_SHARE_REQUESTED
+from shared.contract.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
 from shared.devstack.embedded import free_port, free_port_block
-from shared.contract.topics import FILE_UPLOADED
+from shared.settings import Settings
 from tests.support import Client, sample, scrape, unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes, publish_many, share_request
 
@@ -56,8 +56,12 @@ def test_a_bot_is_limited_per_conversation_not_stopped(client):
 def strict_upload(stack) -> Client:
     """A second upload instance on the same database with small limits (3 per sender and
     conversation, 5 per account): what the first instance accepted counts on this one too."""
-    env = {"FS_UPLOAD_PORT": str(free_port()), "FS_METRICS_PORT_BASE": str(free_port_block(5)),
-           "FS_UPLOADS_PER_MINUTE": "3", "FS_ACCOUNT_UPLOADS_PER_MINUTE": "5"}
+    env = {
+        "FS_UPLOAD_PORT": str(free_port()),
+        "FS_METRICS_PORT_BASE": str(free_port_block(5)),
+        "FS_UPLOADS_PER_MINUTE": "3",
+        "FS_ACCOUNT_UPLOADS_PER_MINUTE": "5",
+    }
     stack.start_service("upload", env, instance="strict")
     stack.wait_ready("upload-strict", timeout=120)
     yield Client(env={**stack.env, **env}, data_dir=Path(stack.data_dir))
@@ -66,8 +70,9 @@ def strict_upload(stack) -> Client:
 
 def test_a_sender_over_the_limit_gets_429_with_retry_after_across_instances(client, strict_upload):
     account, (conversation, other, _) = ready(client)
-    refused_before = sample(scrape(strict_upload.env, "upload"), "fileshare_uploads_total", via="http",
-                            outcome="rate_limited")
+    refused_before = sample(
+        scrape(strict_upload.env, "upload"), "fileshare_uploads_total", via="http", outcome="rate_limited"
+    )
     for n in range(2):  # on the first instance
         assert client.upload(account, conversation, photo(n)).status_code == 202
     accepted = strict_upload.upload(account, conversation, photo(2), headers={"Idempotency-Key": "third"})
@@ -80,11 +85,15 @@ def test_a_sender_over_the_limit_gets_429_with_retry_after_across_instances(clie
     assert strict_upload.upload(account, conversation, photo(4), sub="agent-2").status_code == 202
     assert strict_upload.upload(account, other, photo(5)).status_code == 202
     # The refused upload left nothing behind, and the operator sees it counted.
-    wait_until(lambda: len(client.read_topic(FILE_UPLOADED, lambda e: e.conversation_id == conversation)) >= 4,
-               what="the accepted uploads on file.uploaded")
+    wait_until(
+        lambda: len(client.read_topic(FILE_UPLOADED, lambda e: e.conversation_id == conversation)) >= 4,
+        what="the accepted uploads on file.uploaded",
+    )
     assert len(client.read_topic(FILE_UPLOADED, lambda e: e.conversation_id == conversation)) == 4
-    assert sample(scrape(strict_upload.env, "upload"), "fileshare_uploads_total", via="http",
-                  outcome="rate_limited") == refused_before + 1
+    assert (
+        sample(scrape(strict_upload.env, "upload"), "fileshare_uploads_total", via="http", outcome="rate_limited")
+        == refused_before + 1
+    )
 
 
 def test_an_account_over_its_limit_gets_429_in_every_conversation(client, strict_upload):

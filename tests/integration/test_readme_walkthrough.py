@@ -1,5 +1,6 @@
 """The README's "Send a first photo (curl)" walkthrough, run line by line by bash against a real
 `fileshare run`, as a newcomer types it: it must keep working whenever the README or the API changes."""
+
 from __future__ import annotations
 
 import io
@@ -22,15 +23,17 @@ SECTION = "## Send a first photo (curl)"
 def walkthrough() -> str:
     """The first sh block of the README's walkthrough section."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index(SECTION):]
+    section = text[text.index(SECTION) :]
     return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 
 
 def for_this_stack(script: str, env: dict[str, str]) -> str:
     """The same lines, pointed at the test's stack: its ports, and the repository's .venv."""
-    return (script.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}")
-                  .replace("http://127.0.0.1:8081", f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}")
-                  .replace(".venv/bin/", f"{REPO}/.venv/bin/"))
+    return (
+        script.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}")
+        .replace("http://127.0.0.1:8081", f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}")
+        .replace(".venv/bin/", f"{REPO}/.venv/bin/")
+    )
 
 
 def json_answers(output: str) -> list[dict]:
@@ -43,8 +46,9 @@ def json_answers(output: str) -> list[dict]:
 
 
 def bash(script: str, cwd: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, f"the walkthrough failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -63,9 +67,15 @@ def test_the_readme_walkthrough_sends_a_photo_and_downloads_it_resized_without_m
         state = work / "state.sh"
         out = bash(f"{env_vars}\n{head}\ndeclare -p ACCT CONV AGENT UP DL FILE_ID > {state}", work, dict(os.environ))
         file_id = json_answers(out)[-1]["file_id"]
-        status = f"{REPO}/.venv/bin/python -c 'import httpx,sys; print(httpx.get(sys.argv[1], headers={{\"Authorization\": \"Bearer \" + sys.argv[2]}}).json()[\"status\"])'"
-        wait_until(lambda: bash(f"source {state}; {status} $UP/v1/files/$FILE_ID $AGENT", work, dict(os.environ)).strip()
-                   == "published", timeout=60, what="the walkthrough's photo to be published")
+        status = f'{REPO}/.venv/bin/python -c \'import httpx,sys; print(httpx.get(sys.argv[1], headers={{"Authorization": "Bearer " + sys.argv[2]}}).json()["status"])\''
+        wait_until(
+            lambda: (
+                bash(f"source {state}; {status} $UP/v1/files/$FILE_ID $AGENT", work, dict(os.environ)).strip()
+                == "published"
+            ),
+            timeout=60,
+            what="the walkthrough's photo to be published",
+        )
         out = bash(f"source {state}\n# 5.{tail}", work, dict(os.environ))
 
     with Image.open(io.BytesIO((work / "resized.jpg").read_bytes())) as resized:

@@ -1,5 +1,6 @@
 """Recovery on a stack of its own (re-drive after 3 s): a broker that lost its log, a database
 restarted mid-pipeline, and several instances of upload, delivery and retention at once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from shared.devstack.embedded import free_port, free_port_block, running_stack
 from shared.contract.topics import FILE_DELETED, FILE_UPLOADED, MESSAGE_PUBLISHED, topic_configs
+from shared.devstack.embedded import free_port, free_port_block, running_stack
 from tests.integration.test_walking_skeleton import camera_photo
 from tests.support import Client, sample, scrape, unique, wait_until
 
@@ -22,8 +23,9 @@ PARTITIONS = 4
 
 @pytest.fixture(scope="module")
 def recovery_stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("recovery"), FS_REDRIVE_SECONDS="3",
-                       FS_RETENTION_SWEEP_SECONDS="1") as stack:
+    with running_stack(
+        tmp_path_factory.mktemp("recovery"), FS_REDRIVE_SECONDS="3", FS_RETENTION_SWEEP_SECONDS="1"
+    ) as stack:
         yield stack
 
 
@@ -68,8 +70,9 @@ def test_every_event_topic_has_a_finite_retention_read_back_from_the_broker(rcli
         admin = AIOKafkaAdminClient(bootstrap_servers=rclient.env["FS_KAFKA_BOOTSTRAP"])
         await admin.start()
         try:
-            answer = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)
-                                                   for name in topic_configs(1)])
+            answer = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in topic_configs(1)]
+            )
         finally:
             await admin.close()
         return {r[3]: {e[0]: e[1] for e in r[4]} for response in answer for r in response.resources}
@@ -102,8 +105,11 @@ def test_database_restarted_mid_pipeline_loses_nothing_and_services_recover_on_t
     account = unique("acct")
     rclient.enable_account(account)
     convs = conversations(rclient, account, 2)
-    services = [n for n in recovery_stack.procs if n.split("-")[0] in ("upload", "sanitizer", "resizer", "delivery",
-                                                                      "retention")]
+    services = [
+        n
+        for n in recovery_stack.procs
+        if n.split("-")[0] in ("upload", "sanitizer", "resizer", "delivery", "retention")
+    ]
     pids = {n: recovery_stack.procs[n].pid for n in services}
     sent = send(rclient, account, convs, 10)
     recovery_stack.stop_process("postgres", signal.SIGKILL)
@@ -128,18 +134,25 @@ def records_in(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line[0].isspace()]
 
 
-def test_a_broker_outage_logs_a_line_when_it_starts_and_one_when_it_ends_and_counts_the_rest(recovery_stack,
-                                                                                             rclient):
+def test_a_broker_outage_logs_a_line_when_it_starts_and_one_when_it_ends_and_counts_the_rest(recovery_stack, rclient):
     services = ("upload", "sanitizer", "resizer", "delivery", "retention")
-    wait_until(lambda: all(outages_closed(log_since(recovery_stack, n), "kafka") for n in services), timeout=60,
-               what="earlier outages to be over")
+    wait_until(
+        lambda: all(outages_closed(log_since(recovery_stack, n), "kafka") for n in services),
+        timeout=60,
+        what="earlier outages to be over",
+    )
     offsets = {n: (recovery_stack.log_dir / f"{n}.log").stat().st_size for n in services}
     recovery_stack.stop_process("kafka", signal.SIGKILL)
-    wait_until(lambda: all("kafka unavailable (" in log_since(recovery_stack, n, offsets[n]) for n in services),
-               what="every service to notice the outage")
+    wait_until(
+        lambda: all("kafka unavailable (" in log_since(recovery_stack, n, offsets[n]) for n in services),
+        what="every service to notice the outage",
+    )
     recovery_stack.start_kafka()
-    wait_until(lambda: all("kafka available again" in log_since(recovery_stack, n, offsets[n]) for n in services),
-               timeout=60, what="every service to log the end of the outage")
+    wait_until(
+        lambda: all("kafka available again" in log_since(recovery_stack, n, offsets[n]) for n in services),
+        timeout=60,
+        what="every service to log the end of the outage",
+    )
     for name in services:
         records = records_in(log_since(recovery_stack, name, offsets[name]))
         print(f"{name}: {len(records)} log records for the outage")
@@ -150,14 +163,19 @@ def test_a_broker_outage_logs_a_line_when_it_starts_and_one_when_it_ends_and_cou
 @pytest.fixture(scope="module")
 def second_instances(recovery_stack) -> dict[str, str]:
     """A second process of upload, delivery and retention, in the same consumer groups."""
-    env = {"FS_UPLOAD_PORT": str(free_port()), "FS_DELIVERY_PORT": str(free_port()),
-           "FS_METRICS_PORT_BASE": str(free_port_block(5))}
+    env = {
+        "FS_UPLOAD_PORT": str(free_port()),
+        "FS_DELIVERY_PORT": str(free_port()),
+        "FS_METRICS_PORT_BASE": str(free_port_block(5)),
+    }
     for name in ("upload", "delivery", "retention"):
         recovery_stack.start_service(name, env, instance="2")
     for name in ("upload", "delivery", "retention"):
         recovery_stack.wait_ready(f"{name}-2", timeout=120)
-    return {"upload": f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}",
-            "delivery": f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}"}
+    return {
+        "upload": f"http://127.0.0.1:{env['FS_UPLOAD_PORT']}",
+        "delivery": f"http://127.0.0.1:{env['FS_DELIVERY_PORT']}",
+    }
 
 
 def test_one_idempotency_key_sent_to_two_upload_instances_at_once_is_one_file(rclient, second_instances):
@@ -170,12 +188,17 @@ def test_one_idempotency_key_sent_to_two_upload_instances_at_once_is_one_file(rc
     def post(base: str):
         barrier.wait()
         with httpx.Client(timeout=60) as http:
-            answers.append(http.post(f"{base}/v1/accounts/{account}/conversations/{conversation}/files",
-                                     files={"file": ("p.jpg", data)}, headers={
-                                         **rclient.auth(account, "agent", "agent-1"), "Idempotency-Key": key}))
+            answers.append(
+                http.post(
+                    f"{base}/v1/accounts/{account}/conversations/{conversation}/files",
+                    files={"file": ("p.jpg", data)},
+                    headers={**rclient.auth(account, "agent", "agent-1"), "Idempotency-Key": key},
+                )
+            )
 
-    threads = [threading.Thread(target=post, args=(base,))
-               for base in (rclient.upload_url, second_instances["upload"]) * 2]
+    threads = [
+        threading.Thread(target=post, args=(base,)) for base in (rclient.upload_url, second_instances["upload"]) * 2
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -196,8 +219,9 @@ def test_50_photos_through_two_delivery_instances_give_exactly_50_messages(rclie
     messages = rclient.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id in sent)
     assert sorted(m.file_id for m in messages) == sorted(sent)
     for conversation in set(sent.values()):  # both instances serve the same transcripts
-        assert rclient.transcript_ids(account, conversation) == \
-            rclient.transcript_ids(account, conversation, second_instances["delivery"])
+        assert rclient.transcript_ids(account, conversation) == rclient.transcript_ids(
+            account, conversation, second_instances["delivery"]
+        )
 
 
 def test_forget_and_expiry_with_two_retention_instances_give_one_receipt_per_file(rclient, second_instances):
@@ -213,7 +237,12 @@ def test_forget_and_expiry_with_two_retention_instances_give_one_receipt_per_fil
 
     def receipts():
         return [e for e in rclient.read_topic(FILE_DELETED, lambda e: e.file_id in to_forget or e.file_id in to_expire)]
-    wait_until(lambda: {e.file_id for e in receipts()} == set(to_forget) | set(to_expire), timeout=120,
-               interval=0.5, what="a receipt for every file")
+
+    wait_until(
+        lambda: {e.file_id for e in receipts()} == set(to_forget) | set(to_expire),
+        timeout=120,
+        interval=0.5,
+        what="a receipt for every file",
+    )
     done = receipts()
     assert len(done) == 12 and {e.reason for e in done if e.file_id in to_expire} == {"expired"}

@@ -1,5 +1,6 @@
 """Abuse at the HTTP doors: 401 before any other check on every endpoint, a cap on every
 request body while it streams, and a burst of uploads that leaves upload's memory flat."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +55,9 @@ def code_of(body: bytes) -> str:
 
 def bad_request(client, port_key: str, method: str, path: str, operation: dict, headers: dict) -> httpx.Response:
     """The endpoint with every parameter invalid and a body that is neither JSON nor multipart."""
-    url = (client.upload_url if port_key == "FS_UPLOAD_PORT" else client.delivery_url) + path.replace(
-        "{", "").replace("}", "")
+    url = (client.upload_url if port_key == "FS_UPLOAD_PORT" else client.delivery_url) + path.replace("{", "").replace(
+        "}", ""
+    )
     params, extra_headers = {}, {}
     for parameter in operation.get("parameters", []):
         if parameter["name"] in CREDENTIAL_PARAMS:
@@ -65,8 +67,13 @@ def bad_request(client, port_key: str, method: str, path: str, operation: dict, 
         elif parameter["in"] == "header":
             extra_headers[parameter["name"]] = "k" * 500
     content = b"{not json" if "requestBody" in operation or method in ("POST", "PUT") else None
-    return client.http.request(method, url, params=params, content=content,
-                               headers={**headers, **extra_headers, "Content-Type": "application/json"})
+    return client.http.request(
+        method,
+        url,
+        params=params,
+        content=content,
+        headers={**headers, **extra_headers, "Content-Type": "application/json"},
+    )
 
 
 FORGED = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}
@@ -81,8 +88,13 @@ def test_every_endpoint_answers_401_before_any_other_check(client, operations, p
     assert r.status_code == 401, r.text
     if method != "HEAD":
         assert r.json()["error"]["code"] == "unauthenticated"
-    status, _, body = raw_request(int(client.env[port_key]), method, path.replace("{", "").replace("}", ""),
-                                  {**token, "Content-Type": "application/json"}, declared_length=200 * 2**20)
+    status, _, body = raw_request(
+        int(client.env[port_key]),
+        method,
+        path.replace("{", "").replace("}", ""),
+        {**token, "Content-Type": "application/json"},
+        declared_length=200 * 2**20,
+    )
     assert status == 401 and (method == "HEAD" or code_of(body) == "unauthenticated"), body
 
 
@@ -116,8 +128,13 @@ def test_a_200_mb_settings_document_is_refused_while_it_streams(client, stack):
             outcome = (r.status_code, r.json()["error"]["code"])
         except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
             outcome = "connection closed while sending"  # the server stopped reading: also a refusal
-        status, _, answer = raw_request(int(client.env["FS_UPLOAD_PORT"]), "PUT", url.removeprefix(client.upload_url),
-                                        {**team, "Content-Type": "application/json"}, declared_length=200 * 2**20)
+        status, _, answer = raw_request(
+            int(client.env["FS_UPLOAD_PORT"]),
+            "PUT",
+            url.removeprefix(client.upload_url),
+            {**team, "Content-Type": "application/json"},
+            declared_length=200 * 2**20,
+        )
     assert outcome in ((413, "body_too_large"), "connection closed while sending"), outcome
     assert (status, code_of(answer)) == (413, "body_too_large")
     assert b"65536 bytes" in answer

@@ -3,6 +3,7 @@
 Against the session stack (Tansu, rclone, clamd, the five services; FS_RETENTION_SWEEP_SECONDS=1).
 Tests that stop a service restart it in a finally.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,11 +18,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from shared.contract import events as ev
 from shared.adapters.crypto import encrypt_blob
+from shared.contract import events as ev
+from shared.contract.topics import FILE_DELETED, FILE_REJECTED, FILE_UPLOADED, GDPR_FORGET, MESSAGE_PUBLISHED
 from shared.runtime.wiring import build_storage
 from shared.settings import Settings
-from shared.contract.topics import FILE_DELETED, FILE_REJECTED, FILE_UPLOADED, GDPR_FORGET, MESSAGE_PUBLISHED
 from tests.support import metrics_url, unique, wait_until
 
 
@@ -63,14 +64,19 @@ def retention_metric(client, name: str, labels: str = "") -> float:
 def run_cli(client, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
     env.update(client.env)
-    result = subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result
 
 
-FORGET_METRICS = [("fileshare_files_deleted_total", '{reason="gdpr"}'), ("fileshare_freed_bytes_total", ""),
-                  ("fileshare_forget_seconds_count", ""), ("fileshare_forget_shred_seconds_count", "")]
+FORGET_METRICS = [
+    ("fileshare_files_deleted_total", '{reason="gdpr"}'),
+    ("fileshare_freed_bytes_total", ""),
+    ("fileshare_forget_seconds_count", ""),
+    ("fileshare_forget_shred_seconds_count", ""),
+]
 
 
 def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(stack, client):
@@ -80,8 +86,11 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
     client.open_conversation(account, conv1, consumer)
     client.open_conversation(account, conv2, consumer)
     client.open_conversation(account, conv_neighbour, neighbour)
-    published = [send_photo(client, account, conv1, 1), send_photo(client, account, conv1, 2),
-                 send_photo(client, account, conv2, 3)]
+    published = [
+        send_photo(client, account, conv1, 1),
+        send_photo(client, account, conv1, 2),
+        send_photo(client, account, conv2, 3),
+    ]
     neighbours_file = send_photo(client, account, conv_neighbour, 4)
     for file_id in [*published, neighbours_file]:
         assert client.wait_status(file_id, account)["status"] == "published"
@@ -94,14 +103,14 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
         in_flight = send_photo(client, account, conv2, 5)
         assert client.wait_status(in_flight, account, ("sanitized", "rejected"))["status"] == "sanitized"
         client.publish(GDPR_FORGET, consumer, request)
-        gdpr = wait_until(lambda: len(r := receipts(client, request_id=request.request_id)) >= 4 and r,
-                          what="four gdpr receipts")
+        gdpr = wait_until(
+            lambda: len(r := receipts(client, request_id=request.request_id)) >= 4 and r, what="four gdpr receipts"
+        )
         # Unreadable: no key of the consumer is left, so no blob (or backup of one) can be decrypted.
         for file_id in published:
             assert client.download(file_id, account).status_code in (404, 410)
         assert stored_objects_of(client, account, consumer) == [], "blobs and keys are physically gone"
-        rejections_handled = retention_metric(client, "fileshare_records_total",
-                                              '{outcome="ok",topic="file.rejected"}')
+        rejections_handled = retention_metric(client, "fileshare_records_total", '{outcome="ok",topic="file.rejected"}')
     finally:
         stack.start_service("resizer")
         stack.wait_ready("resizer")
@@ -110,8 +119,10 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
     assert {(r.reason, r.consumer_id, r.account_id) for r in gdpr} == {("gdpr", consumer, account)}
 
     # The in-flight file meets the forget at the resizer and is never published.
-    rejected = wait_until(lambda: client.read_topic(FILE_REJECTED, lambda e: e.file_id == in_flight),
-                          what="the in-flight file to be rejected")
+    rejected = wait_until(
+        lambda: client.read_topic(FILE_REJECTED, lambda e: e.file_id == in_flight),
+        what="the in-flight file to be rejected",
+    )
     assert [(r.stage, r.reason) for r in rejected] == [("resizer", "consumer_forgotten")]
     assert client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == in_flight) == []
     status = client.status(in_flight, account)
@@ -122,9 +133,13 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
         assert (status["status"], status["reason"]) == ("deleted", "gdpr"), status
 
     # Still exactly one receipt per file after the rejection went through retention too.
-    wait_until(lambda: retention_metric(client, "fileshare_records_total",
-                                        '{outcome="ok",topic="file.rejected"}') > rejections_handled,
-               what="retention to handle the rejection")
+    wait_until(
+        lambda: (
+            retention_metric(client, "fileshare_records_total", '{outcome="ok",topic="file.rejected"}')
+            > rejections_handled
+        ),
+        what="retention to handle the rejection",
+    )
     assert sorted(r.file_id for r in receipts(client, consumer_id=consumer)) == sorted([*published, in_flight])
     assert stored_objects_of(client, account, consumer) == []
 
@@ -137,9 +152,11 @@ def test_forget_erases_every_file_of_the_consumer_including_one_mid_pipeline(sta
     assert after["fileshare_freed_bytes_total"] > before["fileshare_freed_bytes_total"]
     assert after["fileshare_forget_seconds_count"] > before["fileshare_forget_seconds_count"]
     assert after["fileshare_forget_shred_seconds_count"] > before["fileshare_forget_shred_seconds_count"]
-    print(f"forget: shred latency sum={retention_metric(client, 'fileshare_forget_shred_seconds_sum')}s "
-          f"count={retention_metric(client, 'fileshare_forget_shred_seconds_count')}, "
-          f"complete sum={retention_metric(client, 'fileshare_forget_seconds_sum')}s")
+    print(
+        f"forget: shred latency sum={retention_metric(client, 'fileshare_forget_shred_seconds_sum')}s "
+        f"count={retention_metric(client, 'fileshare_forget_shred_seconds_count')}, "
+        f"complete sum={retention_metric(client, 'fileshare_forget_seconds_sum')}s"
+    )
 
 
 def test_repeated_forget_from_the_cli_does_nothing_new_and_still_answers(client):
@@ -155,9 +172,10 @@ def test_repeated_forget_from_the_cli_does_nothing_new_and_still_answers(client)
     answered = retention_metric(client, "fileshare_forget_requests_total", '{outcome="nothing_left"}')
 
     second = json.loads(run_cli(client, "forget", "--account", account, "--consumer", consumer).stdout)
-    wait_until(lambda: retention_metric(client, "fileshare_forget_requests_total",
-                                        '{outcome="nothing_left"}') > answered,
-               what="retention to answer the repeated request")
+    wait_until(
+        lambda: retention_metric(client, "fileshare_forget_requests_total", '{outcome="nothing_left"}') > answered,
+        what="retention to answer the repeated request",
+    )
     assert receipts(client, request_id=second["request_id"]) == []
     assert [r.file_id for r in receipts(client, consumer_id=consumer)] == [file_id]
     log = (client.data_dir / "logs" / "retention.log").read_text()
@@ -182,8 +200,10 @@ def test_an_old_forget_request_sent_again_does_not_erase_a_consumer_who_came_bac
     assert client.wait_status(new_file, account)["status"] == "published"
     repeated = retention_metric(client, "fileshare_forget_requests_total", '{outcome="repeated"}')
     client.publish(GDPR_FORGET, consumer, request.model_copy(update={"event_id": ev.new_id()}))
-    wait_until(lambda: retention_metric(client, "fileshare_forget_requests_total", '{outcome="repeated"}') > repeated,
-               what="retention to recognise the repeated request")
+    wait_until(
+        lambda: retention_metric(client, "fileshare_forget_requests_total", '{outcome="repeated"}') > repeated,
+        what="retention to recognise the repeated request",
+    )
     assert client.download(new_file, account).status_code == 200
     assert [r.file_id for r in receipts(client, consumer_id=consumer)] == [old_file]
 
@@ -206,15 +226,26 @@ def test_late_write_of_an_in_flight_file_is_removed_and_a_new_conversation_gets_
     late_id = unique("late")
     late_key = f"{account}/{consumer}/{conversation}/{late_id}/original"
     asyncio.run(storage.blobs.put(late_key, encrypt_blob(small_photo(9), late_key, old_key_id, old_key)))
-    client.publish(FILE_UPLOADED, conversation, ev.FileUploaded(
-        file_id=late_id, account_id=account, conversation_id=conversation, consumer_id=consumer,
-        sender=ev.Sender(id="agent-1", role="agent"), object_key=late_key, content_type="image/jpeg",
-        size_bytes=1000))
+    client.publish(
+        FILE_UPLOADED,
+        conversation,
+        ev.FileUploaded(
+            file_id=late_id,
+            account_id=account,
+            conversation_id=conversation,
+            consumer_id=consumer,
+            sender=ev.Sender(id="agent-1", role="agent"),
+            object_key=late_key,
+            content_type="image/jpeg",
+            size_bytes=1000,
+        ),
+    )
 
     late_receipts = wait_until(lambda: receipts(client, file_id=late_id), what="a receipt for the leftover")
     assert [(r.reason, r.request_id) for r in late_receipts] == [("gdpr", request.request_id)]
-    assert [r.reason for r in client.read_topic(FILE_REJECTED, lambda e: e.file_id == late_id)] == \
-        ["consumer_forgotten"]
+    assert [r.reason for r in client.read_topic(FILE_REJECTED, lambda e: e.file_id == late_id)] == [
+        "consumer_forgotten"
+    ]
     assert client.read_topic(MESSAGE_PUBLISHED, lambda e: e.file_id == late_id) == []
     assert stored_objects_of(client, account, consumer) == []
 
@@ -235,7 +266,7 @@ def test_expiry_follows_each_accounts_current_retention(client):
     conv_short, conv_long = unique("conv"), unique("conv")
     client.open_conversation(short, conv_short, unique("consumer"))
     client.open_conversation(long_, conv_long, unique("consumer"))
-    kept = send_photo(client, long_, conv_long, 1)   # older than the short-lived one
+    kept = send_photo(client, long_, conv_long, 1)  # older than the short-lived one
     brief = send_photo(client, short, conv_short, 2)
     assert client.wait_status(kept, long_)["status"] == "published"
 
@@ -286,10 +317,14 @@ def test_retention_status_cli_reports_files_per_account(client):
         status = json.loads(run_cli(client, "retention", "status").stdout)
         row = next((r for r in status["accounts"] if r["account_id"] == account), None)
         return row is not None and row["files"] == 2 and (status, row)
+
     status, row = wait_until(both_indexed, what="both files in retention's index")
     assert (row["files"], row["consumers"], row["retention"]) == (2, 1, "P13M")
     assert row["bytes"] > 0 and row["oldest_file_age_seconds"] >= 0 and not row["next_expiry_overdue"]
-    assert row["next_expiry"][:4] in {str(int(status["generated_at"][:4]) + 1), str(int(status["generated_at"][:4]) + 2)}
+    assert row["next_expiry"][:4] in {
+        str(int(status["generated_at"][:4]) + 1),
+        str(int(status["generated_at"][:4]) + 2),
+    }
 
 
 def test_a_forget_request_with_unusable_ids_never_blocks_the_ones_behind_it(client):
@@ -304,7 +339,7 @@ def test_a_forget_request_with_unusable_ids_never_blocks_the_ones_behind_it(clie
 
     bad = ev.GdprForget.model_construct(request_id=unique("req"), account_id=account, consumer_id="../" + consumer)
     good = ev.GdprForget(request_id=unique("req"), account_id=account, consumer_id=consumer)
-    client.publish(GDPR_FORGET, consumer, bad)   # same key: the same partition, the good one behind it
+    client.publish(GDPR_FORGET, consumer, bad)  # same key: the same partition, the good one behind it
     client.publish(GDPR_FORGET, consumer, good)
 
     erased = wait_until(lambda: receipts(client, request_id=good.request_id), what="the valid request's receipt")
@@ -319,9 +354,11 @@ def test_a_newline_in_a_forget_request_id_cannot_forge_a_line_of_the_erasure_log
     account, consumer = unique("acct"), unique("consumer")
     marker = unique("req")
     request_id = f"{marker}\nFORGED forget request {marker} done: consumer {account}/everyone, files=0"
-    client.publish(GDPR_FORGET, consumer, ev.GdprForget.model_construct(request_id=request_id, account_id=account,
-                                                                        consumer_id=consumer))
+    client.publish(
+        GDPR_FORGET,
+        consumer,
+        ev.GdprForget.model_construct(request_id=request_id, account_id=account, consumer_id=consumer),
+    )
     log_path = client.data_dir / "logs" / "retention.log"
-    wait_until(lambda: f"{marker}\\nFORGED" in log_path.read_text(),
-               what="retention to log the request")
+    wait_until(lambda: f"{marker}\\nFORGED" in log_path.read_text(), what="retention to log the request")
     assert not [line for line in log_path.read_text().splitlines() if line.startswith("FORGED")]

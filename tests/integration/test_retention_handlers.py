@@ -1,23 +1,30 @@
 """Retention's handlers on a real PostgreSQL (each test in a database of its own: sweeps scan every
 row): erasure order, one receipt per file, expiry by the account's current retention, forget requests."""
+
 from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.contract import events as ev
-from shared.projections.account_settings import follow_document, put_document
+from services.retention.handlers import (
+    RetentionDeps,
+    clean_forgotten_file,
+    forget_consumer,
+    index_file,
+    retention_changed,
+    sweep,
+)
 from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, encrypt_blob
 from shared.adapters.db import Database
 from shared.adapters.storage import ObjectKey
+from shared.contract import events as ev
+from shared.projections.account_settings import follow_document, put_document
 from tests.memory_store import MemoryStore
-from services.retention.handlers import (RetentionDeps, clean_forgotten_file, forget_consumer, index_file,
-                                         retention_changed, sweep)
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class Topic:
@@ -47,20 +54,38 @@ class World:
         self.now = NOW
         self.deps = RetentionDeps(db, self.blobs, self.keys, self.topic.send, clock=lambda: self.now)
 
-    async def store(self, account, consumer, conversation, file_id, variants=("original", "sanitized", "final"),
-                    indexed=True):
+    async def store(
+        self, account, consumer, conversation, file_id, variants=("original", "sanitized", "final"), indexed=True
+    ):
         for v in variants:
             await self.files.put(ObjectKey(account, consumer, conversation, file_id, v), b"photo " + v.encode())
         if indexed:
             async with self.db.transaction() as conn:
-                await index_file(conn, ev.FileUploaded(
-                    file_id=file_id, account_id=account, conversation_id=conversation, consumer_id=consumer,
-                    sender=ev.Sender(id="agent", role="agent"), object_key=f"{account}/{consumer}/{conversation}/"
-                    f"{file_id}/original", content_type="image/png", size_bytes=12, occurred_at=NOW))
+                await index_file(
+                    conn,
+                    ev.FileUploaded(
+                        file_id=file_id,
+                        account_id=account,
+                        conversation_id=conversation,
+                        consumer_id=consumer,
+                        sender=ev.Sender(id="agent", role="agent"),
+                        object_key=f"{account}/{consumer}/{conversation}/{file_id}/original",
+                        content_type="image/png",
+                        size_bytes=12,
+                        occurred_at=NOW,
+                    ),
+                )
 
     async def forget(self, account, consumer, request_id="req-1"):
-        return await forget_consumer(ev.GdprForget(request_id=request_id, account_id=account, consumer_id=consumer,
-                                                   occurred_at=NOW - timedelta(milliseconds=300)), self.deps)
+        return await forget_consumer(
+            ev.GdprForget(
+                request_id=request_id,
+                account_id=account,
+                consumer_id=consumer,
+                occurred_at=NOW - timedelta(milliseconds=300),
+            ),
+            self.deps,
+        )
 
     def receipts(self, file_id=None):
         return [e for e in self.topic.events if file_id is None or e.file_id == file_id]
@@ -85,11 +110,12 @@ async def test_forget_shreds_keys_before_anything_else_and_gives_one_receipt_per
     await w.store("a", "c1", "conv1", "f1")
     await w.store("a", "c1", "conv1", "f2")
     await w.store("a", "c1", "conv2", "f3", variants=("original",), indexed=False)  # not indexed yet
-    await w.store("a", "c2", "conv1", "other")                 # another consumer, same conversation id
-    await w.store("b", "c1", "conv9", "other-account")          # same consumer id in another account
+    await w.store("a", "c2", "conv1", "other")  # another consumer, same conversation id
+    await w.store("b", "c1", "conv9", "other-account")  # same consumer id in another account
 
     async def keys_already_gone():
         assert not await w.keys.has_any("a", "c1"), "receipts may only exist once the files are unreadable"
+
     w.topic.before_send = keys_already_gone
 
     summary = await w.forget("a", "c1")
@@ -115,6 +141,7 @@ async def test_a_consumer_with_many_files_is_erased_a_batch_per_transaction(w, m
 
     async def count_left():
         left_at_each_receipt.append(len(await w.indexed()))
+
     w.topic.before_send = count_left
 
     summary = await w.forget("a", "c1")
@@ -169,9 +196,9 @@ async def test_expiry_uses_the_accounts_current_retention_and_calendar_months(w)
     assert await sweep(w.deps) == 1
     assert [(e.file_id, e.reason, e.request_id) for e in w.receipts()] == [("young", "expired", None)]
 
-    w.now = datetime(2027, 4, 1, 11, 59, tzinfo=timezone.utc)  # 13 calendar months minus a minute
+    w.now = datetime(2027, 4, 1, 11, 59, tzinfo=UTC)  # 13 calendar months minus a minute
     assert await sweep(w.deps) == 0
-    w.now = datetime(2027, 4, 1, 12, 0, tzinfo=timezone.utc)
+    w.now = datetime(2027, 4, 1, 12, 0, tzinfo=UTC)
     assert await sweep(w.deps) == 2
     assert sorted(e.file_id for e in w.receipts()) == ["kept", "no-settings", "young"]
     assert not w.blobs.objects and await w.indexed() == []
@@ -207,9 +234,12 @@ async def blocked_or_done(db: Database, task: asyncio.Task) -> None:
 
 async def waiting_for_a_lock(db: Database) -> bool:
     async with db.pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()")).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+        ).fetchone()
     return row["n"] > 0
 
 
@@ -240,8 +270,15 @@ async def test_leftover_of_an_in_flight_stage_is_removed_on_its_consumer_forgott
     await w.store("a", "c1", "conv-new", "fresh")
 
     def rejection(file_id, conversation="conv1", reason="consumer_forgotten"):
-        return ev.FileRejected(file_id=file_id, account_id="a", conversation_id=conversation, consumer_id="c1",
-                               sender=ev.Sender(id="agent", role="agent"), stage="resizer", reason=reason)
+        return ev.FileRejected(
+            file_id=file_id,
+            account_id="a",
+            conversation_id=conversation,
+            consumer_id="c1",
+            sender=ev.Sender(id="agent", role="agent"),
+            stage="resizer",
+            reason=reason,
+        )
 
     assert (await clean_forgotten_file(rejection("f1"), w.deps)).receipted == [], "f1 already had its receipt"
     erased = await clean_forgotten_file(rejection("f9"), w.deps)

@@ -2,6 +2,7 @@
 
 No mocks: one clamd per module on a free port (TCP and a unix socket), readiness by PING polling.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from shared.adapters.scanner import (
+    ClamdScanner,
+    DisabledScanner,
+    ScannerError,
+    ScannerUnavailable,
+    scanner_from_settings,
+)
 from shared.devstack.embedded_clamd import (
     EICAR,
     EICAR_SIGNATURE_REPORTED,
@@ -22,13 +30,6 @@ from shared.devstack.embedded_clamd import (
     start_clamd,
     stop_clamd,
     write_test_signatures,
-)
-from shared.adapters.scanner import (
-    ClamdScanner,
-    DisabledScanner,
-    ScannerError,
-    ScannerUnavailable,
-    scanner_from_settings,
 )
 from shared.settings import Settings
 

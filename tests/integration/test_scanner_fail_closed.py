@@ -1,6 +1,7 @@
 """The malware scanner fails closed. FS_CLAMD unset: the sanitizer refuses to start;
 `disabled` is the explicit, loud opt-out (see test_make_run.py for `make run` without signatures);
 a clamd address: scanning, said in /readyz and a metric."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ from tests.support import sample, scrape
 
 def test_without_fs_clamd_the_sanitizer_refuses_to_start(stack):
     env = {**os.environ, **stack.env, "FS_CLAMD": "", "FS_METRICS_PORT_BASE": str(free_port_block(5))}
-    result = subprocess.run([sys.executable, "-m", "services.sanitizer"], env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.sanitizer"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     refusal = [line for line in result.stderr.splitlines() if "refuses to start" in line]
     assert refusal and "FS_CLAMD is not set" in refusal[0] and "FS_CLAMD=disabled" in refusal[0], result.stderr

@@ -1,5 +1,6 @@
 """An unreachable scanner is never taken for "clean": the sanitizer retries with
 backoff, the photo waits, and it goes through once clamd is back."""
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,10 @@ from tests.support import metrics_url, unique, wait_until
 
 def scanner_retries(stack) -> float:
     text = httpx.get(metrics_url(stack.env, "sanitizer")).text
-    return sum(float(v) for v in re.findall(
-        r'^fileshare_transient_retries_total\{kind="ScannerUnavailable"\} ([0-9.e+]+)$', text, re.M))
+    return sum(
+        float(v)
+        for v in re.findall(r'^fileshare_transient_retries_total\{kind="ScannerUnavailable"\} ([0-9.e+]+)$', text, re.M)
+    )
 
 
 def test_photo_waits_while_clamd_is_down_and_passes_when_it_is_back(stack, client):
@@ -29,8 +32,11 @@ def test_photo_waits_while_clamd_is_down_and_passes_when_it_is_back(stack, clien
     stack.stop_process("clamd")
     try:
         file_id = client.upload(account, conv, corpus.to_jpeg(corpus.photo(640, 480))).json()["file_id"]
-        wait_until(lambda: scanner_retries(stack) >= retries_before + 2, timeout=60,
-                   what="the sanitizer to retry the unreachable scanner")
+        wait_until(
+            lambda: scanner_retries(stack) >= retries_before + 2,
+            timeout=60,
+            what="the sanitizer to retry the unreachable scanner",
+        )
         assert client.status(file_id, account)["status"] == "uploaded", "nothing passes unscanned"
     finally:
         if "clamd" not in stack.procs:

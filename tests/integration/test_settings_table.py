@@ -1,5 +1,6 @@
 """Account settings as sanitizer, resizer and retention follow them (shared.projections.account_settings), on a
 real PostgreSQL."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,9 +12,12 @@ from tests.support import unique
 
 async def test_older_settings_delivered_again_do_not_come_back(open_database):
     db, account = await open_database("resizer"), unique("acct")
-    older = ev.AccountSettings(account_id=account, feature_enabled=True, file_sharing_enabled=True,
-                               max_image_dimension=800)
-    newer = older.model_copy(update={"max_image_dimension": 1200, "occurred_at": older.occurred_at + timedelta(seconds=1)})
+    older = ev.AccountSettings(
+        account_id=account, feature_enabled=True, file_sharing_enabled=True, max_image_dimension=800
+    )
+    newer = older.model_copy(
+        update={"max_image_dimension": 1200, "occurred_at": older.occurred_at + timedelta(seconds=1)}
+    )
     async with db.transaction() as conn:
         assert await follow_document(conn, older)
         assert await follow_document(conn, newer)

@@ -2,6 +2,7 @@
 
 Any other implementation of ObjectStore (MinIO in production) must pass the same contract.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,13 +12,20 @@ import os
 
 import pytest
 
-from shared.adapters.crypto import (ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing, UnknownMasterKey,
-                           decode_master_key, master_key_id)
 from services.retention.forgets import ForgetLedger
+from shared.adapters.crypto import (
+    ConsumerForgotten,
+    ConsumerKeyStore,
+    EncryptedFileStore,
+    MasterKeyRing,
+    UnknownMasterKey,
+    decode_master_key,
+    master_key_id,
+)
 from shared.adapters.key_rotation import rotate
+from shared.adapters.storage import ObjectKey, S3ObjectStore, StorageUnavailable
 from shared.runtime.wiring import build_storage
 from shared.settings import Settings
-from shared.adapters.storage import ObjectKey, S3ObjectStore, StorageUnavailable
 from tests.storage_contract import check_object_store_contract
 from tests.support import unique
 
@@ -37,6 +45,7 @@ def test_object_store_contract(stack):
 
 def test_unreachable_store_is_a_transient_error():
     from shared.devstack.embedded import free_port
+
     store = S3ObjectStore(f"127.0.0.1:{free_port()}", "fileshareaccess", "secretsecret", "fileshare")
     with pytest.raises(StorageUnavailable):
         run(store.get("x"))
@@ -69,6 +78,7 @@ def test_encrypted_store_round_trip_and_crypto_shredding(stack):
         await files.put(key, b"new life")
         plain, new_key_id = await files.get(key)
         assert plain == b"new life" and new_key_id != key_id
+
     run(scenario())
 
 
@@ -112,4 +122,5 @@ def test_master_key_rotation_end_to_end(own_object_store):
         assert (await rotated.files.get(key))[0] == b"written under A"
         with pytest.raises(UnknownMasterKey):
             await before.files.get(key)
+
     run(scenario())

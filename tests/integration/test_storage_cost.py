@@ -3,6 +3,7 @@
 One photo (with a caption) goes upload → sanitizer → resizer → delivery, then is downloaded (GET)
 and checked (HEAD). The S3 requests and decrypts it caused must stay within the numbers reached,
 so a change that adds a round trip or a decrypt fails here."""
+
 from __future__ import annotations
 
 import io
@@ -28,8 +29,14 @@ SEALED_DECRYPT_BUDGET = {"delivery": 2}
 
 
 def photo(width: int = 1600, height: int = 1200) -> bytes:
-    img = Image.merge("RGB", [Image.linear_gradient("L").resize((width, height)),
-                              Image.effect_noise((width, height), 30), Image.linear_gradient("L").resize((width, height))])
+    img = Image.merge(
+        "RGB",
+        [
+            Image.linear_gradient("L").resize((width, height)),
+            Image.effect_noise((width, height), 30),
+            Image.linear_gradient("L").resize((width, height)),
+        ],
+    )
     out = io.BytesIO()
     img.save(out, "JPEG", quality=85)
     return out.getvalue()

@@ -5,6 +5,7 @@ moto's S3 server (a real HTTP S3 endpoint from PyPI) with bucket versioning on: 
 contract as every store, plus what only a versioned bucket can get wrong, data kept behind a
 delete marker after a plain delete.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,8 @@ from minio import Minio
 from minio.versioningconfig import ENABLED, VersioningConfig
 
 from shared.adapters.crypto import ConsumerForgotten, ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
-from shared.devstack.embedded import free_port
 from shared.adapters.storage import ObjectKey, S3ObjectStore
+from shared.devstack.embedded import free_port
 from tests.storage_contract import check_object_store_contract
 from tests.support import unique
 
@@ -26,6 +27,7 @@ ACCESS, SECRET = "versionedaccess", "versionedsecret"
 @pytest.fixture(scope="module")
 def versioned_s3():
     from moto.server import ThreadedMotoServer
+
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -62,6 +64,7 @@ def test_delete_removes_every_version_not_just_the_latest(versioned_s3):
         await store.put(key, b"second version")
         assert len(versions_of(admin, "fileshare", key)) == 2
         await store.delete(key)
+
     asyncio.run(scenario())
 
     assert versions_of(admin, "fileshare", key) == [], "no version or delete marker keeps the data"
@@ -84,10 +87,15 @@ def test_forgetting_a_consumer_leaves_no_version_of_its_key_or_blobs(versioned_s
         with pytest.raises(ConsumerForgotten):
             await files.get(original)
         await blobs.delete(str(original))
+
     asyncio.run(scenario())
 
-    kept_keys = [o for o in admin.list_objects("fileshare-keys", prefix=f"{account}/{consumer}/",
-                                               include_version=True, recursive=True)]
+    kept_keys = [
+        o
+        for o in admin.list_objects(
+            "fileshare-keys", prefix=f"{account}/{consumer}/", include_version=True, recursive=True
+        )
+    ]
     assert kept_keys == [], "the destroyed consumer key survives as a version"
     assert versions_of(admin, "fileshare", str(original)) == []
 
@@ -115,6 +123,7 @@ def test_a_rewrapped_consumer_key_keeps_no_version_under_the_former_master_key(v
         await rotating.replace(name, rotating.rewrapped(name, await rotating.record(name)))
         assert await ConsumerKeyStore(key_bucket, MasterKeyRing(new)).load(account, consumer, key_id) == secret
         return name
+
     name = asyncio.run(scenario())
 
     [kept] = versions_of(admin, "fileshare-keys", name)

@@ -3,6 +3,7 @@ service processes over OTLP (configured by OTEL_* alone) to a receiver in the te
 trace, each span the child of the step before; a bot's traceparent on file.share.requested is
 continued, and so is an HTTP caller's (the SDK sends its own); no caption or file name in any
 exported byte. A forget request is a span of its sender's trace that names no consumer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,11 @@ FILENAME = "private-holiday-name.jpg"
 BOT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 UPLOAD = "POST /v1/accounts/{account_id}/conversations/{conversation_id}/files"
 DOWNLOAD = "GET /v1/files/{file_id}/content"
-STAGES = {"sanitize file.uploaded": "fileshare-sanitizer", "resize file.sanitized": "fileshare-resizer",
-          "deliver file.resized": "fileshare-delivery"}
+STAGES = {
+    "sanitize file.uploaded": "fileshare-sanitizer",
+    "resize file.sanitized": "fileshare-resizer",
+    "deliver file.resized": "fileshare-delivery",
+}
 
 
 class OtlpReceiver(ThreadingHTTPServer):
@@ -55,9 +59,18 @@ class OtlpReceiver(ThreadingHTTPServer):
         for resource_spans in request.resource_spans:
             service = attributes_of(resource_spans.resource.attributes).get("service.name")
             for scope in resource_spans.scope_spans:
-                spans += [{"service": service, "name": s.name, "trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(),
-                           "parent": s.parent_span_id.hex() or None, "attributes": attributes_of(s.attributes),
-                           "links": [link.trace_id.hex() for link in s.links]} for s in scope.spans]
+                spans += [
+                    {
+                        "service": service,
+                        "name": s.name,
+                        "trace_id": s.trace_id.hex(),
+                        "span_id": s.span_id.hex(),
+                        "parent": s.parent_span_id.hex() or None,
+                        "attributes": attributes_of(s.attributes),
+                        "links": [link.trace_id.hex() for link in s.links],
+                    }
+                    for s in scope.spans
+                ]
         with self.lock:
             self.spans += spans
             self.bodies.append(body)
@@ -68,8 +81,9 @@ class OtlpReceiver(ThreadingHTTPServer):
 
     def span_named(self, name: str, file_id: str) -> dict | None:
         with self.lock:
-            return next((s for s in self.spans if s["name"] == name and s["attributes"].get("file_id") == file_id),
-                        None)
+            return next(
+                (s for s in self.spans if s["name"] == name and s["attributes"].get("file_id") == file_id), None
+            )
 
 
 class _OtlpHandler(BaseHTTPRequestHandler):
@@ -106,8 +120,12 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, receiver):
-    with running_stack(tmp_path_factory.mktemp("traced"), OTEL_TRACES_EXPORTER="otlp",
-                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100") as stack:
+    with running_stack(
+        tmp_path_factory.mktemp("traced"),
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    ) as stack:
         yield Client(env=stack.env, data_dir=Path(stack.data_dir))
 
 
@@ -126,6 +144,7 @@ def whole_trace(receiver: OtlpReceiver, file_id: str, first: str) -> dict[str, d
         start = receiver.span_named(first, file_id)
         found = receiver.trace_of(start["trace_id"]) if start else {}
         return found if wanted <= set(found) else None
+
     return wait_until(complete, timeout=30, what=f"every span of {file_id}'s trace")
 
 
@@ -171,14 +190,17 @@ def test_one_photo_is_one_trace_from_its_upload_to_its_download(client, receiver
 
 def publish_in_trace(client: Client, topic: str, key: str, event, traceparent: str) -> None:
     """A record as a producer with a span current sends it: the trace context in its headers."""
+
     async def send():
         producer = AIOKafkaProducer(bootstrap_servers=client.env["FS_KAFKA_BOOTSTRAP"])
         await producer.start()
         try:
-            await producer.send_and_wait(topic, event.to_bytes(), key=key.encode(),
-                                         headers=[("traceparent", traceparent.encode())])
+            await producer.send_and_wait(
+                topic, event.to_bytes(), key=key.encode(), headers=[("traceparent", traceparent.encode())]
+            )
         finally:
             await producer.stop()
+
     asyncio.run(send())
 
 
@@ -213,11 +235,16 @@ def test_the_sdk_sends_the_callers_trace_context_and_the_upload_continues_it(cli
 
 def test_a_forget_request_is_a_span_of_the_platforms_trace_naming_no_consumer(client, receiver):
     account, consumer, platform_trace = unique("acct"), unique("consumer"), "f0" * 16
-    publish_in_trace(client, GDPR_FORGET, consumer, GdprForget(request_id=unique("forget"), account_id=account,
-                                                               consumer_id=consumer),
-                     f"00-{platform_trace}-00f067aa0ba902b7-01")
-    forget = wait_until(lambda: receiver.trace_of(platform_trace).get("forget gdpr.forget"),
-                        what="retention's span of the forget")
+    publish_in_trace(
+        client,
+        GDPR_FORGET,
+        consumer,
+        GdprForget(request_id=unique("forget"), account_id=account, consumer_id=consumer),
+        f"00-{platform_trace}-00f067aa0ba902b7-01",
+    )
+    forget = wait_until(
+        lambda: receiver.trace_of(platform_trace).get("forget gdpr.forget"), what="retention's span of the forget"
+    )
     assert forget["service"] == "fileshare-retention" and forget["parent"] == "00f067aa0ba902b7"
     assert forget["attributes"]["account_id"] == account
     with receiver.lock:

@@ -1,5 +1,6 @@
 """Bot records on file.share.requested: the token first (as over HTTP), request ids that only the
 bot itself can spend, and rejections that stay small. Refusals need no storage or broker."""
+
 from __future__ import annotations
 
 import json
@@ -21,18 +22,32 @@ SECRET = "unit-test-secret-unit-test-secret"
 @pytest.fixture
 async def deps(open_database) -> UploadDeps:
     # No settings stored for the account: file sharing is off, so a valid bot is refused 403.
-    d = UploadDeps(settings=Settings(auth_secret=SECRET), db=await open_database("upload"), files=None,
-                   publisher=RecordingPublisher())
+    d = UploadDeps(
+        settings=Settings(auth_secret=SECRET),
+        db=await open_database("upload"),
+        files=None,
+        publisher=RecordingPublisher(),
+    )
     d.account, d.conversation = unique("acct"), unique("conv")
     await announce(d.db, d.account, d.conversation, "cons")
     return d
 
 
 def record(d: UploadDeps, **fields) -> ConsumerRecord:
-    body = {"event_id": "e", "event_type": "file.share.requested", "occurred_at": "2026-01-01T00:00:00Z",
-            "schema_version": 1, "request_id": "req-1", "account_id": d.account, "conversation_id": d.conversation,
-            "filename": "a.png", "caption": "hi", "content_b64": "iVBORw0KGgo=",
-            "token": mint_token(SECRET, d.account, "bot", "bot-1"), **fields}
+    body = {
+        "event_id": "e",
+        "event_type": "file.share.requested",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "schema_version": 1,
+        "request_id": "req-1",
+        "account_id": d.account,
+        "conversation_id": d.conversation,
+        "filename": "a.png",
+        "caption": "hi",
+        "content_b64": "iVBORw0KGgo=",
+        "token": mint_token(SECRET, d.account, "bot", "bot-1"),
+        **fields,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     return ConsumerRecord("file.share.requested", 0, 0, 0, 0, b"conv", json.dumps(body).encode(), None, 4, 0, [])
 

@@ -1,5 +1,6 @@
 """Accepting a file (services.upload.handlers) on a real PostgreSQL: one file per id whatever the
 concurrency, nothing half-done when storing or publishing fails, no plaintext caption on the event."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,18 +10,18 @@ import os
 import pytest
 from PIL import Image
 
-from shared.contract import events as ev
-from shared.projections.account_settings import put_document
-from shared.contract.auth import Principal
+from services.upload import status as file_status
+from services.upload.handlers import Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file
 from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore, MasterKeyRing
-from shared.pipeline import open_caption
-from shared.settings import Settings
+from shared.contract import events as ev
+from shared.contract.auth import Principal
 from shared.contract.topics import FILE_UPLOADED
+from shared.pipeline import open_caption
+from shared.projections.account_settings import put_document
+from shared.settings import Settings
 from tests.dbsupport import RecordingPublisher, announce
 from tests.memory_store import MemoryStore
 from tests.support import unique
-from services.upload import status as file_status
-from services.upload.handlers import Replayed, StorageFailed, UploadDeps, UploadRequest, accept_file
 
 
 def png() -> bytes:
@@ -46,15 +47,27 @@ class FailingPutStore(MemoryStore):
 async def world(open_database):
     blobs = FailingPutStore()
     files = EncryptedFileStore(blobs, ConsumerKeyStore(MemoryStore(), MasterKeyRing(os.urandom(32))))
-    deps = UploadDeps(settings=Settings(), db=await open_database("upload"), files=files,
-                      publisher=RecordingPublisher())
+    deps = UploadDeps(
+        settings=Settings(), db=await open_database("upload"), files=files, publisher=RecordingPublisher()
+    )
     account, conversation = unique("acct"), unique("conv")
     async with deps.db.transaction() as conn:
-        await put_document(conn, account, ev.AccountSettingsDocument(
-            feature_enabled=True, file_sharing_enabled=True, permissions={"agent": ["send_files_local"]}))
+        await put_document(
+            conn,
+            account,
+            ev.AccountSettingsDocument(
+                feature_enabled=True, file_sharing_enabled=True, permissions={"agent": ["send_files_local"]}
+            ),
+        )
     await announce(deps.db, account, conversation, unique("cons"))
-    request = UploadRequest(Principal("agent-1", account, "agent"), account, conversation, png(),
-                            caption="see the red button", file_id=unique("file"))
+    request = UploadRequest(
+        Principal("agent-1", account, "agent"),
+        account,
+        conversation,
+        png(),
+        caption="see the red button",
+        file_id=unique("file"),
+    )
     return deps, blobs, request
 
 
@@ -71,8 +84,11 @@ async def test_an_accepted_file_has_its_row_its_encrypted_original_and_one_event
     assert await open_caption(event, deps.files) == "see the red button"
     assert request.data not in blobs.objects[event.object_key][0]
     status = await stored_status(deps, event.file_id)
-    assert (status.status, status.caption, status.pending_event["event_id"]) == ("uploaded", "see the red button",
-                                                                                 event.event_id)
+    assert (status.status, status.caption, status.pending_event["event_id"]) == (
+        "uploaded",
+        "see the red button",
+        event.event_id,
+    )
 
 
 async def test_two_concurrent_requests_for_one_id_create_one_file(world):

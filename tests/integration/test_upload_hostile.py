@@ -1,4 +1,5 @@
 """Hostile and malformed requests at the upload door (HTTP and bot topic)."""
+
 from __future__ import annotations
 
 import httpx
@@ -11,8 +12,11 @@ from tests.uploadsupport import bot_outcomes, png_bytes, publish_many, share_req
 
 MAX = 5 * 1024 * 1024
 NOT_PHOTOS = {
-    "svg": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
-            "image/svg+xml", "x.svg"),
+    "svg": (
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "image/svg+xml",
+        "x.svg",
+    ),
     "html": (b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>", "text/html", "x.png"),
     "webp": (b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 40, "image/webp", "x.webp"),
     "heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 40, "image/heic", "x.heic"),
@@ -44,18 +48,26 @@ def test_tokens_missing_expired_forged_or_of_another_account(client):
     expired = mint_token(secret, account, "agent", "agent-1", ttl_seconds=-60)
     forged = mint_token("not-the-secret-" + secret, account, "agent", "agent-1")
     unsigned = jwt.encode({"sub": "a", "acct": account, "role": "agent", "exp": 2**31}, key=None, algorithm="none")
-    for headers in ({}, {"Authorization": f"Bearer {expired}"}, {"Authorization": f"Bearer {forged}"},
-                    {"Authorization": f"Bearer {unsigned}"}, {"Authorization": "Basic YWdlbnQ6cHc="},
-                    {"Authorization": "Bearer"}):
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {expired}"},
+        {"Authorization": f"Bearer {forged}"},
+        {"Authorization": f"Bearer {unsigned}"},
+        {"Authorization": "Basic YWdlbnQ6cHc="},
+        {"Authorization": "Bearer"},
+    ):
         r = client.http.post(url, files=files, headers=headers)
         assert error_code(r) == (401, "unauthenticated"), (headers, r.text)
         assert r.headers["www-authenticate"] == "Bearer"
     other = client.auth(unique("acct"), "agent", "agent-1")
     assert error_code(client.http.post(url, files=files, headers=other)) == (403, "permission_denied")
     # Every other endpoint wants a token too.
-    for method, path in (("GET", f"/v1/accounts/{account}/settings"), ("PUT", f"/v1/accounts/{account}/settings"),
-                         ("GET", f"/v1/accounts/{account}/conversations/{conversation}/capabilities"),
-                         ("GET", f"/v1/files/{unique('file')}")):
+    for method, path in (
+        ("GET", f"/v1/accounts/{account}/settings"),
+        ("PUT", f"/v1/accounts/{account}/settings"),
+        ("GET", f"/v1/accounts/{account}/conversations/{conversation}/capabilities"),
+        ("GET", f"/v1/files/{unique('file')}"),
+    ):
         r = client.http.request(method, client.upload_url + path, json={})
         assert error_code(r) == (401, "unauthenticated"), path
 
@@ -66,7 +78,10 @@ def test_authentication_comes_before_validation(client):
     account, conversation, _ = ready_conversation(client)
     settings_url = f"{client.upload_url}/v1/accounts/{account}/settings"
     caps_url = f"{client.upload_url}/v1/accounts/{account}/conversations/{conversation}/capabilities"
-    forged = {"Authorization": "Bearer " + mint_token("not-the-secret-but-as-long-as-one-0123456789", account, "agent", "agent-1")}
+    forged = {
+        "Authorization": "Bearer "
+        + mint_token("not-the-secret-but-as-long-as-one-0123456789", account, "agent", "agent-1")
+    }
     long_key = {"Idempotency-Key": "k" * 201}
     photo = {"file": ("p.png", png_bytes(), "image/png")}
     bad_bodies = ({"max_image_dimension": 99}, {"colour": "blue"}, "not json", None)
@@ -92,8 +107,9 @@ def test_authentication_comes_before_validation(client):
     assert error_code(r) == (422, "invalid_request"), r.text
     assert error_code(client.http.get(caps_url, params={"source": "email"}, headers=agent)) == (422, "invalid_request")
     # At the limit the key is fine, and a known source answers.
-    r = client.http.post(files_url(client, account, conversation), files=photo,
-                         headers={**agent, "Idempotency-Key": "k" * 200})
+    r = client.http.post(
+        files_url(client, account, conversation), files=photo, headers={**agent, "Idempotency-Key": "k" * 200}
+    )
     assert r.status_code == 202, r.text
     assert client.http.get(caps_url, params={"source": "widget"}, headers=agent).json()["enabled"] is True
 
@@ -117,8 +133,10 @@ def test_a_200_mb_body_is_refused_without_the_service_holding_it(client, stack):
     chunk = b"\x00" * (1024 * 1024)
 
     def body():  # generated: the test itself never holds 200 MB either
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.png\"\r\n"
-               f"Content-Type: image/png\r\n\r\n").encode() + b"\x89PNG\r\n\x1a\n"
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode() + b"\x89PNG\r\n\x1a\n"
         for _ in range(200):
             yield chunk
         yield f"\r\n--{boundary}--\r\n".encode()
@@ -134,11 +152,17 @@ def test_a_200_mb_body_is_refused_without_the_service_holding_it(client, stack):
             except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
                 statuses.append("connection closed while sending")  # the server stopped reading: also a refusal
         # With a declared Content-Length it is refused before a byte of the body is read.
-        r = httpx.post(files_url(client, account, conversation), content=body(),
-                       headers={**headers, "Content-Length": str(sum(len(part) for part in body()))}, timeout=60)
+        r = httpx.post(
+            files_url(client, account, conversation),
+            content=body(),
+            headers={**headers, "Content-Length": str(sum(len(part) for part in body()))},
+            timeout=60,
+        )
         assert error_code(r) == (413, "file_too_large")
-    print(f"upload RSS {rss.baseline / 2**20:.1f} MiB before 4 × 200 MB bodies, peak {rss.peak / 2**20:.1f} MiB "
-          f"(VmHWM reset: {rss.hwm_reset})")
+    print(
+        f"upload RSS {rss.baseline / 2**20:.1f} MiB before 4 × 200 MB bodies, peak {rss.peak / 2**20:.1f} MiB "
+        f"(VmHWM reset: {rss.hwm_reset})"
+    )
     assert (413, "file_too_large") in statuses, statuses
     # The cap is 5 MB + multipart slack; a body held in memory would be 200 MB.
     assert rss.growth < 40 * 2**20, f"upload service peaked {rss.growth / 2**20:.1f} MiB above its baseline"
@@ -172,13 +196,15 @@ def test_multipart_shape_and_caption(client):
         "no file": dict(data={"caption": "hello"}, files={"other": (None, "x")}),
         "two files": dict(files=[("file", ("a.png", photo, "image/png")), ("file", ("b.png", photo, "image/png"))]),
         "file under another name": dict(files={"photo": ("a.png", photo, "image/png")}),
-        "file plus another file field": dict(files=[("file", ("a.png", photo, "image/png")),
-                                                     ("extra", ("b.png", photo, "image/png"))]),
+        "file plus another file field": dict(
+            files=[("file", ("a.png", photo, "image/png")), ("extra", ("b.png", photo, "image/png"))]
+        ),
         "json instead of multipart": dict(json={"file": "aGVsbG8="}),
         "unknown source": dict(files={"file": ("a.png", photo, "image/png")}, data={"source": "email"}),
         "caption of 2001 characters": dict(files={"file": ("a.png", photo, "image/png")}, data={"caption": "x" * 2001}),
-        "caption with control characters": dict(files={"file": ("a.png", photo, "image/png")},
-                                                data={"caption": "hi\x1b[2J"}),
+        "caption with control characters": dict(
+            files={"file": ("a.png", photo, "image/png")}, data={"caption": "hi\x1b[2J"}
+        ),
     }
     for name, kwargs in cases.items():
         r = client.http.post(url, headers=auth, **kwargs)
@@ -205,10 +231,13 @@ def test_idempotency_key_returns_the_first_answer_and_creates_nothing_new(client
     assert error_code(client.upload(account, conversation2, png_bytes(), headers=key)) == (422, "invalid_request")
     # The same key on another account's path: that account refuses the caller first (contract order).
     other_account = unique("acct")
-    assert error_code(client.http.post(
-        f"{client.upload_url}/v1/accounts/{other_account}/conversations/{conversation}/files",
-        files={"file": ("photo.png", png_bytes(), "image/png")},
-        headers={**client.auth(account, "agent", "agent-1"), **key})) == (403, "permission_denied")
+    assert error_code(
+        client.http.post(
+            f"{client.upload_url}/v1/accounts/{other_account}/conversations/{conversation}/files",
+            files={"file": ("photo.png", png_bytes(), "image/png")},
+            headers={**client.auth(account, "agent", "agent-1"), **key},
+        )
+    ) == (403, "permission_denied")
     file_id = first.json()["file_id"]
     assert len(client.read_topic(FILE_UPLOADED, lambda e: e.file_id == file_id)) == 1
 
@@ -229,17 +258,24 @@ def test_bot_records_hostile_and_malformed(client):
     secret = client.env["FS_AUTH_SECRET"]
     bot = client.token(account, "bot", "bot-1")
     cases = {
-        "forged token": (share_request(mint_token("wrong" + secret, account, "bot", "bot-1"), account, conversation,
-                                       png_bytes()), "unauthenticated"),
-        "expired token": (share_request(mint_token(secret, account, "bot", "bot-1", -60), account, conversation,
-                                        png_bytes()), "unauthenticated"),
-        "token of another account": (share_request(client.token(unique("acct"), "bot", "bot-1"), account,
-                                                   conversation, png_bytes()), "permission_denied"),
-        "too large": (share_request(bot, account, conversation, b"\x89PNG\r\n\x1a\n" + b"\x00" * MAX),
-                      "file_too_large"),
+        "forged token": (
+            share_request(mint_token("wrong" + secret, account, "bot", "bot-1"), account, conversation, png_bytes()),
+            "unauthenticated",
+        ),
+        "expired token": (
+            share_request(mint_token(secret, account, "bot", "bot-1", -60), account, conversation, png_bytes()),
+            "unauthenticated",
+        ),
+        "token of another account": (
+            share_request(client.token(unique("acct"), "bot", "bot-1"), account, conversation, png_bytes()),
+            "permission_denied",
+        ),
+        "too large": (
+            share_request(bot, account, conversation, b"\x89PNG\r\n\x1a\n" + b"\x00" * MAX),
+            "file_too_large",
+        ),
         "not a photo": (share_request(bot, account, conversation, NOT_PHOTOS["svg"][0]), "unsupported_type"),
-        "long caption": (share_request(bot, account, conversation, png_bytes(), caption="x" * 2001),
-                         "invalid_request"),
+        "long caption": (share_request(bot, account, conversation, png_bytes(), caption="x" * 2001), "invalid_request"),
         "unknown conversation": (share_request(bot, account, unique("conv"), png_bytes()), "conversation_not_found"),
     }
     records = [(FILE_SHARE_REQUESTED, r.conversation_id, r) for r, _ in cases.values()]
@@ -249,8 +285,14 @@ def test_bot_records_hostile_and_malformed(client):
         (FILE_SHARE_REQUESTED, conversation, b"\x00not json"),
         (FILE_SHARE_REQUESTED, conversation, b'{"event_type": "file.share.requested", "account_id": "../x"}'),
         # Usable ids but no content: rejected as invalid_request.
-        (FILE_SHARE_REQUESTED, conversation, (f'{{"request_id": "{missing_content}", "account_id": "{account}", '
-                                              f'"conversation_id": "{conversation}", "token": "{bot}"}}').encode()),
+        (
+            FILE_SHARE_REQUESTED,
+            conversation,
+            (
+                f'{{"request_id": "{missing_content}", "account_id": "{account}", '
+                f'"conversation_id": "{conversation}", "token": "{bot}"}}'
+            ).encode(),
+        ),
     ]
     good = share_request(bot, account, conversation, png_bytes(), caption="from a bot")
     records += [(FILE_SHARE_REQUESTED, conversation, good), (FILE_SHARE_REQUESTED, conversation, good)]  # redelivered
@@ -262,8 +304,7 @@ def test_bot_records_hostile_and_malformed(client):
         assert (event.event_type, event.reason, event.stage) == ("file.rejected", reason, "upload"), name
     assert [e.reason for e in outcomes[missing_content]] == ["invalid_request"]
     (uploaded,) = outcomes[good.request_id]
-    assert uploaded.event_type == "file.uploaded" and uploaded.caption_sealed and "caption" not in \
-        uploaded.model_dump()
+    assert uploaded.event_type == "file.uploaded" and uploaded.caption_sealed and "caption" not in uploaded.model_dump()
     assert client.status(uploaded.file_id, account)["caption"] == "from a bot"
     assert uploaded.sender.role == "bot" and uploaded.sender.id == "bot-1"
     assert client.wait_status(uploaded.file_id, account)["status"] == "published"

@@ -3,16 +3,17 @@
 Stops one server of the session stack (the S3 server, then the broker) and always restarts it,
 waiting until every service is ready again, so the tests after this one find the stack whole.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
 
-from shared.contract.auth import Principal
-from shared.devstack.embedded import SERVICES
 from services.upload.handlers import file_id_for
+from shared.contract.auth import Principal
 from shared.contract.topics import FILE_UPLOADED
+from shared.devstack.embedded import SERVICES
 from tests.support import sample, scrape, unique, wait_until
 from tests.uploadsupport import png_bytes
 
@@ -31,9 +32,12 @@ def uploaded_events(client, conversation: str) -> list:
 
 
 def post(client, account, conversation, key: str) -> httpx.Response:
-    return httpx.post(f"{client.upload_url}/v1/accounts/{account}/conversations/{conversation}/files",
-                      files={"file": ("p.png", png_bytes(), "image/png")},
-                      headers={**client.auth(account, "agent", "agent-1"), "Idempotency-Key": key}, timeout=SLOW)
+    return httpx.post(
+        f"{client.upload_url}/v1/accounts/{account}/conversations/{conversation}/files",
+        files={"file": ("p.png", png_bytes(), "image/png")},
+        headers={**client.auth(account, "agent", "agent-1"), "Idempotency-Key": key},
+        timeout=SLOW,
+    )
 
 
 def restore(stack) -> None:
@@ -60,11 +64,14 @@ def test_storage_or_broker_down_gives_503_and_leaves_nothing_half_done(stack, cl
         assert (r.status_code, r.json()["error"]["code"]) == (503, "unavailable"), r.text
         # Counted as the service's failure, apart from the clients' refusals (what the alerts watch).
         after = scrape(client.env, "upload")
-        for name, labels in (("fileshare_upload_request_seconds_count", {"outcome": "failed"}),
-                             ("fileshare_http_responses_total", {"code": "5xx"})):
+        for name, labels in (
+            ("fileshare_upload_request_seconds_count", {"outcome": "failed"}),
+            ("fileshare_http_responses_total", {"code": "5xx"}),
+        ):
             assert sample(after, name, **labels) == sample(before, name, **labels) + 1, name
-        assert sample(after, "fileshare_dependency_errors_total", dependency="s3") > \
-            sample(before, "fileshare_dependency_errors_total", dependency="s3")
+        assert sample(after, "fileshare_dependency_errors_total", dependency="s3") > sample(
+            before, "fileshare_dependency_errors_total", dependency="s3"
+        )
     finally:
         restore(stack)
     assert uploaded_events(client, conversation) == []
@@ -80,13 +87,17 @@ def test_storage_or_broker_down_gives_503_and_leaves_nothing_half_done(stack, cl
         restore(stack)
     # Nothing was accepted: no status, no event (the encrypted original may stay until the retry
     # below writes the same object again: docs/decisions.md, decision 14).
-    assert client.status(file_id_for(Principal("agent-1", account, "agent"), key), account)["error"]["code"] == \
-        "not_found"
+    assert (
+        client.status(file_id_for(Principal("agent-1", account, "agent"), key), account)["error"]["code"] == "not_found"
+    )
     assert uploaded_events(client, conversation) == []
 
     # --- the same Idempotency-Key once everything is back: accepted and published ---
-    r = wait_until(lambda: (r := post(client, account, conversation, key)).status_code == 202 and r, timeout=60,
-                   what="the retried upload to be accepted")
+    r = wait_until(
+        lambda: (r := post(client, account, conversation, key)).status_code == 202 and r,
+        timeout=60,
+        what="the retried upload to be accepted",
+    )
     file_id = r.json()["file_id"]
     assert client.wait_status(file_id, account, timeout=90)["status"] == "published"
     assert [e.file_id for e in uploaded_events(client, conversation)] == [file_id]

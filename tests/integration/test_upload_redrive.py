@@ -2,6 +2,7 @@
 up with delivery (its message.published may have been lost with the broker's log); only the files
 delivery did not publish are emitted again. And the gauge of how long each stage's oldest
 unfinished file has waited, which the stuck-file alert reads."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +10,11 @@ from datetime import timedelta
 
 from psycopg.types.json import Jsonb
 
-from shared.contract import events as ev
-from shared.contract.topics import FILE_RESIZED, FILE_SANITIZED
 from services.upload import status as file_status
 from services.upload.metrics import UploadMetrics
 from services.upload.redrive import LOOKUPS_AT_ONCE, measure_unfinished, redrive_stalled
+from shared.contract import events as ev
+from shared.contract.topics import FILE_RESIZED, FILE_SANITIZED
 from tests.dbsupport import RecordingPublisher
 from tests.support import unique
 
@@ -21,9 +22,18 @@ from tests.support import unique
 def stage_event(kind: type[ev.FileEvent], file_id: str) -> ev.FileEvent:
     account, conversation, consumer = "acct-redrive", unique("conv"), unique("consumer")
     key = f"{account}/{consumer}/{conversation}/{file_id}/"
-    return kind(file_id=file_id, account_id=account, conversation_id=conversation, consumer_id=consumer,
-                sender=ev.Sender(id="agent-1", role="agent"), object_key=key + "final", content_type="image/jpeg",
-                size_bytes=2000, width=800, height=533)
+    return kind(
+        file_id=file_id,
+        account_id=account,
+        conversation_id=conversation,
+        consumer_id=consumer,
+        sender=ev.Sender(id="agent-1", role="agent"),
+        object_key=key + "final",
+        content_type="image/jpeg",
+        size_bytes=2000,
+        width=800,
+        height=533,
+    )
 
 
 async def stalled(db, event: ev.FileEvent, redrives: int) -> None:
@@ -32,9 +42,10 @@ async def stalled(db, event: ev.FileEvent, redrives: int) -> None:
         status = await file_status.claim(conn, event)
         status.apply(event)
         await file_status.save(conn, status, moved=True)
-        await conn.execute("UPDATE files SET redrives = %s, moved_at = now() - %s, pending_event = %s "
-                           "WHERE file_id = %s", (redrives, timedelta(hours=1),
-                                                  Jsonb(event.model_dump(mode="json")), event.file_id))
+        await conn.execute(
+            "UPDATE files SET redrives = %s, moved_at = now() - %s, pending_event = %s WHERE file_id = %s",
+            (redrives, timedelta(hours=1), Jsonb(event.model_dump(mode="json")), event.file_id),
+        )
 
 
 async def test_files_delivery_published_are_confirmed_and_only_the_others_are_emitted_again(open_database):
@@ -46,7 +57,7 @@ async def test_files_delivery_published_are_confirmed_and_only_the_others_are_em
         await stalled(db, event, redrives=1)
     await stalled(db, first_time, redrives=0)
     await stalled(db, sanitized, redrives=1)
-    published = {e.file_id for e in resized[:LOOKUPS_AT_ONCE + 1]}
+    published = {e.file_id for e in resized[: LOOKUPS_AT_ONCE + 1]}
     asked: list[str] = []
     in_flight, most_in_flight, enough_asked = 0, 0, asyncio.Event()
 
@@ -60,7 +71,7 @@ async def test_files_delivery_published_are_confirmed_and_only_the_others_are_em
             enough_asked.set()
         try:
             await asyncio.wait_for(enough_asked.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"only {in_flight} question(s) to delivery at once") from None
         in_flight -= 1
         return event.file_id in published
@@ -69,7 +80,7 @@ async def test_files_delivery_published_are_confirmed_and_only_the_others_are_em
     emitted = await redrive_stalled(db, publisher, idle_seconds=60, delivered=delivered)
 
     again = {e.file_id for e in publisher.events(FILE_RESIZED)}
-    assert again == {e.file_id for e in resized[LOOKUPS_AT_ONCE + 1:]} | {first_time.file_id}
+    assert again == {e.file_id for e in resized[LOOKUPS_AT_ONCE + 1 :]} | {first_time.file_id}
     assert [e.file_id for e in publisher.events(FILE_SANITIZED)] == [sanitized.file_id]
     assert emitted == len(again) + 1
     assert sorted(asked) == sorted(e.file_id for e in resized)

@@ -1,5 +1,6 @@
 """A restarted upload service knows every setting, conversation state and
 Idempotency-Key published before (the topics are its only store of truth)."""
+
 from __future__ import annotations
 
 from shared.contract.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
@@ -14,16 +15,23 @@ def code(r):
 def test_restarted_upload_service_enforces_what_was_published_before(client, stack):
     account, disabled_account, consumer = unique("acct"), unique("acct"), unique("consumer")
     conv_open, conv_closed, conv_sms, conv_closed_while_down = (unique("conv") for _ in range(4))
-    client.enable_account(account, permissions={"agent": ["send_files_local"], "bot": ["send_files_local"]},
-                          max_image_dimension=640, retention="P30D")
+    client.enable_account(
+        account,
+        permissions={"agent": ["send_files_local"], "bot": ["send_files_local"]},
+        max_image_dimension=640,
+        retention="P30D",
+    )
     client.enable_account(disabled_account, feature_enabled=False)
-    publish_many(client, [
-        conversation_record(account, conv_open, consumer, "conversation.opened"),
-        conversation_record(account, conv_closed, consumer, "conversation.opened"),
-        conversation_record(account, conv_closed, consumer, "conversation.closed"),
-        conversation_record(account, conv_sms, consumer, "conversation.opened", channel="sms"),
-        conversation_record(account, conv_closed_while_down, consumer, "conversation.opened"),
-    ])
+    publish_many(
+        client,
+        [
+            conversation_record(account, conv_open, consumer, "conversation.opened"),
+            conversation_record(account, conv_closed, consumer, "conversation.opened"),
+            conversation_record(account, conv_closed, consumer, "conversation.closed"),
+            conversation_record(account, conv_sms, consumer, "conversation.opened", channel="sms"),
+            conversation_record(account, conv_closed_while_down, consumer, "conversation.opened"),
+        ],
+    )
     client.open_conversation(account, conv_open, consumer)  # waits until the service knows it
     key = {"Idempotency-Key": unique("key")}
     first = client.upload(account, conv_open, png_bytes(), headers=key)
@@ -37,10 +45,14 @@ def test_restarted_upload_service_enforces_what_was_published_before(client, sta
         stack.start_service("upload")
         stack.wait_ready("upload")
 
-        settings = client.http.get(f"{client.upload_url}/v1/accounts/{account}/settings",
-                                   headers=client.auth(account, "admin", "admin-1")).json()
+        settings = client.http.get(
+            f"{client.upload_url}/v1/accounts/{account}/settings", headers=client.auth(account, "admin", "admin-1")
+        ).json()
         assert (settings["feature_enabled"], settings["max_image_dimension"], settings["retention"]) == (
-            True, 640, "P30D")
+            True,
+            640,
+            "P30D",
+        )
         assert code(client.upload(account, conv_closed, png_bytes())) == (409, "conversation_closed")
         assert code(client.upload(account, conv_closed_while_down, png_bytes())) == (409, "conversation_closed")
         assert code(client.upload(account, conv_sms, png_bytes())) == (409, "channel_not_supported")

@@ -1,4 +1,5 @@
 """The Python bot SDK and the example bot against the running stack."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.sdk import FileRejected, FileSharingClient, FileSharingError, publish_file_request
 from shared.contract.topics import MESSAGE_PUBLISHED
+from shared.sdk import FileRejected, FileSharingClient, FileSharingError, publish_file_request
 from tests.support import unique, wait_until
 from tests.uploadsupport import bot_outcomes, png_bytes
 
@@ -30,7 +31,11 @@ def test_sdk_sends_over_http_and_kafka(client, tmp_path):
     with FileSharingClient(client.upload_url, token) as sdk:
         status = sdk.send_file(account, conversation, photo, caption="Our store map")
         assert (status["status"], status["caption"], status["width"], status["height"]) == (
-            "published", "Our store map", 120, 90)
+            "published",
+            "Our store map",
+            120,
+            90,
+        )
         accepted = sdk.send_file(account, conversation, png_bytes(), wait=False)
         assert accepted["status"] == "uploaded" and accepted["status_url"] == f"/v1/files/{accepted['file_id']}"
         with pytest.raises(FileRejected) as rejected:  # passes the door, fails the sanitizer
@@ -47,8 +52,9 @@ def test_sdk_sends_over_http_and_kafka(client, tmp_path):
         FileSharingClient(client.upload_url, "not-a-token").send_file(account, conversation, png_bytes())
     assert unauthenticated.value.code == "unauthenticated"
 
-    request_id = publish_file_request(client.env["FS_KAFKA_BOOTSTRAP"], token, account, conversation,
-                                      png_bytes(), caption="over Kafka")
+    request_id = publish_file_request(
+        client.env["FS_KAFKA_BOOTSTRAP"], token, account, conversation, png_bytes(), caption="over Kafka"
+    )
     (outcome,) = bot_outcomes(client, {request_id})[request_id]
     assert outcome.event_type == "file.uploaded" and client.status(outcome.file_id, account)["caption"] == "over Kafka"
 
@@ -56,18 +62,37 @@ def test_sdk_sends_over_http_and_kafka(client, tmp_path):
 def test_example_bot_answers_a_new_conversation_with_a_photo(client, stack):
     account, _, consumer = bot_account(client)
     bot = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "file_sharing_bot.py"), "--account", account,
-         "--token", client.token(account, "bot", "welcome-bot"), "--upload-url", client.upload_url,
-         "--kafka", client.env["FS_KAFKA_BOOTSTRAP"], "--group", unique("example-bot"), "--from-beginning",
-         "--caption", "Welcome!"],
-        cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            str(ROOT / "examples" / "file_sharing_bot.py"),
+            "--account",
+            account,
+            "--token",
+            client.token(account, "bot", "welcome-bot"),
+            "--upload-url",
+            client.upload_url,
+            "--kafka",
+            client.env["FS_KAFKA_BOOTSTRAP"],
+            "--group",
+            unique("example-bot"),
+            "--from-beginning",
+            "--caption",
+            "Welcome!",
+        ],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         conversation = unique("conv")
         client.conversation(account, conversation, consumer)
-        messages = wait_until(lambda: client.read_topic(MESSAGE_PUBLISHED,
-                                                        lambda e: e.conversation_id == conversation),
-                              timeout=90, interval=0.5, what="the example bot's photo")
+        messages = wait_until(
+            lambda: client.read_topic(MESSAGE_PUBLISHED, lambda e: e.conversation_id == conversation),
+            timeout=90,
+            interval=0.5,
+            what="the example bot's photo",
+        )
         assert messages[0].content.caption == "Welcome!" and messages[0].sender.role == "bot"
     finally:
         bot.terminate()

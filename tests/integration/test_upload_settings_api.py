@@ -1,4 +1,5 @@
 """Account settings (who may change what, validation), capabilities and the OpenAPI page."""
+
 from __future__ import annotations
 
 import psycopg
@@ -6,28 +7,37 @@ from aiokafka import TopicPartition
 from fastapi.routing import APIRoute
 from psycopg import sql
 
-from shared.contract import events as ev
-from shared.projections.account_settings import IMAGE_STAGES, follower_group
 from shared.adapters.kafka import GroupOffsets, Outgoing, Publisher
-from shared.settings import Settings
+from shared.contract import events as ev
 from shared.contract.topics import ACCOUNT_SETTINGS
+from shared.projections.account_settings import IMAGE_STAGES, follower_group
+from shared.settings import Settings
 from tests.support import sample, scrape, unique, wait_until
 
 PHOTO_TYPES = ["image/jpeg", "image/png", "image/gif"]
-DOC = {"feature_enabled": True, "file_sharing_enabled": True,
-       "permissions": {"agent": ["send_files_local"], "agent_manager": [], "bot": []},
-       "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES,
-       "consumer_uploads_enabled": False}
+DOC = {
+    "feature_enabled": True,
+    "file_sharing_enabled": True,
+    "permissions": {"agent": ["send_files_local"], "agent_manager": [], "bot": []},
+    "max_image_dimension": 800,
+    "retention": "P13M",
+    "accepted_types": PHOTO_TYPES,
+    "consumer_uploads_enabled": False,
+}
 
 
 def put(client, account, doc, role="platform", token_account=None):
-    return client.http.put(f"{client.upload_url}/v1/accounts/{account}/settings", json=doc,
-                           headers=client.auth(token_account or account, role, f"{role}-1"))
+    return client.http.put(
+        f"{client.upload_url}/v1/accounts/{account}/settings",
+        json=doc,
+        headers=client.auth(token_account or account, role, f"{role}-1"),
+    )
 
 
 def get(client, account, role="agent"):
-    return client.http.get(f"{client.upload_url}/v1/accounts/{account}/settings",
-                           headers=client.auth(account, role, f"{role}-1"))
+    return client.http.get(
+        f"{client.upload_url}/v1/accounts/{account}/settings", headers=client.auth(account, role, f"{role}-1")
+    )
 
 
 def code(r):
@@ -36,10 +46,15 @@ def code(r):
 
 def test_defaults_are_all_off(client):
     doc = get(client, unique("acct")).json()
-    assert doc == {"feature_enabled": False, "file_sharing_enabled": False,
-                   "permissions": {"agent": [], "agent_manager": [], "bot": []},
-                   "max_image_dimension": 800, "retention": "P13M", "accepted_types": PHOTO_TYPES,
-                   "consumer_uploads_enabled": False}
+    assert doc == {
+        "feature_enabled": False,
+        "file_sharing_enabled": False,
+        "permissions": {"agent": [], "agent_manager": [], "bot": []},
+        "max_image_dimension": 800,
+        "retention": "P13M",
+        "accepted_types": PHOTO_TYPES,
+        "consumer_uploads_enabled": False,
+    }
 
 
 def test_consumer_uploads_are_off_until_set_and_an_admin_may_turn_them_on(client):
@@ -59,15 +74,27 @@ def test_accepted_types_are_the_photo_types_until_set_and_any_subset_of_the_cont
     account = unique("acct")
     before_v3 = {k: v for k, v in DOC.items() if k != "accepted_types"}  # a document of a version-2 client
     assert put(client, account, before_v3).json()["accepted_types"] == PHOTO_TYPES
-    every = [*PHOTO_TYPES, "image/heic", "image/webp", "application/pdf",
-             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-             "application/vnd.openxmlformats-officedocument.presentationml.presentation"]
+    every = [
+        *PHOTO_TYPES,
+        "image/heic",
+        "image/webp",
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ]
     for accepted in (every, ["image/heic", "image/webp"], ["application/pdf"], []):
         assert put(client, account, {**DOC, "accepted_types": accepted}).status_code == 200
         assert get(client, account).json()["accepted_types"] == accepted
-    for wrong in (["image/heif"], ["image/svg+xml"], ["image/jpeg", "text/html"], ["IMAGE/JPEG"], "image/jpeg",
-                  [None], ["application/vnd.ms-word.document.macroEnabled.12"]):
+    for wrong in (
+        ["image/heif"],
+        ["image/svg+xml"],
+        ["image/jpeg", "text/html"],
+        ["IMAGE/JPEG"],
+        "image/jpeg",
+        [None],
+        ["application/vnd.ms-word.document.macroEnabled.12"],
+    ):
         r = put(client, account, {**DOC, "accepted_types": wrong})
         assert code(r) == (422, "invalid_request"), (wrong, r.text)
         assert "accepted_types" in r.json()["error"]["message"]
@@ -126,7 +153,9 @@ def test_settings_document_is_validated(client):
         assert code(r) == (422, "invalid_request"), (name, r.text)
     assert get(client, account).json()["feature_enabled"] is False, "nothing was stored"
     for dimension, retention in ((100, "P1Y2M3DT4H5M6S"), (4096, "PT5S"), (800, "P2W")):
-        assert put(client, account, {**DOC, "max_image_dimension": dimension, "retention": retention}).status_code == 200
+        assert (
+            put(client, account, {**DOC, "max_image_dimension": dimension, "retention": retention}).status_code == 200
+        )
 
 
 def test_capabilities_body_in_each_state(client):
@@ -139,8 +168,13 @@ def test_capabilities_body_in_each_state(client):
     max_bytes = int(client.env.get("FS_MAX_UPLOAD_BYTES", 5 * 1024 * 1024))
 
     def body(visible, enabled, reason):
-        return {"visible": visible, "enabled": enabled, "reason": reason,
-                "accepted_types": ["image/jpeg", "image/png", "image/gif"], "max_bytes": max_bytes}
+        return {
+            "visible": visible,
+            "enabled": enabled,
+            "reason": reason,
+            "accepted_types": ["image/jpeg", "image/png", "image/gif"],
+            "max_bytes": max_bytes,
+        }
 
     # The account team has not enabled the feature: the icon is hidden.
     assert client.capabilities(account, web) == body(False, False, "feature_disabled")
@@ -148,11 +182,16 @@ def test_capabilities_body_in_each_state(client):
     client.enable_account(account, file_sharing_enabled=False)
     assert client.capabilities(account, web) == body(True, False, "file_sharing_disabled")
     client.enable_account(account)
-    for conversation, expected in ((web, body(True, True, None)), (closed, body(True, False, "conversation_closed")),
-                                   (sms, body(True, False, "channel_not_supported"))):
+    for conversation, expected in (
+        (web, body(True, True, None)),
+        (closed, body(True, False, "conversation_closed")),
+        (sms, body(True, False, "channel_not_supported")),
+    ):
         # Conversation events reach the service through its view: wait for the final answer.
-        wait_until(lambda: client.capabilities(account, conversation) == expected,
-                   what=f"capabilities of {conversation} to be {expected}")
+        wait_until(
+            lambda: client.capabilities(account, conversation) == expected,
+            what=f"capabilities of {conversation} to be {expected}",
+        )
     # A profile without the permission does not see the icon.
     client.enable_account(account, permissions={"agent": [], "agent_manager": ["send_files_local"], "bot": []})
     assert client.capabilities(account, web) == body(False, False, "permission_denied")
@@ -165,18 +204,37 @@ def test_capabilities_body_in_each_state(client):
 # Every public route of the upload service and its error codes, exactly.
 UPLOAD_ROUTES = {
     ("post", "/v1/accounts/{account_id}/conversations/{conversation_id}/files"): {
-        (401, "unauthenticated"), (403, "feature_disabled"), (403, "file_sharing_disabled"),
-        (403, "permission_denied"), (403, "consumer_uploads_disabled"), (404, "conversation_not_found"),
-        (409, "conversation_closed"), (409, "channel_not_supported"), (413, "file_too_large"), (415, "unsupported_type"), (422, "invalid_request"),
+        (401, "unauthenticated"),
+        (403, "feature_disabled"),
+        (403, "file_sharing_disabled"),
+        (403, "permission_denied"),
+        (403, "consumer_uploads_disabled"),
+        (404, "conversation_not_found"),
+        (409, "conversation_closed"),
+        (409, "channel_not_supported"),
+        (413, "file_too_large"),
+        (415, "unsupported_type"),
+        (422, "invalid_request"),
         (429, "rate_limited"),
-        (503, "unavailable")},
+        (503, "unavailable"),
+    },
     ("put", "/v1/accounts/{account_id}/settings"): {
-        (401, "unauthenticated"), (403, "permission_denied"), (422, "invalid_request"), (503, "unavailable")},
+        (401, "unauthenticated"),
+        (403, "permission_denied"),
+        (422, "invalid_request"),
+        (503, "unavailable"),
+    },
     # A lookup naming an id not of the contract's shape is 404 not_found.
-    ("get", "/v1/accounts/{account_id}/settings"): {(401, "unauthenticated"), (403, "permission_denied"),
-                                                    (404, "not_found")},
+    ("get", "/v1/accounts/{account_id}/settings"): {
+        (401, "unauthenticated"),
+        (403, "permission_denied"),
+        (404, "not_found"),
+    },
     ("get", "/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"): {
-        (401, "unauthenticated"), (404, "not_found"), (422, "invalid_request")},
+        (401, "unauthenticated"),
+        (404, "not_found"),
+        (422, "invalid_request"),
+    },
     ("get", "/v1/files/{file_id}"): {(401, "unauthenticated"), (404, "not_found")},
 }
 
@@ -188,15 +246,24 @@ def test_openapi_lists_every_endpoint_with_its_error_codes(client):
 
     def codes(path, method):
         responses = paths[path][method]["responses"]
-        return {(int(status), c.strip("` ")) for status, r in responses.items() if int(status) >= 400
-                for c in r["description"].removeprefix("error codes: ").split(",")}
+        return {
+            (int(status), c.strip("` "))
+            for status, r in responses.items()
+            if int(status) >= 400
+            for c in r["description"].removeprefix("error codes: ").split(",")
+        }
 
     # The spec holds exactly the upload service's public routes (the app's own list, health and
     # metrics endpoints excepted: they are not part of the API) ...
     from services.upload.app import bootstrap  # builds the service only: nothing connects before it serves
+
     app = bootstrap(Settings(**{k[3:].lower(): v for k, v in client.env.items() if k.startswith("FS_")})).http
-    public = {(method.lower(), route.path) for route in app.routes
-              if isinstance(route, APIRoute) and route.include_in_schema for method in route.methods}
+    public = {
+        (method.lower(), route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+        for method in route.methods
+    }
     assert operations == public == set(UPLOAD_ROUTES)
     # ... each with exactly the contract's error codes, nothing more, nothing less.
     for (method, path), expected in UPLOAD_ROUTES.items():
@@ -211,8 +278,11 @@ def test_openapi_lists_every_endpoint_with_its_error_codes(client):
     body = paths["/v1/accounts/{account_id}/settings"]["put"]["requestBody"]["content"]["application/json"]["schema"]
     schema = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
     assert set(schema["properties"]) == set(DOC)
-    source = next(p for p in paths["/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"]["get"]
-                  ["parameters"] if p["name"] == "source")
+    source = next(
+        p
+        for p in paths["/v1/accounts/{account_id}/conversations/{conversation_id}/capabilities"]["get"]["parameters"]
+        if p["name"] == "source"
+    )
     assert source["schema"]["enum"] == ["local", "widget"]
     assert client.http.get(f"{client.upload_url}/docs").status_code == 200
 
@@ -222,8 +292,12 @@ def image_stage_copies(client, account) -> dict[str, int | None]:
     copies = {}
     with psycopg.connect(client.env["FS_DATABASE_URL"]) as conn:
         for service in IMAGE_STAGES:
-            row = conn.execute(sql.SQL("SELECT document FROM {}.account_settings WHERE account_id = %s").format(
-                sql.Identifier(service)), (account,)).fetchone()
+            row = conn.execute(
+                sql.SQL("SELECT document FROM {}.account_settings WHERE account_id = %s").format(
+                    sql.Identifier(service)
+                ),
+                (account,),
+            ).fetchone()
             copies[service] = row[0]["max_image_dimension"] if row else None
     return copies
 
@@ -236,8 +310,9 @@ def test_a_settings_change_is_answered_once_the_image_stages_hold_it(client):
         assert put(client, account, {**DOC, "max_image_dimension": dimension}).status_code == 200
         assert image_stage_copies(client, account) == {"sanitizer": dimension, "resizer": dimension}
     # Held by the stages' own groups, not by waiting out the timeout (a wrong group name would).
-    assert sample(scrape(client.env, "upload"), "fileshare_settings_apply_seconds_count",
-                  outcome="timed_out") == timed_out
+    assert (
+        sample(scrape(client.env, "upload"), "fileshare_settings_apply_seconds_count", outcome="timed_out") == timed_out
+    )
 
 
 async def test_waiting_for_a_consumer_group_that_never_gets_there_ends_at_the_timeout(client):

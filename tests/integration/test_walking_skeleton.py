@@ -1,4 +1,5 @@
 """One photo through all five services on the embedded stack."""
+
 from __future__ import annotations
 
 import io
@@ -17,9 +18,9 @@ def camera_photo(width: int = 3000, height: int = 2000, orientation: int = 6) ->
     noise = Image.effect_noise((width, height), 40)
     img = Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
     exif = Image.Exif()
-    exif[0x0112] = orientation          # Orientation
-    exif[0x010F] = "PhoneMaker"         # Make
-    exif[0x0110] = "PhoneModel X"       # Model
+    exif[0x0112] = orientation  # Orientation
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x0110] = "PhoneModel X"  # Model
     exif[0x8825] = {1: "N", 2: (52.0, 22.0, 12.5), 3: "E", 4: (4.0, 53.0, 41.0)}  # GPS IFD
     out = io.BytesIO()
     img.save(out, "JPEG", quality=90, exif=exif)
@@ -68,7 +69,7 @@ def test_photo_travels_the_whole_pipeline(client):
         blob = file_dir / variant
         assert blob.is_file() and blob.stat().st_size > 0, f"{variant} not stored at {blob}"
         assert blob in stored, f"{blob} escapes the scan below"
-    probe = original[len(original) // 2: len(original) // 2 + 64]
+    probe = original[len(original) // 2 : len(original) // 2 + 64]
     for path in stored:
         data = path.read_bytes()
         assert not data.startswith(IMAGE_SIGNATURES), f"{path} is a plaintext image"

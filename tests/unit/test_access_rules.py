@@ -3,6 +3,7 @@
 Relations: `own` (the caller's account; for a consumer, their own conversation), `other_consumer`
 (the caller's account, another consumer's conversation), `other_account`, `unknown` (no such file
 or conversation), `deleted` / `deleted_other_account` (a published file deleted since)."""
+
 from __future__ import annotations
 
 import itertools
@@ -67,8 +68,12 @@ RELATIONS = {
     "set_feature_enabled": ("own",),
     "capabilities": ("own", "other_account"),
 }
-OWNERS = {"own": access.Owner(ACCOUNT, "cons-1"), "other_consumer": access.Owner(ACCOUNT, "cons-2"),
-          "other_account": access.Owner(OTHER, "cons-1"), "unknown": None}
+OWNERS = {
+    "own": access.Owner(ACCOUNT, "cons-1"),
+    "other_consumer": access.Owner(ACCOUNT, "cons-2"),
+    "other_account": access.Owner(OTHER, "cons-1"),
+    "unknown": None,
+}
 
 
 def rule_answer(resource: str, role: str, relation: str) -> tuple[int, str] | None:

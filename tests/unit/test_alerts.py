@@ -1,6 +1,7 @@
 """The alert rules, the Prometheus configurations and the Grafana dashboard, checked by Prometheus's
 own promtool and against the code: every metric they read is one the services export, and every
 alert has its runbook entry."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,6 @@ RULES = PROMETHEUS / "alerts.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "fileshare.json"
 RUNBOOK = REPO / "docs" / "runbook.md"
 INSTALL = "sudo apt-get install -y prometheus  # Debian's package brings promtool"
-
 
 
 def promtool(*args: str) -> str:
@@ -67,8 +67,10 @@ def test_both_prometheus_configurations_are_valid_and_load_the_rules():
 
 
 def test_make_run_configuration_scrapes_every_service_and_the_launcher():
-    jobs = {job["job_name"]: job["static_configs"][0]["targets"]
-            for job in yaml.safe_load((PROMETHEUS / "make-run.yml").read_text())["scrape_configs"]}
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"]
+        for job in yaml.safe_load((PROMETHEUS / "make-run.yml").read_text())["scrape_configs"]
+    }
     base = Settings().metrics_port_base
     offsets = {"launcher": 5, **METRICS_PORT_OFFSETS}  # the launcher: the port after the services'
     assert jobs == {name: [f"127.0.0.1:{base + offset}"] for name, offset in offsets.items()}
@@ -86,10 +88,16 @@ def test_every_alert_has_a_summary_a_description_and_its_runbook_entry():
 
 def test_every_metric_an_alert_or_a_panel_reads_is_exported_by_the_code():
     exported = exported_names()
-    assert {"fileshare_upload_to_publish_seconds_bucket", "fileshare_scanner_enabled",
-            "fileshare_processed_bytes_total", "fileshare_oldest_unfinished_file_seconds"} <= exported
-    read = {"alerts.yml": {n for rule in alerts() for n in READ.findall(rule["expr"])},
-            "fileshare.json": {n for expr in dashboard_expressions() for n in READ.findall(expr)}}
+    assert {
+        "fileshare_upload_to_publish_seconds_bucket",
+        "fileshare_scanner_enabled",
+        "fileshare_processed_bytes_total",
+        "fileshare_oldest_unfinished_file_seconds",
+    } <= exported
+    read = {
+        "alerts.yml": {n for rule in alerts() for n in READ.findall(rule["expr"])},
+        "fileshare.json": {n for expr in dashboard_expressions() for n in READ.findall(expr)},
+    }
     for where, names in read.items():
         assert names, where
         assert not names - exported, f"{where} reads metrics no code exports"
@@ -97,10 +105,17 @@ def test_every_metric_an_alert_or_a_panel_reads_is_exported_by_the_code():
 
 def test_the_dashboard_shows_every_area_an_alert_watches():
     exprs = " ".join(dashboard_expressions())
-    for name in ("fileshare_records_total", "fileshare_upload_to_publish_seconds_bucket",
-                 "fileshare_files_rejected_total", "fileshare_scanner_enabled", "fileshare_redriven_total",
-                 "fileshare_http_responses_total", "fileshare_dependency_errors_total",
-                 "fileshare_embedded_broker_resident_bytes", "fileshare_oldest_unfinished_file_seconds"):
+    for name in (
+        "fileshare_records_total",
+        "fileshare_upload_to_publish_seconds_bucket",
+        "fileshare_files_rejected_total",
+        "fileshare_scanner_enabled",
+        "fileshare_redriven_total",
+        "fileshare_http_responses_total",
+        "fileshare_dependency_errors_total",
+        "fileshare_embedded_broker_resident_bytes",
+        "fileshare_oldest_unfinished_file_seconds",
+    ):
         assert name in exprs, name
 
 

@@ -1,5 +1,6 @@
 """Request bodies: a cap on every body, enforced while it streams, 401 before 413, and a
 budget of body bytes in flight that makes a burst wait in line (or answers 503 with Retry-After)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,6 +53,7 @@ def call(app: FastAPI, method: str, path: str, **kwargs) -> httpx.Response:
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
             return await http.request(method, path, **kwargs)
+
     return asyncio.run(go())
 
 
@@ -59,6 +61,7 @@ def chunks(total: int, size: int = 512):
     async def gen():
         for start in range(0, total, size):
             yield b"x" * min(size, total - start)
+
     return gen()
 
 
@@ -134,8 +137,10 @@ def test_a_burst_waits_in_line_and_every_body_is_read():
         app, _ = service(budget, gate)
         lowest = budget.available
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            uploads = [asyncio.create_task(http.post(f"/v1/uploads/{i}", content=b"x" * 4000, headers=TOKEN))
-                       for i in range(10)]
+            uploads = [
+                asyncio.create_task(http.post(f"/v1/uploads/{i}", content=b"x" * 4000, headers=TOKEN))
+                for i in range(10)
+            ]
             while len(budget._waiting) < 8:  # two bodies in flight (8000 bytes), eight in line
                 await asyncio.sleep(0)
                 lowest = min(lowest, budget.available)

@@ -1,5 +1,6 @@
 """shared.devstack.broker_memory: when `make run` restarts its embedded broker to free its memory (over
 FS_EMBEDDED_BROKER_MAX_MB and quiet), and the supervisor doing it without counting an exit."""
+
 from __future__ import annotations
 
 import logging
@@ -27,17 +28,25 @@ def test_over_the_limit_it_recycles_only_when_quiet():
 
 def test_a_group_is_behind_until_it_committed_every_end():
     ends = {("file.resized", 0): 10, ("file.resized", 1): 4, ("message.published", 0): 7}
-    committed = {"fileshare-delivery": {("file.resized", 0): 10, ("file.resized", 1): 4},
-                 "platform": {("message.published", 0): 6},
-                 "lost": {("file.resized", 0): 12},  # past the end: the log was lost under it
-                 "unknown": {("conversation.events", 0): 3}}  # that end could not be read
+    committed = {
+        "fileshare-delivery": {("file.resized", 0): 10, ("file.resized", 1): 4},
+        "platform": {("message.published", 0): 6},
+        "lost": {("file.resized", 0): 12},  # past the end: the log was lost under it
+        "unknown": {("conversation.events", 0): 3},
+    }  # that end could not be read
     assert groups_behind(committed, ends) == ["lost", "platform", "unknown"]
     assert groups_behind({"fileshare-delivery": committed["fileshare-delivery"]}, ends) == []
 
 
 def recycler(rss_limit: int, quiet=((), 0), clock=None) -> BrokerRecycler:
-    return BrokerRecycler(rss_limit, pid=os.getpid, quiet_check=lambda: quiet, clock=clock or FakeClock(),
-                          metrics=LauncherMetrics(), min_age=0)
+    return BrokerRecycler(
+        rss_limit,
+        pid=os.getpid,
+        quiet_check=lambda: quiet,
+        clock=clock or FakeClock(),
+        metrics=LauncherMetrics(),
+        min_age=0,
+    )
 
 
 def test_the_probe_reads_the_resident_memory_of_the_process_tree():
@@ -69,8 +78,9 @@ def test_over_the_limit_and_never_quiet_it_warns_once_an_hour(caplog):
             clock.now += 60
     lines = [r.getMessage() for r in caplog.records if "cannot be recycled yet" in r.getMessage()]
     assert len(lines) == 3  # after its first hour over the limit, then each hour
-    assert ("(limit 0 MB) and cannot be recycled yet: consumer groups behind: platform-7; 2 file(s) in flight"
-            in lines[0])
+    assert (
+        "(limit 0 MB) and cannot be recycled yet: consumer groups behind: platform-7; 2 file(s) in flight" in lines[0]
+    )
     assert watcher.due(os.getpid()) is None
 
 
@@ -78,11 +88,16 @@ def test_the_supervisor_restarts_a_broker_over_its_limit_in_a_quiet_moment(compo
     components.start("kafka")
     components.start("upload")
     first, steady = components.procs["kafka"].pid, components.procs["upload"].pid
-    watcher = BrokerRecycler(1, pid=lambda: components.procs["kafka"].pid, quiet_check=lambda: ((), 0),
-                             metrics=LauncherMetrics(), min_age=0)
-    supervisor = Supervisor({"kafka": components.starter("kafka"), "upload": components.starter("upload")},
-                            components.procs, reap=lambda name: components.procs[name].kill(), backoff=QUICK,
-                            recycler=watcher)
+    watcher = BrokerRecycler(
+        1, pid=lambda: components.procs["kafka"].pid, quiet_check=lambda: ((), 0), metrics=LauncherMetrics(), min_age=0
+    )
+    supervisor = Supervisor(
+        {"kafka": components.starter("kafka"), "upload": components.starter("upload")},
+        components.procs,
+        reap=lambda name: components.procs[name].kill(),
+        backoff=QUICK,
+        recycler=watcher,
+    )
     watcher.note(watcher.probe())
     with caplog.at_level(logging.INFO, logger="fileshare.stack"):
         assert supervisor.check()

@@ -1,4 +1,5 @@
 """make run's scanner setup: what it does when clamd is missing and it cannot install it."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,10 +1,11 @@
 """`fileshare open agent|consumer`: a page address with a fresh development token in its fragment."""
+
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from shared.contract.auth import verify_token
 from services.cli import main
+from shared.contract.auth import verify_token
 
 SECRET = "s" * 48
 
@@ -21,8 +22,18 @@ def opened(capsys, monkeypatch, *argv: str, **env: str):
 
 
 def test_agent_page_with_several_conversations(capsys, monkeypatch):
-    url, fragment = opened(capsys, monkeypatch, "agent", "--account", "acme", "--conversation", "c1",
-                           "--conversation", "c2", FS_UPLOAD_PORT="18080")
+    url, fragment = opened(
+        capsys,
+        monkeypatch,
+        "agent",
+        "--account",
+        "acme",
+        "--conversation",
+        "c1",
+        "--conversation",
+        "c2",
+        FS_UPLOAD_PORT="18080",
+    )
     assert (url.scheme, url.netloc, url.path, url.query) == ("http", "127.0.0.1:18080", "/agent/", "")
     assert fragment["account"] == ["acme"] and fragment["conversation"] == ["c1", "c2"]
     principal = verify_token(SECRET, fragment["token"][0])
@@ -30,8 +41,18 @@ def test_agent_page_with_several_conversations(capsys, monkeypatch):
 
 
 def test_consumer_page_on_the_public_delivery_address(capsys, monkeypatch):
-    url, fragment = opened(capsys, monkeypatch, "consumer", "--account", "acme", "--conversation", "c1",
-                           "--sub", "consumer-9", FS_PUBLIC_DELIVERY_URL="https://files.example/")
+    url, fragment = opened(
+        capsys,
+        monkeypatch,
+        "consumer",
+        "--account",
+        "acme",
+        "--conversation",
+        "c1",
+        "--sub",
+        "consumer-9",
+        FS_PUBLIC_DELIVERY_URL="https://files.example/",
+    )
     assert (url.scheme, url.netloc, url.path, url.query) == ("https", "files.example", "/consumer/", "")
     principal = verify_token(SECRET, fragment["token"][0])
     assert (principal.role, principal.sub) == ("consumer", "consumer-9")

@@ -4,6 +4,7 @@ No Docker engine runs on this machine, so the compose file cannot be started her
 these tests only parse it with PyYAML (merge keys resolved) and check it is consistent with
 `shared.settings.Settings`, the Dockerfile and the contract (ports, secrets, buckets, limits).
 """
+
 from __future__ import annotations
 
 import re
@@ -12,15 +13,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.settings import METRICS_PORT_OFFSETS, Settings
 from shared.contract.topics import MAX_MESSAGE_BYTES
+from shared.settings import METRICS_PORT_OFFSETS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = ROOT / "docker-compose.yml"
 APP_SERVICES = ("upload", "sanitizer", "resizer", "delivery", "retention")
 SECRETS = ("FS_S3_ACCESS_KEY", "FS_S3_SECRET_KEY", "FS_MASTER_KEY", "FS_AUTH_SECRET")
-NEEDED_BY_ALL = ("FS_DATABASE_URL", "FS_KAFKA_BOOTSTRAP", "FS_S3_ENDPOINT", "FS_S3_ACCESS_KEY", "FS_S3_SECRET_KEY",
-                 "FS_MASTER_KEY", "FS_METRICS_PORT_BASE")
+NEEDED_BY_ALL = (
+    "FS_DATABASE_URL",
+    "FS_KAFKA_BOOTSTRAP",
+    "FS_S3_ENDPOINT",
+    "FS_S3_ACCESS_KEY",
+    "FS_S3_SECRET_KEY",
+    "FS_MASTER_KEY",
+    "FS_METRICS_PORT_BASE",
+)
 NEEDED_BY = {
     "upload": ("FS_AUTH_SECRET", "FS_UPLOAD_PORT"),
     "delivery": ("FS_AUTH_SECRET", "FS_DELIVERY_PORT"),
@@ -96,7 +104,8 @@ def test_secrets_come_only_from_the_environment(compose):
         for key, value in env_of(service).items():
             if SECRET_NAME.search(key):
                 assert re.fullmatch(r"\$\{[A-Z0-9_]+(:[?-][^}]*)?\}", value), (
-                    f"{name}.{key} must be interpolated from the environment, got a literal")
+                    f"{name}.{key} must be interpolated from the environment, got a literal"
+                )
     for name in APP_SERVICES:
         env = env_of(compose["services"][name])
         for secret in SECRETS:

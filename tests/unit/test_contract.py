@@ -1,19 +1,20 @@
 """The contract as the shared library exposes it: configuration, topics,
 JSON Schema export, the `fileshare token` CLI and the common event fields."""
+
 from __future__ import annotations
 
 import asyncio
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from services.cli import main as fileshare
 from shared.contract import events, topics
 from shared.contract.auth import verify_token
-from services.cli import main as fileshare
 from shared.settings import METRICS_PORT_OFFSETS, Settings
 
 # --- Configuration -------------------------------------------------------------------------
@@ -76,6 +77,7 @@ def field_of(variable: str) -> str:
 def clean_env(monkeypatch):
     """No FS_* of the developer or of the test session may leak into the settings under test."""
     import os
+
     for name in [k for k in os.environ if k.upper().startswith("FS_")]:
         monkeypatch.delenv(name)
     return monkeypatch
@@ -117,8 +119,13 @@ def test_contract_variable_is_read_from_its_environment_name(clean_env, variable
 def test_metrics_ports_are_base_plus_service_offset(clean_env):
     assert METRICS_PORT_OFFSETS == {"upload": 0, "sanitizer": 1, "resizer": 2, "delivery": 3, "retention": 4}
     s = Settings()
-    assert [s.metrics_port(n) for n in ("upload", "sanitizer", "resizer", "delivery", "retention")] == \
-        [9101, 9102, 9103, 9104, 9105]
+    assert [s.metrics_port(n) for n in ("upload", "sanitizer", "resizer", "delivery", "retention")] == [
+        9101,
+        9102,
+        9103,
+        9104,
+        9105,
+    ]
     clean_env.setenv("FS_METRICS_PORT_BASE", "20000")
     assert Settings().metrics_port("retention") == 20004
 
@@ -126,8 +133,16 @@ def test_metrics_ports_are_base_plus_service_offset(clean_env):
 # --- Topics ----------------------------------------------------------------------------------
 
 CONTRACT_TOPICS = {
-    "conversation.events", "account.settings", "file.share.requested", "file.uploaded", "file.sanitized",
-    "file.resized", "file.rejected", "message.published", "gdpr.forget", "file.deleted",
+    "conversation.events",
+    "account.settings",
+    "file.share.requested",
+    "file.uploaded",
+    "file.sanitized",
+    "file.resized",
+    "file.rejected",
+    "message.published",
+    "gdpr.forget",
+    "file.deleted",
 }
 
 
@@ -155,6 +170,7 @@ def test_every_event_topic_is_transport_with_a_finite_retention():
 
 class RecordingAdmin:
     """Stands in for the Kafka admin client to see exactly what ensure_topics asks for."""
+
     created: list = []
     existing: list[str] = []
 
@@ -188,6 +204,7 @@ def test_ensure_topics_declares_explicit_partitions_and_configs(monkeypatch):
 
 # --- JSON Schema export ------------------------------------------------------------------------
 
+
 def event_types_of(schema: dict) -> set[str]:
     prop = schema["properties"]["event_type"]
     return {prop["const"]} if "const" in prop else set(prop["enum"])
@@ -195,7 +212,8 @@ def event_types_of(schema: dict) -> set[str]:
 
 # The event types each topic carries.
 TOPIC_EVENT_TYPES = {t: {t} for t in CONTRACT_TOPICS} | {
-    "conversation.events": {"conversation.opened", "conversation.closed", "conversation.resumed"}}
+    "conversation.events": {"conversation.opened", "conversation.closed", "conversation.resumed"}
+}
 
 
 def test_json_schemas_cover_every_topic():
@@ -204,8 +222,9 @@ def test_json_schemas_cover_every_topic():
     for topic, types in TOPIC_EVENT_TYPES.items():
         assert types <= covered, f"no JSON Schema for {topic} ({types - covered})"
     for name, schema in schemas.items():
-        assert schema["type"] == "object" and {"event_id", "event_type", "occurred_at", "schema_version"} <= \
-            set(schema["properties"]), name
+        assert schema["type"] == "object" and {"event_id", "event_type", "occurred_at", "schema_version"} <= set(
+            schema["properties"]
+        ), name
 
 
 def test_fileshare_schemas_prints_every_schema(capsys):
@@ -216,6 +235,7 @@ def test_fileshare_schemas_prints_every_schema(capsys):
 
 # --- fileshare token ---------------------------------------------------------------------------
 
+
 def test_fileshare_token_mints_a_verifiable_token(clean_env, capsys):
     clean_env.setenv("FS_AUTH_SECRET", "dev-secret-for-tests-0123456789abcdef")
     assert fileshare(["token", "--account", "A", "--role", "agent", "--sub", "agent-1"]) == 0
@@ -223,6 +243,7 @@ def test_fileshare_token_mints_a_verifiable_token(clean_env, capsys):
     principal = verify_token("dev-secret-for-tests-0123456789abcdef", token)
     assert (principal.account_id, principal.role, principal.sub) == ("A", "agent", "agent-1")
     from shared.contract.auth import AuthError
+
     with pytest.raises(AuthError):
         verify_token("another-secret-0123456789abcdef0123", token)
 
@@ -240,8 +261,7 @@ def test_fileshare_token_rejects_an_unknown_role_clearly(clean_env, capsys):
 # --- Event models --------------------------------------------------------------------------------
 
 SENDER = {"id": "agent-1", "role": "agent"}
-FILE = dict(file_id="f-1", account_id="a-1", conversation_id="c-1", consumer_id="u-1", sender=SENDER,
-            source="widget")
+FILE = dict(file_id="f-1", account_id="a-1", conversation_id="c-1", consumer_id="u-1", sender=SENDER, source="widget")
 SEALED = dict(caption_sealed="RlNCAQ==")  # what travels instead of the caption (contract v2)
 STAGE = dict(object_key="a-1/u-1/c-1/f-1/original", content_type="image/jpeg", size_bytes=10)
 
@@ -253,12 +273,23 @@ PIPELINE_EVENTS = [
 ]
 SEALED_CAPTION_EVENTS = ("file.uploaded", "file.sanitized", "file.resized")
 OTHER_EVENTS = [
-    events.MessagePublished(**FILE, caption="hello", message_id="m-1", content=events.HostedFileContent(
-        content_type="image/jpeg", width=3, height=2, size_bytes=10, caption="hello",
-        download_path="/v1/files/f-1/content")),
+    events.MessagePublished(
+        **FILE,
+        caption="hello",
+        message_id="m-1",
+        content=events.HostedFileContent(
+            content_type="image/jpeg",
+            width=3,
+            height=2,
+            size_bytes=10,
+            caption="hello",
+            download_path="/v1/files/f-1/content",
+        ),
+    ),
     events.FileDeleted(file_id="f-1", account_id="a-1", conversation_id="c-1", consumer_id="u-1", reason="expired"),
-    events.ConversationEvent(event_type="conversation.opened", account_id="a-1", conversation_id="c-1",
-                             consumer_id="u-1"),
+    events.ConversationEvent(
+        event_type="conversation.opened", account_id="a-1", conversation_id="c-1", consumer_id="u-1"
+    ),
     events.FileShareRequested(request_id="r-1", token="t", account_id="a-1", conversation_id="c-1", content_b64=""),
     events.GdprForget(request_id="r-1", account_id="a-1", consumer_id="u-1"),
     events.AccountSettings(account_id="a-1"),
@@ -274,9 +305,9 @@ def test_every_topic_has_an_event_model_here():
 @pytest.mark.parametrize("event", PIPELINE_EVENTS + OTHER_EVENTS, ids=lambda e: e.event_type)
 def test_every_event_has_the_common_fields(event):
     # A fresh copy: the parametrized instances were built at collection, maybe minutes ago.
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     event = type(event)(**event.model_dump(exclude={"event_id", "occurred_at"}))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     wire = json.loads(event.to_bytes())
     assert uuid.UUID(wire["event_id"]).version == 4 and str(uuid.UUID(wire["event_id"])) == wire["event_id"]
     assert wire["event_type"] == event.event_type
@@ -306,13 +337,15 @@ def test_pipeline_events_carry_the_file_fields(event):
     assert wire["sender"] == {"id": "agent-1", "role": "agent"}
     required = set(type(event).model_json_schema()["required"])
     assert {"file_id", "account_id", "conversation_id", "consumer_id", "sender"} <= required
-    assert "content_b64" not in wire and not any(isinstance(v, bytes) for v in wire.values()), \
+    assert "content_b64" not in wire and not any(isinstance(v, bytes) for v in wire.values()), (
         "blobs never travel in pipeline events"
+    )
 
 
 @pytest.mark.parametrize("model", [type(e) for e in PIPELINE_EVENTS], ids=lambda m: m.__name__)
 def test_pipeline_events_reject_a_sender_without_role(model):
     from pydantic import ValidationError
+
     event = next(e for e in PIPELINE_EVENTS if type(e) is model)
     wire = json.loads(event.to_bytes())
     wire["sender"] = {"id": "agent-1"}
@@ -323,10 +356,19 @@ def test_pipeline_events_reject_a_sender_without_role(model):
 def test_a_timestamp_without_offset_from_an_outside_producer_is_read_as_utc():
     # gdpr.forget and conversation.events come from other systems; a naive time must not make
     # `now - occurred_at` fail in a handler (that record would be retried forever).
-    wire = json.dumps({"event_id": str(uuid.uuid4()), "event_type": "gdpr.forget", "occurred_at": "2026-03-01T12:00:00",
-                       "schema_version": 1, "request_id": "r", "account_id": "a", "consumer_id": "u"}).encode()
+    wire = json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "gdpr.forget",
+            "occurred_at": "2026-03-01T12:00:00",
+            "schema_version": 1,
+            "request_id": "r",
+            "account_id": "a",
+            "consumer_id": "u",
+        }
+    ).encode()
     event = events.parse_event(wire)
-    assert event.occurred_at == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
-    assert datetime.now(timezone.utc) - event.occurred_at > timedelta(0)
+    assert event.occurred_at == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert datetime.now(UTC) - event.occurred_at > timedelta(0)
     other_zone = json.loads(wire) | {"occurred_at": "2026-03-01T14:00:00+02:00"}
     assert events.parse_event(json.dumps(other_zone).encode()).occurred_at.utcoffset() == timedelta(0)

@@ -1,5 +1,6 @@
 """Envelope encryption: round trip, binding to the object key,
 tamper evidence, and master-key rotation."""
+
 from __future__ import annotations
 
 import base64
@@ -7,8 +8,15 @@ import os
 
 import pytest
 
-from shared.adapters.crypto import (BlobIntegrityError, MasterKeyRing, decrypt_blob, encrypt_blob, parse_header,
-                           unwrap_data_key, wrap_data_key)
+from shared.adapters.crypto import (
+    BlobIntegrityError,
+    MasterKeyRing,
+    decrypt_blob,
+    encrypt_blob,
+    parse_header,
+    unwrap_data_key,
+    wrap_data_key,
+)
 
 KEY = "acct-1/consumer-1/conv-1/file-1/original"
 PHOTO = b"\xff\xd8\xff\xe0" + os.urandom(4096)
@@ -93,6 +101,7 @@ def test_consumer_key_wrapped_under_old_master_still_opens_after_rotation():
 
 def test_master_key_removed_from_ring_cannot_open():
     from shared.adapters.crypto import UnknownMasterKey
+
     old = os.urandom(32)
     record = MasterKeyRing(old).wrap(consumer_key(), b"aad")
     with pytest.raises(UnknownMasterKey):
@@ -101,6 +110,7 @@ def test_master_key_removed_from_ring_cannot_open():
 
 def test_master_key_must_be_32_bytes():
     from shared.adapters.crypto import decode_master_key
+
     with pytest.raises(ValueError):
         decode_master_key(base64.b64encode(b"short").decode())
 
@@ -109,6 +119,7 @@ def test_rotation_through_settings_keeps_blobs_written_under_the_old_master_read
     """The production path: the ring is built from FS_MASTER_KEY and FS_PREVIOUS_MASTER_KEYS."""
     from shared.adapters.crypto import UnknownMasterKey, master_key_id
     from shared.settings import Settings
+
     for name in [k for k in os.environ if k.startswith("FS_")]:
         monkeypatch.delenv(name)
     a, b, c = (base64.b64encode(os.urandom(32)).decode() for _ in range(3))
@@ -167,6 +178,7 @@ class CountingStore:
 
     def __init__(self):
         from tests.memory_store import MemoryStore
+
         self.inner, self.gets = MemoryStore(), 0
 
     def __getattr__(self, name):
@@ -183,12 +195,14 @@ class CountingStore:
 
 def file_store():
     from shared.adapters.crypto import ConsumerKeyStore, EncryptedFileStore
+
     key_blobs = CountingStore()
     return EncryptedFileStore(CountingStore(), ConsumerKeyStore(key_blobs, MasterKeyRing(os.urandom(32)))), key_blobs
 
 
 async def test_a_scoped_store_fetches_each_consumer_key_once_and_only_for_its_own_lifetime():
     from shared.adapters.storage import ObjectKey
+
     files, key_blobs = file_store()
     key = ObjectKey.parse(KEY)
     key_id = await files.put(key, PHOTO)
@@ -207,6 +221,7 @@ async def test_a_scoped_store_fetches_each_consumer_key_once_and_only_for_its_ow
 async def test_check_proves_a_blob_from_its_header_without_decrypting_it():
     from shared.adapters.crypto import ConsumerForgotten
     from shared.adapters.storage import ObjectKey
+
     files, _ = file_store()
     key = ObjectKey.parse(KEY)
     key_id = await files.put(key, PHOTO)

@@ -1,5 +1,6 @@
 """Delivery's domain code without servers: who may download and see transcripts, signed links.
 (The publish handler runs on a real database: tests/integration/test_delivery_handlers.py.)"""
+
 from __future__ import annotations
 
 import time
@@ -7,15 +8,20 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from services.delivery.handlers import Denied, StoredMessage, authorize_conversation, authorize_file_access
 from shared.contract.auth import Principal
 from shared.contract.links import MAX_LINK_TTL, LinkError, audience_of, parse_audience, sign_link, verify_link
-from services.delivery.handlers import Denied, StoredMessage, authorize_conversation, authorize_file_access
-
 
 # --- authorization ---
 
-MESSAGE = StoredMessage(file_id="f", account_id="acct-1", conversation_id="conv-1", consumer_id="cons-1",
-                        content_type="image/png", size_bytes=1)
+MESSAGE = StoredMessage(
+    file_id="f",
+    account_id="acct-1",
+    conversation_id="conv-1",
+    consumer_id="cons-1",
+    content_type="image/png",
+    size_bytes=1,
+)
 
 
 @pytest.mark.parametrize("role", ["agent", "agent_manager", "bot", "admin", "platform"])
@@ -46,6 +52,7 @@ def test_another_account_never_learns_the_file_exists(role):
 
 
 # --- signed links ---
+
 
 def _link(file_id="f", audience="account/acct-1", ttl=300, now=None):
     query, expires = sign_link("secret", file_id, audience, ttl, now=now)

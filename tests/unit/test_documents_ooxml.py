@@ -1,5 +1,6 @@
 """OOXML content disarm: the package rebuilt from an allowlist, person fields cleared, pictures
 disarmed as photos, the standard reader's check, and bombs, macros and broken packages refused."""
+
 import io
 
 import docx
@@ -8,8 +9,16 @@ import pptx
 import pytest
 from PIL import Image
 
-from shared.documents import (DOCX, PPTX, XLSX, DocumentLimits, DocumentRejected, detect_document_type,
-                              disarm_document, run_document_work)
+from shared.documents import (
+    DOCX,
+    PPTX,
+    XLSX,
+    DocumentLimits,
+    DocumentRejected,
+    detect_document_type,
+    disarm_document,
+    run_document_work,
+)
 from tests import documentcorpus as corpus
 
 R_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -32,9 +41,19 @@ async def test_hostile_docx_loses_macros_objects_template_and_author(document_po
     parts = corpus.zip_parts(result.data)
     assert not [name for name in parts if "vbaProject" in name or "embeddings" in name or "customXml" in name]
     everything = b"\n".join(parts.values())
-    for marker in (corpus.VBA_PAYLOAD[:30], corpus.OLE_PAYLOAD[:30], corpus.REMOTE_TEMPLATE.encode(),
-                   b'TargetMode="External"', b"attachedTemplate", b"OLEObject", b"vbaProject", b"oleObject",
-                   corpus.AUTHOR.encode(), corpus.COMPANY.encode(), corpus.PICTURE_SECRET):
+    for marker in (
+        corpus.VBA_PAYLOAD[:30],
+        corpus.OLE_PAYLOAD[:30],
+        corpus.REMOTE_TEMPLATE.encode(),
+        b'TargetMode="External"',
+        b"attachedTemplate",
+        b"OLEObject",
+        b"vbaProject",
+        b"oleObject",
+        corpus.AUTHOR.encode(),
+        corpus.COMPANY.encode(),
+        corpus.PICTURE_SECRET,
+    ):
         assert marker not in everything, marker
     document = docx.Document(io.BytesIO(result.data))
     assert [p.text for p in document.paragraphs][:3] == [f"Paragraph {n} of a plain document." for n in range(3)]
@@ -48,8 +67,14 @@ async def test_hostile_docx_loses_macros_objects_template_and_author(document_po
 async def test_original_docx_did_carry_what_the_disarm_removes():
     # The corpus itself: the markers the test above looks for are really there before.
     everything = b"\n".join(corpus.zip_parts(corpus.hostile_docx()).values())
-    for marker in (corpus.VBA_PAYLOAD[:30], corpus.OLE_PAYLOAD[:30], corpus.REMOTE_TEMPLATE.encode(),
-                   corpus.AUTHOR.encode(), corpus.COMPANY.encode(), corpus.PICTURE_SECRET):
+    for marker in (
+        corpus.VBA_PAYLOAD[:30],
+        corpus.OLE_PAYLOAD[:30],
+        corpus.REMOTE_TEMPLATE.encode(),
+        corpus.AUTHOR.encode(),
+        corpus.COMPANY.encode(),
+        corpus.PICTURE_SECRET,
+    ):
         assert marker in everything, marker
 
 
@@ -131,11 +156,15 @@ async def test_xml_with_a_dtd_is_corrupt(document_pool):
     assert refused.reason == "corrupt_file" and "DTD" in refused.detail
 
 
-@pytest.mark.parametrize("data", [
-    b"PK\x03\x04" + b"\0" * 200,
-    corpus.plain_docx()[:3000],
-    corpus.docx_with_document_xml(b"<w:document><unclosed>"),
-], ids=["not-a-zip", "truncated", "broken-xml"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"PK\x03\x04" + b"\0" * 200,
+        corpus.plain_docx()[:3000],
+        corpus.docx_with_document_xml(b"<w:document><unclosed>"),
+    ],
+    ids=["not-a-zip", "truncated", "broken-xml"],
+)
 async def test_broken_package_is_corrupt(document_pool, data):
     assert (await refusal(document_pool, data)).reason == "corrupt_file"
 
@@ -162,6 +191,7 @@ async def test_a_worker_over_its_memory_limit_is_a_bomb():
     # With the package limits set aside, the pool's own limits still hold for documents:
     # a 300 MB part cannot be held by a worker of 512 MiB.
     from shared.images import ImageWorkerPool
+
     limits = DocumentLimits(max_expanded_bytes=2_000_000_000, max_part_expansion=100_000)
     async with ImageWorkerPool(workers=1, timeout_seconds=30, memory_bytes=512 * 1024 * 1024) as small:
         with pytest.raises(DocumentRejected) as refused:

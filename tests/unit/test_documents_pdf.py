@@ -1,5 +1,6 @@
 """PDF content disarm: active content and personal metadata removed, pages and https links kept,
 bombs and encryption refused, all in the worker pool's killable workers."""
+
 import io
 import zlib
 
@@ -7,8 +8,16 @@ import pikepdf
 import pytest
 from PIL import Image
 
-from shared.documents import PDF, DocumentLimits, DocumentRejected, detect_document_type, disarm_document, disarm_pdf
-from shared.documents import render_pdf_preview, run_document_work
+from shared.documents import (
+    PDF,
+    DocumentLimits,
+    DocumentRejected,
+    detect_document_type,
+    disarm_document,
+    disarm_pdf,
+    render_pdf_preview,
+    run_document_work,
+)
 from shared.documents.pdf_actions import is_kept_uri
 from tests import documentcorpus as corpus
 
@@ -122,20 +131,31 @@ async def test_image_declaring_too_many_pixels_is_refused(document_pool):
     assert refused.value.reason == "file_too_complex"
 
 
-@pytest.mark.parametrize("data", [b"%PDF-1.7\n" + b"\x00garbage" * 100, corpus.long_pdf(2)[:200]],
-                         ids=["garbage", "truncated"])
+@pytest.mark.parametrize(
+    "data", [b"%PDF-1.7\n" + b"\x00garbage" * 100, corpus.long_pdf(2)[:200]], ids=["garbage", "truncated"]
+)
 async def test_broken_pdf_is_corrupt_file(document_pool, data):
     with pytest.raises(DocumentRejected) as refused:
         await disarmed(document_pool, data)
     assert refused.value.reason == "corrupt_file"
 
 
-@pytest.mark.parametrize("uri, kept", [
-    ("https://example.com/a", True), ("HTTP://example.com", True), ("mailto:agent@example.com", True),
-    ("javascript:alert(1)", False), ("java\tscript:alert(1)", False), (" javascript:alert(1)", False),
-    ("file:///etc/passwd", False), ("smb://host/share", False), ("data:text/html,<script>", False),
-    ("//example.com/relative", False), ("relative/path", False),
-])
+@pytest.mark.parametrize(
+    "uri, kept",
+    [
+        ("https://example.com/a", True),
+        ("HTTP://example.com", True),
+        ("mailto:agent@example.com", True),
+        ("javascript:alert(1)", False),
+        ("java\tscript:alert(1)", False),
+        (" javascript:alert(1)", False),
+        ("file:///etc/passwd", False),
+        ("smb://host/share", False),
+        ("data:text/html,<script>", False),
+        ("//example.com/relative", False),
+        ("relative/path", False),
+    ],
+)
 def test_uri_actions_keep_only_http_https_and_mailto(uri, kept):
     assert is_kept_uri(pikepdf.String(uri)) is kept
 
@@ -148,6 +168,7 @@ def test_pdf_is_detected_by_its_signature_within_the_first_kilobyte():
 
 def test_page_limit_is_read_from_fs_max_document_pages(monkeypatch):
     from shared.settings import Settings
+
     monkeypatch.setenv("FS_MAX_DOCUMENT_PAGES", "2")
     limits = DocumentLimits.from_settings(Settings())
     with pytest.raises(DocumentRejected, match="3 pages, limit 2"):

@@ -1,7 +1,8 @@
 """Account retention as ISO 8601 durations: calendar months, not 30-day blocks."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -9,23 +10,26 @@ from shared.contract.durations import expires_at, parse_duration
 
 
 def at(*parts) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("created, retention, expected", [
-    (at(2025, 1, 31), "P13M", at(2026, 2, 28)),           # month end clamps to the shorter month
-    (at(2023, 1, 31), "P13M", at(2024, 2, 29)),           # ... and to the leap day in a leap year
-    (at(2024, 2, 29), "P13M", at(2025, 3, 29)),           # from a leap day
-    (at(2024, 2, 29), "P12M", at(2025, 2, 28)),           # a leap day's anniversary in a common year
-    (at(2025, 3, 31, 23, 59, 59), "P13M", at(2026, 4, 30, 23, 59, 59)),
-    (at(2025, 12, 15, 8, 30), "P13M", at(2027, 1, 15, 8, 30)),  # across the year end
-    (at(2025, 1, 31), "P1M", at(2025, 2, 28)),
-    (at(2025, 1, 1), "P1Y1M", at(2026, 2, 1)),
-    (at(2025, 1, 1), "P30D", at(2025, 1, 31)),
-    (at(2025, 1, 1), "PT5S", at(2025, 1, 1, 0, 0, 5)),
-    (at(2025, 1, 1), "P1DT2H3M4S", at(2025, 1, 2, 2, 3, 4)),
-    (at(2025, 1, 1), "P2W", at(2025, 1, 15)),
-])
+@pytest.mark.parametrize(
+    "created, retention, expected",
+    [
+        (at(2025, 1, 31), "P13M", at(2026, 2, 28)),  # month end clamps to the shorter month
+        (at(2023, 1, 31), "P13M", at(2024, 2, 29)),  # ... and to the leap day in a leap year
+        (at(2024, 2, 29), "P13M", at(2025, 3, 29)),  # from a leap day
+        (at(2024, 2, 29), "P12M", at(2025, 2, 28)),  # a leap day's anniversary in a common year
+        (at(2025, 3, 31, 23, 59, 59), "P13M", at(2026, 4, 30, 23, 59, 59)),
+        (at(2025, 12, 15, 8, 30), "P13M", at(2027, 1, 15, 8, 30)),  # across the year end
+        (at(2025, 1, 31), "P1M", at(2025, 2, 28)),
+        (at(2025, 1, 1), "P1Y1M", at(2026, 2, 1)),
+        (at(2025, 1, 1), "P30D", at(2025, 1, 31)),
+        (at(2025, 1, 1), "PT5S", at(2025, 1, 1, 0, 0, 5)),
+        (at(2025, 1, 1), "P1DT2H3M4S", at(2025, 1, 2, 2, 3, 4)),
+        (at(2025, 1, 1), "P2W", at(2025, 1, 15)),
+    ],
+)
 def test_expiry_in_calendar_terms(created, retention, expected):
     assert expires_at(created, retention) == expected
 
@@ -36,8 +40,9 @@ def test_thirteen_months_is_not_a_fixed_number_of_days():
     assert expires_at(at(2025, 1, 1), "P13M") - at(2025, 1, 1) == timedelta(days=396)
 
 
-@pytest.mark.parametrize("text", ["", "P", "PT", "13M", "P13", "P-1M", "P1.5M", "PT0S", "P0D", "P1MT", "p13m",
-                                  "P13M ", "P13M\n", None])
+@pytest.mark.parametrize(
+    "text", ["", "P", "PT", "13M", "P13", "P-1M", "P1.5M", "PT0S", "P0D", "P1MT", "p13m", "P13M ", "P13M\n", None]
+)
 def test_invalid_or_empty_durations_are_refused(text):
     with pytest.raises(ValueError):
         parse_duration(text)

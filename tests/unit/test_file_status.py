@@ -1,15 +1,21 @@
 """The status an agent sees (GET /v1/files/{id}) from the pipeline's events, in any reading order."""
+
 from __future__ import annotations
 
 import itertools
 
 import pytest
 
-from shared.contract import events as ev
 from services.upload.status import STAGE_OF_EVENT, FileStatus
+from shared.contract import events as ev
 
-FILE = dict(file_id="f-1", account_id="acct-1", conversation_id="conv-1", consumer_id="consumer-1",
-            sender=ev.Sender(id="agent-1", role="agent"))
+FILE = dict(
+    file_id="f-1",
+    account_id="acct-1",
+    conversation_id="conv-1",
+    consumer_id="consumer-1",
+    sender=ev.Sender(id="agent-1", role="agent"),
+)
 KEY = "acct-1/consumer-1/conv-1/f-1/"
 
 
@@ -18,18 +24,25 @@ def uploaded():
 
 
 def sanitized():
-    return ev.FileSanitized(**FILE, object_key=KEY + "sanitized", content_type="image/jpeg", size_bytes=3000,
-                            width=3000, height=2000)
+    return ev.FileSanitized(
+        **FILE, object_key=KEY + "sanitized", content_type="image/jpeg", size_bytes=3000, width=3000, height=2000
+    )
 
 
 def resized():
-    return ev.FileResized(**FILE, object_key=KEY + "final", content_type="image/jpeg", size_bytes=2000,
-                          width=800, height=533)
+    return ev.FileResized(
+        **FILE, object_key=KEY + "final", content_type="image/jpeg", size_bytes=2000, width=800, height=533
+    )
 
 
 def published():
-    return ev.MessagePublished(**FILE, message_id="m-1", content=ev.HostedFileContent(
-        content_type="image/jpeg", width=800, height=533, size_bytes=2000, download_path="/v1/files/f-1/content"))
+    return ev.MessagePublished(
+        **FILE,
+        message_id="m-1",
+        content=ev.HostedFileContent(
+            content_type="image/jpeg", width=800, height=533, size_bytes=2000, download_path="/v1/files/f-1/content"
+        ),
+    )
 
 
 def rejected(reason: str, stage: str = "resizer"):
@@ -37,8 +50,14 @@ def rejected(reason: str, stage: str = "resizer"):
 
 
 def deleted(reason: str):
-    return ev.FileDeleted(file_id="f-1", account_id="acct-1", conversation_id="conv-1", consumer_id="consumer-1",
-                          reason=reason, request_id="req-1" if reason == "gdpr" else None)
+    return ev.FileDeleted(
+        file_id="f-1",
+        account_id="acct-1",
+        conversation_id="conv-1",
+        consumer_id="consumer-1",
+        reason=reason,
+        request_id="req-1" if reason == "gdpr" else None,
+    )
 
 
 def folded(events) -> FileStatus:
@@ -67,8 +86,9 @@ def test_a_later_stage_never_goes_back_whatever_the_reading_order(order):
     assert (s["status"], s["width"]) == ("published", 800)
 
 
-@pytest.mark.parametrize("order", every_order([uploaded(), sanitized(), rejected("consumer_forgotten"),
-                                               deleted("gdpr")]))
+@pytest.mark.parametrize(
+    "order", every_order([uploaded(), sanitized(), rejected("consumer_forgotten"), deleted("gdpr")])
+)
 def test_a_file_caught_in_flight_by_a_forget_is_rejected_as_consumer_forgotten(order):
     s = status_after(order)
     assert (s["status"], s["reason"]) == ("rejected", "consumer_forgotten")
@@ -101,8 +121,16 @@ def test_a_deleted_file_keeps_only_its_receipt_whatever_comes_later(order):
     status = folded([*order, rejected("consumer_forgotten"), resized()])
     assert status.public() == {"file_id": "f-1", "status": "deleted", "reason": "gdpr"}
     kept = {name for name, value in vars(status).items() if value is not None}
-    assert kept <= {"file_id", "account_id", "status", "reason", "deletion", "updated_at", "history",
-                    "rejection_reason"}
+    assert kept <= {
+        "file_id",
+        "account_id",
+        "status",
+        "reason",
+        "deletion",
+        "updated_at",
+        "history",
+        "rejection_reason",
+    }
 
 
 def test_an_unfinished_file_remembers_its_furthest_stage_event_for_re_drive():

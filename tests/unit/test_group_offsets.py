@@ -1,12 +1,13 @@
 """The settings PUT's wait for the image stages (wait_applied over GroupOffsets) against a broker that
 accepts connections and never answers: the wait ends at its own timeout, not aiokafka's 40 s."""
+
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 
-from shared.projections.account_settings import wait_applied
 from shared.adapters.kafka import GroupOffsets
+from shared.projections.account_settings import wait_applied
 
 
 async def test_a_broker_that_never_answers_holds_the_wait_no_longer_than_its_timeout():

@@ -1,5 +1,6 @@
 """The one id rule, and every door that uses it: event models, token claims,
 signed link audiences, object keys, the command line, the log line of a dropped record."""
+
 from __future__ import annotations
 
 import json
@@ -11,21 +12,37 @@ import pytest
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
+from services.cli import main as cli
+from shared.adapters.storage import ObjectKey
 from shared.contract import events as ev
 from shared.contract.auth import AuthError, mint_token, verify_token
-from services.cli import main as cli
 from shared.contract.ids import FileId, check_file_id, check_id, is_valid_id, shown
 from shared.contract.inputs import parse_input
 from shared.contract.links import LinkError, parse_audience
 from shared.runtime.metrics import ServiceMetrics
-from shared.adapters.storage import ObjectKey
 
 SECRET = "unit-test-secret-unit-test-secret"
 GOOD = ["a", "acct-1", "conv_2.x", "user@example.com", "a:b", "a..b", "A" * 128, "7"]
-HOSTILE = {"NUL": "nul\x00x", "newline": "x\ny", "trailing newline": "conv\n", "10 kB": "a" * 10240,
-           "129 chars": "a" * 129, "RTL override": "abc\u202egpj.exe", "..": "..", ".": ".", "slash": "a/b",
-           "encoded slash": "a%2Fb", "backslash": "a\\b", "leading dot": ".hidden", "leading dash": "-x",
-           "space": "a b", "empty": "", "non-ASCII": "é", "not a string": 7, "none": None}
+HOSTILE = {
+    "NUL": "nul\x00x",
+    "newline": "x\ny",
+    "trailing newline": "conv\n",
+    "10 kB": "a" * 10240,
+    "129 chars": "a" * 129,
+    "RTL override": "abc\u202egpj.exe",
+    "..": "..",
+    ".": ".",
+    "slash": "a/b",
+    "encoded slash": "a%2Fb",
+    "backslash": "a\\b",
+    "leading dot": ".hidden",
+    "leading dash": "-x",
+    "space": "a b",
+    "empty": "",
+    "non-ASCII": "é",
+    "not a string": 7,
+    "none": None,
+}
 
 
 @pytest.mark.parametrize("value", GOOD)
@@ -57,14 +74,21 @@ def test_shown_is_one_printable_ascii_token():
     assert shown("a" * 10240).endswith("... (10240 chars)") and len(shown("a" * 10240)) < 100
 
 
-@pytest.mark.parametrize("model, fields", [
-    (ev.ConversationEvent, {"event_type": "conversation.opened", "account_id": "a", "conversation_id": "c",
-                            "consumer_id": "u"}),
-    (ev.GdprForget, {"request_id": "r", "account_id": "a", "consumer_id": "u"}),
-    (ev.FileShareRequested, {"request_id": "r", "token": "t", "account_id": "a", "conversation_id": "c",
-                             "content_b64": ""}),
-    (ev.AccountSettings, {"account_id": "a"}),
-])
+@pytest.mark.parametrize(
+    "model, fields",
+    [
+        (
+            ev.ConversationEvent,
+            {"event_type": "conversation.opened", "account_id": "a", "conversation_id": "c", "consumer_id": "u"},
+        ),
+        (ev.GdprForget, {"request_id": "r", "account_id": "a", "consumer_id": "u"}),
+        (
+            ev.FileShareRequested,
+            {"request_id": "r", "token": "t", "account_id": "a", "conversation_id": "c", "content_b64": ""},
+        ),
+        (ev.AccountSettings, {"account_id": "a"}),
+    ],
+)
 def test_every_id_of_an_input_event_follows_the_rule(model, fields):
     model.model_validate(fields)
     ids = [name for name in fields if name.endswith("_id")]
@@ -78,6 +102,7 @@ def test_every_id_of_an_input_event_follows_the_rule(model, fields):
 
 def test_the_pydantic_file_id_type_is_the_same_rule():
     from pydantic import TypeAdapter
+
     adapter = TypeAdapter(FileId)
     assert adapter.validate_python(str(uuid.UUID(int=1))) == str(uuid.UUID(int=1))
     with pytest.raises(ValidationError):
@@ -108,15 +133,18 @@ def test_object_keys_use_the_same_rule():
             ObjectKey("acct", value, "conv", "file", "final")
 
 
-@pytest.mark.parametrize("args", [
-    ["token", "--account", "x\ny", "--role", "agent", "--sub", "a"],
-    ["token", "--account", "a", "--role", "agent", "--sub", "a" * 10240],
-    ["open", "agent", "--account", "a", "--conversation", ".."],
-    ["open", "consumer", "--account", "a", "--conversation", "c", "--sub", "abc\u202e"],
-    ["forget", "--account", "a", "--consumer", "."],
-    ["forget", "--account", "a", "--consumer", "u", "--request-id", "r\x00"],
-    ["conversation", "opened", "--account", "a", "--conversation", "a/b", "--consumer", "u"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["token", "--account", "x\ny", "--role", "agent", "--sub", "a"],
+        ["token", "--account", "a", "--role", "agent", "--sub", "a" * 10240],
+        ["open", "agent", "--account", "a", "--conversation", ".."],
+        ["open", "consumer", "--account", "a", "--conversation", "c", "--sub", "abc\u202e"],
+        ["forget", "--account", "a", "--consumer", "."],
+        ["forget", "--account", "a", "--consumer", "u", "--request-id", "r\x00"],
+        ["conversation", "opened", "--account", "a", "--conversation", "a/b", "--consumer", "u"],
+    ],
+)
 def test_the_command_line_refuses_hostile_ids_with_the_rule(args, capsys):
     with pytest.raises(SystemExit) as exited:
         cli(args)
@@ -126,13 +154,27 @@ def test_the_command_line_refuses_hostile_ids_with_the_rule(args, capsys):
 
 def test_an_invalid_input_record_is_dropped_counted_and_logged_on_one_escaped_line(caplog):
     metrics = ServiceMetrics("test")
+
     def record(value: dict) -> ConsumerRecord:
         return ConsumerRecord("gdpr.forget", 0, 7, 0, 0, b"u", json.dumps(value).encode(), None, 1, 1, [])
 
     with caplog.at_level(logging.WARNING):
-        assert parse_input(record({"event_type": "gdpr.forget", "request_id": "r\nFORGED line", "account_id": "a",
-                                   "consumer_id": "u\u202e"}), ev.GdprForget.model_validate_json, metrics,
-                           "retention") is None
+        assert (
+            parse_input(
+                record(
+                    {
+                        "event_type": "gdpr.forget",
+                        "request_id": "r\nFORGED line",
+                        "account_id": "a",
+                        "consumer_id": "u\u202e",
+                    }
+                ),
+                ev.GdprForget.model_validate_json,
+                metrics,
+                "retention",
+            )
+            is None
+        )
     assert metrics.invalid_events.labels("gdpr.forget")._value.get() == 1
     (line,) = [r.getMessage() for r in caplog.records if "dropping" in r.getMessage()]
     assert line.isascii() and "\n" not in line and "gdpr.forget" in line and "request_id" in line
@@ -142,6 +184,7 @@ def test_an_invalid_input_record_is_dropped_counted_and_logged_on_one_escaped_li
 
 def test_a_bot_record_is_answered_only_when_its_request_id_is_an_id():
     from services.upload.bots import UNKNOWN, RecordIds, record_ids
+
     assert record_ids({"request_id": "r", "account_id": "a", "conversation_id": "c"}) == RecordIds("r", "a", "c")
     for value in HOSTILE.values():
         assert record_ids({"request_id": value, "account_id": "a", "conversation_id": "c"}) is None

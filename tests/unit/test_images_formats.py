@@ -75,8 +75,10 @@ def test_a_decoder_outside_the_allowlist_never_sees_the_bytes(monkeypatch, magic
         return original_open(self)
 
     monkeypatch.setattr(PcdImagePlugin.PcdImageFile, "_open", spying_open)
-    for entry_point in (lambda: sanitize_image(data, claimed, ImageLimits(), 800),
-                        lambda: resize_image(data, claimed, 800, ImageLimits())):
+    for entry_point in (
+        lambda: sanitize_image(data, claimed, ImageLimits(), 800),
+        lambda: resize_image(data, claimed, 800, ImageLimits()),
+    ):
         with pytest.raises(ImageRejected) as caught:
             entry_point()
         assert caught.value.reason == "corrupt_image"  # no decoder of ours could read it
@@ -110,7 +112,10 @@ def test_no_other_decoder_is_even_asked_for_valid_or_broken_uploads(monkeypatch)
         (corpus.animated_gif(frames=2), "image/gif"),
     ]:
         assert sanitize_image(data, content_type, ImageLimits()).content_type == content_type
-    for data, content_type in [(corpus.truncated_jpeg(), "image/jpeg"), (b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png")]:
+    for data, content_type in [
+        (corpus.truncated_jpeg(), "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png"),
+    ]:
         with pytest.raises(ImageRejected):
             sanitize_image(data, content_type, ImageLimits())
     assert asked == []

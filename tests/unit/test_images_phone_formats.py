@@ -1,5 +1,6 @@
 """HEIC/HEIF and WebP photos from phones: decoded under the same limits as the others, upright,
 without any metadata, written as JPEG (PNG when something is transparent), first picture only."""
+
 import subprocess
 import sys
 
@@ -37,10 +38,15 @@ def assert_no_metadata(data: bytes) -> None:
         assert not set(jpeg_markers(data)) & APP1_TO_APP15_AND_COM  # no EXIF/XMP/ICC/comment segment
 
 
-@pytest.mark.parametrize(("data", "content_type"), [
-    (phone.oriented_heic(1), "image/heic"), (phone.heic_sequence(), "image/heic"),
-    (phone.webp_with_alpha(), "image/webp"), (phone.animated_webp(), "image/webp"),
-])
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        (phone.oriented_heic(1), "image/heic"),
+        (phone.heic_sequence(), "image/heic"),
+        (phone.webp_with_alpha(), "image/webp"),
+        (phone.animated_webp(), "image/webp"),
+    ],
+)
 def test_phone_formats_are_recognised_by_content(data, content_type):
     assert sniff_content_type(data[:SNIFF_BYTES]) == content_type
 
@@ -109,7 +115,8 @@ def test_a_truncated_heic_is_corrupt(keep):
 
 def test_a_heic_header_with_nothing_after_it_is_corrupt():
     assert rejected(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200), "image/heic").reason == (
-        "corrupt_image")
+        "corrupt_image"
+    )
 
 
 # ---------------------------------------------------------------- WebP
@@ -153,18 +160,26 @@ def test_webp_limits_pixels_frames_and_broken_files():
 # ---------------------------------------------------------------- what the pipeline sees
 
 
-@pytest.mark.parametrize(("data", "claimed"), [
-    (phone.oriented_heic(1), "image/jpeg"), (phone.webp_with_alpha(), "image/png"),
-    (corpus.to_jpeg(corpus.photo(8, 8)), "image/heic"), (corpus.to_png(corpus.photo(8, 8)), "image/webp"),
-])
+@pytest.mark.parametrize(
+    ("data", "claimed"),
+    [
+        (phone.oriented_heic(1), "image/jpeg"),
+        (phone.webp_with_alpha(), "image/png"),
+        (corpus.to_jpeg(corpus.photo(8, 8)), "image/heic"),
+        (corpus.to_png(corpus.photo(8, 8)), "image/webp"),
+    ],
+)
 def test_content_that_is_not_the_claimed_type_is_unsupported(data, claimed):
     assert rejected(data, claimed).reason == "unsupported_type"
 
 
-@pytest.mark.parametrize(("data", "content_type", "published"), [
-    (phone.oriented_heic(6, corpus.photo(1600, 1200)), "image/heic", "image/jpeg"),
-    (phone.webp_with_alpha(), "image/webp", "image/png"),
-])
+@pytest.mark.parametrize(
+    ("data", "content_type", "published"),
+    [
+        (phone.oriented_heic(6, corpus.photo(1600, 1200)), "image/heic", "image/jpeg"),
+        (phone.webp_with_alpha(), "image/webp", "image/png"),
+    ],
+)
 def test_the_resizer_takes_the_sanitized_variant_as_its_output_type(data, content_type, published):
     sanitized = sanitize_image(data, content_type, LIMITS, 800)
     final = resize_image(sanitized.data, sanitized.content_type, 800)
@@ -185,7 +200,6 @@ async def test_heic_and_webp_are_decoded_in_the_killable_workers():
 def test_importing_the_image_code_registers_no_heif_decoder_in_pillow():
     # The HEIF plugin joins Pillow's registry in the process that decodes (a worker), when it
     # first decodes a HEIC; a service importing shared.images keeps Pillow as it was.
-    code = ("import shared.images, shared.documents; from PIL import Image; Image.init(); "
-            "print('HEIF' in Image.OPEN)")
+    code = "import shared.images, shared.documents; from PIL import Image; Image.init(); print('HEIF' in Image.OPEN)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,5 @@
 """Resizer behaviour: the account's size, never upscaled, a small preview; through the whole path."""
+
 import pytest
 from PIL import Image
 
@@ -32,7 +33,9 @@ def pipeline(data: bytes, content_type: str, max_dimension: int, hint: bool = Tr
         (corpus.line_800x1, "image/png", 400, (400, 1)),
     ],
 )
-def test_longer_side_becomes_the_accounts_dimension_with_aspect_kept(data, content_type, max_dimension, expected_size, hint):
+def test_longer_side_becomes_the_accounts_dimension_with_aspect_kept(
+    data, content_type, max_dimension, expected_size, hint
+):
     result = pipeline(data(), content_type, max_dimension, hint)
     image = opened(result.data)
     assert (result.width, result.height) == image.size == expected_size

@@ -1,4 +1,5 @@
 """Sanitizer behaviour: what comes out carries nothing but upright pixels."""
+
 import io
 import zipfile
 

@@ -1,4 +1,5 @@
 """Scan bombs: a JPEG's scans are counted from its marker segments before any decoder runs."""
+
 from __future__ import annotations
 
 import pytest
@@ -56,8 +57,18 @@ def test_counting_stops_past_the_limit_and_at_the_end_of_the_picture():
     assert count_jpeg_scans(corpus.to_jpeg(corpus.photo(64, 48)) + bomb) == 1
 
 
-@pytest.mark.parametrize("data", [b"", b"\xff\xd8", b"\xff\xd8\xff", b"\xff\xd8\xff\xe0\x00",
-                                  b"\xff\xd8\xff\xe0\x00\x01abc", b"\xff\xd8garbage", b"\x89PNG\r\n\x1a\n"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff\xd8",
+        b"\xff\xd8\xff",
+        b"\xff\xd8\xff\xe0\x00",
+        b"\xff\xd8\xff\xe0\x00\x01abc",
+        b"\xff\xd8garbage",
+        b"\x89PNG\r\n\x1a\n",
+    ],
+)
 def test_truncated_or_malformed_structure_ends_the_walk(data):
     assert count_jpeg_scans(data) == 0
 

@@ -6,6 +6,7 @@ autoscaler, runs unprivileged, and gets every variable docker-compose.yml gives 
 No cluster runs here, so nothing is applied: the trial overlay's environment is instead handed to each
 service's real `bootstrap`, which builds the service (keys, scanner, consumers) without connecting.
 """
+
 from __future__ import annotations
 
 import base64
@@ -54,8 +55,10 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(tree):
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
             except kubernetes_validate.ValidationError as e:
-                pytest.fail(f"{name}: {obj['kind']}/{obj['metadata']['name']} invalid for Kubernetes {version}: "
-                            f"{e.message} at {'.'.join(map(str, e.path))}")
+                pytest.fail(
+                    f"{name}: {obj['kind']}/{obj['metadata']['name']} invalid for Kubernetes {version}: "
+                    f"{e.message} at {'.'.join(map(str, e.path))}"
+                )
 
 
 def test_everything_lands_in_one_namespace(tree):
@@ -242,16 +245,21 @@ def test_trial_runs_its_own_kafka_postgres_minio_and_clamd():
     assert sets["kafka"]["spec"]["template"]["spec"]["enableServiceLinks"] is False, "KAFKA_PORT would be read"
     env = environment(objects, of_kind(objects, "Deployment")["sanitizer"])
     s = settings_from(env)
-    for address, target in ((s.kafka_bootstrap, "kafka"), (s.s3_endpoint, "minio"), (s.clamd, "clamd"),
-                            (re.search(r"@([^/]+)/", s.database_url)[1], "postgres")):
+    for address, target in (
+        (s.kafka_bootstrap, "kafka"),
+        (s.s3_endpoint, "minio"),
+        (s.clamd, "clamd"),
+        (re.search(r"@([^/]+)/", s.database_url)[1], "postgres"),
+    ):
         host, port = address.rsplit(":", 1)
         assert host == target and int(port) in {p["port"] for p in services[target]["spec"]["ports"]}, address
     postgres_password = next(v for v in container(sets["postgres"])["env"] if v["name"] == "POSTGRES_PASSWORD")
     ref = postgres_password["valueFrom"]["secretKeyRef"]
     password = base64.b64decode(of_kind(objects, "Secret")[ref["name"]]["data"][ref["key"]]).decode()
     assert f"fileshare:{password}@" in s.database_url
-    clamd_conf = next(iter(of_kind(objects, "ConfigMap")[n] for n in of_kind(objects, "ConfigMap")
-                           if n.startswith("clamd-config")))["data"]["clamd.conf"]
+    clamd_conf = next(
+        iter(of_kind(objects, "ConfigMap")[n] for n in of_kind(objects, "ConfigMap") if n.startswith("clamd-config"))
+    )["data"]["clamd.conf"]
     assert re.search(r"^AlertExceedsMax yes$", clamd_conf, re.M), "over-limit files must never come back clean"
 
 
@@ -270,6 +278,7 @@ def test_trial_environment_builds_every_service():
     script = container(jobs["minio-buckets"])["args"][0]
     assert "mc --config-dir /tmp/mc version enable" in script and "mb --ignore-existing" in script
 
+
 def options(conf: str) -> dict[str, str]:
     return dict(line.split(None, 1) for line in conf.splitlines() if line.strip() and not line.startswith("#"))
 
@@ -283,8 +292,9 @@ def test_trial_kafka_and_clamd_are_configured_like_compose():
     # Single process: its controller on localhost; logs below the volume's lost+found; a bounded heap.
     differs = {"KAFKA_CONTROLLER_QUORUM_VOTERS", "KAFKA_LOG_DIRS", "KAFKA_HEAP_OPTS"}
     expected = {k: str(v) for k, v in compose["services"]["kafka"]["environment"].items()}
-    assert {k: v for k, v in kafka.items() if k not in differs} == {k: v for k, v in expected.items()
-                                                                    if k not in differs}
+    assert {k: v for k, v in kafka.items() if k not in differs} == {
+        k: v for k, v in expected.items() if k not in differs
+    }
     conf = next(o for name, o in of_kind(objects, "ConfigMap").items() if name.startswith("clamd-config"))
     assert options(conf["data"]["clamd.conf"]) == options(compose["configs"]["clamd_conf"]["content"])
 

@@ -1,5 +1,6 @@
 """Who may talk to whom under the NetworkPolicies of deploy/k8s (evaluated on the rendered objects, as a
 CNI would), and the bind address that lets the kubelet's probes reach a pod at all."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,15 +46,25 @@ def test_network_policies_deny_by_default_and_admit_only_what_must_talk(tree):
     deny = policies["default-deny"]["spec"]
     assert deny["podSelector"] == {} and sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
     assert not deny.get("ingress") and not deny.get("egress")
-    to_clamd = [p for p in policies.values() if any(port.get("port") == 3310 for rule in p["spec"].get("egress", [])
-                                                    for port in rule.get("ports", []))]
+    to_clamd = [
+        p
+        for p in policies.values()
+        if any(port.get("port") == 3310 for rule in p["spec"].get("egress", []) for port in rule.get("ports", []))
+    ]
     assert [p["spec"]["podSelector"]["matchLabels"] for p in to_clamd] == [{"app.kubernetes.io/name": "sanitizer"}]
     metrics = policies["metrics-from-monitoring"]["spec"]["ingress"]
-    assert metrics == [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-                        "ports": [{"protocol": "TCP", "port": "metrics"}]}]
-    http_open = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name")
-                 for p in policies.values() for rule in p["spec"].get("ingress", [])
-                 if "from" not in rule and any(port.get("port") == "http" for port in rule.get("ports", []))}
+    assert metrics == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"protocol": "TCP", "port": "metrics"}],
+        }
+    ]
+    http_open = {
+        p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name")
+        for p in policies.values()
+        for rule in p["spec"].get("ingress", [])
+        if "from" not in rule and any(port.get("port") == "http" for port in rule.get("ports", []))
+    }
     assert http_open == {"upload", "delivery"}, f"{name}: only the public HTTP APIs are open to clients"
 
 

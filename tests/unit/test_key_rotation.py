@@ -1,5 +1,6 @@
 """The pure parts of master-key rotation (shared.adapters.key_rotation); the rotation itself runs against the
 real object store and database in tests/integration/test_key_rotation*.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,10 @@ def test_census_counts_keys_per_master_key_id_and_skips_deleted_ones():
 
 def test_progress_line_and_completion():
     p = Progress(started=0.0, listed=10, checked=4, rewrapped=3, current=1)
-    assert p.line(now=2.0) == ("4/10 keys checked: 3 re-wrapped, 1 already under the current master key, 0 gone, "
-                               "0 left to a forget (2.0 keys/s)")
+    assert p.line(now=2.0) == (
+        "4/10 keys checked: 3 re-wrapped, 1 already under the current master key, 0 gone, "
+        "0 left to a forget (2.0 keys/s)"
+    )
     assert p.complete
     assert not Progress(stopped_early=True).complete
     assert not Progress(skipped=1).complete
@@ -60,12 +63,14 @@ def test_a_rewrapped_record_opens_to_the_same_secret_under_the_new_master_key_al
         with pytest.raises(Exception):
             rotating.rewrapped("acct/consumer/other", record)
         assert await rotating.record("acct/consumer/missing") is None
+
     asyncio.run(scenario())
 
 
 def test_make_run_hands_the_former_master_key_from_secrets_env_to_the_services(tmp_path, monkeypatch):
     """The operator of `make run` puts FS_PREVIOUS_MASTER_KEYS in secrets.env during a rotation."""
     from shared.devstack.embedded import load_or_create_secrets
+
     for name in [k for k in os.environ if k.startswith("FS_")]:
         monkeypatch.delenv(name)
     assert "FS_PREVIOUS_MASTER_KEYS" not in load_or_create_secrets(tmp_path)  # never generated

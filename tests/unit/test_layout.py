@@ -1,5 +1,6 @@
 """The layout's two rules: the development stack (shared/devstack: the embedded servers of `make run`
 and the tests) is not part of the product, and shared/ never depends on a service."""
+
 from __future__ import annotations
 
 import ast
@@ -33,20 +34,26 @@ def product_modules() -> list[Path]:
 
 
 def test_no_product_module_imports_the_development_stack():
-    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.startswith("shared.devstack"))
-                 for p in product_modules()}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.startswith("shared.devstack"))
+        for p in product_modules()
+    }
     assert {p: m for p, m in offenders.items() if m} == {}
 
 
 def test_no_service_imports_the_development_stack():
-    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.startswith("shared.devstack"))
-                 for p in (ROOT / "services").rglob("*.py")}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.startswith("shared.devstack"))
+        for p in (ROOT / "services").rglob("*.py")
+    }
     assert {p: m for p, m in offenders.items() if m} == {}
 
 
 def test_shared_never_imports_a_service():
-    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.split(".")[0] == "services")
-                 for p in SHARED.rglob("*.py")}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.split(".")[0] == "services")
+        for p in SHARED.rglob("*.py")
+    }
     assert {p: m for p, m in offenders.items() if m} == {}
 
 

@@ -1,4 +1,5 @@
 """shared.devstack.liveness and the supervisor's use of it: a component that stops answering is replaced."""
+
 from __future__ import annotations
 
 import logging
@@ -74,6 +75,7 @@ def test_a_probe_that_hangs_holds_no_round_and_is_not_asked_twice_at_once():
 
     def broken() -> bool:
         raise OSError("connection reset")
+
     liveness = Liveness({"postgres": hung, "clamd": broken, "s3": lambda: True}, limit=30)
     try:
         liveness.ask_all()  # returns at once although postgres' probe hangs
@@ -91,9 +93,14 @@ def test_the_supervisor_kills_a_silent_component_and_restarts_it_leaving_the_oth
         components.start(name)
     clock, answers = FakeClock(), Answers("kafka", "upload")
     liveness = Liveness(answers.probes(), limit=30, clock=clock)
-    supervisor = Supervisor({name: components.starter(name) for name in ("kafka", "upload")}, components.procs,
-                            reap=lambda name: components.procs[name].kill(), backoff=QUICK, clock=clock,
-                            liveness=liveness)
+    supervisor = Supervisor(
+        {name: components.starter(name) for name in ("kafka", "upload")},
+        components.procs,
+        reap=lambda name: components.procs[name].kill(),
+        backoff=QUICK,
+        clock=clock,
+        liveness=liveness,
+    )
     stopped, steady = components.procs["kafka"], components.procs["upload"].pid
     asked(liveness)  # both answered once: their start is complete
     stopped.send_signal(signal.SIGSTOP)  # what stands in for a wedged broker
@@ -120,9 +127,15 @@ def test_a_component_that_keeps_hanging_counts_towards_giving_up(components):  #
     clock, answers = FakeClock(), Answers("clamd")
     answers.answering["clamd"] = False
     liveness = Liveness(answers.probes(), limit=5, start_grace=5, clock=clock)
-    supervisor = Supervisor({"clamd": components.starter("clamd")}, components.procs,
-                            reap=lambda name: components.procs[name].kill(), max_exits=3, backoff=QUICK,
-                            clock=clock, liveness=liveness)
+    supervisor = Supervisor(
+        {"clamd": components.starter("clamd")},
+        components.procs,
+        reap=lambda name: components.procs[name].kill(),
+        max_exits=3,
+        backoff=QUICK,
+        clock=clock,
+        liveness=liveness,
+    )
     results = []
     for _ in range(3):
         clock.now += 6

@@ -1,4 +1,5 @@
 """Log forging: an id from outside can never start a line of its own in a service log."""
+
 from __future__ import annotations
 
 import io
@@ -53,9 +54,18 @@ def test_exception_messages_in_a_traceback_are_indented_lines(service_log):
     assert all(line.startswith("    ") for line in lines[1:]) and any("Traceback" in line for line in lines[1:])
 
 
-@pytest.mark.parametrize("raw, escaped", [
-    ("a\nb", "a\\nb"), ("a\rb", "a\\rb"), ("a\tb", "a\\tb"), ("\x1b[31mred", "\\x1b[31mred"),
-    ("a\u2028b", "a\\u2028b"), ("a\x85b", "a\\x85b"), ("\x00", "\\x00"), ("plain id-42 é ü", "plain id-42 é ü"),
-])
+@pytest.mark.parametrize(
+    "raw, escaped",
+    [
+        ("a\nb", "a\\nb"),
+        ("a\rb", "a\\rb"),
+        ("a\tb", "a\\tb"),
+        ("\x1b[31mred", "\\x1b[31mred"),
+        ("a\u2028b", "a\\u2028b"),
+        ("a\x85b", "a\\x85b"),
+        ("\x00", "\\x00"),
+        ("plain id-42 é ü", "plain id-42 é ü"),
+    ],
+)
 def test_control_characters_are_escaped(raw, escaped):
     assert escape_controls(raw) == escaped

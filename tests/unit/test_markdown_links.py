@@ -1,6 +1,7 @@
 """The README stays a first read, and no page of the repository sends its reader to a file that a
 clone does not have: every relative link of every markdown file names a file inside the repository
 that exists, and an anchor that its headings have (as GitHub and MkDocs spell them)."""
+
 from __future__ import annotations
 
 import re
@@ -14,9 +15,11 @@ REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$", re
 
 
 def markdown_files() -> list[Path]:
-    return sorted(path for path in REPO.rglob("*.md")
-                  if not any(part.startswith(".") or part in SKIPPED_DIRS
-                             for part in path.relative_to(REPO).parts[:-1]))
+    return sorted(
+        path
+        for path in REPO.rglob("*.md")
+        if not any(part.startswith(".") or part in SKIPPED_DIRS for part in path.relative_to(REPO).parts[:-1])
+    )
 
 
 def without_fences(text: str) -> str:
@@ -61,8 +64,12 @@ def broken_links(path: Path, root: Path = REPO) -> list[str]:
 def named_paths(path: Path) -> list[str]:
     """Repository paths a page names in inline code (`shared/adapters/kafka.py`, `tests/unit/`)."""
     spans = re.findall(r"`([^`\n]+)`", without_fences(path.read_text()))
-    return [span for span in spans if re.fullmatch(r"(shared|services|tests|bench|deploy|docs|examples)/[\w./-]+", span)
-            and not span.startswith(GENERATED)]
+    return [
+        span
+        for span in spans
+        if re.fullmatch(r"(shared|services|tests|bench|deploy|docs|examples)/[\w./-]+", span)
+        and not span.startswith(GENERATED)
+    ]
 
 
 GENERATED = ("bench/out/",)  # written by `make bench`, not committed
@@ -83,17 +90,24 @@ def test_the_link_check_catches_a_link_out_of_the_repository_a_missing_file_and_
     (root / "docs").mkdir(parents=True)
     (root / "docs" / "api.md").write_text("# API\n\n## Upload API (sending photos)\n")
     page = root / "README.md"
-    page.write_text("[contract](../shared/DESIGN.md) [a](docs/api.md#no-such-part) [b](docs/gone.md)\n"
-                    "[c](docs/api.md#upload-api-sending-photos) [d](https://example.org/x) `[e](../code)`\n")
+    page.write_text(
+        "[contract](../shared/DESIGN.md) [a](docs/api.md#no-such-part) [b](docs/gone.md)\n"
+        "[c](docs/api.md#upload-api-sending-photos) [d](https://example.org/x) `[e](../code)`\n"
+    )
     assert broken_links(page.resolve(), root.resolve()) == [
-        "../shared/DESIGN.md (outside the repository)", "docs/api.md#no-such-part (no such heading)",
-        "docs/gone.md (no such file)"]
+        "../shared/DESIGN.md (outside the repository)",
+        "docs/api.md#no-such-part (no such heading)",
+        "docs/gone.md (no such file)",
+    ]
 
 
 def test_every_repository_path_the_readme_and_docs_name_exists():
     pages = [REPO / "README.md", *(p for p in (REPO / "docs").rglob("*.md") if p.name != "design.md")]
-    missing = {str(page.relative_to(REPO)): gone for page in pages
-               if (gone := [name for name in named_paths(page) if not (REPO / name).exists()])}
+    missing = {
+        str(page.relative_to(REPO)): gone
+        for page in pages
+        if (gone := [name for name in named_paths(page) if not (REPO / name).exists()])
+    }
     assert missing == {}, "a module moved: point the page at its new path"
 
 

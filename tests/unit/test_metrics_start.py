@@ -1,5 +1,6 @@
 """Counters with known label values are exported at 0 from the first scrape, and the HTTP APIs count
 their responses by status class (a handler that raised is a 5xx)."""
+
 from __future__ import annotations
 
 import httpx
@@ -15,16 +16,18 @@ from shared.runtime.metrics import start_at_zero
 
 
 def samples(exposition: bytes) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(exposition.decode()) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition.decode())
+        for s in family.samples
+    }
 
 
 def test_start_at_zero_exports_every_known_label_value_before_any_increment():
     registry = CollectorRegistry()
     counter = start_at_zero(Counter("x_total", "x", ["a", "b"], registry=registry), [("1", "2"), ("3", "4")])
     counter.labels("1", "2").inc()
-    got = {labels: v for (name, labels), v in samples(generate_latest(registry)).items()
-           if name == "x_total"}
+    got = {labels: v for (name, labels), v in samples(generate_latest(registry)).items() if name == "x_total"}
     assert got == {(("a", "1"), ("b", "2")): 1.0, (("a", "3"), ("b", "4")): 0.0}
 
 

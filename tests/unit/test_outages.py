@@ -1,4 +1,5 @@
 """shared.runtime.outages: a dependency outage logs one line when it starts and one when it ends."""
+
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry, Counter
 
-from shared.runtime.outages import ClientRetryFilter, DependencyOutages, dependency_of, note_transient
 from shared.adapters.scanner import ScannerUnavailable
 from shared.adapters.storage.objectstore import StorageUnavailable
+from shared.runtime.outages import ClientRetryFilter, DependencyOutages, dependency_of, note_transient
 from tests.support import FakeClock
 
 
@@ -57,13 +58,16 @@ def test_outages_of_two_dependencies_are_apart(outages, caplog):
     assert [line.split()[0] for line in outage_lines(caplog)] == ["kafka", "database"]
 
 
-@pytest.mark.parametrize("exc, dependency", [
-    (KafkaConnectionError("closed"), "kafka"),
-    (psycopg.OperationalError("server closed the connection"), "database"),
-    (StorageUnavailable("s3 down"), "s3"),
-    (ScannerUnavailable("clamd down"), "clamd"),
-    (ValueError("a bug"), None),
-])
+@pytest.mark.parametrize(
+    "exc, dependency",
+    [
+        (KafkaConnectionError("closed"), "kafka"),
+        (psycopg.OperationalError("server closed the connection"), "database"),
+        (StorageUnavailable("s3 down"), "s3"),
+        (ScannerUnavailable("clamd down"), "clamd"),
+        (ValueError("a bug"), None),
+    ],
+)
 def test_errors_are_attributed_to_their_dependency(exc, dependency):
     assert dependency_of(exc) == dependency
 
@@ -84,9 +88,15 @@ def test_the_retry_lines_of_client_libraries_are_counted_not_printed(outages):
     assert not passes(record("aiokafka.consumer.fetcher", "Failed fetch messages from 111: NodeNotReadyError"))
     assert not passes(record("psycopg.pool", "error connecting in 'pool-1': connection refused", logging.WARNING))
     assert not passes(record("urllib3.connectionpool", "Retrying after connection broken", logging.WARNING))
-    assert not passes(record("opentelemetry.exporter.otlp.common.http", "Transient error HTTPConnectionPool(host="
-                             "'collector', port=4318): Max retries exceeded (Connection refused) encountered while "
-                             "exporting span batch, retrying in 1.03s.", logging.WARNING))
+    assert not passes(
+        record(
+            "opentelemetry.exporter.otlp.common.http",
+            "Transient error HTTPConnectionPool(host="
+            "'collector', port=4318): Max retries exceeded (Connection refused) encountered while "
+            "exporting span batch, retrying in 1.03s.",
+            logging.WARNING,
+        )
+    )
     assert set(outages.open) == {"kafka", "database", "s3", "collector"}
     assert outages.open["kafka"].errors == 2
 

@@ -1,6 +1,7 @@
 """docs/reference is the code's own description: the OpenAPI the two HTTP services generate and the
 AsyncAPI of the topics, built from the pydantic event models. A route, an error code or an event
 changed without `make docs` (`fileshare schemas --write docs/reference`) fails here."""
+
 from __future__ import annotations
 
 import importlib
@@ -64,8 +65,10 @@ def test_every_topic_is_a_channel_whose_messages_are_its_event_models_with_their
 
 
 def test_each_openapi_document_lists_its_routes_with_unique_operation_ids_and_resolvable_refs():
-    for name, paths in {"openapi-upload.json": {"/v1/files/{file_id}", "/v1/accounts/{account_id}/settings"},
-                        "openapi-delivery.json": {"/v1/files/{file_id}/content", "/v1/files/{file_id}/link"}}.items():
+    for name, paths in {
+        "openapi-upload.json": {"/v1/files/{file_id}", "/v1/accounts/{account_id}/settings"},
+        "openapi-delivery.json": {"/v1/files/{file_id}/content", "/v1/files/{file_id}/link"},
+    }.items():
         doc = json.loads((REFERENCE_DIR / name).read_text())
         assert paths <= set(doc["paths"])
         ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]

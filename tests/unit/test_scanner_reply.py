@@ -1,4 +1,5 @@
 """clamd INSTREAM replies -> verdicts: only an explicit OK is clean, anything unexpected is an error."""
+
 import pytest
 
 from shared.adapters.scanner import ScannerError, ScannerUnavailable, ScanResult, parse_reply
@@ -66,6 +67,7 @@ def test_a_scan_waits_longer_than_clamd_may_take_so_a_slow_file_gets_a_verdict_n
     from pathlib import Path
 
     from shared.adapters.scanner import CLAMD_MAX_SCAN_SECONDS, ClamdScanner, scanner_from_settings
+
     compose = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
     [compose_ms] = re.findall(r"MaxScanTime (\d+)", compose)
     assert int(compose_ms) / 1000 == CLAMD_MAX_SCAN_SECONDS  # the embedded clamd.conf uses the constant
@@ -76,7 +78,13 @@ def test_a_scan_waits_longer_than_clamd_may_take_so_a_slow_file_gets_a_verdict_n
 def test_the_scanner_fails_closed_unset_refuses_disabled_is_the_explicit_opt_out(caplog):
     from prometheus_client import CollectorRegistry
 
-    from shared.adapters.scanner import ClamdScanner, DisabledScanner, ScannerNotConfigured, expose_scanner, scanner_from_settings
+    from shared.adapters.scanner import (
+        ClamdScanner,
+        DisabledScanner,
+        ScannerNotConfigured,
+        expose_scanner,
+        scanner_from_settings,
+    )
     from shared.settings import ConfigurationError
 
     for unset in (None, "", "  "):

@@ -1,4 +1,5 @@
 """A service's token for the internal routes and a user's token never stand in for each other."""
+
 import pytest
 
 from shared.contract.auth import AuthError, mint_service_token, mint_token, verify_service_token, verify_token

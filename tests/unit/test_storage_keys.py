@@ -1,4 +1,5 @@
 """Storage paths are built only from ids that stay inside their own path segment."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,9 @@ def test_ordinary_ids_are_accepted(value):
     assert check_id(value) == value
 
 
-@pytest.mark.parametrize("value", ["", "../etc", "a/b", "a\\b", ".hidden", "conv\n", "conv\r", "a b",
-                                   "A" * 129, "é", None, 7])
+@pytest.mark.parametrize(
+    "value", ["", "../etc", "a/b", "a\\b", ".hidden", "conv\n", "conv\r", "a b", "A" * 129, "é", None, 7]
+)
 def test_ids_that_could_leave_their_segment_or_forge_a_line_are_refused(value):
     with pytest.raises(ValueError):
         check_id(value)

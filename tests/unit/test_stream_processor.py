@@ -2,6 +2,7 @@
 this member may still own its partition (a record finished inside the fence is produced and
 committed; one that outlives it is dropped and left uncommitted for the next owner). And a
 configuration fault is retried, never turned into rejections."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,8 @@ from types import SimpleNamespace
 from aiokafka import ConsumerRecord, TopicPartition
 
 from shared.adapters import kafka
-from shared.contract.events import GdprForget
 from shared.adapters.kafka import Outgoing, StreamProcessor
+from shared.contract.events import GdprForget
 
 TP = TopicPartition("file.resized", 0)
 
@@ -46,8 +47,16 @@ def processor(handle, **options) -> tuple[StreamProcessor, list]:
     async def on_produced(outputs):
         produced.append(outputs)
 
-    p = StreamProcessor(SimpleNamespace(), "test", "group", [TP.topic], handle, on_poison=lambda r, e: [],
-                        on_produced=on_produced, **options)
+    p = StreamProcessor(
+        SimpleNamespace(),
+        "test",
+        "group",
+        [TP.topic],
+        handle,
+        on_poison=lambda r, e: [],
+        on_produced=on_produced,
+        **options,
+    )
     p.producer, p.consumer = FakeProducer(), FakeConsumer()
     return p, produced
 
@@ -97,6 +106,7 @@ async def test_a_missing_master_key_is_retried_not_turned_into_rejections(monkey
     # An operator rotated FS_MASTER_KEY without FS_PREVIOUS_MASTER_KEYS: every file in flight would
     # be rejected for good if this were a poison record. It is retried until the config is fixed.
     from shared.adapters.crypto import UnknownMasterKey
+
     monkeypatch.setattr(kafka.asyncio, "sleep", _no_wait)
     attempts = []
 
@@ -140,6 +150,7 @@ async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in
     async def commit_after_sends(offsets):
         sent_at_commit.append(len(p.producer.sent))
         await commit(offsets)
+
     p.consumer.commit = commit_after_sends
     records = [record(1), record(2), record(3)]
     handled = p._handle_ahead(records)
@@ -155,8 +166,9 @@ async def test_records_of_one_partition_are_handled_side_by_side_and_produced_in
     assert await asyncio.wait_for(work, 5) is None
     assert [outputs[0].event.request_id for outputs in produced] == ["1", "2", "3"]
     assert p.consumer.commits[-1] == {TP: 4} and len(p.consumer.commits) < 3, "one commit covers ready records"
-    assert all(sent == int(c[TP]) - 1 for sent, c in zip(sent_at_commit, p.consumer.commits)), \
+    assert all(sent == int(c[TP]) - 1 for sent, c in zip(sent_at_commit, p.consumer.commits)), (
         "an offset is committed only after its record's outputs were sent"
+    )
 
 
 async def _until(condition):
@@ -240,7 +252,6 @@ async def test_only_a_partition_whose_fetched_end_lies_before_the_position_is_re
     p.consumer = LogCheckConsumer({healthy: 68, lost: 12, unfetched: 5}, {healthy: 68, lost: 3, unfetched: None})
     await p._reread_partitions_whose_log_was_lost()
     assert p.consumer.rewound == [lost]
-
 
 
 def test_consumers_wait_on_the_broker_as_configured_and_background_ones_at_least_half_a_second():

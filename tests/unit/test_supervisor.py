@@ -1,4 +1,5 @@
 """shared.devstack.supervisor: what `make run` does when something it started exits."""
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,9 @@ def test_a_component_that_exits_is_restarted_and_the_others_keep_running(compone
     components.start("kafka")
     components.start("upload")
     steady = components.procs["upload"].pid
-    supervisor = Supervisor({"kafka": components.starter("kafka"), "upload": components.starter("upload")},
-                            components.procs, backoff=QUICK)
+    supervisor = Supervisor(
+        {"kafka": components.starter("kafka"), "upload": components.starter("upload")}, components.procs, backoff=QUICK
+    )
     components.procs["kafka"].kill()
     components.procs["kafka"].wait()
 
@@ -63,9 +65,12 @@ def test_a_component_that_exits_is_restarted_and_the_others_keep_running(compone
 def test_a_component_that_keeps_dying_makes_the_supervisor_give_up(components, caplog):
     components.start("upload")
     components.start("sanitizer", code=3)
-    supervisor = Supervisor({"upload": components.starter("upload"),
-                             "sanitizer": components.starter("sanitizer", code=3)},
-                            components.procs, max_exits=5, backoff=QUICK)
+    supervisor = Supervisor(
+        {"upload": components.starter("upload"), "sanitizer": components.starter("sanitizer", code=3)},
+        components.procs,
+        max_exits=5,
+        backoff=QUICK,
+    )
 
     with caplog.at_level(logging.INFO, logger="fileshare.stack"):
         assert supervisor.run(stopping=lambda: False, poll=0.01) == 1
@@ -78,8 +83,9 @@ def test_a_component_that_keeps_dying_makes_the_supervisor_give_up(components, c
 
 def test_exits_older_than_the_window_are_forgotten(components):
     clock = FakeClock(1000.0)
-    supervisor = Supervisor({"resizer": components.starter("resizer")}, components.procs, max_exits=3,
-                            window=60, backoff=QUICK, clock=clock)
+    supervisor = Supervisor(
+        {"resizer": components.starter("resizer")}, components.procs, max_exits=3, window=60, backoff=QUICK, clock=clock
+    )
     for _ in range(2):
         assert supervisor._exited("resizer", -9)
     clock.now += 61
@@ -90,6 +96,7 @@ def test_exits_older_than_the_window_are_forgotten(components):
 def test_a_failed_restart_counts_as_an_exit(components, caplog):
     def broken_start():
         raise RuntimeError("postgres exited with 1: could not bind\nmore detail")
+
     components.start("postgres", code=1)
     supervisor = Supervisor({"postgres": broken_start}, components.procs, max_exits=3, backoff=QUICK)
 

@@ -1,5 +1,6 @@
 """Traces: a record continues the trace of the span that made its event, through the propagator's
 W3C headers; nothing leaks between records or requests; with no OTEL_* variable it is all a no-op."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ from opentelemetry.trace import SpanKind
 
 from shared.adapters.kafka import Outgoing
 from shared.contract.events import GdprForget
-from shared.runtime.tracing import consuming, current_traceparent, exporters_from_env, server_span, step_span, tracer
 from shared.images import ImageRejected
+from shared.runtime.tracing import consuming, current_traceparent, exporters_from_env, server_span, step_span, tracer
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -169,9 +170,19 @@ def test_without_otel_variables_tracing_is_a_no_op():
 
 def test_an_unknown_exporter_refuses_to_start():
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run([sys.executable, "-c", "from shared.runtime.tracing import setup_tracing; "
-                           "setup_tracing('upload', {'OTEL_TRACES_EXPORTER': 'jaeger'})"],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from shared.runtime.tracing import setup_tracing; "
+            "setup_tracing('upload', {'OTEL_TRACES_EXPORTER': 'jaeger'})",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "unknown exporter 'jaeger'" in done.stderr
 
 
@@ -181,13 +192,14 @@ def test_the_console_exporter_writes_the_spans_named_by_the_service(service_name
     env["OTEL_TRACES_EXPORTER"] = "console"
     if service_name:
         env["OTEL_SERVICE_NAME"] = service_name
-    script = ("from shared.runtime.tracing import setup_tracing, tracer\n"
-              "provider = setup_tracing('resizer')\n"
-              "with tracer.start_as_current_span('resize file.sanitized'):\n"
-              "    pass\n"
-              "provider.shutdown()\n")
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    script = (
+        "from shared.runtime.tracing import setup_tracing, tracer\n"
+        "provider = setup_tracing('resizer')\n"
+        "with tracer.start_as_current_span('resize file.sanitized'):\n"
+        "    pass\n"
+        "provider.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     span = json.loads(done.stdout)
     assert span["name"] == "resize file.sanitized"

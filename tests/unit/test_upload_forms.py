@@ -1,4 +1,5 @@
 """The upload form reader: a hard byte cap while streaming, and the photo never touches disk."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,20 +14,27 @@ BOUNDARY = "xyzBOUNDARYxyz"
 
 
 def multipart(file_bytes: bytes, caption: str = "hi") -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\n{caption}\r\n"
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + file_bytes + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="caption"\r\n\r\n{caption}\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + file_bytes
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def request_for(body: bytes, chunk: int = 65536, declare_length: bool = True) -> Request:
     headers = [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())]
     if declare_length:
         headers.append((b"content-length", str(len(body)).encode()))
-    chunks = [body[i:i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    chunks = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
 
     async def receive():
         data = chunks.pop(0)
         return {"type": "http.request", "body": data, "more_body": bool(chunks)}
+
     return Request({"type": "http", "method": "POST", "headers": headers}, receive)
 
 
@@ -51,8 +59,10 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading():
 
 
 def test_a_body_that_is_no_multipart_form_is_malformed():
-    request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
-                      request_for(b"{}").receive)
+    request = Request(
+        {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
+        request_for(b"{}").receive,
+    )
     with pytest.raises(MalformedForm):
         asyncio.run(read_form_limited(request, limit=1000))
 
@@ -63,8 +73,15 @@ def test_a_full_budget_is_a_503_not_a_malformed_form():
 
     async def receive():
         raise busy
-    request = Request({"type": "http", "method": "POST",
-                       "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())]}, receive)
+
+    request = Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())],
+        },
+        receive,
+    )
     with pytest.raises(ApiError) as caught:
         asyncio.run(read_form_limited(request, limit=1000))
     assert caught.value is busy

@@ -1,4 +1,5 @@
 """The upload rules as pure functions, the whole matrix cell by cell."""
+
 from __future__ import annotations
 
 import base64
@@ -7,8 +8,15 @@ from collections import Counter
 import pytest
 
 from services.upload.bots import decode_content, max_b64_chars
-from services.upload.policy import (Refused, capabilities, check_caption, check_sender, check_source, check_type,
-                                   sendable_types)
+from services.upload.policy import (
+    Refused,
+    capabilities,
+    check_caption,
+    check_sender,
+    check_source,
+    check_type,
+    sendable_types,
+)
 from shared.contract import events as ev
 from shared.contract.auth import Principal
 from shared.images import sniff_content_type
@@ -16,14 +24,28 @@ from shared.images.formats import SNIFF_BYTES
 from shared.projections.conversations import Conversation
 from tests import imagecorpus as corpus
 from tests import phonecorpus as phone
-from tests.upload_matrix import (OK, all_cells, consumer_cells, expected, expected_for_consumer, expected_for_type,
-                                 type_cells)
+from tests.upload_matrix import (
+    OK,
+    all_cells,
+    consumer_cells,
+    expected,
+    expected_for_consumer,
+    expected_for_type,
+    type_cells,
+)
 
 ACCOUNT, OTHER = "acct-a", "acct-b"
 CHANNELS = frozenset({"web"})
-OUTCOMES = {OK, (403, "feature_disabled"), (403, "file_sharing_disabled"), (403, "permission_denied"),
-            (403, "consumer_uploads_disabled"), (404, "conversation_not_found"), (409, "conversation_closed"),
-            (409, "channel_not_supported")}
+OUTCOMES = {
+    OK,
+    (403, "feature_disabled"),
+    (403, "file_sharing_disabled"),
+    (403, "permission_denied"),
+    (403, "consumer_uploads_disabled"),
+    (404, "conversation_not_found"),
+    (409, "conversation_closed"),
+    (409, "channel_not_supported"),
+}
 
 
 def settings_for(cell) -> ev.AccountSettingsDocument:
@@ -33,8 +55,9 @@ def settings_for(cell) -> ev.AccountSettingsDocument:
     perms = {p: everything for p in ev.PROFILES}
     if cell.role in ev.PROFILES:
         perms[cell.role] = list(cell.permissions)
-    return ev.AccountSettingsDocument(feature_enabled=cell.feature_enabled,
-                                      file_sharing_enabled=cell.file_sharing_enabled, permissions=perms)
+    return ev.AccountSettingsDocument(
+        feature_enabled=cell.feature_enabled, file_sharing_enabled=cell.file_sharing_enabled, permissions=perms
+    )
 
 
 def conversation_for(state: str, channel: str) -> Conversation | None:
@@ -50,8 +73,15 @@ def policy_answer(cell) -> tuple[int, str | None]:
     source = "widget" if cell.source == "widget" else "local"
     via = "topic" if cell.source == "bot_topic" else "http"
     try:
-        check_sender(Principal("user-1", ACCOUNT, cell.role), ACCOUNT, settings_for(cell), source,
-                     conversation_for(cell.state, cell.channel), CHANNELS, via)
+        check_sender(
+            Principal("user-1", ACCOUNT, cell.role),
+            ACCOUNT,
+            settings_for(cell),
+            source,
+            conversation_for(cell.state, cell.channel),
+            CHANNELS,
+            via,
+        )
     except Refused as r:
         return r.status, r.code
     return OK
@@ -73,12 +103,20 @@ def consumer_conversation(state: str, channel: str) -> Conversation | None:
 
 
 def consumer_answer(cell) -> tuple[int, str | None]:
-    settings = ev.AccountSettingsDocument(feature_enabled=cell.feature_enabled,
-                                          file_sharing_enabled=cell.file_sharing_enabled,
-                                          consumer_uploads_enabled=cell.consumer_uploads_enabled)
+    settings = ev.AccountSettingsDocument(
+        feature_enabled=cell.feature_enabled,
+        file_sharing_enabled=cell.file_sharing_enabled,
+        consumer_uploads_enabled=cell.consumer_uploads_enabled,
+    )
     try:
-        check_sender(Principal("consumer-1", ACCOUNT, "consumer"), ACCOUNT, settings, cell.form_source or "local",
-                     consumer_conversation(cell.state, cell.channel), CHANNELS)
+        check_sender(
+            Principal("consumer-1", ACCOUNT, "consumer"),
+            ACCOUNT,
+            settings,
+            cell.form_source or "local",
+            consumer_conversation(cell.state, cell.channel),
+            CHANNELS,
+        )
     except Refused as r:
         return r.status, r.code
     return OK
@@ -87,8 +125,11 @@ def consumer_answer(cell) -> tuple[int, str | None]:
 def test_every_cell_of_the_consumer_matrix_gets_the_contracts_answer():
     cells = consumer_cells()
     assert len(cells) == 2 * 2 * 2 * 6 * 2 * 4
-    wrong = [(c.label(), consumer_answer(c), expected_for_consumer(c)) for c in cells
-             if consumer_answer(c) != expected_for_consumer(c)]
+    wrong = [
+        (c.label(), consumer_answer(c), expected_for_consumer(c))
+        for c in cells
+        if consumer_answer(c) != expected_for_consumer(c)
+    ]
     assert not wrong, f"{len(wrong)} cells differ, e.g. {wrong[:5]}"
     assert set(Counter(expected_for_consumer(c) for c in cells)) == OUTCOMES - {(403, "permission_denied")}
 
@@ -114,9 +155,12 @@ def test_a_consumer_token_is_refused_on_the_bots_topic_and_in_another_account():
 
 
 CONTENT_OF = {
-    "jpeg": lambda: corpus.to_jpeg(corpus.photo(16, 16)), "png": lambda: corpus.to_png(corpus.photo(16, 16)),
-    "gif": lambda: corpus.to_gif(corpus.photo(16, 16)), "heic": lambda: phone.heic(corpus.photo(16, 16)),
-    "webp": phone.webp_with_alpha, "svg": lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+    "jpeg": lambda: corpus.to_jpeg(corpus.photo(16, 16)),
+    "png": lambda: corpus.to_png(corpus.photo(16, 16)),
+    "gif": lambda: corpus.to_gif(corpus.photo(16, 16)),
+    "heic": lambda: phone.heic(corpus.photo(16, 16)),
+    "webp": phone.webp_with_alpha,
+    "svg": lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
     "bmp": lambda: b"BM" + bytes(60),
 }
 
@@ -132,8 +176,11 @@ def test_every_file_type_against_every_accepted_list_gets_the_contracts_answer()
         return OK
 
     cells = type_cells()
-    wrong = [(kind, accepted, answer(kind, accepted)) for kind, accepted in cells
-             if answer(kind, accepted) != expected_for_type(kind, accepted)]
+    wrong = [
+        (kind, accepted, answer(kind, accepted))
+        for kind, accepted in cells
+        if answer(kind, accepted) != expected_for_type(kind, accepted)
+    ]
     assert not wrong, wrong
     assert {expected_for_type(*c) for c in cells} == {OK, (415, "unsupported_type")}
 
@@ -144,8 +191,9 @@ def test_an_account_without_accepted_types_in_its_stored_settings_accepts_the_ph
 
 
 def caps(role, settings, state="open", channel="web", source=None, account=ACCOUNT):
-    return capabilities(Principal("u", account, role), ACCOUNT, settings, conversation_for(state, channel),
-                        CHANNELS, source)
+    return capabilities(
+        Principal("u", account, role), ACCOUNT, settings, conversation_for(state, channel), CHANNELS, source
+    )
 
 
 def test_capabilities_visible_with_permission_once_the_account_team_enabled_the_feature():
@@ -155,7 +203,10 @@ def test_capabilities_visible_with_permission_once_the_account_team_enabled_the_
     # The account setting off: icon shown (permission + feature) but not clickable.
     off = ev.AccountSettingsDocument(feature_enabled=True, permissions={"agent": ["send_files_local"]})
     assert (caps("agent", off).visible, caps("agent", off).enabled, caps("agent", off).reason) == (
-        True, False, "file_sharing_disabled")
+        True,
+        False,
+        "file_sharing_disabled",
+    )
     # Feature off by the account team: hidden whatever else.
     hidden = ev.AccountSettingsDocument(file_sharing_enabled=True, permissions={"agent": ["send_files_local"]})
     assert (caps("agent", hidden).visible, caps("agent", hidden).reason) == (False, "feature_disabled")
@@ -163,25 +214,37 @@ def test_capabilities_visible_with_permission_once_the_account_team_enabled_the_
     assert (caps("agent_manager", full).visible, caps("agent_manager", full).reason) == (False, "permission_denied")
     assert caps("consumer", full).visible is False
     # Greyed out for a closed conversation, an sms conversation, an unknown one.
-    for state, channel, reason in (("closed", "web", "conversation_closed"), ("open", "sms", "channel_not_supported"),
-                                   ("unknown", "web", "conversation_not_found"),
-                                   ("resumed", "web", None)):
+    for state, channel, reason in (
+        ("closed", "web", "conversation_closed"),
+        ("open", "sms", "channel_not_supported"),
+        ("unknown", "web", "conversation_not_found"),
+        ("resumed", "web", None),
+    ):
         c = caps("agent", full, state, channel)
         assert (c.visible, c.enabled, c.reason) == (True, reason is None, reason), (state, channel)
     # Asking for the widget source when only local is held.
     assert (caps("agent", full, source="widget").visible, caps("agent", full, source="widget").reason) == (
-        False, "permission_denied")
+        False,
+        "permission_denied",
+    )
     # A token of another account sees nothing.
     assert caps("agent", full, account=OTHER).visible is False
 
 
 def test_capabilities_for_the_conversations_consumer():
     def consumer_caps(state="open", channel="web", **settings):
-        document = ev.AccountSettingsDocument(**{"feature_enabled": True, "file_sharing_enabled": True,
-                                                 "consumer_uploads_enabled": True, **settings})
-        c = capabilities(Principal("consumer-1", ACCOUNT, "consumer"), ACCOUNT, document,
-                         consumer_conversation(state, channel), CHANNELS)
+        document = ev.AccountSettingsDocument(
+            **{"feature_enabled": True, "file_sharing_enabled": True, "consumer_uploads_enabled": True, **settings}
+        )
+        c = capabilities(
+            Principal("consumer-1", ACCOUNT, "consumer"),
+            ACCOUNT,
+            document,
+            consumer_conversation(state, channel),
+            CHANNELS,
+        )
         return c.visible, c.enabled, c.reason
+
     assert consumer_caps() == (True, True, None)
     assert consumer_caps(consumer_uploads_enabled=False) == (False, False, "consumer_uploads_disabled")
     assert consumer_caps(feature_enabled=False) == (False, False, "feature_disabled")
@@ -192,11 +255,23 @@ def test_capabilities_for_the_conversations_consumer():
     assert consumer_caps("other_consumer") == (True, False, "conversation_not_found")
 
 
-@pytest.mark.parametrize("caption,ok", [
-    (None, True), ("", True), ("a" * 2000, True), ("é" * 2000, True), ("line one\nline two\tend", True),
-    ("a" * 2001, False), ("bell\x07", False), ("nul\x00", False), ("esc\x1b[31m", False),
-    ("del\x7f", False), ("cr\r", False), ("evil\u202egnp.exe", False),
-])
+@pytest.mark.parametrize(
+    "caption,ok",
+    [
+        (None, True),
+        ("", True),
+        ("a" * 2000, True),
+        ("é" * 2000, True),
+        ("line one\nline two\tend", True),
+        ("a" * 2001, False),
+        ("bell\x07", False),
+        ("nul\x00", False),
+        ("esc\x1b[31m", False),
+        ("del\x7f", False),
+        ("cr\r", False),
+        ("evil\u202egnp.exe", False),
+    ],
+)
 def test_caption_rules(caption, ok):
     if ok:
         assert check_caption(caption, 2000) == (caption or None)
@@ -228,7 +303,9 @@ def test_bot_content_is_size_checked_before_decoding():
 
 def test_capabilities_offer_the_accounts_sendable_types_and_nothing_to_another_account():
     settings = ev.AccountSettingsDocument(accepted_types=["image/jpeg", "image/heic", "application/pdf"])
-    own, other = Principal(sub="a-1", account_id="acme", role="agent"), Principal(sub="a-1", account_id="rival",
-                                                                                   role="platform")
+    own, other = (
+        Principal(sub="a-1", account_id="acme", role="agent"),
+        Principal(sub="a-1", account_id="rival", role="platform"),
+    )
     assert sendable_types(own, "acme", settings) == ["image/jpeg", "image/heic"]  # documents are not sent yet
     assert sendable_types(other, "acme", settings) == []

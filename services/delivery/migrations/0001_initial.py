@@ -3,6 +3,7 @@
 Revision ID: 0001
 Revises:
 """
+
 from alembic import op
 
 from shared.adapters.migrations.tables import create_conversations_v1

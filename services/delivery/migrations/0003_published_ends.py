@@ -4,6 +4,7 @@ broker lost its log (services.delivery.republish).
 Revision ID: 0003
 Revises: 0002
 """
+
 from alembic import op
 
 revision = "0003"

@@ -5,6 +5,7 @@ the message was published before.
 Revision ID: 0004
 Revises: 0003
 """
+
 from alembic import op
 
 revision = "0004"

@@ -3,6 +3,7 @@
 Revision ID: 0001
 Revises:
 """
+
 from shared.adapters.migrations.tables import create_account_settings_v1
 
 revision = "0001"

@@ -4,6 +4,7 @@ forget requests.
 Revision ID: 0001
 Revises:
 """
+
 from alembic import op
 
 from shared.adapters.migrations.tables import create_account_settings_v1

@@ -4,6 +4,7 @@ back: account settings.
 Revision ID: 0002
 Revises: 0001
 """
+
 from shared.adapters.migrations.tables import add_event_at_v2
 
 revision = "0002"

@@ -4,6 +4,7 @@ keys as file ids, re-drive).
 Revision ID: 0001
 Revises:
 """
+
 from alembic import op
 
 from shared.adapters.migrations.tables import create_account_settings_v1, create_conversations_v1

@@ -1,5 +1,6 @@
 """Alembic environment shared by every service: the service's schema, its own version table, and
 an advisory lock so instances starting together migrate one after another."""
+
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 

@@ -2,6 +2,7 @@
 
 Frozen: a later change to one of these tables is a new migration in each service that has it,
 never an edit here (these functions are part of migration history)."""
+
 from alembic import op
 
 

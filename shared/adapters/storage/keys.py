@@ -3,6 +3,7 @@
 Layout: {account_id}/{consumer_id}/{conversation_id}/{file_id}/{variant},
 so one consumer's files share a prefix and can be deleted together.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -30,12 +31,12 @@ class ObjectKey:
     def __str__(self) -> str:
         return f"{self.account_id}/{self.consumer_id}/{self.conversation_id}/{self.file_id}/{self.variant}"
 
-    def with_variant(self, variant: str) -> "ObjectKey":
+    def with_variant(self, variant: str) -> ObjectKey:
         """The same file's other variant (original → sanitized → final)."""
         return replace(self, variant=variant)
 
     @classmethod
-    def parse(cls, key: str) -> "ObjectKey":
+    def parse(cls, key: str) -> ObjectKey:
         parts = key.split("/")
         if len(parts) != 5:
             raise ValueError(f"not a file object key: {key!r}")

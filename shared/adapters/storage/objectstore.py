@@ -6,6 +6,7 @@ Every HTTP request the client sends is counted (`fileshare_storage_requests_tota
 the HTTP layer so its own requests (a region lookup, a delete's version listing) count too; urllib3's
 retries of one request (a 5xx, a dropped connection) count once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -75,26 +76,36 @@ def _status_and_body(e: InvalidResponseError) -> tuple[int, str]:
 class S3ObjectStore:
     """One bucket of an S3-compatible server (MinIO in production, rclone serve s3 embedded)."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False,
-                 requests=None):
+    def __init__(
+        self, endpoint: str, access_key: str, secret_key: str, bucket: str, secure: bool = False, requests=None
+    ):
         """requests: a Counter labelled (bucket, op), or None."""
         self.bucket, self.endpoint = bucket, endpoint
         count = (lambda op: requests.labels(bucket, op).inc()) if requests is not None else (lambda op: None)
         http = _CountingPool(
-            count, timeout=urllib3.Timeout(connect=3, read=30), maxsize=16,
-            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]))
-        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
-                             http_client=http)
+            count,
+            timeout=urllib3.Timeout(connect=3, read=30),
+            maxsize=16,
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
 
     @classmethod
-    def from_settings(cls, settings: Settings, bucket: str | None = None, requests=None) -> "S3ObjectStore":
-        return cls(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
-                   bucket or settings.s3_bucket, settings.s3_secure, requests)
+    def from_settings(cls, settings: Settings, bucket: str | None = None, requests=None) -> S3ObjectStore:
+        return cls(
+            settings.s3_endpoint,
+            settings.s3_access_key,
+            settings.s3_secret_key,
+            bucket or settings.s3_bucket,
+            settings.s3_secure,
+            requests,
+        )
 
     async def _call(self, op: str, fn, *args, **kwargs):
         def labelled():
             _op.set(op)  # to_thread runs this in a copy of the context: nothing leaks to the caller
             return fn(*args, **kwargs)
+
         try:
             return await asyncio.to_thread(labelled)
         except S3Error as e:
@@ -126,8 +137,16 @@ class S3ObjectStore:
         # A single PUT is atomic on S3: readers see the old object or the whole new one. The part size is
         # the blob's own, so the client never turns a 5 MB photo (over its 5 MiB part) into a multipart
         # upload: not atomic, and parts sent from the client's own threads would escape the count.
-        await self._call("put", self._client.put_object, self.bucket, key, io.BytesIO(data), len(data),
-                         content_type="application/octet-stream", part_size=max(len(data), MIN_PART_SIZE))
+        await self._call(
+            "put",
+            self._client.put_object,
+            self.bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type="application/octet-stream",
+            part_size=max(len(data), MIN_PART_SIZE),
+        )
 
     async def get(self, key: str) -> bytes:
         return await self._read("get", key)
@@ -145,6 +164,7 @@ class S3ObjectStore:
             finally:
                 resp.close()
                 resp.release_conn()
+
         try:
             return await self._call(op, read)
         except FileNotFoundError:
@@ -159,6 +179,7 @@ class S3ObjectStore:
 
     async def delete(self, key: str) -> None:
         """Delete the object and, on versioned buckets (MinIO), every version of it."""
+
         def remove_all_versions():
             try:
                 self._client.remove_object(self.bucket, key)
@@ -166,33 +187,46 @@ class S3ObjectStore:
                 if not (getattr(e, "code", None) in _NOT_FOUND or getattr(e, "_code", None) == 404):
                     raise  # deleting what is already gone is fine
             try:
-                versions = [o for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
-                            if o.object_name == key and o.version_id not in (None, "null")]
+                versions = [
+                    o
+                    for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
+                    if o.object_name == key and o.version_id not in (None, "null")
+                ]
             except (S3Error, InvalidResponseError):
                 versions = []  # servers without versioning support (rclone answers 501)
             for o in versions:
                 self._client.remove_object(self.bucket, key, version_id=o.version_id)
+
         await self._call("delete", remove_all_versions)
 
     async def delete_older_versions(self, key: str) -> None:
         """On a versioned bucket (MinIO), every version of the object but the latest: what an overwrite
         must not leave behind (a consumer key under a retired master key). A no-op elsewhere."""
+
         def remove_noncurrent():
             try:
-                versions = [o for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
-                            if o.object_name == key and o.version_id not in (None, "null")
-                            and str(o.is_latest).lower() != "true"]
+                versions = [
+                    o
+                    for o in self._client.list_objects(self.bucket, prefix=key, include_version=True)
+                    if o.object_name == key
+                    and o.version_id not in (None, "null")
+                    and str(o.is_latest).lower() != "true"
+                ]
             except (S3Error, InvalidResponseError):
                 return  # servers without versioning support (rclone answers 501)
             for o in versions:
                 self._client.remove_object(self.bucket, key, version_id=o.version_id)
+
         await self._call("delete", remove_noncurrent)
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         def collect():
-            return [ObjectInfo(o.object_name, o.size or 0, o.last_modified)
-                    for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
-                    if not o.is_dir]
+            return [
+                ObjectInfo(o.object_name, o.size or 0, o.last_modified)
+                for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)
+                if not o.is_dir
+            ]
+
         return await self._call("list", collect)
 
     async def set_expiry_days(self, days: int, rule_id: str = "fileshare-retention-safety-net") -> bool:
@@ -201,9 +235,18 @@ class S3ObjectStore:
         Returns False when the server has no lifecycle support (rclone serve s3): a no-op there."""
         from minio.commonconfig import ENABLED, Filter
         from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
-        config = LifecycleConfig([Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id=rule_id,
-                                       expiration=Expiration(days=days),
-                                       noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1))])
+
+        config = LifecycleConfig(
+            [
+                Rule(
+                    ENABLED,
+                    rule_filter=Filter(prefix=""),
+                    rule_id=rule_id,
+                    expiration=Expiration(days=days),
+                    noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1),
+                )
+            ]
+        )
         try:
             await self._call("lifecycle", self._client.set_bucket_lifecycle, self.bucket, config)
             return True
