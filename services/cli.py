@@ -25,6 +25,7 @@ import sys
 import uuid
 from datetime import UTC
 from pathlib import Path
+from typing import Any, cast
 
 from shared.contract.auth import mint_token
 from shared.contract.events import ROLES
@@ -187,7 +188,7 @@ def cmd_conversation(args) -> int:
     from shared.contract.topics import CONVERSATION_EVENTS
 
     event = ConversationEvent(
-        event_type=f"conversation.{args.state}",
+        event_type=cast(Any, f"conversation.{args.state}"),  # argparse choices keep it to the Literal
         account_id=args.account,
         conversation_id=args.conversation,
         consumer_id=args.consumer,

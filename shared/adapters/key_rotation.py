@@ -195,7 +195,7 @@ async def rotate(
     """Re-wrap every consumer key not under the current master key; `report` gets a line per batch.
     Rounds over the key bucket until one finds no key it had not seen (keys created meanwhile).
     Stops between batches after max_batches or once `stop` is set (progress.stopped_early)."""
-    progress, seen = Progress(), set()
+    progress, seen = Progress(), set[str]()
     while True:
         fresh = sorted(set(await keys.names()) - seen)
         if not fresh:
@@ -212,7 +212,7 @@ async def rotate(
 
 async def key_status(keys: ConsumerKeyStore) -> dict:
     """How many consumer keys each master key id wraps, and how many are under another than the current."""
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for batch in batches(await keys.names(), 10 * DEFAULT_BATCH_SIZE):  # a bounded number of reads at once
         counts += census((await read_records(keys, batch)).values())
     current = keys.current_master_key_id

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -239,7 +239,9 @@ class _AccountSettingsFields(BaseModel):
     max_image_dimension: int = Field(default=800, ge=100, le=4096)
     retention: str = "P13M"
     # Version 3; a stored document without it means the photo types of versions 1 and 2.
-    accepted_types: list[AcceptedType] = Field(default_factory=lambda: list(PHOTO_TYPES))
+    accepted_types: list[AcceptedType] = Field(
+        default_factory=lambda: list(cast(tuple[AcceptedType, ...], PHOTO_TYPES))
+    )
     # Version 3: the conversation's consumer may send files too (off unless the account turns it on).
     consumer_uploads_enabled: bool = False
 

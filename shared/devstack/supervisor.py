@@ -169,7 +169,7 @@ class Supervisor:
             "%s has not answered its liveness check for %.0fs (limit %.0fs); killing it",
             name,
             quiet,
-            self.liveness.limit,
+            self.liveness.limit if self.liveness else 0.0,
         )
         self.reap(name)
         proc = self.procs.get(name)

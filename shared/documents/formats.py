@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import TYPE_CHECKING, cast
 
 from .errors import DocumentRejected, wrapped_errors
 from .xml import parse_defused
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -81,7 +85,7 @@ def declared_main_types(archive: zipfile.ZipFile) -> set[str]:
     if info.file_size > MAX_CONTENT_TYPES_BYTES:
         raise DocumentRejected("file_too_complex", f"{CONTENT_TYPES_PART} declares {info.file_size} bytes")
     with wrapped_errors("corrupt_file", f"cannot read {CONTENT_TYPES_PART}"):
-        root = parse_defused(archive.read(info), what=CONTENT_TYPES_PART)
+        root = cast("Element", parse_defused(archive.read(info), what=CONTENT_TYPES_PART))  # keep=True: never None
     wanted = MAIN_PART_TYPES.keys() | MACRO_MAIN_PART_TYPES
     return {
         element.get("ContentType", "")

@@ -4,6 +4,7 @@ and what each reports as `pages`."""
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING, cast
 
 import docx
 import openpyxl
@@ -13,6 +14,9 @@ from .errors import wrapped_errors
 from .formats import DOCX, PPTX, XLSX
 from .ooxml_policy import EXTENDED_PROPERTIES_NS
 from .xml import parse_defused
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 _READERS = {DOCX: "python-docx", XLSX: "openpyxl", PPTX: "python-pptx"}
 
@@ -37,7 +41,7 @@ def stated_pages(app_properties: bytes | None) -> int | None:
     """A word processor's page count as docProps/app.xml states it (its last layout), if it does."""
     if app_properties is None:
         return None
-    root = parse_defused(app_properties, "docProps/app.xml")
+    root = cast("Element", parse_defused(app_properties, "docProps/app.xml"))  # keep=True: never None
     element = root.find(f"{{{EXTENDED_PROPERTIES_NS}}}Pages")
     try:
         pages = int((element.text or "").strip()) if element is not None else None

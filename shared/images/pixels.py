@@ -63,8 +63,12 @@ def to_srgb(image: Image.Image) -> Image.Image:
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         output_mode = "RGBA" if image.mode == "RGBA" else "RGB"
-        return ImageCms.profileToProfile(
-            image, source, _srgb_profile(), renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode=output_mode
+        # Without inPlace it returns the new image, never None.
+        return cast(
+            Image.Image,
+            ImageCms.profileToProfile(
+                image, source, _srgb_profile(), renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode=output_mode
+            ),
         )
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return image

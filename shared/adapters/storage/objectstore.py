@@ -15,7 +15,7 @@ import io
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import urllib3
 from minio import Minio
@@ -61,7 +61,8 @@ class _CountingPool(urllib3.PoolManager):
         super().__init__(**kwargs)
         self._count = count
 
-    def urlopen(self, method, url, redirect=True, **kw):
+    # PoolManager.urlopen itself narrows RequestMethods.urlopen; this keeps its signature.
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:  # type: ignore[override]
         self._count(_op.get())
         return super().urlopen(method, url, redirect, **kw)
 
