@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 from contextlib import contextmanager
+from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 
@@ -17,6 +18,8 @@ from shared.contract import events as ev
 from shared.contract.topics import FILE_REJECTED
 from shared.runtime.logs import file_ctx
 from shared.runtime.tracing import describe
+
+_E = TypeVar("_E", bound=ev.FileEvent)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +169,7 @@ def poison_to_rejection(stage: str):
     return on_poison
 
 
-def parse_file_event(record: ConsumerRecord, model: type[ev.FileEvent]) -> ev.FileEvent:
+def parse_file_event(record: ConsumerRecord, model: type[_E]) -> _E:
     event = model.model_validate_json(record.value)
     describe(event)  # the stage's span names the file
     return event

@@ -24,7 +24,7 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.contract.rejections import Rejected
 
@@ -69,8 +69,16 @@ def _worker_main(conn: Connection, memory_bytes: int | None) -> None:
             conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
+# The contexts get_context(start_method) can return here, each with a Process class.
+_ProcessContext = (
+    multiprocessing.context.SpawnContext
+    | multiprocessing.context.ForkServerContext
+    | multiprocessing.context.ForkContext
+)
+
+
 class _Worker:
-    def __init__(self, context: multiprocessing.context.BaseContext, memory_bytes: int | None) -> None:
+    def __init__(self, context: _ProcessContext, memory_bytes: int | None) -> None:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
             target=_worker_main, args=(child_conn, memory_bytes), name="image-worker", daemon=True
@@ -128,7 +136,7 @@ class ImageWorkerPool:
         self.size = workers or len(os.sched_getaffinity(0)) or 1  # the CPUs this process may use (containers)
         self.timeout_seconds = timeout_seconds
         self.memory_bytes = memory_bytes
-        self._context = multiprocessing.get_context(start_method)
+        self._context = cast(_ProcessContext, multiprocessing.get_context(start_method))
         if start_method == "forkserver":
             self._context.set_forkserver_preload(_PRELOAD)
         self._idle: asyncio.Queue[_Worker] | None = None

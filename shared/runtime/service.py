@@ -30,7 +30,7 @@ from shared.settings import ConfigurationError, Settings, get_settings
 log = logging.getLogger(__name__)
 
 Job = Callable[[asyncio.Event], Awaitable[None]]
-Hook = Callable[[], Awaitable[None]]
+Hook = Callable[[], Awaitable[object]]  # the result is ignored (pool.start returns the pool)
 
 
 @dataclass
