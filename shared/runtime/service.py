@@ -12,8 +12,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
@@ -29,7 +30,7 @@ from shared.settings import ConfigurationError, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[asyncio.Event], Awaitable[None]]
+Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # create_task wants a coroutine
 Hook = Callable[[], Awaitable[object]]  # the result is ignored (pool.start returns the pool)
 
 
@@ -82,13 +83,13 @@ class Service:
                     uvicorn.Config(
                         self.http,
                         host=self.settings.bind_host,
-                        port=self.http_port,
+                        port=cast(int, self.http_port),  # set by every service that has self.http
                         log_level="warning",
                         lifespan="off",
                         log_config=None,
                     )
                 )
-                http_server.install_signal_handlers = lambda: None  # the service owns SIGTERM
+                http_server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the service owns SIGTERM
                 self.tasks.append(asyncio.create_task(http_server.serve(), name=f"{self.name}-http"))
             self.started = True
             log.info("%s ready", self.name)
