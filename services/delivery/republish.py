@@ -75,7 +75,8 @@ async def message_ids_in(consumer: AIOKafkaConsumer, ends: dict[int, int], timeo
     await consumer.seek_to_beginning(*tps)
     found: set[str] = set()
     deadline = time.monotonic() + timeout
-    while any(await consumer.position(tp) < ends[tp.partition] for tp in tps):
+    # A list, not a generator: `await` in a generator expression makes an async generator, which any() cannot take.
+    while any([await consumer.position(tp) < ends[tp.partition] for tp in tps]):
         if time.monotonic() > deadline:
             raise TimeoutError("could not read the new log of message.published")
         for records in (await consumer.getmany(*tps, timeout_ms=200)).values():
