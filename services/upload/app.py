@@ -3,6 +3,8 @@ projections of the topics it follows into its schema, and recovery (re-drive, se
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import FastAPI
 
 from services.upload import bots
@@ -76,8 +78,9 @@ def build_api(deps: UploadDeps, ready) -> FastAPI:
     )
     install_error_handlers(app)
     install_upload_body_limits(app, deps.settings)
-    count_responses(app, deps.metrics.http_responses)
-    add_health_routes(app, ready, deps.metrics.registry)
+    metrics = cast(UploadMetrics, deps.metrics)  # the API is only built with metrics (None only in handler tests)
+    count_responses(app, metrics.http_responses)
+    add_health_routes(app, ready, metrics.registry)
     mount_agent_pages(app, deps.settings)
     add_file_routes(app, deps)
     add_account_routes(app, deps)
