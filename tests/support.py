@@ -140,18 +140,7 @@ class Client:
     def conversation(
         self, account: str, conversation: str, consumer: str, kind: str = "conversation.opened", channel: str = "web"
     ) -> None:
-        self.publish(
-            CONVERSATION_EVENTS,
-            conversation,
-            ConversationEvent(
-                event_type=kind,
-                account_id=account,
-                conversation_id=conversation,
-                consumer_id=consumer,
-                channel=channel,
-                authenticated=True,
-            ),
-        )
+        self.publish(*conversation_record(account, conversation, consumer, kind, channel))
 
     def forget(self, account: str, consumer: str, request_id: str | None = None) -> str:
         """The GDPR system asks to forget a consumer; returns the request id."""
@@ -358,3 +347,19 @@ class FollowerThread(threading.Thread):
                         return
 
         asyncio.run(follow())
+
+
+def conversation_record(account: str, conversation: str, consumer: str, kind: str, channel: str = "web"):
+    """(topic, key, event) of a conversation event as the messaging platform sends it."""
+    return (
+        CONVERSATION_EVENTS,
+        conversation,
+        ConversationEvent(
+            event_type=kind,
+            account_id=account,
+            conversation_id=conversation,
+            consumer_id=consumer,
+            channel=channel,
+            authenticated=True,
+        ),
+    )

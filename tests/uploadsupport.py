@@ -9,8 +9,8 @@ import io
 from aiokafka import AIOKafkaProducer
 from PIL import Image
 
-from shared.contract.events import ConversationEvent, FileShareRequested
-from shared.contract.topics import CONVERSATION_EVENTS, FILE_REJECTED, FILE_UPLOADED
+from shared.contract.events import FileShareRequested
+from shared.contract.topics import FILE_REJECTED, FILE_UPLOADED
 from tests.support import Client, unique, wait_until
 
 
@@ -36,21 +36,6 @@ def publish_many(client: Client, records: list[tuple[str, str, object]]) -> None
             await p.stop()
 
     asyncio.run(send())
-
-
-def conversation_record(account: str, conversation: str, consumer: str, kind: str, channel: str = "web"):
-    return (
-        CONVERSATION_EVENTS,
-        conversation,
-        ConversationEvent(
-            event_type=kind,
-            account_id=account,
-            conversation_id=conversation,
-            consumer_id=consumer,
-            channel=channel,
-            authenticated=True,
-        ),
-    )
 
 
 def share_request(

@@ -19,9 +19,9 @@ from tests.integration.test_privacy import RECEIPTS, rows_mentioning
 from tests.integration.test_retention import small_photo, stored_objects_of
 from tests.integration.test_upload_matrix import EVENTS, KNOWN_REASON, gather_limited
 from tests.integration.test_walking_skeleton import camera_photo
-from tests.support import unique, wait_until
+from tests.support import conversation_record, unique, wait_until
 from tests.upload_matrix import CHANNELS, consumer_cells, expected_for_consumer
-from tests.uploadsupport import conversation_record, png_bytes, publish_many
+from tests.uploadsupport import png_bytes, publish_many
 
 
 def consumer_account(client, **overrides) -> str:

@@ -15,9 +15,9 @@ import asyncio
 import httpx
 
 from shared.contract.topics import FILE_SHARE_REQUESTED
-from tests.support import unique, wait_until
+from tests.support import conversation_record, unique, wait_until
 from tests.upload_matrix import CHANNELS, STATES, all_cells, expected
-from tests.uploadsupport import bot_outcomes, conversation_record, outcome_of, png_bytes, publish_many, share_request
+from tests.uploadsupport import bot_outcomes, outcome_of, png_bytes, publish_many, share_request
 
 ALL = ["send_files_local", "send_files_widget"]
 # Capability reason of a conversation once its events are known, with every gate open.

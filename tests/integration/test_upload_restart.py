@@ -4,8 +4,8 @@ Idempotency-Key published before (the topics are its only store of truth)."""
 from __future__ import annotations
 
 from shared.contract.topics import FILE_SHARE_REQUESTED, FILE_UPLOADED
-from tests.support import unique
-from tests.uploadsupport import bot_outcomes, conversation_record, png_bytes, publish_many, share_request
+from tests.support import conversation_record, unique
+from tests.uploadsupport import bot_outcomes, png_bytes, publish_many, share_request
 
 
 def code(r):
