@@ -131,3 +131,18 @@ def launcher_metrics(env: dict[str, str]) -> dict[str, float]:
     port = int(env["FS_METRICS_PORT_BASE"]) + LAUNCHER_METRICS_PORT_OFFSET
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def send_malware(env: dict[str, str]) -> None:
+    """An EICAR photo into a new conversation of the running stack: rejected malware_detected."""
+    from tests import imagecorpus as corpus
+    from tests.support import unique
+
+    client = client_of(env)
+    account, conversation = unique("acct"), unique("conv")
+    client.enable_account(account)
+    client.open_conversation(account, conversation, unique("consumer"))
+    answer = client.upload(account, conversation, corpus.jpeg_with_eicar("trailer"))
+    assert answer.status_code == 202, answer.text
+    status = client.wait_status(answer.json()["file_id"], account, timeout=90)
+    assert (status["status"], status["reason"]) == ("rejected", "malware_detected")

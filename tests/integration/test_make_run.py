@@ -13,7 +13,7 @@ import psutil
 
 from shared.settings import METRICS_PORT_OFFSETS
 from tests import imagecorpus as corpus
-from tests.launcher import all_ready, client_of, component, launched, restarted, run_env, wait_all_ready
+from tests.launcher import all_ready, client_of, component, launched, restarted, run_env, send_malware, wait_all_ready
 from tests.support import sample, scrape, unique, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,14 +69,7 @@ def test_run_without_signatures_still_scans_with_the_test_signature_and_says_so_
         assert "trying freshclam once" in text and "malware scanner ready: clamd" in text
         assert text.count("official ClamAV signatures are missing") == 1
         assert "MALWARE SCANNING IS DISABLED" not in text
-        client = client_of(env)
-        account, conversation = unique("acct"), unique("conv")
-        client.enable_account(account)
-        client.open_conversation(account, conversation, unique("consumer"))
-        answer = client.upload(account, conversation, corpus.jpeg_with_eicar("trailer"))
-        assert answer.status_code == 202, answer.text
-        status = client.wait_status(answer.json()["file_id"], account, timeout=90)
-        assert (status["status"], status["reason"]) == ("rejected", "malware_detected")
+        send_malware(env)
         assert sample(scrape(env, "sanitizer"), "fileshare_scanner_enabled") == 1.0
         assert stop_and_check_no_orphans(proc, log_path, lambda: proc.send_signal(signal.SIGTERM)) == 0
 

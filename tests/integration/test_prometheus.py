@@ -16,7 +16,7 @@ import yaml
 from shared.devstack.embedded import free_port, free_port_block
 from shared.settings import METRICS_PORT_OFFSETS
 from tests import imagecorpus as corpus
-from tests.launcher import client_of, launched, run_env, wait_all_ready
+from tests.launcher import client_of, launched, run_env, send_malware, wait_all_ready
 from tests.metric_names import LAUNCHER_METRIC, exported_names
 from tests.support import unique, wait_until
 
@@ -163,17 +163,6 @@ def firing(url: str) -> dict[str, dict]:
         for a in api(url, "alerts")["data"]["alerts"]
         if a["state"] == "firing"
     }
-
-
-def send_malware(env: dict[str, str]) -> None:
-    client = client_of(env)
-    account, conversation = unique("acct"), unique("conv")
-    client.enable_account(account)
-    client.open_conversation(account, conversation, unique("consumer"))
-    answer = client.upload(account, conversation, corpus.jpeg_with_eicar("trailer"))
-    assert answer.status_code == 202, answer.text
-    status = client.wait_status(answer.json()["file_id"], account, timeout=90)
-    assert (status["status"], status["reason"]) == ("rejected", "malware_detected")
 
 
 def check_series(url: str, jobs: set[str]) -> None:
