@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter, Setter
@@ -135,19 +136,8 @@ def consuming(record, name: str | None, group: str | None = None) -> Iterator[Sp
     }
     if group:
         attributes["messaging.consumer.group.name"] = group
-    with tracer.start_as_current_span(
-        name,
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            fail(span, exc)
-            raise
+    with quiet_span(name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes) as span:
+        yield span
 
 
 def fail(span: Span | None, exc: BaseException) -> None:
@@ -205,12 +195,17 @@ def now_ns() -> int:
 
 
 @contextmanager
-def step_span(name: str) -> Iterator[Span]:
-    """A step inside a stage (scan, disarm). Like every span here, a failure keeps only the
-    exception's type: a rejection's detail may quote the file (a name inside a document)."""
-    with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as span:
+def quiet_span(name: str, **options: Any) -> Iterator[Span]:
+    """A span whose failure keeps only the exception's type (`fail`), never its message or trace:
+    a rejection's detail may quote the file (a name inside a document)."""
+    with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False, **options) as span:
         try:
             yield span
         except BaseException as exc:
             fail(span, exc)
             raise
+
+
+def step_span(name: str):
+    """A step inside a stage (scan, disarm), as a quiet span."""
+    return quiet_span(name)
